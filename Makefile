@@ -1,0 +1,33 @@
+# fedrec: two set-up commands, `make run` and `make test` (see README).
+SHELL := /bin/bash
+VENV := .venv
+# First Python 3.11 or 3.10 on PATH (override: make PYTHON=/path/to/python3.11)
+PYTHON ?= $(shell for p in python3.11 python3.10 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 11) else 1)' 2>/dev/null && { echo $$p; break; }; done)
+STAMP := $(VENV)/.installed
+RUN_OUT ?= runs/main
+
+.PHONY: run test test-fast venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "fedrec needs Python 3.10 or 3.11 and found none on PATH (install one, or run: make PYTHON=/path/to/python3.11)" >&2; exit 1; fi
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+# The main job: centralized baselines on MovieLens-100k, results table + results.json.
+run: $(STAMP)
+	$(VENV)/bin/fedrec data fetch movielens-100k
+	$(VENV)/bin/fedrec baseline --dataset movielens-100k --model all --seed 0 --out $(RUN_OUT)/baselines.json
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not network"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The fedrec client: SDK and Flower ClientApp (private user embedding stays here)."""

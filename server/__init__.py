@@ -1,0 +1,1 @@
+"""The fedrec server: Flower ServerApp, strategies, checkpoints and run records."""

@@ -1,0 +1,128 @@
+"""Privacy accounting: the DpEvents fedrec's mechanisms emit, and ε from them.
+
+The spine of fedrec's privacy story follows dp-accounting's design: a ``DpEvent``
+describes *what a mechanism did* (noise, sampling, composition), apart from any code that
+accounts for it. Training code emits the event of what it ran; ledgers compose events;
+run manifests store them as JSON (via ``DpEvent.to_named_tuple``); audits recompute ε
+from the stored event with a fresh accountant. Nothing here re-implements accounting:
+every ε comes from dp-accounting's RDP or PLD accountant.
+
+Units: ε is the privacy-loss bound (natural log), δ the failure probability; both refer
+to the neighbouring relation stored next to the event (``add_or_remove_one`` for
+Poisson sampling, ``replace_one`` for fixed-size sampling without replacement).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dp_accounting
+from dp_accounting import dp_event as dpe
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.rdp import rdp_privacy_accountant
+
+NeighborRel = dp_accounting.NeighboringRelation
+ACCOUNTANTS = ("rdp", "pld")
+#: RDP orders: dense near 1 for small ε, sparse up to 512 for large noise.
+RDP_ORDERS = ([1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64))
+              + [128, 256, 512])
+RELATIONS = {"add_or_remove_one": NeighborRel.ADD_OR_REMOVE_ONE,
+             "replace_one": NeighborRel.REPLACE_ONE}
+
+
+def dpsgd_event(noise_multiplier: float, sampling_rate: float, steps: int) -> dpe.DpEvent:
+    """DP-SGD with Poisson subsampling: ``steps`` x Poisson(q) o Gaussian(σ).
+
+    Args:
+        noise_multiplier: σ, noise standard deviation divided by the clipping norm.
+        sampling_rate: q, probability that one example joins a step's batch.
+        steps: number of noisy gradient steps.
+    """
+    _check_mechanism(noise_multiplier, sampling_rate, steps)
+    step = dpe.PoissonSampledDpEvent(sampling_rate, dpe.GaussianDpEvent(noise_multiplier))
+    return dpe.SelfComposedDpEvent(step, steps)
+
+
+def _check_mechanism(noise_multiplier: float, rate: float, steps: int) -> None:
+    if noise_multiplier < 0 or not math.isfinite(noise_multiplier):
+        raise ValueError(f"noise multiplier must be a finite number >= 0, got {noise_multiplier}")
+    if not 0 < rate <= 1:
+        raise ValueError(f"sampling rate must be in (0, 1], got {rate}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+
+
+def make_accountant(kind: str, relation: str):
+    """A fresh dp-accounting accountant (``rdp`` or ``pld``) for a neighbouring relation."""
+    if relation not in RELATIONS:
+        raise ValueError(f"unknown neighbouring relation {relation!r}; use one of {sorted(RELATIONS)}")
+    if kind == "rdp":
+        return rdp_privacy_accountant.RdpAccountant(RDP_ORDERS, RELATIONS[relation])
+    if kind == "pld":
+        return pld_privacy_accountant.PLDAccountant(RELATIONS[relation])
+    raise ValueError(f"unknown accountant {kind!r}; use one of {ACCOUNTANTS}")
+
+
+def epsilon(event: dpe.DpEvent, delta: float, accountant: str = "rdp",
+            relation: str = "add_or_remove_one") -> float:
+    """ε of ``event`` at ``δ = delta`` with a fresh accountant (``inf`` if not private)."""
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    acc = make_accountant(accountant, relation)
+    acc.compose(event)
+    return float(acc.get_epsilon(delta))
+
+
+def calibrate_noise(target_epsilon: float, delta: float,
+                    make_event: Callable[[float], dpe.DpEvent],
+                    accountant: str = "rdp", relation: str = "add_or_remove_one") -> float:
+    """Smallest noise multiplier σ whose event meets ``target_epsilon`` at ``delta``.
+
+    Uses ``dp_accounting.calibrate_dp_mechanism`` (Brent search over σ).
+    """
+    if target_epsilon <= 0:
+        raise ValueError(f"target epsilon must be > 0, got {target_epsilon}")
+    sigma = dp_accounting.calibrate_dp_mechanism(
+        lambda: make_accountant(accountant, relation), make_event, target_epsilon, delta,
+        bracket_interval=dp_accounting.LowerEndpointAndGuess(0.05, 1.0), tol=1e-4)
+    return float(sigma)
+
+
+# ----- serialisation: DpEvent <-> JSON-able dict (manifests store these) -----
+
+def event_to_dict(event: dpe.DpEvent) -> dict[str, Any]:
+    """``event.to_named_tuple()`` as nested plain dicts (JSON-serialisable)."""
+    return _tuple_to_dict(event.to_named_tuple())
+
+
+def _tuple_to_dict(value: Any) -> Any:
+    if hasattr(value, "_fields") and hasattr(value, "class_name"):
+        return {f: _tuple_to_dict(getattr(value, f)) for f in value._fields}
+    if isinstance(value, (list, tuple)):
+        return [_tuple_to_dict(v) for v in value]
+    return value
+
+
+def event_from_dict(data: Mapping[str, Any]) -> dpe.DpEvent:
+    """Inverse of :func:`event_to_dict` (through ``DpEvent.from_named_tuple``).
+
+    Only classes of the ``dp_accounting`` package are accepted, so a manifest cannot
+    make the auditor import arbitrary code.
+    """
+    return dpe.DpEvent.from_named_tuple(_dict_to_tuple(data))
+
+
+def _dict_to_tuple(value: Any) -> Any:
+    if isinstance(value, Mapping) and "class_name" in value:
+        module = str(value.get("module_name", ""))
+        if not module.startswith("dp_accounting."):
+            raise ValueError(f"refusing DpEvent from module {module!r}")
+        fields = list(value.keys())
+        cls = collections.namedtuple("_Event_" + str(value["class_name"]), fields)
+        return cls(**{k: _dict_to_tuple(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_dict_to_tuple(v) for v in value]
+    return value

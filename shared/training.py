@@ -1,0 +1,110 @@
+"""Training examples and batching for the hybrid model (used centrally and on clients).
+
+One training *row* is one positive interaction with ``negatives`` sampled negatives:
+``item`` (1 + negatives,), ``label`` ``[1, 0, ..., 0]`` and the positive's event weight.
+Rows are the unit that DP-SGD clips, so "example-level" privacy in fedrec protects one
+interaction (with the negatives drawn for it).
+
+Two samplers:
+
+- ``shuffle``: each epoch is a random permutation cut into fixed-size batches (non-DP);
+- ``poisson``: each step takes every row independently with probability ``q`` (variable
+  batch size), ``round(1/q)`` steps per epoch. This is the sampling that
+  ``PoissonSampledDpEvent`` accounts for, so DP training must use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from shared.interactions import sample_training_negatives
+
+
+@dataclass
+class TrainingRows:
+    """Arrays of training rows (see module docstring)."""
+
+    user: np.ndarray    # (R,) int32
+    item: np.ndarray    # (R, 1 + negatives) int32
+    label: np.ndarray   # (R, 1 + negatives) float32
+    weight: np.ndarray  # (R,) float32
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+def make_rows(users: np.ndarray, items: np.ndarray, weights: np.ndarray,
+              train: sp.csr_matrix, negatives: int, rng: np.random.Generator,
+              use_weights: bool = True) -> TrainingRows:
+    """Fresh negatives for every positive (call once per epoch).
+
+    Args:
+        users, items, weights: training positives (row arrays).
+        train: (U, N) binary matrix of training positives; negatives never hit it.
+        negatives: sampled negatives per positive (NCF uses 4).
+        rng: seeded generator (negatives differ per epoch, reproducibly).
+        use_weights: weight rows by event strength (purchase > cart > view); off gives
+            every interaction weight 1.
+    """
+    neg = sample_training_negatives(train, users, negatives, rng)
+    item = np.concatenate([items[:, None], neg], axis=1).astype(np.int32)
+    label = np.zeros(item.shape, np.float32)
+    label[:, 0] = 1.0
+    weight = weights.astype(np.float32) if use_weights else np.ones(len(users), np.float32)
+    return TrainingRows(users.astype(np.int32), item, label, weight)
+
+
+def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch as a permutation cut into batches of ``batch_size`` (last may be short)."""
+    perm = rng.permutation(n_rows)
+    return [perm[s:s + batch_size] for s in range(0, n_rows, batch_size)]
+
+
+def poisson_batches(n_rows: int, rate: float, steps: int,
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """``steps`` Poisson-subsampled batches: every row joins each batch with prob ``rate``.
+
+    Empty batches are kept (they are part of the mechanism that is accounted for); the
+    trainer skips the gradient step but the noise-only step would carry no data anyway.
+    """
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"sampling rate must be in (0, 1], got {rate}")
+    return [np.flatnonzero(rng.random(n_rows) < rate) for _ in range(steps)]
+
+
+def batch_arrays(rows: TrainingRows, index: np.ndarray, item_features: np.ndarray
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Model inputs, labels and sample weights for the rows in ``index``."""
+    item = rows.item[index]
+    x = {"user": rows.user[index], "item": item, "item_features": item_features[item]}
+    return x, rows.label[index], rows.weight[index]
+
+
+def iterate(rows: TrainingRows, batches: list[np.ndarray], item_features: np.ndarray
+            ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """Yield ``batch_arrays`` for each non-empty batch."""
+    for index in batches:
+        if len(index):
+            yield batch_arrays(rows, index, item_features)
+
+
+def keras_dataset(rows: TrainingRows, batches: list[np.ndarray], item_features: np.ndarray):
+    """A ``tf.data.Dataset`` over ``batches`` with a fixed signature (no retracing)."""
+    import tensorflow as tf
+
+    n_items_per_row = rows.item.shape[1]
+    n_features = item_features.shape[1]
+    signature = (
+        {"user": tf.TensorSpec([None], tf.int32),
+         "item": tf.TensorSpec([None, n_items_per_row], tf.int32),
+         "item_features": tf.TensorSpec([None, n_items_per_row, n_features], tf.float32)},
+        tf.TensorSpec([None, n_items_per_row], tf.float32),
+        tf.TensorSpec([None], tf.float32),
+    )
+    return tf.data.Dataset.from_generator(
+        lambda: iterate(rows, batches, item_features), output_signature=signature
+    ).prefetch(2)

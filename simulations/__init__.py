@@ -1,0 +1,1 @@
+"""Simulation harness: baselines, federated simulations, sweeps, reports and audits."""

@@ -1,0 +1,263 @@
+"""Centralized baselines: popularity, item-kNN, NeuMF and NeuMF with DP-SGD.
+
+These are the references every federated run is compared with. All of them produce a
+scorer (``users -> (B, N)`` scores) and are judged by :func:`shared.evaluate.evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from shared import privacy
+from shared.evaluate import Scorer, evaluate
+from shared.interactions import Interactions, Split
+from shared.model import ModelConfig
+
+log = logging.getLogger("fedrec.baselines")
+MODELS = ("popularity", "itemknn", "neumf", "neumf-dp")
+
+
+def popularity_scorer(split: Split) -> Scorer:
+    """Score = number of users with a training positive on the item (same for everyone)."""
+    pop = np.bincount(split.train_items, minlength=split.n_items).astype(np.float32)
+    return lambda users: np.broadcast_to(pop, (len(users), split.n_items)).copy()
+
+
+def itemknn_scorer(split: Split, neighbours: int = 20, shrink: float = 0.0) -> Scorer:
+    """Item-based kNN (Sarwar et al. 2001): cosine item-item similarity, top-k neighbours.
+
+    score(u, i) = sum of sim(i, j) over the user's training items j that are among the
+    ``neighbours`` items most similar to i (the candidate's neighbourhood, as in the
+    classic formulation). ``shrink`` damps similarities of rarely co-occurring pairs
+    (0 = plain cosine).
+    """
+    train = split.train_matrix()
+    norms = np.sqrt(np.asarray(train.multiply(train).sum(axis=0))).ravel()
+    co = (train.T @ train).toarray().astype(np.float32)
+    np.fill_diagonal(co, 0.0)
+    sim = co / (np.outer(norms, norms) + shrink + 1e-12)
+    if neighbours < sim.shape[1]:
+        # column i keeps only the rows j in i's own top-``neighbours``
+        drop = np.argpartition(-sim, neighbours, axis=0)[neighbours:, :]
+        np.put_along_axis(sim, drop, 0.0, axis=0)
+    sim = sp.csr_matrix(sim)
+    return lambda users: np.asarray((train[users] @ sim).todense(), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class NeuMFConfig:
+    """Training settings for (DP-)NeuMF.
+
+    Attributes:
+        epochs: passes over the training positives.
+        batch_size: rows per step; under DP the *expected* batch size of Poisson
+            sampling (rate q = batch_size / rows).
+        learning_rate: Adam step size.
+        negatives: sampled negatives per positive, redrawn every epoch.
+        use_event_weights: weight positives by event strength (purchase > cart > view).
+        model: sizes of the hybrid model.
+        dp: train with DP-SGD (tensorflow-privacy ``DPModel``).
+        l2_norm_clip: per-row gradient clipping norm C (L2), DP only.
+        noise_multiplier: σ = noise std / C; with ``target_epsilon`` it is calibrated.
+        target_epsilon: ε to calibrate σ for (DP only).
+        delta: δ; default 1 / rows^1.1 (smaller than 1/rows, as DP requires).
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    negatives: int = 4
+    use_event_weights: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dp: bool = False
+    l2_norm_clip: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.negatives < 1:
+            raise ValueError("epochs, batch_size and negatives must be >= 1")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.dp:
+            if self.l2_norm_clip <= 0:
+                raise ValueError(f"clip must be > 0, got {self.l2_norm_clip}")
+            if (self.noise_multiplier is None) == (self.target_epsilon is None):
+                raise ValueError("DP needs exactly one of noise_multiplier or target_epsilon")
+            if self.noise_multiplier is not None and self.noise_multiplier < 0:
+                raise ValueError(f"noise multiplier must be >= 0, got {self.noise_multiplier}")
+            if self.target_epsilon is not None and self.target_epsilon <= 0:
+                raise ValueError(f"target epsilon must be > 0, got {self.target_epsilon}")
+
+
+@dataclass(frozen=True)
+class DpPlan:
+    """What DP-SGD will run, fixed before training (the mechanism that is accounted)."""
+
+    sampling_rate: float
+    steps_per_epoch: int
+    steps: int
+    noise_multiplier: float
+    l2_norm_clip: float
+    delta: float
+
+    def event(self):
+        return privacy.dpsgd_event(self.noise_multiplier, self.sampling_rate, self.steps)
+
+
+def plan_dp(config: NeuMFConfig, n_rows: int) -> DpPlan:
+    """Fix q, steps and σ (calibrated to ``target_epsilon`` when given)."""
+    rate = min(1.0, config.batch_size / n_rows)
+    steps_per_epoch = max(1, round(1 / rate))
+    steps = steps_per_epoch * config.epochs
+    delta = config.delta if config.delta is not None else 1.0 / n_rows ** 1.1
+    if delta >= 1.0 / n_rows:
+        raise ValueError(f"delta {delta:g} must be < 1/rows = {1.0 / n_rows:g}")
+    sigma = config.noise_multiplier
+    if sigma is None:
+        sigma = privacy.calibrate_noise(
+            config.target_epsilon, delta, lambda s: privacy.dpsgd_event(s, rate, steps))
+    return DpPlan(rate, steps_per_epoch, steps, sigma, config.l2_norm_clip, delta)
+
+
+def train_neumf(inter: Interactions, split: Split, val_negatives: np.ndarray,
+                config: NeuMFConfig, seed: int, progress=None):
+    """Train (DP-)NeuMF centrally; return ``(scorer, history, dp_plan | None)``.
+
+    Non-DP: train on the training items while watching validation HR@10, pick the best
+    epoch count, then refit a fresh model on train + validation for that many epochs
+    (the NCF protocol trains on all but the test item). DP: one run on the training
+    items, keeping the *last* epoch: choosing an epoch by validation metrics would be one
+    more data-dependent release that the ε does not account for.
+    """
+    plan = plan_dp(config, len(split.train_users)) if config.dp else None
+    scorer, history = _fit(inter, split, val_negatives, config, plan, seed, config.epochs,
+                           progress, monitor=True)
+    if plan is None:
+        best = max(history, key=lambda h: h["val_hr@10"])["epoch"]
+        log.info("refitting on train + validation for the best epoch count: %d", best)
+        scorer, refit = _fit(inter, split.with_validation_in_train(), val_negatives, config,
+                             None, seed, best, progress, monitor=False)
+        history += [dict(h, phase="refit") for h in refit]
+    return scorer, history, plan
+
+
+def _fit(inter: Interactions, split: Split, val_negatives: np.ndarray, config: NeuMFConfig,
+         plan: DpPlan | None, seed: int, epochs: int, progress, monitor: bool):
+    """One training run of ``epochs`` epochs; per-epoch history (validation if ``monitor``)."""
+    import tensorflow as tf
+
+    from shared.model import make_scorer
+    from shared.training import keras_dataset, make_rows, poisson_batches, shuffled_batches
+
+    tf.keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng([seed, 7])
+    n_rows = len(split.train_users)
+    model = _compiled_model(config, plan, inter)
+    train = split.train_matrix()
+    scorer = make_scorer(model, inter.item_features)
+    history = []
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        rows = make_rows(split.train_users, split.train_items, split.train_weights, train,
+                         config.negatives, rng, config.use_event_weights)
+        batches = (poisson_batches(n_rows, plan.sampling_rate, plan.steps_per_epoch, rng)
+                   if plan else shuffled_batches(n_rows, config.batch_size, rng))
+        fit = model.fit(keras_dataset(rows, batches, inter.item_features), epochs=1, verbose=0,
+                        callbacks=[progress.keras_callback(len(batches))] if progress else None)
+        entry = {"epoch": epoch, "loss": float(fit.history["loss"][-1])}
+        if monitor:
+            val = evaluate(scorer, split, val_negatives, which="val", full_ranking=False)
+            entry.update({"val_hr@10": val["hr@10"], "val_ndcg@10": val["ndcg@10"]})
+        entry["seconds"] = time.perf_counter() - start
+        history.append(entry)
+        log.info("epoch %d/%d  loss %.4f%s  (%.1f s)", epoch, epochs, entry["loss"],
+                 f"  val HR@10 {entry['val_hr@10']:.4f}  NDCG@10 {entry['val_ndcg@10']:.4f}"
+                 if monitor else "", entry["seconds"])
+    return scorer, history
+
+
+def _compiled_model(config: NeuMFConfig, plan: DpPlan | None, inter: Interactions):
+    """The hybrid model, as a tensorflow-privacy ``DPModel`` when DP is on.
+
+    Why ``DPModel`` rather than the vectorized DP Keras optimizers: its fast gradient
+    clipping computes per-example gradient norms of Embedding and Dense layers from
+    layer inputs and output gradients (ghost clipping), so it never materialises a
+    per-example copy of the (items x dim) embedding tables, which the vectorized
+    optimizers do. ``benchmarks/bench_dp_training.py`` measures the difference.
+    """
+    import tensorflow as tf
+
+    from shared.model import build_model
+
+    kwargs = {}
+    model_class = tf.keras.Model
+    if plan is not None:
+        from tensorflow_privacy import DPModel
+        from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
+            make_default_layer_registry)
+        model_class = DPModel
+        kwargs = dict(l2_norm_clip=plan.l2_norm_clip, noise_multiplier=plan.noise_multiplier,
+                      use_xla=False, layer_registry=make_default_layer_registry())
+    model = build_model(config.model, inter.n_users, inter.n_items,
+                        inter.item_features.shape[1], model_class=model_class, **kwargs)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+                  loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
+def run_baseline(model_name: str, inter: Interactions, split: Split, val_negatives: np.ndarray,
+                 test_negatives: np.ndarray, seed: int, neumf: NeuMFConfig | None = None,
+                 affinity=None, progress=None, knn_neighbours: int = 20) -> dict:
+    """Train/evaluate one baseline; return the ``results.json`` payload (minus dataset)."""
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; use one of {', '.join(MODELS)}")
+    start = time.perf_counter()
+    history, plan, params = [], None, {}
+    if model_name == "popularity":
+        scorer = popularity_scorer(split.with_validation_in_train())
+    elif model_name == "itemknn":
+        scorer = itemknn_scorer(split.with_validation_in_train(), knn_neighbours)
+        params = {"neighbours": knn_neighbours}
+    else:
+        config = neumf or NeuMFConfig()
+        if model_name == "neumf-dp" and not config.dp:
+            config = replace(config, dp=True, target_epsilon=config.target_epsilon
+                             or (None if config.noise_multiplier is not None else 8.0))
+        scorer, history, plan = train_neumf(inter, split, val_negatives, config, seed, progress)
+        params = _config_dict(config)
+    metrics = evaluate(scorer, split, test_negatives, which="test", inter=inter,
+                       affinity=affinity, rng=np.random.default_rng([seed, 11]))
+    return {"model": model_name, "seed": seed, "metrics": metrics,
+            "privacy": _privacy_record(plan, len(split.train_users)), "params": params,
+            "history": history, "wall_seconds": time.perf_counter() - start}
+
+
+def _config_dict(config: NeuMFConfig) -> dict:
+    from dataclasses import asdict
+    return asdict(config)
+
+
+def _privacy_record(plan: DpPlan | None, n_rows: int) -> dict | None:
+    """ε with RDP (the claim) and PLD (second opinion), plus every mechanism parameter."""
+    if plan is None:
+        return None
+    event = plan.event()
+    eps = {acc: privacy.epsilon(event, plan.delta, acc) for acc in privacy.ACCOUNTANTS}
+    return {
+        "epsilon": eps["rdp"], "delta": plan.delta, "level": "example",
+        "unit": "one interaction (a positive with its sampled negatives)",
+        "accountant": "rdp", "epsilon_by_accountant": eps,
+        "neighbouring_relation": "add_or_remove_one", "sampling": "poisson",
+        "sampling_rate": plan.sampling_rate, "steps": plan.steps, "examples": n_rows,
+        "noise_multiplier": plan.noise_multiplier, "l2_norm_clip": plan.l2_norm_clip,
+        "dp_event": privacy.event_to_dict(event),
+        "finite": math.isfinite(eps["rdp"]),
+    }
