@@ -73,9 +73,13 @@ def evaluate(score: Scorer, split: Split, negatives: np.ndarray, *, which: str =
     if beyond and inter is not None:
         out.update(metrics.beyond_accuracy(
             lists_all, inter.n_items, item_categories=inter.item_categories,
+            # rows are unique (user, item) pairs, so this counts distinct users per item
             item_popularity=np.bincount(split.train_items, minlength=inter.n_items),
             n_users=inter.n_users, rng=rng or np.random.default_rng(0)))
     if affinity is not None and inter is not None:
-        probs = affinity(inter.user_ids[users][:, None], inter.item_ids[lists_all])
-        out[f"ctr@{k}"] = metrics.simulated_ctr(np.asarray(probs, np.float64))
+        # top_k pads short lists with -1: score only real slots (padding counts as 0)
+        real = lists_all >= 0
+        probs = np.asarray(affinity(inter.user_ids[users][:, None],
+                                    inter.item_ids[np.where(real, lists_all, 0)]), np.float64)
+        out[f"ctr@{k}"] = metrics.simulated_ctr(np.where(real, probs, 0.0))
     return out

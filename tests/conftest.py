@@ -1,0 +1,38 @@
+"""Shared fixtures: small hand-made datasets (no network, no randomness from globals)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from shared.schema import Dataset, normalize_events  # noqa: E402
+
+
+def make_dataset(rows: list[tuple], items: list[tuple] | None = None, name: str = "tiny") -> Dataset:
+    """Dataset from ``(user, item, timestamp, event)`` tuples and optional item rows."""
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
+    events["value"] = np.nan
+    table = None
+    if items is not None:
+        table = pd.DataFrame(items, columns=["item_id", "categories", "price", "title"])
+    return Dataset(name, normalize_events(events), table)
+
+
+@pytest.fixture
+def tiny() -> Dataset:
+    """3 users, 6 items, hand-checkable timelines."""
+    rows = [
+        ("a", "i1", 10, "view"), ("a", "i2", 20, "view"), ("a", "i3", 30, "view"),
+        ("a", "i2", 25, "purchase"), ("a", "i4", 40, "view"),
+        ("b", "i1", 5, "view"), ("b", "i5", 6, "cart"), ("b", "i6", 6, "view"),
+        ("c", "i3", 1, "view"), ("c", "i4", 2, "view"),
+    ]
+    items = [("i1", "shoes", 10.0, "Shoe"), ("i2", "shoes|sport", 20.0, "Runner"),
+             ("i3", "books", 5.0, "Book"), ("i4", "books", 7.0, "Novel"),
+             ("i5", "sport", 30.0, "Ball"), ("i6", "", np.nan, "Mystery")]
+    return make_dataset(rows, items)
