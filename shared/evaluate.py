@@ -25,7 +25,8 @@ def sampled_ranks(score: Scorer, users: np.ndarray, positives: np.ndarray,
         rows = score(users[s:s + chunk])
         idx = np.arange(len(rows))
         pos = rows[idx, positives[s:s + chunk]]
-        neg = np.take_along_axis(rows, negatives[s:s + chunk], axis=1)
+        cand = negatives[s:s + chunk]
+        neg = np.where(cand >= 0, np.take_along_axis(rows, np.maximum(cand, 0), axis=1), -np.inf)
         ranks.append(metrics.rank_of_positive(pos, neg))
     return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
 

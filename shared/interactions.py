@@ -254,13 +254,18 @@ def evaluation_negatives(split: Split, n: int = 99, seed: int = 0,
                          which: str = "test") -> np.ndarray:
     """(U_eval, n) sampled negatives for each user in ``split.test_users`` (or val).
 
-    The NCF protocol: 99 items the user never interacted with (in any split).
+    The NCF protocol: 99 items the user never interacted with (in any split). A user who
+    has touched nearly the whole catalogue gets fewer; the row is padded with ``-1``,
+    which evaluation scores as ``-inf`` (a padded slot never outranks anything).
     """
     users = split.test_users if which == "test" else split.val_users
     stream = STREAM_TEST_NEGATIVES if which == "test" else STREAM_VAL_NEGATIVES
     positives = _positives_by_user(split)
-    return np.stack([user_negatives(positives[u], split.n_items, n, seed, int(u), stream)
-                     for u in users]) if len(users) else np.zeros((0, n), np.int64)
+    out = np.full((len(users), n), -1, np.int64)
+    for row, u in enumerate(users):
+        neg = user_negatives(positives[u], split.n_items, n, seed, int(u), stream)
+        out[row, :len(neg)] = neg
+    return out
 
 
 def _positives_by_user(split: Split) -> list[np.ndarray]:

@@ -77,3 +77,20 @@ def test_training_negatives_never_hit_a_training_positive():
     neg = sample_training_negatives(train, split.train_users, 4, np.random.default_rng(1))
     assert neg.shape == (len(split.train_users), 4)
     assert not np.asarray(train[np.repeat(split.train_users, 4), neg.ravel()]).any()
+
+
+def test_evaluation_negatives_pad_when_the_catalogue_runs_out():
+    rows = [("a", f"i{k}", k, "view") for k in range(5)] + [("b", "i0", 0, "view"),
+            ("b", "i1", 1, "view"), ("b", "i2", 2, "view")]
+    split = leave_last_out(build_interactions(make_dataset(rows)))
+    neg = evaluation_negatives(split, 3, seed=0)
+    assert (neg[0] == -1).all()                      # a touched all 5 items
+    assert sorted(neg[1][:2]) == [3, 4] and neg[1][2] == -1
+
+
+def test_padded_negatives_never_outrank_the_positive():
+    from shared.evaluate import sampled_ranks
+
+    scores = lambda users: np.tile([5.0, 1.0, 9.0], (len(users), 1))  # noqa: E731
+    ranks = sampled_ranks(scores, np.array([0]), np.array([1]), np.array([[0, -1, -1]]))
+    assert ranks.tolist() == [1]   # only item 0 (score 5 > 1) outranks; padding does not
