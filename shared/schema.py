@@ -15,6 +15,7 @@ Item attributes (optional) are a table ``item_id, categories, price, title`` whe
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,3 +80,10 @@ def normalize_events(df: pd.DataFrame) -> pd.DataFrame:
                   else np.full(len(df), np.nan)),
     })
     return out
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """sha256 over the events table's rows (order-sensitive): identifies the exact data."""
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(dataset.events, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

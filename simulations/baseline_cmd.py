@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from rich.table import Table
 
 from shared import __version__
@@ -20,7 +18,7 @@ from shared.errors import ConfigError
 from shared.interactions import (Interactions, Split, build_interactions, evaluation_negatives,
                                  leave_last_out)
 from shared.model import ModelConfig
-from shared.schema import Dataset
+from shared.schema import Dataset, fingerprint
 from simulations.baselines import MODELS, NeuMFConfig, run_baseline
 from simulations.progress import TrainingProgress, console
 
@@ -47,13 +45,6 @@ def prepare(dataset: Dataset, seed: int, n_negatives: int = 99) -> Prepared:
                     evaluation_negatives(split, n_negatives, seed, "val"),
                     evaluation_negatives(split, n_negatives, seed, "test"),
                     fingerprint(dataset))
-
-
-def fingerprint(dataset: Dataset) -> str:
-    """sha256 over the events table's rows (order-sensitive): identifies the exact data."""
-    digest = hashlib.sha256()
-    digest.update(pd.util.hash_pandas_object(dataset.events, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,101 @@
+"""The Flower ClientApp: one user's device.
+
+Receives the global weights, runs Federated Reconstruction locally (``client.local``),
+replies with the *global* weight group only. The private user embedding lives in the
+client's own storage between rounds (``client.state.PrivateStore``: a versioned file per
+user under ``client-state-dir``) and is never put into a reply. A file rather than
+Flower's in-memory ``context.state``: it survives a restart of the simulation, which is
+what makes ``--resume`` give the same results as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.clientapp import ClientApp  # noqa: E402
+
+from client.local import STREAM_LOCAL_TRAIN, LocalSettings, get_local_model  # noqa: E402
+from client.state import PrivateStore  # noqa: E402
+from shared.config import RunConfig  # noqa: E402
+from shared.federated_data import ClientData, Federation, load_federation  # noqa: E402
+
+app = ClientApp()
+
+
+def to_record(weights: dict[str, np.ndarray]) -> ArrayRecord:
+    """Named arrays -> ArrayRecord (names travel with the arrays, order preserved)."""
+    return ArrayRecord(OrderedDict((k, Array.from_numpy_ndarray(v)) for k, v in weights.items()))
+
+
+def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: record[k].numpy() for k in record.keys()}
+
+
+def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, ClientData]:
+    cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
+    if "partition-id" not in context.node_config:
+        raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation)")
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    return cfg, fed, fed.client(int(context.node_config["partition-id"]))
+
+
+def _settings(msg: Message) -> LocalSettings:
+    """Local settings come from the round's config sent by the server."""
+    conf = msg.content["config"]
+    return LocalSettings(
+        local_epochs=int(conf["local-epochs"]), batch_size=int(conf["batch-size"]),
+        learning_rate=float(conf["learning-rate"]), negatives=int(conf["negatives"]),
+        reconstruction_steps=int(conf["reconstruction-steps"]),
+        reconstruction_lr=float(conf["reconstruction-lr"]))
+
+
+def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData, max_round: int):
+    """The worker's model holding the server's global weights and this user's embedding."""
+    model = get_local_model(cfg.model, fed.inter.item_features)
+    store = PrivateStore(cfg.client_state_root, data.user)
+    model.load(from_record(msg.content["arrays"]), store.load(max_round), (cfg.seed, data.user))
+    return model, store
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Reconstruct the user embedding, train the global weights, reply with those only."""
+    start = time.perf_counter()
+    cfg, fed, data = _setup(msg, context)
+    settings = _settings(msg)
+    rnd = int(msg.content["config"]["server-round"])
+    rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN])
+    model, store = _load_local(msg, cfg, fed, data, max_round=rnd - 1)
+    model.reconstruct(data, settings.reconstruction_steps, settings.reconstruction_lr, rng)
+    loss, n = model.train_global(data, settings, rng)
+    store.save(rnd, model.private_weights())
+    reply = RecordDict({
+        "arrays": to_record(model.global_weights()),
+        "metrics": MetricRecord({"num-examples": n, "train-loss": 0.0 if np.isnan(loss) else loss,
+                                 "client-seconds": time.perf_counter() - start}),
+    })
+    return Message(content=reply, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Refresh the user embedding against the new global model, rank the held-out item."""
+    start = time.perf_counter()
+    cfg, fed, data = _setup(msg, context)
+    settings = _settings(msg)
+    rnd = int(msg.content["config"]["server-round"])
+    model, store = _load_local(msg, cfg, fed, data, max_round=rnd)
+    rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
+    model.reconstruct(data, settings.reconstruction_steps, settings.reconstruction_lr, rng)
+    store.save(rnd, model.private_weights())
+    values = model.evaluate(data) if data.evaluable else {}
+    record = {k: values.get(k, 0.0) for k in ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")}
+    record["num-examples"] = 1 if data.evaluable else 0
+    record["client-seconds"] = time.perf_counter() - start
+    return Message(content=RecordDict({"metrics": MetricRecord(record)}), reply_to=msg)

@@ -1,0 +1,166 @@
+"""On-device work: Federated Reconstruction training and evaluation of one user.
+
+Federated Reconstruction (Singhal et al., NeurIPS 2021): each round a client first fits
+its *private* user embedding for a few steps with the *global* weights frozen
+(reconstruction), then trains the global weights with the user embedding frozen, and
+returns only the global weights. The user embedding never leaves the device.
+
+Speed: one :class:`LocalModel` (a compiled Keras model with a one-row user table and
+``tf.function`` steps of fixed signature) is built per worker process and reused for
+every client the worker serves; per client only weights are assigned, nothing retraces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from shared import metrics
+from shared.federated_data import ClientData
+from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
+                          global_variables, make_scorer, private_variables, set_weights)
+from shared.training import TrainingRows, batch_arrays, make_rows, shuffled_batches
+
+#: Stream tags for per-client seeds (see shared.interactions for the evaluation streams).
+STREAM_USER_INIT = 20
+STREAM_LOCAL_TRAIN = 21
+USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """One round's local settings (from the server's round config)."""
+
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    negatives: int = 4
+    reconstruction_steps: int = 10
+    reconstruction_lr: float = 0.05
+
+
+class LocalModel:
+    """A reusable on-device model: assign weights, reconstruct, train, score."""
+
+    def __init__(self, config: ModelConfig, n_items: int, item_features: np.ndarray) -> None:
+        self.n_items = n_items
+        self.item_features = item_features
+        self.model = build_model(config, 1, n_items, item_features.shape[1])
+        self.user_vars = private_variables(self.model)
+        self.global_vars = global_variables(self.model)
+        self.user_opt = tf.keras.optimizers.Adam()
+        self.global_opt = tf.keras.optimizers.Adam()
+        self.user_opt.build(self.user_vars)
+        self.global_opt.build(self.global_vars)
+        self._loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        self.score_all = make_scorer(self.model, item_features)
+        n_neg_plus_one = None
+        spec = ({"user": tf.TensorSpec([None], tf.int32),
+                 "item": tf.TensorSpec([None, n_neg_plus_one], tf.int32),
+                 "item_features": tf.TensorSpec([None, n_neg_plus_one, item_features.shape[1]],
+                                                tf.float32)},
+                tf.TensorSpec([None, n_neg_plus_one], tf.float32), tf.TensorSpec([None], tf.float32))
+        self._user_step = tf.function(self._make_step(self.user_vars, self.user_opt),
+                                      input_signature=spec)
+        self._global_step = tf.function(self._make_step(self.global_vars, self.global_opt),
+                                        input_signature=spec)
+
+    def _make_step(self, variables, optimizer):
+        def step(x, y, w):
+            with tf.GradientTape() as tape:
+                loss = self._loss(y, self.model(x, training=True), sample_weight=w)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+        return step
+
+    # ----- state in and out -----
+    def load(self, global_weights: dict[str, np.ndarray], private: dict[str, np.ndarray] | None,
+             user_seed: tuple[int, ...]) -> None:
+        """Assign the server's global weights and this user's private embedding.
+
+        A user seen for the first time gets a fresh embedding from its own seeded stream.
+        Optimiser state is reset: Adam moments must never carry over between clients.
+        """
+        set_weights(self.model, global_weights, "global")
+        if private is None:
+            rng = np.random.default_rng([*user_seed, STREAM_USER_INIT])
+            private = {name: rng.normal(0.0, USER_INIT_STDDEV, arr.shape).astype(np.float32)
+                       for name, arr in get_private_weights(self.model).items()}
+        set_weights(self.model, private, "private")
+        for opt in (self.user_opt, self.global_opt):
+            for var in opt.variables:
+                var.assign(tf.zeros_like(var))
+
+    def global_weights(self) -> dict[str, np.ndarray]:
+        return get_global_weights(self.model)
+
+    def private_weights(self) -> dict[str, np.ndarray]:
+        return get_private_weights(self.model)
+
+    # ----- training -----
+    def rows(self, data: ClientData, negatives: int, rng: np.random.Generator) -> TrainingRows:
+        """This user's training rows (user index 0: the only row of the local user table)."""
+        train = sp.csr_matrix((np.ones(len(data.train_items), np.float32),
+                               (np.zeros(len(data.train_items), np.int64), data.train_items)),
+                              shape=(1, self.n_items))
+        return make_rows(np.zeros(len(data.train_items), np.int64), data.train_items,
+                         data.train_weights, train, negatives, rng)
+
+    def reconstruct(self, data: ClientData, steps: int, lr: float, rng: np.random.Generator) -> float:
+        """Fit the private user embedding with the global weights frozen (full batch)."""
+        if steps == 0 or len(data.train_items) == 0:
+            return float("nan")
+        self.user_opt.learning_rate.assign(lr)
+        x, y, w = batch_arrays(self.rows(data, 4, rng), np.arange(len(data.train_items)),
+                               self.item_features)
+        loss = float("nan")
+        for _ in range(steps):
+            loss = float(self._user_step(x, y, w))
+        return loss
+
+    def train_global(self, data: ClientData, settings: LocalSettings,
+                     rng: np.random.Generator) -> tuple[float, int]:
+        """Local epochs on the global weights with the user embedding frozen.
+
+        Returns (mean loss of the last epoch, rows seen per epoch).
+        """
+        self.global_opt.learning_rate.assign(settings.learning_rate)
+        losses: list[float] = []
+        for _ in range(settings.local_epochs):
+            rows = self.rows(data, settings.negatives, rng)
+            losses = [float(self._global_step(*batch_arrays(rows, idx, self.item_features)))
+                      for idx in shuffled_batches(len(rows), settings.batch_size, rng)]
+        return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
+
+    # ----- evaluation -----
+    def evaluate(self, data: ClientData, k: int = 10) -> dict[str, float]:
+        """Per-user metrics of the held-out test item (sampled and full ranking).
+
+        Values are this user's contributions (0/1 hits, NDCG terms); with
+        ``num-examples`` = 1 Flower's weighted average over clients is exactly the
+        mean over users.
+        """
+        scores = self.score_all(np.array([0]))[0]
+        rank = metrics.rank_of_positive(scores[[data.test_item]], scores[data.test_negatives][None])
+        seen = np.zeros((1, self.n_items), bool)
+        seen[0, data.seen_for_test()] = True
+        top = metrics.top_k(scores[None], k, exclude=seen)
+        full = metrics.precision_recall_ndcg_at_k(top, [np.array([data.test_item])], k)
+        return {f"hr@{k}": metrics.hit_rate(rank, k), f"ndcg@{k}": metrics.ndcg(rank, k),
+                "mrr": metrics.mrr(rank), f"full_hr@{k}": full[f"hr@{k}"],
+                f"full_ndcg@{k}": full[f"ndcg@{k}"]}
+
+
+_MODELS: dict[tuple, LocalModel] = {}
+
+
+def get_local_model(config: ModelConfig, item_features: np.ndarray) -> LocalModel:
+    """The worker's cached :class:`LocalModel` for this model shape (built once)."""
+    key = (config, item_features.shape, hash(item_features.tobytes()))
+    if key not in _MODELS:
+        _MODELS.clear()  # one model per worker: a new shape replaces the old one
+        _MODELS[key] = LocalModel(config, item_features.shape[0], item_features)
+    return _MODELS[key]

@@ -1,0 +1,51 @@
+"""The device's own storage of its private user embedding, versioned by round.
+
+Each save is tagged with the round that produced it and written atomically (temp file,
+then rename), so a crash mid-write never corrupts the embedding. Loading asks for the
+newest state *no later than* a round: when a server resumes an interrupted round, the
+client starts again from the state of the last complete round, exactly as if the round
+had never been attempted. Only the two newest versions are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+_NAME = re.compile(r"round-(\d+)\.npz$")
+KEEP = 2
+
+
+class PrivateStore:
+    """Versioned private weights of one user in ``root/<user>/round-<r>.npz``."""
+
+    def __init__(self, root: str | Path, user: int) -> None:
+        self.dir = Path(root) / str(user)
+
+    def _versions(self) -> list[tuple[int, Path]]:
+        if not self.dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _NAME.match(p.name))]
+        return sorted(found)
+
+    def load(self, max_round: int) -> dict[str, np.ndarray] | None:
+        """Newest saved weights from a round <= ``max_round`` (None: a new user)."""
+        usable = [p for r, p in self._versions() if r <= max_round]
+        if not usable:
+            return None
+        with np.load(usable[-1]) as data:
+            return {k.replace("|", "/"): data[k] for k in data.files}
+
+    def save(self, round_: int, weights: dict[str, np.ndarray]) -> None:
+        """Atomically store ``weights`` as the state after ``round_``; prune old versions."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.dir / f"round-{round_}.npz"
+        tmp = self.dir / f".round-{round_}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **{k.replace("/", "|"): v for k, v in weights.items()})
+        os.replace(tmp, final)
+        for r, path in self._versions()[:-KEEP]:
+            if r < round_:
+                path.unlink(missing_ok=True)

@@ -1,0 +1,165 @@
+"""The Flower ServerApp: federated averaging of the hybrid model's *global* weights.
+
+The round loop drives a Flower strategy one round at a time (``configure_train`` ->
+``grid.send_and_receive`` -> ``aggregate_train`` -> evaluation), instead of
+``strategy.start``, so that after every round it can checkpoint, log a metrics line and
+stop cleanly; the aggregation itself is always Flower's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+
+from client.app import from_record, to_record  # noqa: E402
+from server.rundir import RunDir  # noqa: E402
+from server.strategy import get_state, make_strategy, per_round, seed_sampling, set_state  # noqa: E402
+from shared import __version__  # noqa: E402
+from shared.config import RunConfig  # noqa: E402
+from shared.federated_data import load_federation  # noqa: E402
+
+log = logging.getLogger("flwr")
+app = ServerApp()
+EVAL_KEYS = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")
+
+
+def initial_global_weights(cfg: RunConfig, n_items: int, item_features) -> dict:
+    """The global group of a freshly initialised model (seeded)."""
+    import tensorflow as tf
+
+    from shared.model import build_model, get_global_weights
+
+    tf.keras.utils.set_random_seed(cfg.seed)
+    return get_global_weights(build_model(cfg.model, 1, n_items, item_features.shape[1]))
+
+
+def round_config(cfg: RunConfig, round_: int) -> ConfigRecord:
+    """What every sampled client is told for this round (local settings)."""
+    return ConfigRecord({
+        "server-round": round_, "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size,
+        "learning-rate": cfg.learning_rate, "negatives": cfg.negatives,
+        "reconstruction-steps": cfg.reconstruction_steps,
+        "reconstruction-lr": cfg.reconstruction_lr,
+    })
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"fedrec": __version__, "python": platform.python_version()}
+    for pkg in ("flwr", "tensorflow", "tensorflow-privacy", "dp-accounting", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def _bytes(messages: list[Message]) -> int:
+    return sum(m.content["arrays"].count_bytes() for m in messages
+               if not m.has_error() and "arrays" in m.content)
+
+
+def _client_seconds(replies: list[Message]) -> float:
+    return float(sum(float(m.content["metrics"]["client-seconds"]) for m in replies
+                     if not m.has_error() and "metrics" in m.content
+                     and "client-seconds" in m.content["metrics"]))
+
+
+def _metric(record, key: str) -> float | None:
+    return None if record is None or key not in record else float(record[key])
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
+    run_federation(grid, cfg)
+
+
+def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
+    """Run (or resume) ``cfg.rounds`` rounds; write the run directory; return results."""
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    run = RunDir(cfg.out)
+    run.create({"config": cfg.to_flower(), "versions": versions(), "seed": cfg.seed,
+                "data": {"name": fed.name, "fingerprint": fed.fingerprint,
+                         "clients": fed.n_clients, "items": fed.inter.n_items,
+                         "training_interactions": int(len(fed.split.train_users))},
+                "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction"},
+               resume=cfg.resume)
+    strategy = make_strategy(cfg, fed.n_clients)
+    start_round = 1
+    weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    if cfg.resume and (done := run.last_complete_round()):
+        weights, state = run.load_checkpoint(done)
+        set_state(strategy, state)
+        run.truncate_metrics(done)
+        start_round = done + 1
+        log.info("resuming %s after round %d", run.path, done)
+    arrays = to_record(weights)
+    started = time.perf_counter()
+    last_eval = None
+    for rnd in range(start_round, cfg.rounds + 1):
+        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients)
+        run.save_checkpoint(rnd, from_record(arrays), get_state(strategy))
+        run.append_metrics(line)
+        if line.get("hr@10") is not None:
+            last_eval = line
+        log.info("round %d/%d  loss %s  HR@10 %s  (%.1f s)", rnd, cfg.rounds, line["train_loss"],
+                 line.get("hr@10"), line["wall_seconds"])
+    history = run.read_metrics()
+    last_eval = next((r for r in reversed(history) if r.get("hr@10") is not None), last_eval)
+    results = {
+        "dataset": fed.name, "model": f"federated-{cfg.strategy}", "seed": cfg.seed,
+        "metrics": {k: last_eval[k] for k in EVAL_KEYS} if last_eval else {},
+        "privacy": None, "rounds": cfg.rounds, "clients": fed.n_clients,
+        "clients_per_round": per_round(cfg.clients_per_round, fed.n_clients),
+        "wall_seconds": sum(r["wall_seconds"] for r in history),
+        "session_seconds": time.perf_counter() - started,
+        "rounds_to_hr@10_0.60": next((r["round"] for r in history
+                                      if (r.get("hr@10") or 0) >= 0.60), None),
+    }
+    run.write_results(results)
+    return results
+
+
+def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,
+               n_clients: int) -> tuple[ArrayRecord, dict[str, Any]]:
+    """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
+    t0 = time.perf_counter()
+    seed_sampling(cfg.seed, rnd, 0)
+    messages = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), grid))
+    replies = list(grid.send_and_receive(messages, timeout=cfg.round_timeout))
+    ok = [m for m in replies if not m.has_error()]
+    if len(ok) < cfg.min_replies:
+        raise RuntimeError(f"round {rnd}: {len(ok)} successful replies < min-replies {cfg.min_replies}")
+    new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+    arrays = new_arrays if new_arrays is not None else arrays
+    line: dict[str, Any] = {
+        "round": rnd, "clients_sampled": len(messages), "clients_replied": len(ok),
+        "clients_failed": len(messages) - len(ok),
+        "train_loss": _metric(train_metrics, "train-loss"),
+        "bytes_down": _bytes(messages), "bytes_up": _bytes(ok),
+    }
+    client_seconds = _client_seconds(ok)
+    if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
+        seed_sampling(cfg.seed, rnd, 1)
+        eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd), grid))
+        eval_replies = list(grid.send_and_receive(eval_messages, timeout=cfg.round_timeout))
+        eval_ok = [m for m in eval_replies if not m.has_error()]
+        agg = strategy.aggregate_evaluate(rnd, eval_replies)
+        line.update({k: _metric(agg, k) for k in EVAL_KEYS})
+        line["eval_clients"] = len(eval_ok)
+        line["bytes_down"] += _bytes(eval_messages)
+        client_seconds += _client_seconds(eval_ok)
+    wall = time.perf_counter() - t0
+    line.update({"wall_seconds": wall, "client_compute_seconds": client_seconds,
+                 "orchestration_seconds": max(0.0, wall - client_seconds)})
+    return arrays, line

@@ -1,0 +1,119 @@
+"""The run directory: everything needed to understand, resume and audit a run.
+
+Layout::
+
+    manifest.json          full config, versions, seed, data fingerprint (written first)
+    metrics.jsonl          one JSON line per completed round
+    checkpoints/round-N.npz  global weights + server-optimiser state after round N
+    results.json           final metrics, same shape as the baselines' results
+    client_state/          simulated devices' own storage (private embeddings)
+
+Write order per round: checkpoint (atomic rename), then the metrics line. A round is
+complete when both exist; ``--resume`` restarts after the last complete round and drops
+any metrics line beyond it, so a crash never leaves a half-counted round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_CKPT = re.compile(r"round-(\d+)\.npz$")
+STATE_PREFIX = "state|"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class RunDir:
+    """Reads and writes one run directory (see module docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.manifest_path = self.path / "manifest.json"
+        self.results_path = self.path / "results.json"
+
+    def create(self, manifest: dict[str, Any], resume: bool) -> None:
+        """Start a run (refusing to overwrite one) or reopen it for ``--resume``."""
+        if resume:
+            if not self.manifest_path.exists():
+                raise FileNotFoundError(f"{self.path}: no manifest.json to resume from")
+            return
+        if self.manifest_path.exists():
+            raise FileExistsError(f"{self.path} already holds a run; use --resume or another --out")
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.manifest_path, json.dumps(manifest, indent=2, default=to_json) + "\n")
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text())
+
+    # ----- checkpoints -----
+    def save_checkpoint(self, round_: int, weights: dict[str, np.ndarray],
+                        state: dict[str, np.ndarray]) -> None:
+        """Global weights plus server state (optimiser moments...) after ``round_``."""
+        payload = {k.replace("/", "|"): v for k, v in weights.items()}
+        payload.update({STATE_PREFIX + k.replace("/", "|"): v for k, v in state.items()})
+        tmp = self.checkpoints / f".round-{round_}.tmp.npz"
+        np.savez(tmp, **payload)
+        os.replace(tmp, self.checkpoints / f"round-{round_}.npz")
+
+    def last_complete_round(self) -> int:
+        """Newest round with both a checkpoint and a metrics line (0: none)."""
+        done = {int(m.group(1)) for p in self.checkpoints.glob("round-*.npz")
+                if (m := _CKPT.match(p.name))}
+        logged = {r["round"] for r in self.read_metrics()}
+        both = done & logged
+        return max(both) if both else 0
+
+    def load_checkpoint(self, round_: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        with np.load(self.checkpoints / f"round-{round_}.npz") as data:
+            weights = {k.replace("|", "/"): data[k] for k in data.files if not k.startswith(STATE_PREFIX)}
+            state = {k[len(STATE_PREFIX):].replace("|", "/"): data[k]
+                     for k in data.files if k.startswith(STATE_PREFIX)}
+        return weights, state
+
+    # ----- metrics -----
+    def append_metrics(self, line: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as fh:
+            fh.write(json.dumps(line, default=to_json) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for text in self.metrics_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(text))
+            except json.JSONDecodeError:
+                break  # a torn last line from a crash: everything after it is ignored
+        return rows
+
+    def truncate_metrics(self, last_round: int) -> None:
+        """Keep only lines of rounds <= ``last_round`` (before resuming)."""
+        keep = [r for r in self.read_metrics() if r["round"] <= last_round]
+        _atomic_write(self.metrics_path, "".join(json.dumps(r, default=to_json) + "\n" for r in keep))
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        _atomic_write(self.results_path, json.dumps(results, indent=2, default=to_json) + "\n")

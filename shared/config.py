@@ -1,0 +1,162 @@
+"""One typed configuration per federated run, validated once at the edge.
+
+The same :class:`RunConfig` is built from the Flower run config (``[tool.flwr.app.config]``
+in ``pyproject.toml`` plus ``--run-config`` overrides: hyphenated keys), from a TOML file,
+or from ``fedrec simulate`` flags, and written into the run's ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from shared.errors import ConfigError
+from shared.model import ModelConfig
+
+STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a federated run.
+
+    Attributes:
+        dataset: ``synthetic``, ``movielens-100k`` or a path (see ``shared.datasets``).
+        synthetic_users: users of the synthetic generator (one client each).
+        synthetic_items: catalogue size of the synthetic generator.
+        seed: seeds model init, client sampling, negatives and local training.
+        rounds: federated rounds.
+        clients_per_round: clients sampled for training each round (0 = all).
+        eval_clients: clients evaluated each round (0 = all).
+        eval_every: evaluate every N rounds (the last round is always evaluated).
+        local_epochs: passes over a client's own interactions per round.
+        batch_size: local training rows per step.
+        learning_rate: local (client) Adam step size for the global weights.
+        negatives: sampled negatives per positive in local training.
+        reconstruction_steps: full-batch steps fitting the private user embedding with
+            the global weights frozen, before each local training (Federated
+            Reconstruction, Singhal et al. 2021) and before evaluation.
+        reconstruction_lr: Adam step size of those steps.
+        strategy: server optimiser: ``fedavg``, ``fedavgm``, ``fedadam``, ``fedyogi``.
+        server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg).
+        server_momentum: momentum of FedAvgM.
+        gmf_dim, mlp_dim, content_dim: model sizes (see ``shared.model.ModelConfig``).
+        out: run directory (manifest, metrics.jsonl, results.json, checkpoints).
+        client_state_dir: where simulated devices keep their private embeddings
+            (default ``<out>/client_state``).
+        resume: continue ``out`` from its last complete round.
+        round_timeout: seconds to wait for client replies in one round.
+        min_replies: fewest successful training replies for a round to count.
+    """
+
+    dataset: str = "synthetic"
+    synthetic_users: int = 20
+    synthetic_items: int = 200
+    seed: int = 0
+    rounds: int = 3
+    clients_per_round: int = 0
+    eval_clients: int = 0
+    eval_every: int = 1
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    negatives: int = 4
+    reconstruction_steps: int = 10
+    reconstruction_lr: float = 0.05
+    strategy: str = "fedavg"
+    server_learning_rate: float = 0.01
+    server_momentum: float = 0.9
+    gmf_dim: int = 32
+    mlp_dim: int = 32
+    content_dim: int = 32
+    out: str = "runs/flwr"
+    client_state_dir: str = ""
+    resume: bool = False
+    round_timeout: float = 3600.0
+    min_replies: int = 1
+
+    def __post_init__(self) -> None:
+        positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
+                    "batch_size", "negatives", "gmf_dim", "mlp_dim", "min_replies")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("learning_rate", "reconstruction_lr", "server_learning_rate", "round_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.server_momentum < 1:
+            raise ConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+
+    @property
+    def model(self) -> ModelConfig:
+        return ModelConfig(gmf_dim=self.gmf_dim, mlp_embedding_dim=self.mlp_dim,
+                           mlp_layers=(2 * self.mlp_dim, self.mlp_dim, max(1, self.mlp_dim // 2)),
+                           content_dim=self.content_dim)
+
+    @property
+    def client_state_root(self) -> Path:
+        return Path(self.client_state_dir) if self.client_state_dir else Path(self.out) / "client_state"
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_flower(self) -> dict[str, Any]:
+        """Hyphenated keys, as in ``[tool.flwr.app.config]``."""
+        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
+        """Build from hyphenated or underscored keys; unknown keys and bad types fail."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for raw, value in values.items():
+            name = raw.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"{source}: unknown setting {raw!r}")
+            kwargs[name] = _coerce(known[name].type, value, raw, source)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}") from None
+        return cls.from_mapping(data.get("run", data), source=str(path))
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _coerce(kind: str, value: Any, key: str, source: str) -> Any:
+    """Flower run configs carry bool/int/float/str; accept what converts losslessly."""
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "false"):
+                return str(value).lower() == "true"
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}") from None

@@ -1,0 +1,107 @@
+"""One user = one client: the data a client holds, and how a simulation finds it.
+
+In a simulation every worker process loads the dataset once (cached) and hands each
+client only its own user's slice, built on demand (lazily) when that client is called.
+A client's evaluation candidates are drawn from its own positives and the seed alone
+(``shared.interactions.user_negatives``), so federated evaluation ranks exactly the
+candidates a centralized evaluation of the same model ranks.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, Interactions,
+                                 Split, build_interactions, leave_last_out, user_negatives)
+from shared.schema import Dataset, fingerprint
+
+
+@dataclass
+class ClientData:
+    """What one device holds: its own interactions (item indices into the catalogue).
+
+    Attributes:
+        user: the user's global index (used only to seed its random streams).
+        train_items, train_weights: training positives and their event weights.
+        val_item, test_item: held-out items (-1 when the user has too few interactions).
+        test_negatives, val_negatives: the NCF protocol's sampled negatives.
+        n_items: catalogue size.
+    """
+
+    user: int
+    train_items: np.ndarray
+    train_weights: np.ndarray
+    val_item: int
+    test_item: int
+    test_negatives: np.ndarray
+    val_negatives: np.ndarray
+    n_items: int
+
+    @property
+    def evaluable(self) -> bool:
+        return self.test_item >= 0
+
+    def seen_for_test(self) -> np.ndarray:
+        """Items excluded from full ranking of the test item: train and validation."""
+        seen = self.train_items if self.val_item < 0 else np.append(self.train_items, self.val_item)
+        return np.unique(seen)
+
+
+@dataclass
+class Federation:
+    """A prepared dataset viewed as a federation of one client per user."""
+
+    name: str
+    inter: Interactions
+    split: Split
+    fingerprint: str
+    eval_negatives: int = 99
+    seed: int = 0
+
+    @property
+    def n_clients(self) -> int:
+        return self.inter.n_users
+
+    def client(self, user: int) -> ClientData:
+        """The slice of user ``user`` (built now, not stored)."""
+        if not 0 <= user < self.n_clients:
+            raise ValueError(f"no client {user}: the federation has {self.n_clients} users")
+        s = self.split
+        train = s.train_users == user
+        val = np.flatnonzero(s.val_users == user)
+        test = np.flatnonzero(s.test_users == user)
+        val_item = int(s.val_items[val[0]]) if len(val) else -1
+        test_item = int(s.test_items[test[0]]) if len(test) else -1
+        positives = np.unique(np.concatenate(
+            [s.train_items[train], [i for i in (val_item, test_item) if i >= 0]]).astype(np.int64))
+
+        def negs(stream: int) -> np.ndarray:
+            if test_item < 0:
+                return np.zeros(0, np.int64)
+            return user_negatives(positives, s.n_items, self.eval_negatives, self.seed, user, stream)
+
+        return ClientData(user, s.train_items[train], s.train_weights[train], val_item,
+                          test_item, negs(STREAM_TEST_NEGATIVES), negs(STREAM_VAL_NEGATIVES),
+                          s.n_items)
+
+
+def federation_from_dataset(dataset: Dataset, seed: int) -> Federation:
+    inter = build_interactions(dataset)
+    return Federation(dataset.name, inter, leave_last_out(inter), fingerprint(dataset), seed=seed)
+
+
+@functools.lru_cache(maxsize=2)
+def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_items: int) -> Federation:
+    """Load and prepare once per process (every simulated client of a worker shares it)."""
+    if dataset == "synthetic":
+        from shared.synthetic import SyntheticConfig, generate
+
+        data = generate(SyntheticConfig(n_users=synthetic_users, n_items=synthetic_items, seed=seed))
+    else:
+        from shared.datasets import load_dataset
+
+        data = load_dataset(dataset, seed=seed)
+    return federation_from_dataset(data, seed)
