@@ -157,10 +157,27 @@ class LocalModel:
 _MODELS: dict[tuple, LocalModel] = {}
 
 
+def configure_worker_threads() -> None:
+    """One TF thread per simulated client worker, and deterministic TF ops.
+
+    Simulation workers each get one CPU: more intra-op threads would only contend.
+    Op determinism makes a client's update a pure function of its inputs and seeds
+    (multi-threaded scatter-adds of embedding gradients otherwise sum in varying order),
+    which is what makes a resumed run equal an uninterrupted one.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TF already initialised in this process: keep its thread pools
+    tf.config.experimental.enable_op_determinism()
+
+
 def get_local_model(config: ModelConfig, item_features: np.ndarray) -> LocalModel:
     """The worker's cached :class:`LocalModel` for this model shape (built once)."""
     key = (config, item_features.shape, hash(item_features.tobytes()))
     if key not in _MODELS:
+        configure_worker_threads()
         _MODELS.clear()  # one model per worker: a new shape replaces the old one
         _MODELS[key] = LocalModel(config, item_features.shape[0], item_features)
     return _MODELS[key]

@@ -74,6 +74,19 @@ def _client_seconds(replies: list[Message]) -> float:
                      and "client-seconds" in m.content["metrics"]))
 
 
+def _reply_order(msg: Message) -> tuple:
+    """A run-independent order for aggregation.
+
+    Replies arrive in whatever order clients finish, and float sums depend on order; the
+    clients' local Adam steps then amplify those last-bit differences. Sorting by the
+    replies' own content makes aggregation, and so the whole run, reproducible.
+    """
+    if msg.has_error() or "metrics" not in msg.content:
+        return (1, 0.0, 0.0)
+    m = msg.content["metrics"]
+    return (0, float(m.get("num-examples", 0)), float(m.get("train-loss", 0.0)))
+
+
 def _metric(record, key: str) -> float | None:
     return None if record is None or key not in record else float(record[key])
 
@@ -136,7 +149,7 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     t0 = time.perf_counter()
     seed_sampling(cfg.seed, rnd, 0)
     messages = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), grid))
-    replies = list(grid.send_and_receive(messages, timeout=cfg.round_timeout))
+    replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=_reply_order)
     ok = [m for m in replies if not m.has_error()]
     if len(ok) < cfg.min_replies:
         raise RuntimeError(f"round {rnd}: {len(ok)} successful replies < min-replies {cfg.min_replies}")

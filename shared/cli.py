@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     baseline = sub.add_parser("baseline", help="centralized baselines on one dataset")
     baseline_cmd.add_arguments(baseline)
+
+    from simulations import simulate_cmd
+
+    simulate = sub.add_parser("simulate", help="a federated run in Flower's simulation engine")
+    simulate_cmd.add_arguments(simulate)
     return parser
 
 
@@ -73,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             from simulations import baseline_cmd
 
             return baseline_cmd.run(args)
+        if args.command == "simulate":
+            from simulations import simulate_cmd
+
+            return simulate_cmd.run(args)
     except FedrecError as err:
         print(f"fedrec: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

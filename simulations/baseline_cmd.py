@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--negatives", type=int, default=4, help="training negatives per positive")
-    parser.add_argument("--dim", type=int, default=32, help="embedding size")
+    parser.add_argument("--negatives", type=int, default=8, help="training negatives per positive")
+    parser.add_argument("--dim", type=int, default=16, help="embedding size (MLP layers 2d-d-d/2)")
     parser.add_argument("--target-epsilon", type=float, default=None,
                         help="neumf-dp: calibrate the noise to this example-level ε (default 8)")
     parser.add_argument("--noise-multiplier", type=float, default=None,

@@ -72,9 +72,10 @@ class NeuMFConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 1e-3
-    negatives: int = 4
+    negatives: int = 8
     use_event_weights: bool = True
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        gmf_dim=16, mlp_embedding_dim=16, mlp_layers=(32, 16, 8), content_dim=32))
     dp: bool = False
     l2_norm_clip: float = 1.0
     noise_multiplier: float | None = None

@@ -1,0 +1,171 @@
+"""``fedrec simulate``: the same ServerApp/ClientApp through Flower's simulation engine.
+
+The run is launched with Flower's own ``flower-simulation`` (Ray backend, one virtual
+SuperNode per user) on this project's app; this process follows the run directory's
+``metrics.jsonl`` for a progress bar, then prints the final table next to the
+centralized NeuMF number for the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tomli_w
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from server.rundir import RunDir
+from shared.config import STRATEGIES, RunConfig
+from shared.errors import ConfigError, FedrecError
+from simulations.progress import console
+
+APP_DIR = Path(__file__).resolve().parent.parent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with a [run] table (flags override)")
+    parser.add_argument("--dataset", help="synthetic, movielens-100k or a path")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--clients-per-round", type=int, help="0 = all clients")
+    parser.add_argument("--eval-clients", type=int, help="clients evaluated per round (0 = all)")
+    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--local-epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", dest="learning_rate", type=float, help="local learning rate")
+    parser.add_argument("--negatives", type=int)
+    parser.add_argument("--strategy", choices=STRATEGIES)
+    parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
+    parser.add_argument("--synthetic-users", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", type=Path, help="run directory")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue RUN_DIR from its last complete round")
+    parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the centralized NeuMF reference")
+
+
+_FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
+          "batch_size", "learning_rate", "negatives", "strategy", "server_learning_rate",
+          "synthetic_users", "seed")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Config file, then flags; ``--resume`` reuses the run's own manifest config."""
+    if args.resume is not None:
+        manifest = args.resume / "manifest.json"
+        if not manifest.exists():
+            raise ConfigError(f"{args.resume}: not a run directory (no manifest.json)")
+        cfg = RunConfig.from_mapping(json.loads(manifest.read_text())["config"], str(manifest))
+        return cfg.replace(resume=True, out=str(args.resume),
+                           rounds=args.rounds or cfg.rounds)
+    cfg = RunConfig.from_toml(args.config) if args.config else RunConfig()
+    changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    if args.out is not None:
+        changes["out"] = str(args.out)
+    try:
+        return cfg.replace(**changes)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def launch(cfg: RunConfig, n_clients: int, workers: int) -> subprocess.Popen:
+    """Start ``flower-simulation`` on this app with ``cfg`` as the run config."""
+    exe = shutil.which("flower-simulation") or str(Path(sys.executable).parent / "flower-simulation")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_config = out / "run_config.toml"
+    run_config.write_text(tomli_w.dumps(cfg.to_flower()))
+    backend = {"client-resources": {"num-cpus": 1, "num-gpus": 0.0},
+               "init-args": {"num-cpus": max(1, workers), "log-to-driver": False}}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    log = (out / "simulation.log").open("a")
+    return subprocess.Popen(
+        [exe, "--app", str(APP_DIR), "--num-supernodes", str(n_clients),
+         "--run-config", str(run_config.resolve()), "--backend-config", json.dumps(backend)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(APP_DIR))
+
+
+def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig) -> None:
+    """Progress bar over rounds from metrics.jsonl until the simulation exits."""
+    columns = (TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        done0 = len(run.read_metrics())
+        task = bar.add_task("rounds", total=cfg.rounds, completed=done0, status="starting")
+        while proc.poll() is None:
+            rows = run.read_metrics()
+            if rows:
+                last = rows[-1]
+                hr = last.get("hr@10")
+                status = f"HR@10 {hr:.3f}" if hr is not None else f"loss {last['train_loss']:.3f}"
+                bar.update(task, completed=len(rows), status=status)
+            time.sleep(1.0)
+        bar.update(task, completed=len(run.read_metrics()))
+
+
+def reference(cfg: RunConfig) -> dict | None:
+    """Centralized NeuMF on the same data and seed (cached in the run directory)."""
+    path = Path(cfg.out) / "reference_neumf.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from shared.federated_data import load_federation
+    from shared.interactions import evaluation_negatives
+    from simulations.baselines import NeuMFConfig, run_baseline
+
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    val = evaluation_negatives(fed.split, 99, cfg.seed, "val")
+    test = evaluation_negatives(fed.split, 99, cfg.seed, "test")
+    result = run_baseline("neumf", fed.inter, fed.split, val, test, cfg.seed,
+                          neumf=NeuMFConfig(model=cfg.model))
+    path.write_text(json.dumps({"metrics": result["metrics"], "wall_seconds": result["wall_seconds"]}))
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.federated_data import load_federation
+
+    cfg = build_config(args)
+    run_dir = RunDir(cfg.out)
+    if not cfg.resume and run_dir.manifest_path.exists():
+        raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    console.print(f"{fed.name}: {fed.n_clients} clients, {fed.inter.n_items} items; "
+                  f"{cfg.rounds} rounds of {cfg.strategy} -> {cfg.out}")
+    proc = launch(cfg, fed.n_clients, args.workers)
+    try:
+        follow(proc, run_dir, cfg)
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        console.print(f"interrupted; resume with: fedrec simulate --resume {cfg.out}")
+        return 130
+    if proc.returncode != 0 or not run_dir.results_path.exists():
+        raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
+    results = json.loads(run_dir.results_path.read_text())
+    ref = None if args.no_reference else reference(cfg)
+    console.print(final_table(results, ref))
+    return 0
+
+
+def final_table(results: dict, ref: dict | None) -> Table:
+    table = Table(title=f"{results['dataset']}: federated vs centralized")
+    for col in ("model", "HR@10", "NDCG@10", "full HR@10", "rounds", "seconds"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    m = results["metrics"]
+    table.add_row(results["model"], f"{m.get('hr@10', float('nan')):.4f}",
+                  f"{m.get('ndcg@10', float('nan')):.4f}", f"{m.get('full_hr@10', float('nan')):.4f}",
+                  str(results["rounds"]), f"{results['wall_seconds']:.0f}")
+    if ref is not None:
+        r = ref["metrics"]
+        table.add_row("centralized NeuMF", f"{r['hr@10']:.4f}", f"{r['ndcg@10']:.4f}",
+                      f"{r['full_hr@10']:.4f}", "-", f"{ref['wall_seconds']:.0f}")
+    return table

@@ -1,0 +1,99 @@
+"""The ClientApp in-process (no Ray): what leaves the device, and exact metric aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message, RecordDict
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+from client import app as capp
+from client.state import PrivateStore
+from server.app import initial_global_weights, round_config
+from shared.config import RunConfig
+from shared.evaluate import evaluate
+from shared.federated_data import load_federation
+from shared.interactions import evaluation_negatives
+from shared.model import build_model, get_private_weights, make_scorer, set_weights
+
+N_USERS = 12
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    cfg = RunConfig(synthetic_users=N_USERS, synthetic_items=60,
+                    out=str(tmp_path_factory.mktemp("run")), gmf_dim=8, mlp_dim=8, content_dim=8)
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    return cfg, fed, weights
+
+
+def _call(cfg, weights, user, kind, rnd=1):
+    msg = Message(RecordDict({"arrays": capp.to_record(weights), "config": round_config(cfg, rnd)}),
+                  dst_node_id=user + 1, message_type=kind)
+    ctx = Context(run_id=1, node_id=user + 1, node_config={"partition-id": user},
+                  state=RecordDict(), run_config=cfg.to_flower())
+    return capp.app(msg, ctx)
+
+
+def test_replies_carry_only_the_global_group(setup):
+    cfg, fed, weights = setup
+    model = build_model(cfg.model, 1, fed.inter.n_items, fed.inter.item_features.shape[1])
+    private = get_private_weights(model)
+    private_shapes = {v.shape for v in private.values()}
+    for user in range(N_USERS):
+        reply = _call(cfg, weights, user, "train")
+        assert set(reply.content.keys()) == {"arrays", "metrics"}
+        sent = capp.from_record(reply.content["arrays"])
+        assert set(sent) == set(weights)                          # by name: global only
+        assert not any(name.startswith("user_") for name in sent)
+        assert not any(a.shape in private_shapes for a in sent.values())  # by shape
+        stored = PrivateStore(cfg.client_state_root, user).load(1)
+        assert set(stored) == set(private)                         # it stayed on the device
+        for arr in stored.values():                                # ... and appears nowhere
+            assert not any(a.size >= arr.size and np.isin(arr.ravel(), a.ravel()).all()
+                           for a in sent.values())
+        assert reply.content["metrics"]["num-examples"] == len(fed.client(user).train_items)
+
+
+def test_training_changes_the_global_weights_and_is_deterministic(setup):
+    cfg, _, weights = setup
+    a = capp.from_record(_call(cfg, weights, 2, "train", rnd=7).content["arrays"])
+    b = capp.from_record(_call(cfg, weights, 2, "train", rnd=7).content["arrays"])
+    assert any(not np.allclose(a[k], weights[k]) for k in weights)
+    for k in weights:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_federated_metrics_equal_a_centralized_evaluation(setup):
+    """Flower's weighted average of per-client replies == evaluate() on the same model."""
+    cfg, fed, weights = setup
+    replies = [_call(cfg, weights, u, "evaluate", rnd=3) for u in range(N_USERS)]
+    agg = aggregate_metricrecords([r.content for r in replies], "num-examples")
+    # centralized: one model with every device's (just refreshed) user embedding
+    model = build_model(cfg.model, N_USERS, fed.inter.n_items, fed.inter.item_features.shape[1])
+    set_weights(model, weights, "global")
+    private = {k: np.zeros_like(v) for k, v in get_private_weights(model).items()}
+    for u in range(N_USERS):
+        for k, v in PrivateStore(cfg.client_state_root, u).load(3).items():
+            private[k][u] = v[0]
+    set_weights(model, private, "private")
+    negatives = evaluation_negatives(fed.split, 99, cfg.seed, "test")
+    central = evaluate(make_scorer(model, fed.inter.item_features), fed.split, negatives,
+                       beyond=False)
+    assert agg["hr@10"] == pytest.approx(central["hr@10"], abs=1e-6)
+    assert agg["ndcg@10"] == pytest.approx(central["ndcg@10"], abs=1e-6)
+    assert agg["mrr"] == pytest.approx(central["mrr"], abs=1e-6)
+    assert agg["full_hr@10"] == pytest.approx(central["full_hr@10"], abs=1e-6)
+    assert agg["full_ndcg@10"] == pytest.approx(central["full_ndcg@10"], abs=1e-6)
+
+
+def test_private_store_versions_by_round(tmp_path):
+    store = PrivateStore(tmp_path, 4)
+    assert store.load(10) is None
+    store.save(1, {"user_gmf_embedding/embeddings": np.ones((1, 2), np.float32)})
+    store.save(2, {"user_gmf_embedding/embeddings": np.full((1, 2), 2, np.float32)})
+    store.save(3, {"user_gmf_embedding/embeddings": np.full((1, 2), 3, np.float32)})
+    assert store.load(2)["user_gmf_embedding/embeddings"][0, 0] == 2   # resume of round 3
+    assert store.load(9)["user_gmf_embedding/embeddings"][0, 0] == 3
+    assert store.load(1) is None                                       # pruned: keep two
