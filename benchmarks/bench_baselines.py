@@ -34,11 +34,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--dp-epsilons", default="1,8")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_baselines"))
-    parser.add_argument("--extra", default="", help="extra flags for every NeuMF run")
+    parser.add_argument("--extra", default="", help="extra flags for the non-DP run")
+    parser.add_argument("--dp-extra", default="--batch-size 4096 --lr 0.01",
+                        help="extra flags for the DP runs (DP-SGD wants large batches)")
     args = parser.parse_args()
     extra = args.extra.split()
     runs = [("plain", ["--model", "popularity,itemknn,neumf", *extra])]
-    runs += [(f"dp{eps}", ["--model", "neumf-dp", "--target-epsilon", eps, *extra])
+    runs += [(f"dp{eps}", ["--model", "neumf-dp", "--target-epsilon", eps, *args.dp_extra.split()])
              for eps in args.dp_epsilons.split(",") if eps]
     rows: dict[str, list[dict]] = {}
     for tag, flags in runs:

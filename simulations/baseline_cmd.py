@@ -20,7 +20,7 @@ from shared.interactions import (Interactions, Split, build_interactions, evalua
 from shared.model import ModelConfig
 from shared.schema import Dataset, fingerprint
 from simulations.baselines import MODELS, NeuMFConfig, run_baseline
-from simulations.progress import TrainingProgress, console
+from simulations.progress import TrainingProgress, console, report
 
 log = logging.getLogger("fedrec.baseline")
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             records.append({"dataset": data.dataset.name, **result,
                             "data_fingerprint": data.fingerprint, "versions": versions()})
     write_json(args.out, records[0] if len(records) == 1 else records)
-    console.print(results_table(records))
+    report.print(results_table(records))
     console.print(f"results written to {args.out}")
     return 0
 
@@ -160,16 +160,18 @@ def _json_default(value):
 
 
 def results_table(records: list[dict]) -> Table:
-    """HR@10, NDCG@10 (sampled, NCF protocol), full-ranking HR@10, ε and wall time."""
+    """HR@10, NDCG@10 (sampled, NCF protocol), full-ranking HR@10, coverage, simulated
+    CTR@10 (synthetic data only), ε and wall time."""
     table = Table(title="fedrec baselines (leave-last-out, 99 sampled negatives)")
     for col in ("dataset", "model", "seed", "HR@10", "NDCG@10", "full HR@10",
-                "coverage@10", "ε (example)", "seconds"):
+                "coverage@10", "CTR@10", "ε (example)", "seconds"):
         table.add_column(col, justify="right" if col not in ("dataset", "model") else "left")
     for r in records:
         m, p = r["metrics"], r["privacy"]
         table.add_row(r["dataset"], r["model"], str(r["seed"]), f"{m['hr@10']:.4f}",
                       f"{m['ndcg@10']:.4f}", f"{m.get('full_hr@10', float('nan')):.4f}",
                       f"{m.get('coverage@10', float('nan')):.3f}",
+                      f"{m['ctr@10']:.3f}" if "ctr@10" in m else "-",
                       "∞ (no DP)" if p is None else f"{p['epsilon']:.2f}",
                       f"{r['wall_seconds']:.1f}")
     return table

@@ -10,7 +10,10 @@ from rich.logging import RichHandler
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+#: Progress, logs and messages go to stderr; result tables to stdout (``report``), wide
+#: enough when stdout is a file or a CI log rather than a terminal.
 console = Console(stderr=True)
+report = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def setup_logging(verbose: bool = False) -> None:

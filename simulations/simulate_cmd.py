@@ -25,7 +25,7 @@ from rich.table import Table
 from server.rundir import RunDir
 from shared.config import STRATEGIES, RunConfig
 from shared.errors import ConfigError, FedrecError
-from simulations.progress import console
+from simulations.progress import console, report
 
 APP_DIR = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
     results = json.loads(run_dir.results_path.read_text())
     ref = None if args.no_reference else reference(cfg)
-    console.print(final_table(results, ref))
+    report.print(final_table(results, ref))
     return 0
 
 
