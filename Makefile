@@ -6,6 +6,7 @@ PYTHON ?= $(shell for p in python3.11 python3.10 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 11) else 1)' 2>/dev/null && { echo $$p; break; }; done)
 STAMP := $(VENV)/.installed
 RUN_OUT ?= runs/main
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: run test test-fast venv clean bench
 

@@ -69,8 +69,8 @@ class RunConfig:
     strategy: str = "fedavg"
     server_learning_rate: float = 0.01
     server_momentum: float = 0.9
-    gmf_dim: int = 32
-    mlp_dim: int = 32
+    gmf_dim: int = 16
+    mlp_dim: int = 16
     content_dim: int = 32
     out: str = "runs/flwr"
     client_state_dir: str = ""

@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negatives", type=int)
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
+    parser.add_argument("--dim", dest="gmf_dim", type=int, help="embedding size (GMF and MLP)")
     parser.add_argument("--synthetic-users", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", type=Path, help="run directory")
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "negatives", "strategy", "server_learning_rate",
-          "synthetic_users", "seed")
+          "synthetic_users", "seed", "gmf_dim")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -69,6 +70,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
                            rounds=args.rounds or cfg.rounds)
     cfg = RunConfig.from_toml(args.config) if args.config else RunConfig()
     changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    if args.gmf_dim is not None:
+        changes["mlp_dim"] = args.gmf_dim
     if args.out is not None:
         changes["out"] = str(args.out)
     try:
