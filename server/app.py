@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from typing import Any
 
@@ -22,8 +21,8 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from client.app import from_record, to_record  # noqa: E402
 from server.rundir import RunDir  # noqa: E402
 from server.strategy import get_state, make_strategy, per_round, seed_sampling, set_state  # noqa: E402
-from shared import __version__  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
+from shared.runinfo import versions  # noqa: E402
 from shared.federated_data import load_federation  # noqa: E402
 
 log = logging.getLogger("flwr")
@@ -49,18 +48,6 @@ def round_config(cfg: RunConfig, round_: int) -> ConfigRecord:
         "reconstruction-steps": cfg.reconstruction_steps,
         "reconstruction-lr": cfg.reconstruction_lr,
     })
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"fedrec": __version__, "python": platform.python_version()}
-    for pkg in ("flwr", "tensorflow", "tensorflow-privacy", "dp-accounting", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "missing"
-    return out
 
 
 def _bytes(messages: list[Message]) -> int:

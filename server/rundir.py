@@ -23,24 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from shared.runinfo import to_json, write_text_atomic
+
 _CKPT = re.compile(r"round-(\d+)\.npz$")
 STATE_PREFIX = "state|"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def to_json(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class RunDir:
@@ -62,7 +48,7 @@ class RunDir:
         if self.manifest_path.exists():
             raise FileExistsError(f"{self.path} already holds a run; use --resume or another --out")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.manifest_path, json.dumps(manifest, indent=2, default=to_json) + "\n")
+        write_text_atomic(self.manifest_path, json.dumps(manifest, indent=2, default=to_json) + "\n")
 
     def manifest(self) -> dict[str, Any]:
         return json.loads(self.manifest_path.read_text())
@@ -113,7 +99,7 @@ class RunDir:
     def truncate_metrics(self, last_round: int) -> None:
         """Keep only lines of rounds <= ``last_round`` (before resuming)."""
         keep = [r for r in self.read_metrics() if r["round"] <= last_round]
-        _atomic_write(self.metrics_path, "".join(json.dumps(r, default=to_json) + "\n" for r in keep))
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r, default=to_json) + "\n" for r in keep))
 
     def write_results(self, results: dict[str, Any]) -> None:
-        _atomic_write(self.results_path, json.dumps(results, indent=2, default=to_json) + "\n")
+        write_text_atomic(self.results_path, json.dumps(results, indent=2, default=to_json) + "\n")

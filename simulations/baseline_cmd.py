@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from shared import __version__
 from shared.errors import ConfigError
+from shared.runinfo import versions, write_json_atomic
 from shared.interactions import (Interactions, Split, build_interactions, evaluation_negatives,
                                  leave_last_out)
 from shared.model import ModelConfig
@@ -119,44 +116,10 @@ def run(args: argparse.Namespace) -> int:
                                       knn_neighbours=args.neighbours)
             records.append({"dataset": data.dataset.name, **result,
                             "data_fingerprint": data.fingerprint, "versions": versions()})
-    write_json(args.out, records[0] if len(records) == 1 else records)
+    write_json_atomic(args.out, records[0] if len(records) == 1 else records)
     report.print(results_table(records))
     console.print(f"results written to {args.out}")
     return 0
-
-
-def versions() -> dict[str, str]:
-    """Versions of everything that can change a number."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"fedrec": __version__, "python": platform.python_version()}
-    for pkg in ("tensorflow", "tensorflow-privacy", "dp-accounting", "flwr", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "missing"
-    return out
-
-
-def write_json(path: Path, payload) -> None:
-    """Write atomically (temp file + rename): a crash never leaves half a results file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def results_table(records: list[dict]) -> Table:

@@ -1,0 +1,52 @@
+"""What every run record carries: package versions, and atomic JSON writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared import __version__
+
+PACKAGES = ("flwr", "tensorflow", "tensorflow-privacy", "dp-accounting", "numpy")
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change a number."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"fedrec": __version__, "python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def to_json(value: Any) -> Any:
+    """``json.dumps`` default for numpy scalars/arrays and tuples."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (np.ndarray, tuple)):
+        return list(value.tolist() if isinstance(value, np.ndarray) else value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write via a temp file and rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=to_json) + "\n")
