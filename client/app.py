@@ -72,7 +72,7 @@ def train(msg: Message, context: Context) -> Message:
     rnd = int(msg.content["config"]["server-round"])
     rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN])
     model, store = _load_local(msg, cfg, fed, data, max_round=rnd - 1)
-    model.reconstruct(data, settings.reconstruction_steps, settings.reconstruction_lr, rng)
+    model.reconstruct(data, settings, rng)
     loss, n = model.train_global(data, settings, rng)
     store.save(rnd, model.private_weights())
     reply = RecordDict({
@@ -92,7 +92,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     rnd = int(msg.content["config"]["server-round"])
     model, store = _load_local(msg, cfg, fed, data, max_round=rnd)
     rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
-    model.reconstruct(data, settings.reconstruction_steps, settings.reconstruction_lr, rng)
+    model.reconstruct(data, settings, rng)
     store.save(rnd, model.private_weights())
     values = model.evaluate(data) if data.evaluable else {}
     record = {k: values.get(k, 0.0) for k in ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")}

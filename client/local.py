@@ -57,12 +57,11 @@ class LocalModel:
         self.global_opt.build(self.global_vars)
         self._loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
         self.score_all = make_scorer(self.model, item_features)
-        n_neg_plus_one = None
+        # rows x (1 + negatives): both vary (batch size, round config), so both are None
         spec = ({"user": tf.TensorSpec([None], tf.int32),
-                 "item": tf.TensorSpec([None, n_neg_plus_one], tf.int32),
-                 "item_features": tf.TensorSpec([None, n_neg_plus_one, item_features.shape[1]],
-                                                tf.float32)},
-                tf.TensorSpec([None, n_neg_plus_one], tf.float32), tf.TensorSpec([None], tf.float32))
+                 "item": tf.TensorSpec([None, None], tf.int32),
+                 "item_features": tf.TensorSpec([None, None, item_features.shape[1]], tf.float32)},
+                tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32))
         self._user_step = tf.function(self._make_step(self.user_vars, self.user_opt),
                                       input_signature=spec)
         self._global_step = tf.function(self._make_step(self.global_vars, self.global_opt),
@@ -109,13 +108,19 @@ class LocalModel:
         return make_rows(np.zeros(len(data.train_items), np.int64), data.train_items,
                          data.train_weights, train, negatives, rng)
 
-    def reconstruct(self, data: ClientData, steps: int, lr: float, rng: np.random.Generator) -> float:
-        """Fit the private user embedding with the global weights frozen (full batch)."""
+    def reconstruct(self, data: ClientData, settings: LocalSettings,
+                    rng: np.random.Generator) -> float:
+        """Fit the private user embedding with the global weights frozen.
+
+        ``reconstruction_steps`` full-batch Adam steps over all of the user's training
+        positives, each with ``negatives`` sampled negatives drawn once.
+        """
+        steps = settings.reconstruction_steps
         if steps == 0 or len(data.train_items) == 0:
             return float("nan")
-        self.user_opt.learning_rate.assign(lr)
-        x, y, w = batch_arrays(self.rows(data, 4, rng), np.arange(len(data.train_items)),
-                               self.item_features)
+        self.user_opt.learning_rate.assign(settings.reconstruction_lr)
+        x, y, w = batch_arrays(self.rows(data, settings.negatives, rng),
+                               np.arange(len(data.train_items)), self.item_features)
         loss = float("nan")
         for _ in range(steps):
             loss = float(self._user_step(x, y, w))
