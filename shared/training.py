@@ -68,8 +68,11 @@ def poisson_batches(n_rows: int, rate: float, steps: int,
                     rng: np.random.Generator) -> list[np.ndarray]:
     """``steps`` Poisson-subsampled batches: every row joins each batch with prob ``rate``.
 
-    Empty batches are kept (they are part of the mechanism that is accounted for); the
-    trainer skips the gradient step but the noise-only step would carry no data anyway.
+    Empty batches are returned (the accounting counts every step) and :func:`iterate`
+    skips them: DP-SGD proper would still apply a noise-only update there, and skipping it
+    reveals that the batch was empty. That happens with probability ``(1 - rate)^rows``,
+    about ``exp(-expected batch size)``: e^-256 for fedrec's defaults, i.e. never; keep the
+    expected batch size well above ~20 when DP matters.
     """
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"sampling rate must be in (0, 1], got {rate}")
