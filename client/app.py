@@ -63,6 +63,18 @@ def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData,
     return model, store
 
 
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Tell the server this device's stable position (simulation: its partition id).
+
+    Node ids are random per launch; the server orders nodes by this number before it
+    samples, so that a seed picks the same users in every launch and after a resume.
+    """
+    position = int(context.node_config.get("partition-id", -1))
+    return Message(content=RecordDict({"metrics": MetricRecord({"position": position})}),
+                   reply_to=msg)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Reconstruct the user embedding, train the global weights, reply with those only."""
@@ -85,7 +97,11 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Refresh the user embedding against the new global model, rank the held-out item."""
+    """Refresh the user embedding against the new global model, rank the held-out item.
+
+    The refreshed embedding is stored as this round's *evaluation* state; training keeps
+    reading the training state, so results do not depend on ``eval-every``.
+    """
     start = time.perf_counter()
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
@@ -93,7 +109,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     model, store = _load_local(msg, cfg, fed, data, max_round=rnd)
     rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
     model.reconstruct(data, settings, rng)
-    store.save(rnd, model.private_weights())
+    # the refreshed embedding serves this evaluation (and on-device recommendations);
+    # it is kept apart so that training never depends on when evaluation happened
+    store.save(rnd, model.private_weights(), kind="eval")
     values = model.evaluate(data) if data.evaluable else {}
     record = {k: values.get(k, 0.0) for k in ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")}
     record["num-examples"] = 1 if data.evaluable else 0

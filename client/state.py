@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-_NAME = re.compile(r"round-(\d+)\.npz$")
+KINDS = ("round", "eval")
 KEEP = 2
 
 
@@ -25,27 +25,34 @@ class PrivateStore:
     def __init__(self, root: str | Path, user: int) -> None:
         self.dir = Path(root) / str(user)
 
-    def _versions(self) -> list[tuple[int, Path]]:
+    def _versions(self, kind: str) -> list[tuple[int, Path]]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown state kind {kind!r}")
         if not self.dir.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _NAME.match(p.name))]
+        pattern = re.compile(kind + r"-(\d+)\.npz$")
+        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := pattern.match(p.name))]
         return sorted(found)
 
-    def load(self, max_round: int) -> dict[str, np.ndarray] | None:
-        """Newest saved weights from a round <= ``max_round`` (None: a new user)."""
-        usable = [p for r, p in self._versions() if r <= max_round]
+    def load(self, max_round: int, kind: str = "round") -> dict[str, np.ndarray] | None:
+        """Newest saved weights of ``kind`` from a round <= ``max_round`` (None: none yet).
+
+        ``round`` is the training state (what the next round starts from); ``eval`` the
+        embedding refreshed for an evaluation.
+        """
+        usable = [p for r, p in self._versions(kind) if r <= max_round]
         if not usable:
             return None
         with np.load(usable[-1]) as data:
             return {k.replace("|", "/"): data[k] for k in data.files}
 
-    def save(self, round_: int, weights: dict[str, np.ndarray]) -> None:
-        """Atomically store ``weights`` as the state after ``round_``; prune old versions."""
+    def save(self, round_: int, weights: dict[str, np.ndarray], kind: str = "round") -> None:
+        """Atomically store ``weights`` as the ``kind`` state of ``round_``; prune old ones."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        final = self.dir / f"round-{round_}.npz"
-        tmp = self.dir / f".round-{round_}.{os.getpid()}.tmp.npz"
+        final = self.dir / f"{kind}-{round_}.npz"
+        tmp = self.dir / f".{kind}-{round_}.{os.getpid()}.tmp.npz"
         np.savez(tmp, **{k.replace("/", "|"): v for k, v in weights.items()})
         os.replace(tmp, final)
-        for r, path in self._versions()[:-KEEP]:
+        for r, path in self._versions(kind)[:-KEEP]:
             if r < round_:
                 path.unlink(missing_ok=True)

@@ -15,12 +15,13 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
 from client.app import from_record, to_record  # noqa: E402
 from server.rundir import RunDir  # noqa: E402
-from server.strategy import get_state, make_strategy, per_round, seed_sampling, set_state  # noqa: E402
+from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
+                             seed_sampling, set_state)
 from shared.config import RunConfig  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
 from shared.federated_data import load_federation  # noqa: E402
@@ -95,14 +96,17 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction"},
                resume=cfg.resume)
     strategy = make_strategy(cfg, fed.n_clients)
+    grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
     start_round = 1
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
-    if cfg.resume and (done := run.last_complete_round()):
-        weights, state = run.load_checkpoint(done)
-        set_state(strategy, state)
-        run.truncate_metrics(done)
-        start_round = done + 1
-        log.info("resuming %s after round %d", run.path, done)
+    if cfg.resume:
+        done = run.last_complete_round()
+        run.truncate_metrics(done)          # also drops a torn line from a crash
+        if done:
+            weights, state = run.load_checkpoint(done)
+            set_state(strategy, state)
+            start_round = done + 1
+            log.info("resuming %s after round %d", run.path, done)
     arrays = to_record(weights)
     started = time.perf_counter()
     last_eval = None
@@ -128,6 +132,19 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     }
     run.write_results(results)
     return results
+
+
+def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
+    """Ask every node for its stable position (partition id) once, before round 1."""
+    while len(nodes := list(grid.get_node_ids())) < expected:
+        log.info("waiting for nodes: %d of %d connected", len(nodes), expected)
+        time.sleep(1)
+    queries = [Message(RecordDict(), dst_node_id=n, message_type="query") for n in nodes]
+    positions = {}
+    for reply in grid.send_and_receive(queries, timeout=timeout):
+        if not reply.has_error():
+            positions[reply.metadata.src_node_id] = int(reply.content["metrics"]["position"])
+    return positions
 
 
 def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,

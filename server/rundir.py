@@ -27,6 +27,8 @@ from shared.runinfo import to_json, write_text_atomic
 
 _CKPT = re.compile(r"round-(\d+)\.npz$")
 STATE_PREFIX = "state|"
+#: Settings a resumed run may change (everything else must equal the manifest).
+RESUMABLE_CHANGES = {"resume", "rounds", "round-timeout", "out", "client-state-dir"}
 
 
 class RunDir:
@@ -44,6 +46,12 @@ class RunDir:
         if resume:
             if not self.manifest_path.exists():
                 raise FileNotFoundError(f"{self.path}: no manifest.json to resume from")
+            before, now = self.manifest().get("config", {}), manifest.get("config", {})
+            changed = sorted(k for k in set(before) | set(now)
+                             if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
+            if changed:
+                raise ValueError(f"{self.path}: cannot resume with a different config "
+                                 f"({', '.join(changed)} changed)")
             return
         if self.manifest_path.exists():
             raise FileExistsError(f"{self.path} already holds a run; use --resume or another --out")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedYogi
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from shared.config import RunConfig
 
@@ -23,6 +25,25 @@ def per_round(requested: int, n_clients: int) -> int:
     return n_clients if requested == 0 else min(requested, n_clients)
 
 
+#: Server learning rate when the config leaves it at 0 ("the strategy's default").
+DEFAULT_SERVER_LR = {"fedavgm": 1.0, "fedadam": 0.01, "fedyogi": 0.01, "fedavg": 1.0}
+
+
+def server_lr(cfg: RunConfig) -> float:
+    return cfg.server_learning_rate or DEFAULT_SERVER_LR[cfg.strategy]
+
+
+def weighted_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord | None:
+    """Flower's weighted average, or None when every reply has weight 0.
+
+    Clients without a held-out item reply ``num-examples = 0``; if a round samples only
+    such clients, Flower's average would divide by zero.
+    """
+    total = sum(float(r["metrics"][weighted_by_key]) for r in records
+                if "metrics" in r and weighted_by_key in r["metrics"])
+    return aggregate_metricrecords(records, weighted_by_key) if total > 0 else None
+
+
 def make_strategy(cfg: RunConfig, n_clients: int):
     """Flower strategy sampling exactly ``clients_per_round`` / ``eval_clients`` nodes.
 
@@ -33,26 +54,48 @@ def make_strategy(cfg: RunConfig, n_clients: int):
     m_eval = per_round(cfg.eval_clients, n_clients)
     common = dict(fraction_train=m_train / n_clients, min_train_nodes=m_train,
                   fraction_evaluate=m_eval / n_clients, min_evaluate_nodes=m_eval,
-                  min_available_nodes=n_clients)
+                  min_available_nodes=n_clients, evaluate_metrics_aggr_fn=weighted_metrics)
     if cfg.strategy == "fedavg":
         return FedAvg(**common)
     if cfg.strategy == "fedavgm":
-        return FedAvgM(**common, server_learning_rate=cfg.server_learning_rate,
+        return FedAvgM(**common, server_learning_rate=server_lr(cfg),
                        server_momentum=cfg.server_momentum)
     if cfg.strategy == "fedadam":
-        return FedAdam(**common, eta=cfg.server_learning_rate, eta_l=cfg.learning_rate)
+        return FedAdam(**common, eta=server_lr(cfg), eta_l=cfg.learning_rate)
     if cfg.strategy == "fedyogi":
-        return FedYogi(**common, eta=cfg.server_learning_rate, eta_l=cfg.learning_rate)
+        return FedYogi(**common, eta=server_lr(cfg), eta_l=cfg.learning_rate)
     raise ValueError(f"unknown strategy {cfg.strategy!r}")
+
+
+class OrderedGrid:
+    """A Grid whose ``get_node_ids`` lists nodes in a stable order (by position).
+
+    Flower's strategies sample with ``random.sample(list(grid.get_node_ids()), k)``; node
+    ids are random per launch and come back as a set, so even a seeded ``random`` picks
+    different users each launch. Listing nodes by their stable position (a simulated
+    client's partition id) makes the seeded draw pick the same users every time.
+    Everything else is passed through to the real Grid.
+    """
+
+    def __init__(self, grid, positions: dict[int, int]) -> None:
+        self._grid = grid
+        self._positions = positions
+
+    def get_node_ids(self):
+        nodes = list(self._grid.get_node_ids())
+        return sorted(nodes, key=lambda n: (self._positions.get(n, 1 << 62), n))
+
+    def __getattr__(self, name):
+        return getattr(self._grid, name)
 
 
 def seed_sampling(seed: int, round_: int, phase: int) -> None:
     """Seed the ``random`` module that Flower's ``sample_nodes`` draws from.
 
     Flower samples clients with the global ``random.sample``; seeding it from
-    (seed, round, phase) right before each draw makes every round's sample reproducible
-    and independent of earlier rounds, so a resumed run samples what an uninterrupted
-    run would have.
+    (seed, round, phase) right before each draw (over an :class:`OrderedGrid`) makes
+    every round's sample reproducible and independent of earlier rounds, so a resumed
+    run samples what an uninterrupted run would have.
     """
     random.seed(int(np.random.SeedSequence([seed, round_, phase]).generate_state(1)[0]))
 

@@ -41,7 +41,8 @@ class RunConfig:
             Reconstruction, Singhal et al. 2021) and before evaluation.
         reconstruction_lr: Adam step size of those steps.
         strategy: server optimiser: ``fedavg``, ``fedavgm``, ``fedadam``, ``fedyogi``.
-        server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg).
+        server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg); 0 picks
+            the strategy's default (FedAvgM 1.0, FedAdam/FedYogi 0.01).
         server_momentum: momentum of FedAvgM.
         gmf_dim, mlp_dim, content_dim: model sizes (see ``shared.model.ModelConfig``).
         out: run directory (manifest, metrics.jsonl, results.json, checkpoints).
@@ -67,7 +68,7 @@ class RunConfig:
     reconstruction_steps: int = 10
     reconstruction_lr: float = 0.05
     strategy: str = "fedavg"
-    server_learning_rate: float = 0.01
+    server_learning_rate: float = 0.0
     server_momentum: float = 0.9
     gmf_dim: int = 16
     mlp_dim: int = 16
@@ -87,9 +88,11 @@ class RunConfig:
         for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "reconstruction_lr", "server_learning_rate", "round_timeout"):
+        for name in ("learning_rate", "reconstruction_lr", "round_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
+        if not self.server_learning_rate >= 0:
+            raise ConfigError(f"server-learning-rate must be >= 0, got {self.server_learning_rate}")
         if not 0 <= self.server_momentum < 1:
             raise ConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
         if self.strategy not in STRATEGIES:
@@ -158,5 +161,5 @@ def _coerce(kind: str, value: Any, key: str, source: str) -> Any:
                 raise ValueError
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}") from None

@@ -25,7 +25,10 @@ class ClientData:
 
     Attributes:
         user: the user's global index (used only to seed its random streams).
-        train_items, train_weights: training positives and their event weights.
+        train_items, train_weights: training positives and their event weights: every
+            interaction but the test item (the validation item included: federated
+            training selects no model, so it trains on what the centralized NeuMF
+            reference is refitted on).
         val_item, test_item: held-out items (-1 when the user has too few interactions).
         test_negatives, val_negatives: the NCF protocol's sampled negatives.
         n_items: catalogue size.
@@ -83,9 +86,12 @@ class Federation:
                 return np.zeros(0, np.int64)
             return user_negatives(positives, s.n_items, self.eval_negatives, self.seed, user, stream)
 
-        return ClientData(user, s.train_items[train], s.train_weights[train], val_item,
-                          test_item, negs(STREAM_TEST_NEGATIVES), negs(STREAM_VAL_NEGATIVES),
-                          s.n_items)
+        items, weights = s.train_items[train], s.train_weights[train]
+        if len(val):
+            items = np.append(items, val_item)
+            weights = np.append(weights, s.val_weights[val[0]])
+        return ClientData(user, items, weights, val_item, test_item,
+                          negs(STREAM_TEST_NEGATIVES), negs(STREAM_VAL_NEGATIVES), s.n_items)
 
 
 def federation_from_dataset(dataset: Dataset, seed: int) -> Federation:

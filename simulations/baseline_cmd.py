@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DataError
 from shared.runinfo import versions, write_json_atomic
 from shared.interactions import (Interactions, Split, build_interactions, evaluation_negatives,
                                  leave_last_out)
@@ -38,6 +38,9 @@ def prepare(dataset: Dataset, seed: int, n_negatives: int = 99) -> Prepared:
     """Index, split (leave-last-out) and draw the NCF protocol's sampled negatives."""
     inter = build_interactions(dataset)
     split = leave_last_out(inter)
+    if len(split.test_users) == 0:
+        raise DataError(dataset.name, "no user has the 3 interactions needed for "
+                        "train, validation and test")
     return Prepared(dataset, inter, split,
                     evaluation_negatives(split, n_negatives, seed, "val"),
                     evaluation_negatives(split, n_negatives, seed, "test"),
@@ -80,12 +83,14 @@ def parse_models(spec: str) -> list[str]:
 
 def neumf_config(args: argparse.Namespace, dp: bool) -> NeuMFConfig:
     """The typed training config from flags (validated once, here)."""
-    dims = ModelConfig(gmf_dim=args.dim, mlp_embedding_dim=args.dim,
-                       mlp_layers=(2 * args.dim, args.dim, args.dim // 2 or 1))
     target = args.target_epsilon
     if dp and target is None and args.noise_multiplier is None:
         target = 8.0
+    if args.delta is not None and not 0 < args.delta < 1:
+        raise ConfigError(f"--delta must be in (0, 1), got {args.delta}")
     try:
+        dims = ModelConfig(gmf_dim=args.dim, mlp_embedding_dim=args.dim,
+                           mlp_layers=(2 * args.dim, args.dim, args.dim // 2 or 1))
         return NeuMFConfig(epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.lr, negatives=args.negatives, model=dims, dp=dp,
                            l2_norm_clip=args.clip, noise_multiplier=args.noise_multiplier if dp else None,
@@ -110,10 +115,13 @@ def run(args: argparse.Namespace) -> int:
         for model in models:
             log.info("model %s, seed %d", model, seed)
             with TrainingProgress(model) as progress:
-                result = run_baseline(model, data.inter, data.split, data.val_negatives,
-                                      data.test_negatives, seed, neumf=configs[model],
-                                      affinity=data.dataset.affinity, progress=progress,
-                                      knn_neighbours=args.neighbours)
+                try:
+                    result = run_baseline(model, data.inter, data.split, data.val_negatives,
+                                          data.test_negatives, seed, neumf=configs[model],
+                                          affinity=data.dataset.affinity, progress=progress,
+                                          knn_neighbours=args.neighbours)
+                except ValueError as err:   # e.g. delta >= 1/rows, known only with the data
+                    raise ConfigError(f"{model}: {err}") from None
             records.append({"dataset": data.dataset.name, **result,
                             "data_fingerprint": data.fingerprint, "versions": versions()})
     write_json_atomic(args.out, records[0] if len(records) == 1 else records)

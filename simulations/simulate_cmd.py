@@ -66,8 +66,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if not manifest.exists():
             raise ConfigError(f"{args.resume}: not a run directory (no manifest.json)")
         cfg = RunConfig.from_mapping(json.loads(manifest.read_text())["config"], str(manifest))
-        return cfg.replace(resume=True, out=str(args.resume),
-                           rounds=args.rounds or cfg.rounds)
+        return absolute_paths(cfg.replace(resume=True, out=str(args.resume),
+                                          rounds=args.rounds or cfg.rounds))
     cfg = RunConfig.from_toml(args.config) if args.config else RunConfig()
     changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
     if args.gmf_dim is not None:
@@ -75,9 +75,19 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.out is not None:
         changes["out"] = str(args.out)
     try:
-        return cfg.replace(**changes)
+        return absolute_paths(cfg.replace(**changes))
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
+
+
+def absolute_paths(cfg: RunConfig) -> RunConfig:
+    """Paths as absolute: the simulation runs with the app folder as working directory."""
+    changes = {"out": str(Path(cfg.out).resolve())}
+    if cfg.client_state_dir:
+        changes["client_state_dir"] = str(Path(cfg.client_state_dir).resolve())
+    if Path(cfg.dataset).exists():
+        changes["dataset"] = str(Path(cfg.dataset).resolve())
+    return cfg.replace(**changes)
 
 
 def launch(cfg: RunConfig, n_clients: int, workers: int) -> subprocess.Popen:

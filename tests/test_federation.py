@@ -75,7 +75,7 @@ def test_federated_metrics_equal_a_centralized_evaluation(setup):
     set_weights(model, weights, "global")
     private = {k: np.zeros_like(v) for k, v in get_private_weights(model).items()}
     for u in range(N_USERS):
-        for k, v in PrivateStore(cfg.client_state_root, u).load(3).items():
+        for k, v in PrivateStore(cfg.client_state_root, u).load(3, kind="eval").items():
             private[k][u] = v[0]
     set_weights(model, private, "private")
     negatives = evaluation_negatives(fed.split, 99, cfg.seed, "test")
@@ -97,3 +97,15 @@ def test_private_store_versions_by_round(tmp_path):
     assert store.load(2)["user_gmf_embedding/embeddings"][0, 0] == 2   # resume of round 3
     assert store.load(9)["user_gmf_embedding/embeddings"][0, 0] == 3
     assert store.load(1) is None                                       # pruned: keep two
+    store.save(3, {"user_gmf_embedding/embeddings": np.zeros((1, 2), np.float32)}, kind="eval")
+    assert store.load(9)["user_gmf_embedding/embeddings"][0, 0] == 3   # eval state apart
+    assert store.load(9, kind="eval")["user_gmf_embedding/embeddings"][0, 0] == 0
+
+
+def test_evaluation_does_not_change_what_training_starts_from(setup):
+    cfg, _, weights = setup
+    plain = capp.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
+    _call(cfg, weights, 4, "evaluate", rnd=1)           # an evaluation in between
+    again = capp.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
+    for k in plain:
+        np.testing.assert_allclose(plain[k], again[k], rtol=1e-6, atol=1e-7)

@@ -15,7 +15,9 @@ from server.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["--dataset", "synthetic", "--synthetic-users", "20", "--seed", "1", "--no-reference"]
+# 8 of 20 clients per round: the resume test then also proves that sampling is seeded
+SMALL = ["--dataset", "synthetic", "--synthetic-users", "20", "--seed", "1",
+         "--clients-per-round", "8", "--no-reference"]
 
 
 def _env() -> dict[str, str]:
@@ -42,7 +44,8 @@ def test_simulate_writes_a_complete_run_directory(uninterrupted):
     rows = uninterrupted.read_metrics()
     assert [r["round"] for r in rows] == [1, 2, 3]
     for r in rows:
-        assert r["clients_sampled"] == 20 and r["clients_replied"] == 20 and r["clients_failed"] == 0
+        assert r["clients_sampled"] == 8 and r["clients_replied"] == 8 and r["clients_failed"] == 0
+        assert r["eval_clients"] == 20
         assert r["bytes_up"] > 0 and r["bytes_down"] > r["bytes_up"]
         assert 0 <= r["ndcg@10"] <= r["hr@10"] <= 1
         assert r["client_compute_seconds"] > 0 and r["wall_seconds"] > 0
@@ -52,6 +55,7 @@ def test_simulate_writes_a_complete_run_directory(uninterrupted):
     assert len(manifest["data"]["fingerprint"]) == 64 and manifest["versions"]["flwr"].startswith("1.23")
     results = json.loads(uninterrupted.results_path.read_text())
     assert results["metrics"]["hr@10"] == rows[-1]["hr@10"] and results["privacy"] is None
+    assert results["clients_per_round"] == 8
     assert sorted(p.name for p in uninterrupted.checkpoints.glob("round-*.npz")) == [
         "round-1.npz", "round-2.npz", "round-3.npz"]
 
