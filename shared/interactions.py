@@ -34,7 +34,9 @@ class Interactions:
         timestamps: (E,) int64 seconds of the *first* event on the pair (when the user
             discovered the item: the order that "predict the next item" follows).
         weights: (E,) float32 strongest event weight seen on the pair
-            (:data:`shared.schema.EVENT_WEIGHTS`).
+            (:data:`shared.schema.EVENT_WEIGHTS`). Known simplification: the strongest
+            event may come later than the user's held-out items (a view before the test
+            item, a purchase after it weighs 3); only the weight, never an item, leaks.
         item_features: (N, F) float32 content features (multi-hot categories, one-hot
             price bucket); F may be 0.
         feature_names: names of the F feature columns.
