@@ -47,12 +47,7 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
 
 def _settings(msg: Message) -> LocalSettings:
     """Local settings come from the round's config sent by the server."""
-    conf = msg.content["config"]
-    return LocalSettings(
-        local_epochs=int(conf["local-epochs"]), batch_size=int(conf["batch-size"]),
-        learning_rate=float(conf["learning-rate"]), negatives=int(conf["negatives"]),
-        reconstruction_steps=int(conf["reconstruction-steps"]),
-        reconstruction_lr=float(conf["reconstruction-lr"]))
+    return LocalSettings.from_record(msg.content["config"])
 
 
 def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData, max_round: int):

@@ -12,7 +12,7 @@ every client the worker serves; per client only weights are assigned, nothing re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,14 +32,34 @@ USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """One round's local settings (from the server's round config)."""
+    """One round's local settings, sent by the server in the round's config.
 
-    local_epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 0.01
-    negatives: int = 4
-    reconstruction_steps: int = 10
-    reconstruction_lr: float = 0.05
+    The defaults live in :class:`shared.config.RunConfig` (same field names); this is the
+    part of it that travels to clients each round.
+    """
+
+    local_epochs: int
+    batch_size: int
+    learning_rate: float
+    negatives: int
+    reconstruction_steps: int
+    reconstruction_lr: float
+
+    @classmethod
+    def from_run_config(cls, cfg) -> "LocalSettings":
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+    def to_record(self, server_round: int) -> dict:
+        """Hyphenated keys plus ``server-round``, for a Flower ``ConfigRecord``."""
+        out = {"server-round": server_round}
+        out.update({f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)})
+        return out
+
+    @classmethod
+    def from_record(cls, record) -> "LocalSettings":
+        kinds = {"int": int, "float": float}
+        return cls(**{f.name: kinds[f.type](record[f.name.replace("_", "-")])
+                      for f in fields(cls)})
 
 
 class LocalModel:

@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # 
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
 from client.app import from_record, to_record  # noqa: E402
+from client.local import LocalSettings  # noqa: E402
 from server.rundir import RunDir  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state)
@@ -43,12 +44,7 @@ def initial_global_weights(cfg: RunConfig, n_items: int, item_features) -> dict:
 
 def round_config(cfg: RunConfig, round_: int) -> ConfigRecord:
     """What every sampled client is told for this round (local settings)."""
-    return ConfigRecord({
-        "server-round": round_, "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size,
-        "learning-rate": cfg.learning_rate, "negatives": cfg.negatives,
-        "reconstruction-steps": cfg.reconstruction_steps,
-        "reconstruction-lr": cfg.reconstruction_lr,
-    })
+    return ConfigRecord(LocalSettings.from_run_config(cfg).to_record(round_))
 
 
 def _bytes(messages: list[Message]) -> int:
