@@ -17,15 +17,18 @@ from collections import OrderedDict
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message,  # noqa: E402
+                      MetricRecord, RecordDict)
 from flwr.clientapp import ClientApp  # noqa: E402
 
-from client.local import STREAM_LOCAL_TRAIN, LocalSettings, get_local_model  # noqa: E402
-from client.state import PrivateStore  # noqa: E402
+from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  # noqa: E402
+                          get_local_model)
+from client.mods import optional_fixedclipping_mod  # noqa: E402
+from client.state import LedgerStore, PrivateStore  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData, Federation, load_federation  # noqa: E402
 
-app = ClientApp()
+app = ClientApp(mods=[optional_fixedclipping_mod])
 
 
 def to_record(weights: dict[str, np.ndarray]) -> ArrayRecord:
@@ -70,23 +73,61 @@ def query(msg: Message, context: Context) -> Message:
                    reply_to=msg)
 
 
+def decline(msg: Message, reason: str, start: float) -> Message:
+    """A reply that takes no part in this round: no arrays, the reason in words."""
+    metrics = MetricRecord({"declined": 1, "num-examples": 0,
+                            "client-seconds": time.perf_counter() - start})
+    return Message(content=RecordDict({"metrics": metrics,
+                                       "config": ConfigRecord({"declined-reason": reason})}),
+                   reply_to=msg)
+
+
+def is_declined(msg: Message) -> bool:
+    return (not msg.has_error() and "metrics" in msg.content
+            and int(msg.content["metrics"].get("declined", 0)) == 1)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Reconstruct the user embedding, train the global weights, reply with those only."""
+    """Reconstruct the user embedding, train the global weights, reply with those only.
+
+    Under example-level DP every local step is DP-SGD (``LocalModel.train_dp``), the
+    round's DpEvent goes into the device's ledger *before* the reply leaves, and a round
+    that would push the ledger past ``client-target-epsilon`` is declined.
+    """
     start = time.perf_counter()
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
     rnd = int(msg.content["config"]["server-round"])
+    plan = settings.dp_plan(len(data.train_items))
+    if (settings.client_dp or settings.uniform_weight) and len(data.train_items) == 0:
+        return decline(msg, "no local training data", start)
+    ledgers = LedgerStore(cfg.client_state_root, data.user)
+    ledger = ledgers.load(settings.client_delta) if plan else None
+    if plan and settings.client_target_epsilon and rnd not in ledger.rounds:
+        exceed, eps = ledger.would_exceed(plan.event(), settings.client_target_epsilon)
+        if exceed:
+            return decline(msg, f"example-level budget: this round would raise epsilon to "
+                                f"{eps:.3f} > {settings.client_target_epsilon:g}", start)
     rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN])
     model, store = _load_local(msg, cfg, fed, data, max_round=rnd - 1)
-    model.reconstruct(data, settings, rng)
-    loss, n = model.train_global(data, settings, rng)
+    if plan:
+        noise_seed = np.random.SeedSequence([cfg.seed, settings.noise_seed, data.user, rnd,
+                                             STREAM_DP_NOISE]).generate_state(1)[0]
+        loss, n = model.train_dp(data, settings, plan, rng, int(noise_seed))
+        ledger.record(rnd, plan.event())
+        ledgers.save(ledger)  # spent before it is released
+    else:
+        model.reconstruct(data, settings, rng)
+        loss, n = model.train_global(data, settings, rng)
     store.save(rnd, model.private_weights())
-    reply = RecordDict({
-        "arrays": to_record(model.global_weights()),
-        "metrics": MetricRecord({"num-examples": n, "train-loss": 0.0 if np.isnan(loss) else loss,
-                                 "client-seconds": time.perf_counter() - start}),
-    })
+    metrics = {"num-examples": 1 if settings.uniform_weight else n,
+               "train-loss": 0.0 if np.isnan(loss) else loss,
+               "client-seconds": time.perf_counter() - start}
+    if plan:
+        metrics["client-epsilon"] = ledger.epsilon("rdp")
+    reply = RecordDict({"arrays": to_record(model.global_weights()),
+                        "metrics": MetricRecord(metrics)})
     return Message(content=reply, reply_to=msg)
 
 

@@ -12,6 +12,7 @@ every client the worker serves; per client only weights are assigned, nothing re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -22,11 +23,14 @@ from shared import metrics
 from shared.federated_data import ClientData
 from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           global_variables, make_scorer, private_variables, set_weights)
-from shared.training import TrainingRows, batch_arrays, make_rows, shuffled_batches
+from shared import privacy
+from shared.training import (TrainingRows, batch_arrays, make_rows, poisson_batches,
+                             shuffled_batches)
 
 #: Stream tags for per-client seeds (see shared.interactions for the evaluation streams).
 STREAM_USER_INIT = 20
 STREAM_LOCAL_TRAIN = 21
+STREAM_DP_NOISE = 22
 USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
 
 
@@ -44,10 +48,30 @@ class LocalSettings:
     negatives: int
     reconstruction_steps: int
     reconstruction_lr: float
+    client_dp: bool = False
+    client_noise_multiplier: float = 1.0
+    client_clip: float = 1.0
+    client_target_epsilon: float = 0.0
+    client_delta: float = 1e-5
+    noise_seed: int = 0
+    uniform_weight: bool = False
 
     @classmethod
     def from_run_config(cls, cfg) -> "LocalSettings":
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+        """The local part of a run config; ``uniform_weight`` is on under user-level DP
+        (DP-FedAvg's sensitivity assumes every client's update weighs the same)."""
+        derived = {"client_dp": cfg.client_dp, "uniform_weight": cfg.server_dp}
+        return cls(**{f.name: derived[f.name] if f.name in derived else getattr(cfg, f.name)
+                      for f in fields(cls)})
+
+    def dp_plan(self, n_rows: int) -> "DpSgdPlan | None":
+        """What local DP-SGD will run this round on ``n_rows`` examples (None: no DP)."""
+        if not self.client_dp or n_rows == 0:
+            return None
+        rate = min(1.0, self.batch_size / n_rows)
+        # as tensorflow-privacy counts Poisson steps: ceil(epochs / sampling rate)
+        return DpSgdPlan(self.client_noise_multiplier, self.client_clip, rate,
+                         self.reconstruction_steps, math.ceil(self.local_epochs / rate))
 
     def to_record(self, server_round: int) -> dict:
         """Hyphenated keys plus ``server-round``, for a Flower ``ConfigRecord``."""
@@ -57,9 +81,38 @@ class LocalSettings:
 
     @classmethod
     def from_record(cls, record) -> "LocalSettings":
-        kinds = {"int": int, "float": float}
+        kinds = {"int": int, "float": float, "bool": bool}
         return cls(**{f.name: kinds[f.type](record[f.name.replace("_", "-")])
                       for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class DpSgdPlan:
+    """One round of local DP-SGD, fixed before it runs (the mechanism that is accounted).
+
+    Sampling, as trained and as accounted: every step draws a Poisson batch in which each
+    of the client's examples (one positive with its sampled negatives) takes part with
+    probability ``rate`` = batch-size / examples; ``reconstruction_steps`` such steps fit
+    the private user embedding, then ``training_steps`` (local epochs x 1/rate) train the
+    global weights (ceil(local epochs / rate) steps, as tensorflow-privacy counts
+    them). Each step clips every example's gradient (over all trainable weights)
+    to ``clip`` in L2 and adds Gaussian noise of std ``noise_multiplier * clip`` to the sum
+    (tensorflow-privacy's fast gradient clipping). All steps touch the data, so all count.
+    """
+
+    noise_multiplier: float
+    clip: float
+    rate: float
+    reconstruction_steps: int
+    training_steps: int
+
+    @property
+    def steps(self) -> int:
+        return self.reconstruction_steps + self.training_steps
+
+    def event(self):
+        """The round's DpEvent: ``steps`` x Poisson(rate) o Gaussian(noise multiplier)."""
+        return privacy.dpsgd_event(self.noise_multiplier, self.rate, self.steps)
 
 
 class LocalModel:
@@ -86,6 +139,96 @@ class LocalModel:
                                       input_signature=spec)
         self._global_step = tf.function(self._make_step(self.global_vars, self.global_opt),
                                         input_signature=spec)
+        self._spec = spec
+        self._dp_grads = None  # built on first DP use (tensorflow-privacy import is slow)
+
+    # ----- DP-SGD -----
+    def _build_dp(self) -> None:
+        """Per-example clipped gradients via tensorflow-privacy's fast gradient clipping.
+
+        Why fast gradient clipping (the machinery of ``DPModel``) and not the vectorized
+        DP Keras optimizers: it gets per-example gradient norms of Embedding and Dense
+        layers from layer inputs and output gradients, never materialising a per-example
+        copy of the (items x dim) embedding tables; ``benchmarks/bench_dp_training.py``
+        measures both (1.4x vs 19x the cost of plain training). ``DPModel.train_step``
+        itself cannot be used: it applies gradients to *all* trainable weights, while
+        Federated Reconstruction updates the user embedding and the global weights in
+        separate phases. So the clipped gradient of every weight is computed (one clip
+        over the whole per-example gradient), noised, and only one group is applied.
+        """
+        from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
+        from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
+            make_default_layer_registry)
+
+        tf.get_logger().setLevel("ERROR")  # AutoGraph notes about tf-privacy's helpers
+        self.model.compile(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+        registry = make_default_layer_registry()
+        trainable = self.model.trainable_variables
+        self._user_index = [i for i, v in enumerate(trainable) if any(v is u for u in self.user_vars)]
+        self._global_index = [i for i, v in enumerate(trainable)
+                              if any(v is g for g in self.global_vars)]
+
+        def grads(x, y, w, clip):
+            clipped, _, loss = clip_grads.compute_clipped_gradients_and_outputs(
+                self.model, clip, registry, x, y, w, clipping_loss=self._loss)
+            return clipped, loss
+
+        def traced(width: int):
+            """Fast clipping needs the row width (1 + negatives) static: one trace per width."""
+            n_features = self.item_features.shape[1]
+            spec = ({"user": tf.TensorSpec([None], tf.int32),
+                     "item": tf.TensorSpec([None, width], tf.int32),
+                     "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
+                    tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
+                    tf.TensorSpec([], tf.float32))
+            return tf.function(grads, input_signature=spec)
+
+        self._dp_grads = {}
+        self._dp_traced = traced
+
+    def _dp_step(self, x, y, w, plan, phase: str) -> float:
+        """One DP-SGD step applied to ``phase`` (``user`` or ``global``) weights.
+
+        Noise is drawn eagerly by tensorflow-privacy's ``add_aggregate_noise`` (std
+        ``noise_multiplier * clip / batch`` on the mean gradient) from TF's global seed,
+        which the caller sets per client and round: inside a ``tf.function`` the seed would
+        be frozen at trace time and every client would draw the same noise.
+        """
+        from tensorflow_privacy.privacy.fast_gradient_clipping.gradient_clipping_utils import (
+            add_aggregate_noise)
+
+        width = int(y.shape[1])
+        if width not in self._dp_grads:
+            self._dp_grads[width] = self._dp_traced(width)
+        clipped, loss = self._dp_grads[width](x, y, w, tf.constant(plan.clip, tf.float32))
+        noisy = add_aggregate_noise(list(clipped), tf.shape(y)[0], plan.clip,
+                                    plan.noise_multiplier, loss_reduction="mean")
+        variables = self.model.trainable_variables
+        index, opt = ((self._user_index, self.user_opt) if phase == "user"
+                      else (self._global_index, self.global_opt))
+        opt.apply_gradients([(noisy[i], variables[i]) for i in index])
+        return float(loss)
+
+    def train_dp(self, data: ClientData, settings: LocalSettings, plan: "DpSgdPlan",
+                 rng: np.random.Generator, noise_seed: int) -> tuple[float, int]:
+        """Reconstruction and global training, every step DP-SGD on Poisson batches.
+
+        Returns (mean loss of the global steps, examples). See :class:`DpSgdPlan`.
+        """
+        if self._dp_grads is None:
+            self._build_dp()
+        tf.random.set_seed(noise_seed)
+        rows = self.rows(data, settings.negatives, rng)
+        self.user_opt.learning_rate.assign(settings.reconstruction_lr)
+        self.global_opt.learning_rate.assign(settings.learning_rate)
+        losses = []
+        for phase, steps in (("user", plan.reconstruction_steps), ("global", plan.training_steps)):
+            for idx in poisson_batches(len(rows), plan.rate, steps, rng):
+                if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
+                    loss = self._dp_step(*batch_arrays(rows, idx, self.item_features), plan, phase)
+                    if phase == "global":
+                        losses.append(loss)
+        return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
 
     def _make_step(self, variables, optimizer):
         def step(x, y, w):

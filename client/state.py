@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.ledger import Ledger
+from shared.runinfo import write_text_atomic
+
 KINDS = ("round", "eval")
 KEEP = 2
 
@@ -56,3 +59,27 @@ class PrivateStore:
         for r, path in self._versions(kind)[:-KEEP]:
             if r < round_:
                 path.unlink(missing_ok=True)
+
+
+class LedgerStore:
+    """The device's example-level ε ledger, ``root/<user>/ledger.json`` (atomic writes).
+
+    It survives restarts of the client: a budget once spent stays spent.
+    """
+
+    def __init__(self, root: str | Path, user: int) -> None:
+        self.path = Path(root) / str(user) / "ledger.json"
+
+    def load(self, delta: float) -> Ledger:
+        """The stored ledger, or a new empty one at ``delta`` (add-or-remove-one)."""
+        if not self.path.exists():
+            return Ledger("add_or_remove_one", delta)
+        ledger = Ledger.loads(self.path.read_text())
+        if ledger.delta != delta:
+            raise ValueError(f"{self.path}: ledger kept at delta {ledger.delta:g}, "
+                             f"run asks for {delta:g}")
+        return ledger
+
+    def save(self, ledger: Ledger) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, ledger.dumps())

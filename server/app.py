@@ -13,23 +13,29 @@ import os
 import time
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
-from client.app import from_record, to_record  # noqa: E402
+from client.app import from_record, is_declined, to_record  # noqa: E402
 from client.local import LocalSettings  # noqa: E402
+from server.dp import ServerPrivacy, mechanism  # noqa: E402
 from server.rundir import RunDir  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state)
 from shared.config import RunConfig  # noqa: E402
+from shared.ledger import Ledger  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
 from shared.federated_data import load_federation  # noqa: E402
 
 log = logging.getLogger("flwr")
 app = ServerApp()
 EVAL_KEYS = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")
+#: The server's user-level ledger travels in each checkpoint, next to the model it paid for.
+LEDGER_KEY = "privacy-ledger"
 
 
 def initial_global_weights(cfg: RunConfig, n_items: int, item_features) -> dict:
@@ -84,14 +90,17 @@ def main(grid: Grid, context: Context) -> None:
 def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     """Run (or resume) ``cfg.rounds`` rounds; write the run directory; return results."""
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    sampled = per_round(cfg.clients_per_round, fed.n_clients)
+    strategy = make_strategy(cfg, fed.n_clients)   # Flower validates DP arguments here
+    dp = ServerPrivacy(cfg, fed.n_clients, sampled) if cfg.server_dp else None
     run = RunDir(cfg.out)
     run.create({"config": cfg.to_flower(), "versions": versions(), "seed": cfg.seed,
                 "data": {"name": fed.name, "fingerprint": fed.fingerprint,
                          "clients": fed.n_clients, "items": fed.inter.n_items,
                          "training_interactions": int(len(fed.split.train_users))},
-                "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction"},
+                "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction",
+                "privacy": declared_privacy(cfg, fed.n_clients, sampled)},
                resume=cfg.resume)
-    strategy = make_strategy(cfg, fed.n_clients)
     grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
     start_round = 1
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
@@ -100,15 +109,27 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         run.truncate_metrics(done)          # also drops a torn line from a crash
         if done:
             weights, state = run.load_checkpoint(done)
+            ledger = state.pop(LEDGER_KEY, None)
             set_state(strategy, state)
+            if dp is not None and ledger is not None:
+                dp = ServerPrivacy(cfg, fed.n_clients, sampled, Ledger.loads(str(ledger)))
+                dp.resume(strategy)
             start_round = done + 1
             log.info("resuming %s after round %d", run.path, done)
     arrays = to_record(weights)
     started = time.perf_counter()
-    last_eval = None
+    last_eval, stopped = None, None
     for rnd in range(start_round, cfg.rounds + 1):
-        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients)
-        run.save_checkpoint(rnd, from_record(arrays), get_state(strategy))
+        reason = dp.refuse(rnd) if dp is not None else None
+        if reason:
+            stopped = {"round": rnd, "reason": reason}
+            log.warning("stopping before round %d: %s", rnd, reason)
+            break
+        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients, dp)
+        state = get_state(strategy)
+        if dp is not None:
+            state[LEDGER_KEY] = np.array(dp.ledger.dumps())
+        run.save_checkpoint(rnd, from_record(arrays), state)
         run.append_metrics(line)
         if line.get("hr@10") is not None:
             last_eval = line
@@ -116,11 +137,15 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                  line.get("hr@10"), line["wall_seconds"])
     history = run.read_metrics()
     last_eval = next((r for r in reversed(history) if r.get("hr@10") is not None), last_eval)
+    privacy_record = final_privacy(cfg, dp, history, stopped)
+    if privacy_record is not None:
+        run.write_privacy(privacy_record)
     results = {
         "dataset": fed.name, "model": f"federated-{cfg.strategy}", "seed": cfg.seed,
         "metrics": {k: last_eval[k] for k in EVAL_KEYS} if last_eval else {},
-        "privacy": None, "rounds": cfg.rounds, "clients": fed.n_clients,
-        "clients_per_round": per_round(cfg.clients_per_round, fed.n_clients),
+        "privacy": privacy_record, "rounds": len(history), "rounds_planned": cfg.rounds,
+        "stopped": stopped, "clients": fed.n_clients,
+        "clients_per_round": sampled,
         "wall_seconds": sum(r["wall_seconds"] for r in history),
         "session_seconds": time.perf_counter() - started,
         "rounds_to_hr@10_0.60": next((r["round"] for r in history
@@ -128,6 +153,45 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     }
     run.write_results(results)
     return results
+
+
+def declared_privacy(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:
+    """Every declared mechanism parameter, per level, for the manifest."""
+    example = None
+    if cfg.client_dp:
+        example = {
+            "level": "example", "mechanism": "DP-SGD (tensorflow-privacy fast gradient clipping)",
+            "noise_multiplier": cfg.client_noise_multiplier, "clip": cfg.client_clip,
+            "sampling": "poisson", "expected_batch_size": cfg.batch_size,
+            "sampling_rate": "min(1, batch_size / client examples)",
+            "steps_per_round": "reconstruction_steps + ceil(local_epochs / sampling_rate)",
+            "reconstruction_steps": cfg.reconstruction_steps, "local_epochs": cfg.local_epochs,
+            "delta": cfg.client_delta, "relation": "add_or_remove_one", "accountant": "rdp",
+            "second_opinion": "pld", "target_epsilon": cfg.client_target_epsilon or None,
+            "ledgers": "client_state/<user>/ledger.json"}
+    return {"mode": cfg.dp, "noise_seed": cfg.noise_seed,
+            "user": mechanism(cfg, n_clients, sampled) if cfg.server_dp else None,
+            "example": example}
+
+
+def final_privacy(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
+                  stopped: dict | None) -> dict[str, Any] | None:
+    """``privacy.json``: final ε per level and accountant, the largest client ε."""
+    if cfg.dp == "none":
+        return None
+    record: dict[str, Any] = {"mode": cfg.dp, "stopped": stopped}
+    record["user"] = dp.summary() if dp is not None else None
+    if cfg.client_dp:
+        reported = [r["client_epsilon_max"] for r in history
+                    if r.get("client_epsilon_max") is not None]
+        record["example"] = {"level": "example", "delta": cfg.client_delta, "accountant": "rdp",
+                             "max_client_epsilon": max(reported) if reported else None,
+                             "source": "clients' own ledgers, as reported in their replies"}
+    main = record["user"] or record.get("example") or {}
+    record["epsilon"] = main.get("epsilon", main.get("max_client_epsilon"))
+    record["delta"] = main.get("delta")
+    record["level"] = main.get("level")
+    return record
 
 
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
@@ -143,25 +207,61 @@ def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
     return positions
 
 
+def _usable(replies: list[Message], arrays: ArrayRecord) -> tuple[list, list, list]:
+    """Split replies into (updates to aggregate, declines, failures).
+
+    An all-zero update is set aside as a failure: it carries nothing, and Flower's
+    clipping divides by the update norm.
+    """
+    updates, declined, failed = [], [], []
+    current = arrays.to_numpy_ndarrays()
+    for m in replies:
+        if m.has_error():
+            failed.append(m)
+        elif is_declined(m):
+            declined.append(m)
+        elif all(np.array_equal(a, b) for a, b in
+                 zip(m.content["arrays"].to_numpy_ndarrays(), current)):
+            log.warning("round reply from node %s is an all-zero update; not aggregated",
+                        m.metadata.src_node_id)
+            failed.append(m)
+        else:
+            updates.append(m)
+    return updates, declined, failed
+
+
 def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,
-               n_clients: int) -> tuple[ArrayRecord, dict[str, Any]]:
+               n_clients: int, dp: ServerPrivacy | None = None
+               ) -> tuple[ArrayRecord, dict[str, Any]]:
     """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
     t0 = time.perf_counter()
     seed_sampling(cfg.seed, rnd, 0)
     messages = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), grid))
     replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=_reply_order)
-    ok = [m for m in replies if not m.has_error()]
+    ok, declined, failed = _usable(replies, arrays)
     if len(ok) < cfg.min_replies:
-        raise RuntimeError(f"round {rnd}: {len(ok)} successful replies < min-replies {cfg.min_replies}")
-    new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+        raise RuntimeError(f"round {rnd}: {len(ok)} usable updates < min-replies {cfg.min_replies}"
+                           f" ({len(declined)} declined, {len(failed)} failed)")
+    if dp is not None:
+        dp.before_aggregation(strategy, rnd)
+    new_arrays, train_metrics = strategy.aggregate_train(rnd, ok)
     arrays = new_arrays if new_arrays is not None else arrays
     line: dict[str, Any] = {
         "round": rnd, "clients_sampled": len(messages), "clients_replied": len(ok),
-        "clients_failed": len(messages) - len(ok),
+        "clients_failed": len(failed), "clients_declined": len(declined),
         "train_loss": _metric(train_metrics, "train-loss"),
         "bytes_down": _bytes(messages), "bytes_up": _bytes(ok),
     }
-    client_seconds = _client_seconds(ok)
+    if dp is not None and new_arrays is not None:
+        line.update(dp.after_aggregation(strategy, rnd, len(ok)))
+    if cfg.client_dp:
+        line["client_epsilon_max"] = max((float(m.content["metrics"]["client-epsilon"])
+                                          for m in ok if "client-epsilon" in m.content["metrics"]),
+                                         default=None)
+    if declined:
+        line["declined_reasons"] = sorted({str(m.content["config"]["declined-reason"])
+                                           for m in declined})
+    client_seconds = _client_seconds(ok + declined)
     if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
         seed_sampling(cfg.seed, rnd, 1)
         eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd), grid))

@@ -6,6 +6,7 @@ Layout::
     metrics.jsonl          one JSON line per completed round
     checkpoints/round-N.npz  global weights + server-optimiser state after round N
     results.json           final metrics, same shape as the baselines' results
+    privacy.json           under DP: final ε per level and accountant, why a run stopped
     client_state/          simulated devices' own storage (private embeddings)
 
 Write order per round: checkpoint (atomic rename), then the metrics line. A round is
@@ -108,6 +109,11 @@ class RunDir:
         """Keep only lines of rounds <= ``last_round`` (before resuming)."""
         keep = [r for r in self.read_metrics() if r["round"] <= last_round]
         write_text_atomic(self.metrics_path, "".join(json.dumps(r, default=to_json) + "\n" for r in keep))
+
+    def write_privacy(self, record: dict[str, Any]) -> None:
+        """``privacy.json``: final ε per level and accountant (see ``server.app``)."""
+        write_text_atomic(self.path / "privacy.json",
+                          json.dumps(record, indent=2, default=to_json) + "\n")
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_text_atomic(self.results_path, json.dumps(results, indent=2, default=to_json) + "\n")

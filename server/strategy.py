@@ -16,8 +16,9 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from shared.config import RunConfig
 
-#: Attributes where Flower's server optimisers keep state between rounds.
-_STATE_ATTRS = ("m_t", "v_t", "momentum_vector")
+#: Attributes where Flower's server optimisers keep state between rounds (and the
+#: adaptive DP wrapper its current clipping norm).
+_STATE_ATTRS = ("m_t", "v_t", "momentum_vector", "clipping_norm")
 
 
 def per_round(requested: int, n_clients: int) -> int:
@@ -45,7 +46,8 @@ def weighted_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricR
 
 
 def make_strategy(cfg: RunConfig, n_clients: int):
-    """Flower strategy sampling exactly ``clients_per_round`` / ``eval_clients`` nodes.
+    """Flower strategy sampling exactly ``clients_per_round`` / ``eval_clients`` nodes,
+    wrapped in Flower's DP wrapper under user-level DP (``server.dp``).
 
     Flower samples ``max(int(N * fraction), min_nodes)`` nodes; with fraction M/N and
     min M that is exactly M, without replacement.
@@ -55,6 +57,14 @@ def make_strategy(cfg: RunConfig, n_clients: int):
     common = dict(fraction_train=m_train / n_clients, min_train_nodes=m_train,
                   fraction_evaluate=m_eval / n_clients, min_evaluate_nodes=m_eval,
                   min_available_nodes=n_clients, evaluate_metrics_aggr_fn=weighted_metrics)
+    strategy = _base_strategy(cfg, common)
+    if cfg.server_dp:
+        from server.dp import wrap_strategy
+        return wrap_strategy(strategy, cfg, m_train)
+    return strategy
+
+
+def _base_strategy(cfg: RunConfig, common: dict):
     if cfg.strategy == "fedavg":
         return FedAvg(**common)
     if cfg.strategy == "fedavgm":
@@ -100,25 +110,43 @@ def seed_sampling(seed: int, round_: int, phase: int) -> None:
     random.seed(int(np.random.SeedSequence([seed, round_, phase]).generate_state(1)[0]))
 
 
+def layers(strategy) -> list:
+    """``strategy`` and every strategy it wraps (DP wrappers keep theirs in ``.strategy``)."""
+    out = [strategy]
+    while hasattr(out[-1], "strategy"):
+        out.append(out[-1].strategy)
+    return out
+
+
 def get_state(strategy) -> dict[str, np.ndarray]:
-    """Flatten the server optimiser's state into named arrays (empty for FedAvg)."""
+    """Flatten the state of the strategy and its wrappers into named arrays.
+
+    Names are ``<depth>:<attr>:<key>``; FedAvg alone has none.
+    """
     out: dict[str, np.ndarray] = {}
-    for attr in _STATE_ATTRS:
-        value = getattr(strategy, attr, None)
-        if isinstance(value, dict):
-            out.update({f"{attr}:{k}": v for k, v in value.items()})
-        elif isinstance(value, list):
-            out.update({f"{attr}:{i}": v for i, v in enumerate(value)})
+    for depth, layer in enumerate(layers(strategy)):
+        for attr in _STATE_ATTRS:
+            value = getattr(layer, attr, None)
+            if isinstance(value, dict):
+                out.update({f"{depth}:{attr}:{k}": v for k, v in value.items()})
+            elif isinstance(value, list):
+                out.update({f"{depth}:{attr}:{i}": v for i, v in enumerate(value)})
+            elif isinstance(value, float):
+                out[f"{depth}:{attr}:"] = np.array(value)
     return out
 
 
 def set_state(strategy, state: dict[str, np.ndarray]) -> None:
     """Inverse of :func:`get_state`."""
-    for attr in _STATE_ATTRS:
-        items = {k.split(":", 1)[1]: v for k, v in state.items() if k.startswith(attr + ":")}
-        if not items:
-            continue
-        if attr == "momentum_vector":
-            setattr(strategy, attr, [items[str(i)] for i in range(len(items))])
-        else:
-            setattr(strategy, attr, items)
+    for depth, layer in enumerate(layers(strategy)):
+        for attr in _STATE_ATTRS:
+            prefix = f"{depth}:{attr}:"
+            items = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not items:
+                continue
+            if attr == "momentum_vector":
+                setattr(layer, attr, [items[str(i)] for i in range(len(items))])
+            elif set(items) == {""}:
+                setattr(layer, attr, float(items[""]))
+            else:
+                setattr(layer, attr, items)

@@ -8,6 +8,7 @@ or from ``fedrec simulate`` flags, and written into the run's ``manifest.json``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,6 +18,8 @@ from shared.errors import ConfigError
 from shared.model import ModelConfig
 
 STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
+DP_MODES = ("none", "client", "server", "both")
+DP_CLIPPING = ("server-fixed", "server-adaptive", "client-fixed")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,27 @@ class RunConfig:
         resume: continue ``out`` from its last complete round.
         round_timeout: seconds to wait for client replies in one round.
         min_replies: fewest successful training replies for a round to count.
+        dp: ``none``; ``server``: user-level DP-FedAvg (Flower's DP strategy wrappers);
+            ``client``: example-level DP-SGD on every client (tensorflow-privacy);
+            ``both``.
+        dp_clipping: user-level clipping: ``server-fixed``, ``server-adaptive`` (Andrew
+            et al. 2019) or ``client-fixed`` (Flower's ``fixedclipping_mod`` on clients).
+        noise_multiplier: z, user-level noise std over the clipping norm (Flower's
+            definition: std of the average = z * clip / clients-per-round).
+        clip: L2 norm bound on one client's model update (initial norm when adaptive).
+        target_epsilon: user-level ε budget; the server stops before a round would
+            exceed it (0: no budget).
+        delta: user-level δ (0: 1 / N^1.1 for N clients).
+        clip_quantile, clip_lr: adaptive clipping's target unclipped quantile and its
+            geometric update step.
+        clipped_count_stddev: std of the noise on the clipped count (adaptive; 0: Flower's
+            default, clients-per-round / 20).
+        client_noise_multiplier: local DP-SGD noise std over ``client_clip``.
+        client_clip: per-example gradient L2 norm bound of local DP-SGD.
+        client_target_epsilon: example-level ε budget of every client; a client declines
+            a round that would exceed it (0: no budget).
+        client_delta: example-level δ of every client.
+        noise_seed: seeds the DP noise (server and clients), apart from ``seed``.
     """
 
     dataset: str = "synthetic"
@@ -78,6 +102,20 @@ class RunConfig:
     resume: bool = False
     round_timeout: float = 3600.0
     min_replies: int = 1
+    dp: str = "none"
+    dp_clipping: str = "server-fixed"
+    noise_multiplier: float = 1.0
+    clip: float = 1.0
+    target_epsilon: float = 0.0
+    delta: float = 0.0
+    clip_quantile: float = 0.5
+    clip_lr: float = 0.2
+    clipped_count_stddev: float = 0.0
+    client_noise_multiplier: float = 1.0
+    client_clip: float = 1.0
+    client_target_epsilon: float = 0.0
+    client_delta: float = 1e-5
+    noise_seed: int = 0
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -97,6 +135,46 @@ class RunConfig:
             raise ConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        self._check_dp()
+
+    def _check_dp(self) -> None:
+        """DP settings: one clear line for each impossible value."""
+        if self.dp not in DP_MODES:
+            raise ConfigError(f"dp must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
+        if self.dp_clipping not in DP_CLIPPING:
+            raise ConfigError(f"dp-clipping must be one of {', '.join(DP_CLIPPING)}, "
+                              f"got {self.dp_clipping!r}")
+        for name in ("noise_multiplier", "client_noise_multiplier", "target_epsilon",
+                     "client_target_epsilon", "clipped_count_stddev"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{_key(name)} must be a finite number >= 0, got {value}")
+        for name in ("clip", "client_clip", "clip_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.clip_quantile <= 1:
+            raise ConfigError(f"clip-quantile must be in [0, 1], got {self.clip_quantile}")
+        if not 0 <= self.delta < 1:
+            raise ConfigError(f"delta must be in [0, 1) (0: 1/N^1.1), got {self.delta}")
+        if not 0 < self.client_delta < 1:
+            raise ConfigError(f"client-delta must be in (0, 1), got {self.client_delta}")
+
+    @property
+    def server_dp(self) -> bool:
+        return self.dp in ("server", "both")
+
+    @property
+    def client_dp(self) -> bool:
+        return self.dp in ("client", "both")
+
+    def user_delta(self, n_clients: int) -> float:
+        """User-level δ: the configured one, checked against 1/N, or 1/N^1.1."""
+        if self.delta == 0:
+            return 1.0 / n_clients ** 1.1
+        if self.delta >= 1.0 / n_clients:
+            raise ConfigError(f"delta {self.delta:g} must be < 1/N = {1.0 / n_clients:g} "
+                              f"for N = {n_clients} clients")
+        return self.delta
 
     @property
     def model(self) -> ModelConfig:

@@ -46,6 +46,44 @@ def dpsgd_event(noise_multiplier: float, sampling_rate: float, steps: int) -> dp
     return dpe.SelfComposedDpEvent(step, steps)
 
 
+#: Under REPLACE_ONE, swapping one client's clipped update (norm <= C) for another's
+#: moves their sum by up to 2C: the sensitivity the event's noise multiplier refers to.
+REPLACE_ONE_SENSITIVITY = 2.0
+
+
+def user_level_event(n_clients: int, sampled: int, replied: int, noise_std: float,
+                     clip: float, count_noise_std: float | None = None) -> dpe.DpEvent:
+    """One round of DP-FedAvg as Flower's DP wrappers run it.
+
+    Flower samples ``sampled`` of ``n_clients`` clients without replacement, averages the
+    ``replied`` clipped updates with equal weights (sum / replied), and adds Gaussian
+    noise of standard deviation ``noise_std`` (= z * clip / sampled) to that average.
+    Under the REPLACE_ONE relation the average's sensitivity is 2 * clip / replied, so
+    the Gaussian's noise multiplier is ``noise_std * replied / (2 * clip)`` (z / 2 when
+    every sampled client replies).
+
+    Args:
+        n_clients: N, clients that can be sampled.
+        sampled: m, clients sampled this round (fixed size, without replacement).
+        replied: clients whose update was averaged (<= m; fewer replies, less privacy).
+        noise_std: standard deviation of the noise actually added to the average.
+        clip: L2 bound that the averaged updates were clipped to this round.
+        count_noise_std: adaptive clipping only: std of the noise on the count of
+            clipped updates (sensitivity 1 under REPLACE_ONE), composed with the update.
+    """
+    if not 0 < sampled <= n_clients or not 0 < replied <= sampled:
+        raise ValueError(f"need 0 < replied ({replied}) <= sampled ({sampled}) <= N ({n_clients})")
+    if clip <= 0 or noise_std < 0:
+        raise ValueError(f"need clip > 0 and noise std >= 0, got {clip}, {noise_std}")
+    update = dpe.GaussianDpEvent(noise_std * replied / (REPLACE_ONE_SENSITIVITY * clip))
+    inner: dpe.DpEvent = update
+    if count_noise_std is not None:
+        inner = dpe.ComposedDpEvent([update, dpe.GaussianDpEvent(count_noise_std)])
+    if sampled == n_clients:  # everyone takes part: no sampling to amplify (and PLD applies)
+        return inner
+    return dpe.SampledWithoutReplacementDpEvent(n_clients, sampled, inner)
+
+
 def _check_mechanism(noise_multiplier: float, rate: float, steps: int) -> None:
     if noise_multiplier < 0 or not math.isfinite(noise_multiplier):
         raise ValueError(f"noise multiplier must be a finite number >= 0, got {noise_multiplier}")

@@ -22,8 +22,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
+from server.dp import check_settings
 from server.rundir import RunDir
-from shared.config import STRATEGIES, RunConfig
+from shared.config import DP_CLIPPING, DP_MODES, STRATEGIES, RunConfig
 from shared.errors import ConfigError, FedrecError
 from simulations.progress import console, report
 
@@ -47,6 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-users", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", type=Path, help="run directory")
+    dp = parser.add_argument_group("differential privacy")
+    dp.add_argument("--dp", choices=DP_MODES, help="none, client (example-level DP-SGD), "
+                    "server (user-level DP-FedAvg) or both")
+    dp.add_argument("--dp-clipping", choices=DP_CLIPPING, help="user-level clipping")
+    dp.add_argument("--noise-multiplier", type=float, help="user-level z (std / clip, per average)")
+    dp.add_argument("--clip", type=float, help="user-level L2 bound on a client update")
+    dp.add_argument("--target-epsilon", type=float, help="user-level budget: stop before exceeding")
+    dp.add_argument("--delta", type=float, help="user-level delta (default 1/N^1.1)")
+    dp.add_argument("--clip-quantile", type=float, help="adaptive clipping target quantile")
+    dp.add_argument("--clip-lr", type=float, help="adaptive clipping step")
+    dp.add_argument("--clipped-count-stddev", type=float, help="adaptive: count noise std")
+    dp.add_argument("--client-noise-multiplier", type=float, help="local DP-SGD noise / clip")
+    dp.add_argument("--client-clip", type=float, help="local DP-SGD per-example L2 bound")
+    dp.add_argument("--client-target-epsilon", type=float,
+                    help="example-level budget: clients decline rounds past it")
+    dp.add_argument("--client-delta", type=float, help="example-level delta")
+    dp.add_argument("--noise-seed", type=int, help="seeds the DP noise only")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
@@ -56,7 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "negatives", "strategy", "server_learning_rate",
-          "synthetic_users", "seed", "gmf_dim")
+          "synthetic_users", "seed", "gmf_dim", "dp", "dp_clipping", "noise_multiplier", "clip",
+          "target_epsilon", "delta", "clip_quantile", "clip_lr", "clipped_count_stddev",
+          "client_noise_multiplier", "client_clip", "client_target_epsilon", "client_delta",
+          "noise_seed")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -151,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.resume and run_dir.manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    check_settings(cfg, fed.n_clients, [len(fed.client(i).train_items) for i in range(fed.n_clients)])
     console.print(f"{fed.name}: {fed.n_clients} clients, {fed.inter.n_items} items; "
-                  f"{cfg.rounds} rounds of {cfg.strategy} -> {cfg.out}")
+                  f"{cfg.rounds} rounds of {cfg.strategy}, dp {cfg.dp} -> {cfg.out}")
     proc = launch(cfg, fed.n_clients, args.workers)
     try:
         follow(proc, run_dir, cfg)
@@ -164,21 +186,32 @@ def run(args: argparse.Namespace) -> int:
     if proc.returncode != 0 or not run_dir.results_path.exists():
         raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
     results = json.loads(run_dir.results_path.read_text())
+    if results.get("stopped"):
+        console.print(f"stopped before round {results['stopped']['round']}: "
+                      f"{results['stopped']['reason']}")
     ref = None if args.no_reference else reference(cfg)
     report.print(final_table(results, ref))
     return 0
 
 
+def _eps(privacy: dict | None, level: str, key: str = "epsilon") -> str:
+    part = (privacy or {}).get(level) or {}
+    value = part.get(key)
+    return "-" if value is None else f"{value:.3g}"
+
+
 def final_table(results: dict, ref: dict | None) -> Table:
     table = Table(title=f"{results['dataset']}: federated vs centralized")
-    for col in ("model", "HR@10", "NDCG@10", "full HR@10", "rounds", "seconds"):
+    for col in ("model", "HR@10", "NDCG@10", "full HR@10", "ε user", "ε example (max client)",
+                "rounds", "seconds"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    m = results["metrics"]
+    m, p = results["metrics"], results.get("privacy")
     table.add_row(results["model"], f"{m.get('hr@10', float('nan')):.4f}",
                   f"{m.get('ndcg@10', float('nan')):.4f}", f"{m.get('full_hr@10', float('nan')):.4f}",
+                  _eps(p, "user"), _eps(p, "example", "max_client_epsilon"),
                   str(results["rounds"]), f"{results['wall_seconds']:.0f}")
     if ref is not None:
         r = ref["metrics"]
         table.add_row("centralized NeuMF", f"{r['hr@10']:.4f}", f"{r['ndcg@10']:.4f}",
-                      f"{r['full_hr@10']:.4f}", "-", f"{ref['wall_seconds']:.0f}")
+                      f"{r['full_hr@10']:.4f}", "-", "-", "-", f"{ref['wall_seconds']:.0f}")
     return table

@@ -1,0 +1,175 @@
+"""User-level DP on the server: Flower's DP strategy wrappers plus fedrec's ε ledger.
+
+Flower's wrappers (``flwr.serverapp.strategy.DifferentialPrivacy*``) clip and noise; they
+do not report ε. :class:`ServerPrivacy` reads, after every round, what the wrapper actually
+did (clipping norm used, noise standard deviation added, replies averaged), turns it into
+the round's ``DpEvent`` (:func:`shared.privacy.user_level_event`), records it in a
+:class:`shared.ledger.Ledger`, and reports ε with RDP (the claim) and PLD (second opinion
+where PLD applies). With a target ε it refuses a round that would exceed it.
+
+Sampling: Flower's strategies draw a fixed number of clients without replacement, so the
+event is ``SampledWithoutReplacementDpEvent`` under the REPLACE_ONE relation.
+
+Noise: the wrappers draw from the global ``np.random``; :func:`seed_noise` seeds it from
+(seed, noise-seed, round) right before aggregation, so noise is reproducible on resume
+and changes with ``noise-seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from dp_accounting import dp_event as dpe
+from flwr.common.differential_privacy import compute_stdv
+from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
+                                     DifferentialPrivacyServerSideAdaptiveClipping,
+                                     DifferentialPrivacyServerSideFixedClipping)
+
+from shared import privacy
+from shared.config import RunConfig
+from shared.errors import ConfigError
+from shared.ledger import Ledger
+
+RELATION = "replace_one"
+
+
+def wrap_strategy(strategy, cfg: RunConfig, sampled: int):
+    """``strategy`` wrapped in the Flower DP wrapper ``cfg.dp_clipping`` names."""
+    try:
+        if cfg.dp_clipping == "server-fixed":
+            return DifferentialPrivacyServerSideFixedClipping(
+                strategy, cfg.noise_multiplier, cfg.clip, sampled)
+        if cfg.dp_clipping == "client-fixed":
+            return DifferentialPrivacyClientSideFixedClipping(
+                strategy, cfg.noise_multiplier, cfg.clip, sampled)
+        return DifferentialPrivacyServerSideAdaptiveClipping(
+            strategy, cfg.noise_multiplier, sampled, initial_clipping_norm=cfg.clip,
+            target_clipped_quantile=cfg.clip_quantile, clip_norm_lr=cfg.clip_lr,
+            clipped_count_stddev=cfg.clipped_count_stddev or None)
+    except ValueError as err:  # Flower's own argument checks, e.g. adaptive noise split
+        raise ConfigError(f"dp settings: {err}") from None
+
+
+def seed_noise(cfg: RunConfig, round_: int) -> None:
+    """Seed the global ``np.random`` the DP wrappers draw noise from."""
+    np.random.seed(np.random.SeedSequence([cfg.seed, cfg.noise_seed, round_, 2])
+                   .generate_state(1)[0])
+
+
+def noise_std(wrapper) -> float:
+    """Standard deviation of the noise the wrapper adds to the average (its own formula)."""
+    return compute_stdv(wrapper.noise_multiplier, wrapper.clipping_norm,
+                        wrapper.num_sampled_clients)
+
+
+def mechanism(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:
+    """Every declared user-level mechanism parameter, for the manifest."""
+    return {"level": "user", "mechanism": "DP-FedAvg (Flower " + cfg.dp_clipping + ")",
+            "noise_multiplier": cfg.noise_multiplier, "clip": cfg.clip,
+            "sampling": "fixed size without replacement", "clients": n_clients,
+            "clients_per_round": sampled, "sampling_rate": sampled / n_clients,
+            "rounds": cfg.rounds, "delta": cfg.user_delta(n_clients),
+            "relation": RELATION, "accountant": "rdp", "second_opinion": "pld",
+            "target_epsilon": cfg.target_epsilon or None,
+            "sensitivity": f"{privacy.REPLACE_ONE_SENSITIVITY:g} * clip / replies",
+            "adaptive": ({"target_quantile": cfg.clip_quantile, "clip_lr": cfg.clip_lr,
+                          "clipped_count_stddev": cfg.clipped_count_stddev or sampled / 20}
+                         if cfg.dp_clipping == "server-adaptive" else None)}
+
+
+class ServerPrivacy:
+    """The server's user-level ledger for one run (see module docstring)."""
+
+    def __init__(self, cfg: RunConfig, n_clients: int, sampled: int,
+                 ledger: Ledger | None = None) -> None:
+        self.cfg = cfg
+        self.n_clients = n_clients
+        self.sampled = sampled
+        self.ledger = ledger or Ledger(RELATION, cfg.user_delta(n_clients))
+        self._clip_before = cfg.clip
+
+    def resume(self, wrapper) -> None:
+        """Continue from a restored wrapper (its clipping norm, when adaptive)."""
+        self._clip_before = float(wrapper.clipping_norm)
+
+    def planned_event(self) -> dpe.DpEvent:
+        """The next round as declared: every sampled client replies, nominal noise."""
+        count = self._count_std() if self.cfg.dp_clipping == "server-adaptive" else None
+        return privacy.user_level_event(self.n_clients, self.sampled, self.sampled,
+                                        self.cfg.noise_multiplier * self._clip_before / self.sampled,
+                                        self._clip_before, count)
+
+    def _count_std(self) -> float:
+        return self.cfg.clipped_count_stddev or self.sampled / 20
+
+    def refuse(self, round_: int) -> str | None:
+        """Why round ``round_`` must not run (target ε), or None."""
+        target = self.cfg.target_epsilon
+        if not target:
+            return None
+        exceed, eps = self.ledger.would_exceed(self.planned_event(), target)
+        if exceed:
+            return (f"round {round_} would raise user-level epsilon to {eps:.3f} "
+                    f"> target {target:g} (delta {self.ledger.delta:.3g})")
+        return None
+
+    def before_aggregation(self, wrapper, round_: int) -> None:
+        self._clip_before = float(wrapper.clipping_norm)
+        seed_noise(self.cfg, round_)
+
+    def after_aggregation(self, wrapper, round_: int, replied: int) -> dict[str, Any]:
+        """Record what the wrapper just did; return the round's privacy fields."""
+        std = noise_std(wrapper)
+        count = (float(wrapper.clipped_count_stddev)
+                 if self.cfg.dp_clipping == "server-adaptive" else None)
+        clip_used = self._clip_before
+        event = privacy.user_level_event(self.n_clients, self.sampled, replied, std,
+                                         clip_used, count)
+        self.ledger.record(round_, event)
+        self._clip_before = float(wrapper.clipping_norm)
+        return {"dp_clip": clip_used, "dp_noise_std": std, "dp_replied": replied,
+                "dp_event": privacy.event_to_dict(event),
+                "epsilon": self.ledger.epsilon("rdp"), "epsilon_pld": self.ledger.epsilon("pld")}
+
+    def summary(self) -> dict[str, Any]:
+        eps = self.ledger.epsilons()
+        return {"level": "user", "epsilon": eps["rdp"], "delta": self.ledger.delta,
+                "accountant": "rdp", "epsilon_by_accountant": eps, "relation": RELATION,
+                "rounds": len(self.ledger.rounds),
+                "finite": eps["rdp"] is not None and math.isfinite(eps["rdp"]),
+                "dp_event": privacy.event_to_dict(self.ledger.event())}
+
+
+def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -> None:
+    """Refuse DP settings that cannot work, before anything runs (one clear line each).
+
+    Args:
+        n_clients: N, clients in the federation.
+        client_examples: training examples of every client (example-level DP checks).
+    """
+    from server.strategy import make_strategy, per_round
+
+    make_strategy(cfg, n_clients)  # Flower's own argument checks
+    if cfg.server_dp:
+        cfg.user_delta(n_clients)
+    if cfg.server_dp and cfg.target_epsilon:
+        first = ServerPrivacy(cfg, n_clients, per_round(cfg.clients_per_round, n_clients))
+        exceed, eps = first.ledger.would_exceed(first.planned_event(), cfg.target_epsilon)
+        if exceed:
+            raise ConfigError(f"target-epsilon {cfg.target_epsilon:g} is already exceeded by one "
+                              f"round (epsilon {eps:.3f}); raise the noise multiplier or the target")
+    if cfg.client_dp:
+        from client.local import LocalSettings
+
+        largest = max(client_examples, default=0)
+        if largest and cfg.client_delta >= 1.0 / largest:
+            raise ConfigError(f"client-delta {cfg.client_delta:g} must be < 1/n = {1.0 / largest:g} "
+                              f"for the largest client ({largest} examples)")
+        if cfg.client_target_epsilon and largest:
+            plan = LocalSettings.from_run_config(cfg).dp_plan(largest)
+            eps = Ledger("add_or_remove_one", cfg.client_delta).epsilon("rdp", plan.event())
+            if eps > cfg.client_target_epsilon:
+                raise ConfigError(f"client-target-epsilon {cfg.client_target_epsilon:g} is already "
+                                  f"exceeded by one round on every client (at least {eps:.3f})")

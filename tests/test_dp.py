@@ -1,0 +1,289 @@
+"""Differential privacy end to end (in-process): ledgers, budgets, noise, dense updates."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from dp_accounting import dp_event as dpe
+from dp_accounting.rdp import rdp_privacy_accountant
+from flwr.app import Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
+
+from client import app as capp
+from client.local import LocalSettings
+from client.mods import optional_fixedclipping_mod
+from client.state import LedgerStore
+from server.app import initial_global_weights, round_config
+from server.dp import ServerPrivacy, check_settings, noise_std, wrap_strategy
+from shared import privacy
+from shared.config import RunConfig
+from shared.errors import ConfigError
+from shared.federated_data import load_federation
+from shared.ledger import Ledger
+from test_federation import _call
+
+N_USERS = 12
+
+
+def _cfg(tmp_path, **dp):
+    return RunConfig(synthetic_users=N_USERS, synthetic_items=60, out=str(tmp_path),
+                     gmf_dim=8, mlp_dim=8, content_dim=8, **dp)
+
+
+@pytest.fixture(scope="module")
+def fed():
+    return load_federation("synthetic", 0, N_USERS, 60)
+
+
+def _weights(cfg, fed):
+    return initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+
+
+# ----- ledgers -----
+
+def test_ledger_composes_rounds_exactly_like_a_direct_accountant_call():
+    a = privacy.dpsgd_event(1.1, 0.05, 40)
+    b = privacy.dpsgd_event(0.9, 0.10, 12)
+    ledger = Ledger("add_or_remove_one", 1e-5)
+    for rnd, event in enumerate([a, a, b, a], start=1):
+        assert ledger.record(rnd, event)
+    direct = rdp_privacy_accountant.RdpAccountant(privacy.RDP_ORDERS)
+    for event in (a, a, b, a):
+        direct.compose(event)
+    assert ledger.epsilon("rdp") == pytest.approx(direct.get_epsilon(1e-5), rel=1e-12)
+    assert ledger.entries()[0][1] == 2 and len(ledger.entries()) == 3  # coalesced a, a
+    assert ledger.epsilon("pld") == pytest.approx(ledger.epsilon("rdp"), rel=0.15)
+    # persistence round trip keeps every round and the same ε
+    again = Ledger.loads(ledger.dumps())
+    assert again.rounds == [1, 2, 3, 4] and again.epsilon("rdp") == ledger.epsilon("rdp")
+
+
+def test_ledger_never_counts_a_replayed_round_twice():
+    ledger = Ledger("add_or_remove_one", 1e-5)
+    event = privacy.dpsgd_event(1.0, 0.1, 10)
+    assert ledger.record(3, event)
+    eps = ledger.epsilon()
+    assert not ledger.record(3, event)          # identical replay (same seeds): no-op
+    assert ledger.epsilon() == eps
+    with pytest.raises(ValueError, match="another event"):
+        ledger.record(3, privacy.dpsgd_event(1.0, 0.1, 11))
+
+
+def test_client_ledger_agrees_with_tensorflow_privacy_statement():
+    """Same mechanism, two implementations: fedrec's ledger and tf-privacy's statement."""
+    import tensorflow_privacy as tfp
+
+    n, batch, epochs, sigma, delta = 1000, 50, 3, 1.1, 1e-5
+    plan = LocalSettings(local_epochs=epochs, batch_size=batch, learning_rate=0.1, negatives=1,
+                         reconstruction_steps=0, reconstruction_lr=0.1, client_dp=True,
+                         client_noise_multiplier=sigma, client_delta=delta).dp_plan(n)
+    assert plan.steps == 60 and plan.rate == 0.05
+    ledger = Ledger("add_or_remove_one", delta)
+    ledger.record(1, plan.event())
+    statement = tfp.compute_dp_sgd_privacy_statement(
+        number_of_examples=n, batch_size=batch, num_epochs=epochs, noise_multiplier=sigma,
+        delta=delta, used_microbatching=False)
+    theirs = float(re.search(r"Poisson sampling \(\*\):\s+([\d.]+)", statement).group(1))
+    assert ledger.epsilon("rdp") == pytest.approx(theirs, abs=2e-3)
+
+
+def test_user_level_event_matches_flower_sampling_and_replace_one_sensitivity():
+    # everyone sampled: a plain Gaussian with z/2 (std zC/m over sensitivity 2C/m)
+    event = privacy.user_level_event(100, 100, 100, noise_std=1.2 * 0.5 / 100, clip=0.5)
+    assert event == dpe.GaussianDpEvent(pytest.approx(0.6))
+    # fixed-size sampling without replacement; fewer replies mean less noise per update
+    event = privacy.user_level_event(1000, 50, 40, noise_std=1.0 * 2.0 / 50, clip=2.0)
+    assert isinstance(event, dpe.SampledWithoutReplacementDpEvent)
+    assert (event.source_dataset_size, event.sample_size) == (1000, 50)
+    assert event.event.noise_multiplier == pytest.approx(1.0 * 40 / 50 / 2)
+    direct = rdp_privacy_accountant.RdpAccountant(
+        privacy.RDP_ORDERS, privacy.NeighborRel.REPLACE_ONE)
+    direct.compose(event, 30)
+    ledger = Ledger("replace_one", 1e-4)
+    for r in range(30):
+        ledger.record(r, event)
+    assert ledger.epsilon("rdp") == pytest.approx(direct.get_epsilon(1e-4), rel=1e-12)
+    assert ledger.epsilon("pld") is None  # PLD has no sampling without replacement
+
+
+# ----- client: example-level DP-SGD -----
+
+def test_client_dp_ledger_persists_and_matches_the_plan(tmp_path, fed):
+    cfg = _cfg(tmp_path, dp="client", client_noise_multiplier=1.5)
+    weights = _weights(cfg, fed)
+    user = 3
+    replies = [_call(cfg, weights, user, "train", rnd=r) for r in (1, 2)]
+    plan = LocalSettings.from_run_config(cfg).dp_plan(len(fed.client(user).train_items))
+    ledger = LedgerStore(cfg.client_state_root, user).load(cfg.client_delta)  # a "restart"
+    assert ledger.rounds == [1, 2]
+    expected = privacy.epsilon(dpe.SelfComposedDpEvent(plan.event(), 2), cfg.client_delta)
+    assert ledger.epsilon() == pytest.approx(expected, rel=1e-9)
+    eps = [r.content["metrics"]["client-epsilon"] for r in replies]
+    assert eps[0] < eps[1] == pytest.approx(expected, rel=1e-9)
+
+
+def test_client_declines_a_round_past_its_budget(tmp_path, fed):
+    probe = _cfg(tmp_path / "probe", dp="client")
+    plan = LocalSettings.from_run_config(probe).dp_plan(len(fed.client(5).train_items))
+    one = privacy.epsilon(plan.event(), probe.client_delta)
+    two = privacy.epsilon(dpe.SelfComposedDpEvent(plan.event(), 2), probe.client_delta)
+    cfg = _cfg(tmp_path / "run", dp="client", client_target_epsilon=(one + two) / 2)
+    weights = _weights(cfg, fed)
+    first = _call(cfg, weights, 5, "train", rnd=1)
+    second = _call(cfg, weights, 5, "train", rnd=2)
+    assert "arrays" in first.content and not capp.is_declined(first)
+    assert capp.is_declined(second) and "arrays" not in second.content
+    assert "budget" in second.content["config"]["declined-reason"]
+    assert LedgerStore(cfg.client_state_root, 5).load(cfg.client_delta).rounds == [1]
+
+
+def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_path, fed):
+    user = 4
+    touched = set(np.asarray(fed.client(user).train_items).tolist())
+
+    def update(sub, **dp):
+        cfg = _cfg(tmp_path / sub, **dp)
+        weights = _weights(cfg, fed)
+        sent = capp.from_record(_call(cfg, weights, user, "train", rnd=1).content["arrays"])
+        return {k: sent[k] - weights[k] for k in weights}
+
+    a, b = update("a", dp="client"), update("b", dp="client")
+    c = update("c", dp="client", noise_seed=1)
+    name = "item_gmf_embedding/embeddings"
+    np.testing.assert_array_equal(a[name], b[name])            # same seeds, same noise
+    assert not np.allclose(a[name], c[name])                   # another noise seed differs
+    rows_changed = np.flatnonzero(np.abs(a[name]).sum(axis=1) > 0)
+    assert len(rows_changed) == fed.inter.n_items              # every row moved: dense
+    plain = update("plain")
+    plain_changed = set(np.flatnonzero(np.abs(plain[name]).sum(axis=1) > 0).tolist())
+    assert touched <= plain_changed < set(range(fed.inter.n_items))  # without DP: a leak
+
+
+# ----- server: user-level DP-FedAvg -----
+
+def _replies(weights, updates):
+    out = []
+    for i, u in enumerate(updates):
+        arrays = capp.to_record({k: (v + u[k]).astype(np.float32) for k, v in weights.items()})
+        out.append(Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(
+            {"num-examples": 1, "train-loss": 0.0})}), dst_node_id=i + 1, message_type="train"))
+    return out
+
+
+class _Grid:
+    def get_node_ids(self):
+        return [1, 2, 3, 4]
+
+
+def _aggregate(cfg, weights, updates, rnd=1):
+    strategy = wrap_strategy(FedAvg(fraction_train=1.0, min_train_nodes=4, min_available_nodes=4),
+                             cfg, sampled=4)
+    sp = ServerPrivacy(cfg, 4, 4)
+    arrays = capp.to_record(weights)
+    list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), _Grid()))
+    replies = [Message(r.content, reply_to=Message(RecordDict(), dst_node_id=i + 1,
+                                                   message_type="train"))
+               for i, r in enumerate(_replies(weights, updates))]
+    sp.before_aggregation(strategy, rnd)
+    new, _ = strategy.aggregate_train(rnd, replies)
+    return capp.from_record(new), sp.after_aggregation(strategy, rnd, len(replies)), strategy
+
+
+def test_server_noise_std_is_what_the_mechanism_implies_and_is_seeded(tmp_path):
+    weights = {"w": np.zeros((200, 50), np.float32)}
+    same = [{"w": np.full((200, 50), 0.001, np.float32)} for _ in range(4)]  # norm 0.1 < clip
+    cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=2.0, clip=1.0)
+    new, line, _ = _aggregate(cfg, weights, same)
+    assert line["dp_noise_std"] == pytest.approx(2.0 * 1.0 / 4)
+    assert np.std(new["w"] - 0.001) == pytest.approx(line["dp_noise_std"], rel=0.03)
+    again, _, _ = _aggregate(cfg, weights, same)
+    other, _, _ = _aggregate(cfg.replace(noise_seed=9), weights, same)
+    np.testing.assert_array_equal(new["w"], again["w"])
+    assert not np.allclose(new["w"], other["w"])
+    assert line["dp_event"] == privacy.event_to_dict(dpe.GaussianDpEvent(1.0))  # z / 2
+    assert line["epsilon"] == pytest.approx(privacy.epsilon(
+        dpe.GaussianDpEvent(1.0), cfg.user_delta(4), relation="replace_one"))
+
+
+def test_server_side_clipping_bounds_each_update(tmp_path):
+    weights = {"w": np.zeros((10,), np.float32)}
+    big = [{"w": np.full((10,), 100.0, np.float32)} for _ in range(4)]
+    cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=0.0, clip=0.5)
+    new, line, _ = _aggregate(cfg, weights, big)
+    assert np.linalg.norm(new["w"]) == pytest.approx(0.5, rel=1e-5)
+    assert line["epsilon"] == float("inf")      # DP claimed without noise: not private
+
+
+def test_adaptive_clipping_accounts_the_clip_it_used_and_the_noise_it_added(tmp_path):
+    weights = {"w": np.zeros((100,), np.float32)}
+    updates = [{"w": np.full((100,), 1.0, np.float32)} for _ in range(4)]  # norm 10 > clip
+    cfg = RunConfig(out=str(tmp_path), dp="server", dp_clipping="server-adaptive",
+                    noise_multiplier=0.5, clip=1.0, clipped_count_stddev=2.0)
+    _, line, strategy = _aggregate(cfg, weights, updates)
+    assert line["dp_clip"] == 1.0 and strategy.clipping_norm != 1.0
+    assert line["dp_noise_std"] == pytest.approx(noise_std(strategy))
+    inner = privacy.event_from_dict(line["dp_event"])
+    assert inner.events[0].noise_multiplier == pytest.approx(line["dp_noise_std"] * 4 / 2.0)
+    assert inner.events[1] == dpe.GaussianDpEvent(2.0)
+
+
+def test_server_refuses_a_round_past_the_target(tmp_path):
+    cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=4.0, clip=1.0)
+    sp = ServerPrivacy(cfg, 100, 10)
+    one = sp.ledger.epsilon(extra=sp.planned_event())
+    sp = ServerPrivacy(cfg.replace(target_epsilon=one * 1.5), 100, 10)
+    assert sp.refuse(1) is None
+    sp.ledger.record(1, sp.planned_event())
+    assert "target" in sp.refuse(2)
+
+
+def test_fixedclipping_mod_clips_updates_and_tolerates_zero_ones():
+    weights = {"w": np.zeros((4,), np.float32)}
+    sent = Message(RecordDict({"arrays": capp.to_record(weights),
+                               "config": round_config(RunConfig(), 1)}),
+                   dst_node_id=1, message_type="train")
+    sent.content["config"]["clipping_norm"] = 0.5
+
+    def answer(update):
+        arrays = capp.to_record({"w": np.full((4,), update, np.float32)})
+        return lambda msg, ctx: Message(RecordDict({"arrays": arrays}), reply_to=msg)
+
+    clipped = optional_fixedclipping_mod(sent, None, answer(3.0))
+    assert np.linalg.norm(capp.from_record(clipped.content["arrays"])["w"]) == pytest.approx(0.5)
+    zero = optional_fixedclipping_mod(sent, None, answer(0.0))   # Flower's mod would divide by 0
+    assert not zero.has_error()
+    del sent.content["config"]["clipping_norm"]
+    untouched = optional_fixedclipping_mod(sent, None, answer(3.0))
+    assert capp.from_record(untouched.content["arrays"])["w"][0] == 3.0
+
+
+# ----- bad settings: one clear line -----
+
+@pytest.mark.parametrize("changes, message", [
+    ({"noise_multiplier": -1.0}, "noise-multiplier must be a finite number >= 0"),
+    ({"clip": 0.0}, "clip must be > 0"),
+    ({"client_clip": -1.0}, "client-clip must be > 0"),
+    ({"dp": "local"}, "dp must be one of"),
+    ({"delta": 1.5}, "delta must be in"),
+])
+def test_bad_dp_settings_fail_at_the_edge(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**changes)
+
+
+def test_impossible_budgets_and_delta_are_refused_before_running(tmp_path):
+    base = RunConfig(out=str(tmp_path), dp="both", noise_multiplier=1.0)
+    with pytest.raises(ConfigError, match="must be < 1/N"):
+        check_settings(base.replace(delta=0.2), 10, [20] * 10)
+    with pytest.raises(ConfigError, match="already exceeded by one round"):
+        check_settings(base.replace(target_epsilon=0.01), 10, [20] * 10)
+    with pytest.raises(ConfigError, match="client-target-epsilon .* already"):
+        check_settings(base.replace(client_target_epsilon=0.01), 10, [20] * 10)
+    with pytest.raises(ConfigError, match="client-delta .* must be < 1/n"):
+        check_settings(base.replace(client_delta=0.1), 10, [20] * 10)
+    with pytest.raises(ConfigError, match="dp settings"):  # Flower's adaptive noise split
+        check_settings(base.replace(dp_clipping="server-adaptive", noise_multiplier=5.0), 10,
+                       [20] * 10)
+    check_settings(base, 10, [20] * 10)   # sane settings pass
