@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -86,6 +87,11 @@ class LocalSettings:
                       for f in fields(cls)})
 
 
+def mean_noise_std(noise_multiplier, clip, batch):
+    """Noise std on the *mean* of ``batch`` clipped gradients: z * C / B (as tf-privacy)."""
+    return noise_multiplier * clip / batch
+
+
 @dataclass(frozen=True)
 class DpSgdPlan:
     """One round of local DP-SGD, fixed before it runs (the mechanism that is accounted).
@@ -139,12 +145,18 @@ class LocalModel:
                                       input_signature=spec)
         self._global_step = tf.function(self._make_step(self.global_vars, self.global_opt),
                                         input_signature=spec)
-        self._spec = spec
-        self._dp_grads = None  # built on first DP use (tensorflow-privacy import is slow)
+
+    def _make_step(self, variables, optimizer):
+        def step(x, y, w):
+            with tf.GradientTape() as tape:
+                loss = self._loss(y, self.model(x, training=True), sample_weight=w)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+        return step
 
     # ----- DP-SGD -----
     def _build_dp(self) -> None:
-        """Per-example clipped gradients via tensorflow-privacy's fast gradient clipping.
+        """DP-SGD steps on tensorflow-privacy's fast gradient clipping.
 
         Why fast gradient clipping (the machinery of ``DPModel``) and not the vectorized
         DP Keras optimizers: it gets per-example gradient norms of Embedding and Dense
@@ -154,89 +166,83 @@ class LocalModel:
         itself cannot be used: it applies gradients to *all* trainable weights, while
         Federated Reconstruction updates the user embedding and the global weights in
         separate phases. So the clipped gradient of every weight is computed (one clip
-        over the whole per-example gradient), noised, and only one group is applied.
+        over the whole per-example gradient) and one group is noised and applied.
         """
-        from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
         from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
             make_default_layer_registry)
 
         tf.get_logger().setLevel("ERROR")  # AutoGraph notes about tf-privacy's helpers
         self.model.compile(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
-        registry = make_default_layer_registry()
+        self._registry = make_default_layer_registry()
         trainable = self.model.trainable_variables
-        self._user_index = [i for i, v in enumerate(trainable) if any(v is u for u in self.user_vars)]
-        self._global_index = [i for i, v in enumerate(trainable)
-                              if any(v is g for g in self.global_vars)]
+        self._dp_index = {
+            "user": [i for i, v in enumerate(trainable) if any(v is u for u in self.user_vars)],
+            "global": [i for i, v in enumerate(trainable) if any(v is g for g in self.global_vars)]}
+        self._dp_steps: dict[tuple[str, int], Any] = {}
 
-        def grads(x, y, w, clip):
-            clipped, _, loss = clip_grads.compute_clipped_gradients_and_outputs(
-                self.model, clip, registry, x, y, w, clipping_loss=self._loss)
-            return clipped, loss
+    def _dp_step_fn(self, phase: str, width: int):
+        """The traced DP-SGD step of one phase; fast clipping needs the row width
+        (1 + negatives) static, so there is one trace per (phase, width).
 
-        def traced(width: int):
-            """Fast clipping needs the row width (1 + negatives) static: one trace per width."""
-            n_features = self.item_features.shape[1]
-            spec = ({"user": tf.TensorSpec([None], tf.int32),
-                     "item": tf.TensorSpec([None, width], tf.int32),
-                     "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
-                    tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
-                    tf.TensorSpec([], tf.float32))
-            return tf.function(grads, input_signature=spec)
-
-        self._dp_grads = {}
-        self._dp_traced = traced
-
-    def _dp_step(self, x, y, w, plan, phase: str) -> float:
-        """One DP-SGD step applied to ``phase`` (``user`` or ``global``) weights.
-
-        Noise is drawn eagerly by tensorflow-privacy's ``add_aggregate_noise`` (std
-        ``noise_multiplier * clip / batch`` on the mean gradient) from TF's global seed,
-        which the caller sets per client and round: inside a ``tf.function`` the seed would
-        be frozen at trace time and every client would draw the same noise.
+        Noise: std ``noise_multiplier * clip / batch`` on the mean of clipped gradients,
+        exactly the scale of tensorflow-privacy's ``add_aggregate_noise`` for a mean loss
+        (``tests/test_dp.py`` checks the two agree). It is drawn here with a *stateless*
+        generator keyed by (client noise seed, step, variable) because tf-privacy's helper
+        draws from TF's global generator, whose seed a traced function freezes at trace
+        time: every client served by one worker would then add the same noise.
         """
-        from tensorflow_privacy.privacy.fast_gradient_clipping.gradient_clipping_utils import (
-            add_aggregate_noise)
+        from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
 
-        width = int(y.shape[1])
-        if width not in self._dp_grads:
-            self._dp_grads[width] = self._dp_traced(width)
-        clipped, loss = self._dp_grads[width](x, y, w, tf.constant(plan.clip, tf.float32))
-        noisy = add_aggregate_noise(list(clipped), tf.shape(y)[0], plan.clip,
-                                    plan.noise_multiplier, loss_reduction="mean")
+        index = self._dp_index[phase]
+        optimizer = self.user_opt if phase == "user" else self.global_opt
         variables = self.model.trainable_variables
-        index, opt = ((self._user_index, self.user_opt) if phase == "user"
-                      else (self._global_index, self.global_opt))
-        opt.apply_gradients([(noisy[i], variables[i]) for i in index])
-        return float(loss)
+        n_features = self.item_features.shape[1]
+
+        def step(x, y, w, clip, noise_multiplier, seed):
+            clipped, _, loss = clip_grads.compute_clipped_gradients_and_outputs(
+                self.model, clip, self._registry, x, y, w, clipping_loss=self._loss)
+            scale = mean_noise_std(noise_multiplier, clip, tf.cast(tf.shape(y)[0], tf.float32))
+            noisy = [clipped[i] + scale * tf.random.stateless_normal(
+                tf.shape(clipped[i]), tf.random.experimental.stateless_fold_in(seed, i))
+                for i in index]
+            optimizer.apply_gradients(zip(noisy, [variables[i] for i in index]))
+            return loss
+
+        spec = ({"user": tf.TensorSpec([None], tf.int32),
+                 "item": tf.TensorSpec([None, width], tf.int32),
+                 "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
+                tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
+                tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([2], tf.int64))
+        return tf.function(step, input_signature=spec)
 
     def train_dp(self, data: ClientData, settings: LocalSettings, plan: "DpSgdPlan",
                  rng: np.random.Generator, noise_seed: int) -> tuple[float, int]:
         """Reconstruction and global training, every step DP-SGD on Poisson batches.
 
-        Returns (mean loss of the global steps, examples). See :class:`DpSgdPlan`.
+        Returns (mean clipped loss of the global steps, examples). See :class:`DpSgdPlan`.
         """
-        if self._dp_grads is None:
+        if not hasattr(self, "_dp_index"):
             self._build_dp()
-        tf.random.set_seed(noise_seed)
         rows = self.rows(data, settings.negatives, rng)
+        width = rows.item.shape[1]
         self.user_opt.learning_rate.assign(settings.reconstruction_lr)
         self.global_opt.learning_rate.assign(settings.learning_rate)
-        losses = []
+        clip = tf.constant(plan.clip, tf.float32)
+        sigma = tf.constant(plan.noise_multiplier, tf.float32)
+        losses, counter = [], 0
         for phase, steps in (("user", plan.reconstruction_steps), ("global", plan.training_steps)):
+            if (phase, width) not in self._dp_steps:
+                self._dp_steps[phase, width] = self._dp_step_fn(phase, width)
+            step = self._dp_steps[phase, width]
             for idx in poisson_batches(len(rows), plan.rate, steps, rng):
+                counter += 1
                 if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
-                    loss = self._dp_step(*batch_arrays(rows, idx, self.item_features), plan, phase)
+                    seed = tf.constant([noise_seed, counter], tf.int64)
+                    loss = float(step(*batch_arrays(rows, idx, self.item_features), clip, sigma, seed))
                     if phase == "global":
                         losses.append(loss)
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
-
-    def _make_step(self, variables, optimizer):
-        def step(x, y, w):
-            with tf.GradientTape() as tape:
-                loss = self._loss(y, self.model(x, training=True), sample_weight=w)
-            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
-        return step
 
     # ----- state in and out -----
     def load(self, global_weights: dict[str, np.ndarray], private: dict[str, np.ndarray] | None,

@@ -44,3 +44,12 @@ def test_toml_file_with_a_run_table(tmp_path):
     (tmp_path / "bad.toml").write_text("rounds = = 3")
     with pytest.raises(ConfigError, match="invalid TOML"):
         RunConfig.from_toml(tmp_path / "bad.toml")
+
+
+def test_pyproject_flower_defaults_are_the_run_config_defaults():
+    """`flwr run .` and `fedrec simulate` must start from the same configuration."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_flower()

@@ -139,6 +139,20 @@ def test_client_declines_a_round_past_its_budget(tmp_path, fed):
     assert LedgerStore(cfg.client_state_root, 5).load(cfg.client_delta).rounds == [1]
 
 
+def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
+    """LocalModel draws its own (seeded) noise at std z*C/B: tf-privacy's scale for a mean loss."""
+    import tensorflow as tf
+    from tensorflow_privacy.privacy.fast_gradient_clipping.gradient_clipping_utils import (
+        add_aggregate_noise)
+
+    tf.random.set_seed(0)
+    z, clip, batch = 1.3, 0.7, 16
+    noisy = add_aggregate_noise([tf.zeros([400, 250])], batch, clip, z, loss_reduction="mean")
+    from client.local import mean_noise_std
+    assert float(tf.math.reduce_std(noisy[0])) == pytest.approx(mean_noise_std(z, clip, batch),
+                                                                rel=0.01)
+
+
 def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_path, fed):
     user = 4
     touched = set(np.asarray(fed.client(user).train_items).tolist())

@@ -83,3 +83,65 @@ def test_flwr_run_dot_runs_the_app(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = RunDir(out).read_metrics()
     assert [r["round"] for r in rows] == [1, 2] and rows[-1]["clients_replied"] == 20
+
+
+DP = ["--dp", "both", "--noise-multiplier", "0.8", "--clip", "0.5",
+      "--client-noise-multiplier", "1.2"]
+
+
+def _user_epsilon_from_log(run: RunDir) -> float:
+    """What an auditor does: compose the per-round events logged in metrics.jsonl."""
+    from shared import privacy
+    from shared.ledger import Ledger
+
+    ledger = Ledger("replace_one", run.manifest()["privacy"]["user"]["delta"])
+    for row in run.read_metrics():
+        ledger.record(row["round"], privacy.event_from_dict(row["dp_event"]))
+    return ledger.epsilon("rdp")
+
+
+def _client_ledgers(run: RunDir) -> dict[str, list[int]]:
+    from shared.ledger import Ledger
+
+    return {p.parent.name: Ledger.loads(p.read_text()).rounds
+            for p in sorted((run.path / "client_state").glob("*/ledger.json"))}
+
+
+def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
+    full, part = RunDir(tmp_path / "full"), RunDir(tmp_path / "part")
+    _fedrec(*SMALL, *DP, "--rounds", "3", "--out", str(full.path))
+    _fedrec(*SMALL, *DP, "--rounds", "2", "--out", str(part.path))
+    _fedrec("--resume", str(part.path), "--rounds", "3", "--no-reference")
+    for run in (full, part):
+        privacy = json.loads((run.path / "privacy.json").read_text())
+        assert privacy["user"]["rounds"] == 3
+        assert privacy["user"]["epsilon"] == pytest.approx(_user_epsilon_from_log(run), rel=1e-12)
+        rows = run.read_metrics()
+        assert all(r["dp_noise_std"] == pytest.approx(0.8 * 0.5 / 8) for r in rows)
+        assert privacy["example"]["max_client_epsilon"] == max(r["client_epsilon_max"] for r in rows)
+    a = json.loads((full.path / "privacy.json").read_text())
+    b = json.loads((part.path / "privacy.json").read_text())
+    assert b["user"]["epsilon"] == pytest.approx(a["user"]["epsilon"], rel=1e-12)
+    assert _client_ledgers(part) == _client_ledgers(full)        # same rounds, none twice
+    assert all(len(r) == len(set(r)) for r in _client_ledgers(part).values())
+    ra, rb = full.read_metrics(), part.read_metrics()
+    assert [r["hr@10"] for r in rb] == pytest.approx([r["hr@10"] for r in ra], abs=1e-5)
+
+
+def test_dp_run_stops_before_exceeding_its_target_epsilon(tmp_path):
+    from shared import privacy
+
+    # one round of z = 0.8 with everyone sampled is Gaussian(0.4); allow 2.5 rounds' worth
+    delta = 1 / 20 ** 1.1
+    two = privacy.epsilon(privacy.dpe.SelfComposedDpEvent(privacy.dpe.GaussianDpEvent(0.4), 2),
+                          delta, relation="replace_one")
+    three = privacy.epsilon(privacy.dpe.SelfComposedDpEvent(privacy.dpe.GaussianDpEvent(0.4), 3),
+                            delta, relation="replace_one")
+    run = RunDir(tmp_path / "target")
+    proc = _fedrec("--dataset", "synthetic", "--synthetic-users", "20", "--no-reference",
+                   "--dp", "server", "--noise-multiplier", "0.8", "--rounds", "5",
+                   "--target-epsilon", str((two + three) / 2), "--out", str(run.path))
+    assert "stopped before round 3" in proc.stdout + proc.stderr
+    results = json.loads(run.results_path.read_text())
+    assert results["rounds"] == 2 and results["stopped"]["round"] == 3
+    assert results["privacy"]["epsilon"] == pytest.approx(two, rel=1e-9)
