@@ -158,6 +158,13 @@ class RunConfig:
             raise ConfigError(f"delta must be in [0, 1) (0: 1/N^1.1), got {self.delta}")
         if not 0 < self.client_delta < 1:
             raise ConfigError(f"client-delta must be in (0, 1), got {self.client_delta}")
+        if self.server_dp and self.strategy != "fedavg":
+            # Flower's DP wrappers noise the inner strategy's *output*; a server optimiser's
+            # state (momentum, Adam moments) is built from the un-noised average and carries
+            # it into later rounds, outside what the per-round Gaussian accounts for.
+            raise ConfigError(f"user-level DP (dp = {self.dp}) needs strategy fedavg: with "
+                              f"{self.strategy} the server optimiser state would see un-noised "
+                              f"averages")
 
     @property
     def server_dp(self) -> bool:
