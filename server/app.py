@@ -254,6 +254,9 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     }
     if dp is not None and new_arrays is not None:
         line.update(dp.after_aggregation(strategy, rnd, len(ok)))
+    if cfg.dp != "none" and hasattr(grid, "position"):  # the participation log audits check
+        line["participants"] = sorted(grid.position(m.metadata.src_node_id) for m in ok)
+        line["declined"] = sorted(grid.position(m.metadata.src_node_id) for m in declined)
     if cfg.client_dp:
         line["client_epsilon_max"] = max((float(m.content["metrics"]["client-epsilon"])
                                           for m in ok if "client-epsilon" in m.content["metrics"]),

@@ -91,6 +91,10 @@ class OrderedGrid:
         self._grid = grid
         self._positions = positions
 
+    def position(self, node_id: int) -> int:
+        """The node's stable position (partition id in simulation; -1 if unknown)."""
+        return self._positions.get(node_id, -1)
+
     def get_node_ids(self):
         nodes = list(self._grid.get_node_ids())
         return sorted(nodes, key=lambda n: (self._positions.get(n, 1 << 62), n))

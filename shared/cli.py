@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="a federated run in Flower's simulation engine")
     simulate_cmd.add_arguments(simulate)
+
+    from simulations import audit_cmd
+
+    audit = sub.add_parser("audit", help="recompute and check the ε claims of a run")
+    audit_cmd.add_arguments(audit)
     return parser
 
 
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             from simulations import simulate_cmd
 
             return simulate_cmd.run(args)
+        if args.command == "audit":
+            from simulations import audit_cmd
+
+            return audit_cmd.run(args)
     except FedrecError as err:
         print(f"fedrec: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -75,6 +75,8 @@ def user_level_event(n_clients: int, sampled: int, replied: int, noise_std: floa
         raise ValueError(f"need 0 < replied ({replied}) <= sampled ({sampled}) <= N ({n_clients})")
     if clip <= 0 or noise_std < 0:
         raise ValueError(f"need clip > 0 and noise std >= 0, got {clip}, {noise_std}")
+    if noise_std == 0:  # no noise: not private at all, whatever else happened
+        return dpe.NonPrivateDpEvent()
     update = dpe.GaussianDpEvent(noise_std * replied / (REPLACE_ONE_SENSITIVITY * clip))
     inner: dpe.DpEvent = update
     if count_noise_std is not None:

@@ -126,6 +126,12 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
     assert all(len(r) == len(set(r)) for r in _client_ledgers(part).values())
     ra, rb = full.read_metrics(), part.read_metrics()
     assert [r["hr@10"] for r in rb] == pytest.approx([r["hr@10"] for r in ra], abs=1e-5)
+    from shared.cli import main as fedrec
+    for run in (full, part):               # an independent auditor agrees with both runs
+        assert fedrec(["audit", str(run.path)]) == 0
+        audit = json.loads((run.path / "audit.json").read_text())
+        assert audit["levels"]["user"]["recomputed"]["rdp"] == pytest.approx(
+            audit["levels"]["user"]["claimed"], rel=1e-9)
 
 
 def test_dp_run_stops_before_exceeding_its_target_epsilon(tmp_path):

@@ -1,0 +1,240 @@
+"""Accounting audit of a run directory: recompute every ε claim, check it against the logs.
+
+Independent of the code path that made the claim: the auditor rebuilds each round's
+DpEvent from the *logged mechanism* (noise std added, clip used, replies averaged) after
+checking those against the *declared mechanism* in ``manifest.json``, composes them with a
+fresh dp-accounting accountant (RDP and PLD), and compares with ``privacy.json``. Client
+ledgers are checked against the participation log in ``metrics.jsonl``.
+
+Every check is a :class:`Check`; a run passes when all do. Pure functions over a loaded
+:class:`RunRecord`; file reading is in :func:`load_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import privacy
+from shared.errors import FedrecError
+from shared.ledger import Ledger
+
+#: A claim may be this much (relative) below the recomputation: accountants' numerics.
+TOLERANCE = 0.01
+
+
+class UnusableRun(FedrecError):
+    """The directory is not a run that can be audited (missing or unreadable records)."""
+
+
+@dataclass
+class Check:
+    name: str
+    level: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    manifest: dict[str, Any]
+    rows: list[dict[str, Any]]
+    privacy: dict[str, Any] | None
+    ledgers: dict[int, Ledger] = field(default_factory=dict)
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UnusableRun(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UnusableRun(f"{path}: not valid JSON ({err})") from None
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read manifest, metrics, privacy.json and every client ledger of a run."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UnusableRun(f"{path}: not a directory")
+    manifest = _json(path / "manifest.json")
+    if "config" not in manifest:
+        raise UnusableRun(f"{path / 'manifest.json'}: no config (not a fedrec run manifest)")
+    from server.rundir import RunDir
+
+    rows = RunDir(path).read_metrics()
+    if not rows:
+        raise UnusableRun(f"{path}: no completed round in metrics.jsonl")
+    priv = _json(path / "privacy.json") if (path / "privacy.json").exists() else None
+    state = manifest["config"].get("client-state-dir") or str(path / "client_state")
+    ledgers = {}
+    for file in sorted(Path(state).glob("*/ledger.json")):
+        try:
+            ledgers[int(file.parent.name)] = Ledger.loads(file.read_text())
+        except (ValueError, KeyError, json.JSONDecodeError) as err:
+            raise UnusableRun(f"{file}: unreadable ledger ({err})") from None
+    return RunRecord(path, manifest, rows, priv, ledgers)
+
+
+def _close(a: float, b: float, rel: float = 1e-6) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def _claim_ok(claim: float | None, recomputed: float | None) -> bool:
+    if recomputed is None:
+        return True
+    if claim is None:
+        return False
+    return claim >= recomputed * (1 - TOLERANCE) or math.isinf(claim)
+
+
+# ----- user level -----
+
+def _adaptive_update_noise(declared: dict[str, Any]) -> float:
+    """Flower's split of z between the update and the clipped count (its own function)."""
+    from flwr.common.differential_privacy import compute_adaptive_noise_params
+
+    _, z_update = compute_adaptive_noise_params(
+        declared["noise_multiplier"], declared["clients_per_round"],
+        declared["adaptive"]["clipped_count_stddev"])
+    return z_update
+
+
+def _noise_checks(declared: dict[str, Any], rows: list[dict]) -> Check:
+    """The noise in the logs is the noise the manifest declares, every round."""
+    m, z, clip = declared["clients_per_round"], declared["noise_multiplier"], declared["clip"]
+    bad = []
+    for i, r in enumerate(rows):
+        std = r.get("dp_noise_std")
+        if std is None:
+            bad.append(f"round {r['round']}: no noise logged")
+        elif declared.get("adaptive"):
+            nxt = rows[i + 1].get("dp_clip") if i + 1 < len(rows) else None
+            if nxt is not None and not _close(std, _adaptive_update_noise(declared) * nxt / m):
+                bad.append(f"round {r['round']}: std {std:g} != z_update * next clip / m")
+            if z > 0 and std <= 0:
+                bad.append(f"round {r['round']}: noise switched off")
+        elif not (_close(std, z * clip / m) and _close(r.get("dp_clip", -1), clip)):
+            bad.append(f"round {r['round']}: std {std:g}, clip {r.get('dp_clip')} "
+                       f"!= declared z*C/m = {z * clip / m:g}, C = {clip:g}")
+    return Check("noise applied as declared", "user", not bad,
+                 "; ".join(bad[:5]) or f"{len(rows)} rounds, std as declared")
+
+
+def _events_from_log(declared: dict[str, Any], rows: list[dict]) -> list:
+    count = declared["adaptive"]["clipped_count_stddev"] if declared.get("adaptive") else None
+    return [privacy.user_level_event(declared["clients"], declared["clients_per_round"],
+                                     int(r["dp_replied"]), float(r["dp_noise_std"]),
+                                     float(r["dp_clip"]), count)
+            for r in rows if r.get("dp_noise_std") is not None]
+
+
+def audit_user(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
+    declared = run.manifest["privacy"]["user"]
+    rows = run.rows
+    checks = [Check("sampling as declared", "user",
+                    all(r["clients_sampled"] == declared["clients_per_round"] for r in rows),
+                    f"declared {declared['clients_per_round']} of {declared['clients']} per round "
+                    f"without replacement; logged {sorted({r['clients_sampled'] for r in rows})}"),
+              _noise_checks(declared, rows)]
+    events = _events_from_log(declared, rows)
+    logged = [privacy.event_from_dict(r["dp_event"]) for r in rows if "dp_event" in r]
+    checks.append(Check("logged events match the logged mechanism", "user",
+                        logged == events and len(events) == len(rows),
+                        f"{len(events)} rebuilt, {len(logged)} logged, {len(rows)} rounds"))
+    ledger = Ledger(declared["relation"], declared["delta"])
+    for r, event in zip(rows, events):
+        ledger.record(r["round"], event)
+    recomputed = ledger.epsilons()
+    claim = (run.privacy or {}).get("user") or {}
+    checks.append(Check("rounds reported", "user", claim.get("rounds") == len(rows),
+                        f"claimed {claim.get('rounds')}, run {len(rows)}"))
+    checks.append(Check("epsilon claim not below recomputation", "user",
+                        _claim_ok(claim.get("epsilon"), recomputed["rdp"]),
+                        f"claimed {claim.get('epsilon')}, recomputed RDP {recomputed['rdp']}"))
+    return checks, {"claimed": claim.get("epsilon"), "recomputed": recomputed,
+                    "delta": declared["delta"]}
+
+
+# ----- example level -----
+
+def _participation(rows: list[dict]) -> dict[int, list[int]] | None:
+    if not all("participants" in r for r in rows):
+        return None
+    out: dict[int, list[int]] = {}
+    for r in rows:
+        for p in r["participants"]:
+            out.setdefault(int(p), []).append(int(r["round"]))
+    return out
+
+
+def _ledger_event_check(declared: dict[str, Any], ledgers: dict[int, Ledger]) -> Check:
+    bad = []
+    for user, ledger in ledgers.items():
+        for rnd, e in ledger.history:
+            event = privacy.event_from_dict(e)
+            step = event.event
+            rate = step.sampling_probability
+            steps = declared["reconstruction_steps"] + math.ceil(declared["local_epochs"] / rate)
+            if not (_close(step.event.noise_multiplier, declared["noise_multiplier"])
+                    and event.count == steps):
+                bad.append(f"client {user} round {rnd}: z {step.event.noise_multiplier}, "
+                           f"{event.count} steps (declared z {declared['noise_multiplier']}, "
+                           f"{steps} steps at rate {rate:.3g})")
+    return Check("client ledgers record the declared mechanism", "example", not bad,
+                 "; ".join(bad[:5]) or f"{len(ledgers)} ledgers")
+
+
+def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
+    declared = run.manifest["privacy"]["example"]
+    checks = [_ledger_event_check(declared, run.ledgers)]
+    log = _participation(run.rows)
+    if log is None:
+        checks.append(Check("ledgers match the participation log", "example", False,
+                            "metrics.jsonl has no participation log"))
+    else:
+        # a ledger may hold more (a round spent, then the reply lost), never less
+        missing = {u: sorted(set(r) - set(run.ledgers[u].rounds if u in run.ledgers else []))
+                   for u, r in log.items()}
+        missing = {u: r for u, r in missing.items() if r}
+        checks.append(Check("every participation is in the client's ledger", "example",
+                            not missing, f"{len(log)} participants; uncounted: "
+                            f"{dict(list(sorted(missing.items()))[:5])}"))
+    doubles = [u for u, led in run.ledgers.items() if len(led.rounds) != len(set(led.rounds))]
+    checks.append(Check("no round counted twice", "example", not doubles, f"clients {doubles[:10]}"))
+    eps = {u: led.epsilon("rdp") for u, led in run.ledgers.items()}
+    worst = max(eps, key=lambda u: eps[u]) if eps else None
+    target = declared.get("target_epsilon")
+    over = [u for u, e in eps.items() if target and e > target * (1 + 1e-9)]
+    checks.append(Check("no client over its budget", "example", not over,
+                        f"target {target}; over: {over[:10]}"))
+    recomputed = {"rdp": eps.get(worst),
+                  "pld": run.ledgers[worst].epsilon("pld") if worst is not None else None}
+    claim = ((run.privacy or {}).get("example") or {}).get("max_client_epsilon")
+    checks.append(Check("largest client epsilon not under-reported", "example",
+                        _claim_ok(claim, recomputed["rdp"]),
+                        f"claimed {claim}, recomputed RDP {recomputed['rdp']} (client {worst})"))
+    return checks, {"claimed": claim, "recomputed": recomputed, "client": worst,
+                    "delta": declared["delta"], "clients": len(eps)}
+
+
+def audit_accounting(run: RunRecord) -> dict[str, Any]:
+    """Every accounting check; ``passed`` is True when all pass."""
+    declared = run.manifest.get("privacy") or {"mode": "none"}
+    checks: list[Check] = []
+    levels: dict[str, Any] = {}
+    if declared.get("mode", "none") != "none" and run.privacy is None:
+        checks.append(Check("privacy.json present", "run", False, "DP declared, no privacy.json"))
+    if declared.get("user"):
+        found, levels["user"] = audit_user(run)
+        checks += found
+    if declared.get("example"):
+        found, levels["example"] = audit_example(run)
+        checks += found
+    return {"run": str(run.path), "mode": declared.get("mode", "none"),
+            "rounds": len(run.rows), "levels": levels,
+            "checks": [asdict(c) for c in checks], "passed": all(c.passed for c in checks)}

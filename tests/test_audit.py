@@ -1,0 +1,116 @@
+"""`fedrec audit`: a correct run passes; runs broken on purpose fail; unusable ones exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from client.local import LocalSettings
+from server.app import declared_privacy
+from server.dp import ServerPrivacy
+from shared import privacy
+from shared.cli import main as fedrec
+from shared.config import RunConfig
+from shared.ledger import Ledger
+from simulations.audit import audit_accounting, load_run
+
+N, M, ROUNDS = 50, 10, 4
+EXAMPLES = {0: 40, 1: 12, 2: 100}   # client -> training examples
+
+
+def _write_run(path, cfg: RunConfig, participants=None):
+    """A run directory as fedrec writes it, built from the same functions the server uses."""
+    path.mkdir(parents=True, exist_ok=True)
+    manifest = {"config": cfg.to_flower(), "privacy": declared_privacy(cfg, N, M)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    sp = ServerPrivacy(cfg, N, M)
+    rows, ledgers = [], {u: Ledger("add_or_remove_one", cfg.client_delta) for u in EXAMPLES}
+    settings = LocalSettings.from_run_config(cfg)
+    for rnd in range(1, ROUNDS + 1):
+        row = {"round": rnd, "clients_sampled": M, "clients_replied": M}
+        if cfg.server_dp:
+            event = sp.planned_event()
+            sp.ledger.record(rnd, event)
+            row.update({"dp_clip": cfg.clip, "dp_noise_std": cfg.noise_multiplier * cfg.clip / M,
+                        "dp_replied": M, "dp_event": privacy.event_to_dict(event)})
+        if cfg.client_dp:
+            row["participants"] = participants or sorted(EXAMPLES)
+            for u in row["participants"]:
+                ledgers[u].record(rnd, settings.dp_plan(EXAMPLES[u]).event())
+        rows.append(row)
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    record = {"mode": cfg.dp, "user": sp.summary() if cfg.server_dp else None}
+    if cfg.client_dp:
+        record["example"] = {"max_client_epsilon": max(led.epsilon() for led in ledgers.values())}
+        for u, led in ledgers.items():
+            (path / "client_state" / str(u)).mkdir(parents=True, exist_ok=True)
+            (path / "client_state" / str(u) / "ledger.json").write_text(led.dumps())
+    (path / "privacy.json").write_text(json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return RunConfig(out=str(tmp_path / "run"), dp="both", noise_multiplier=1.5, clip=0.7,
+                     client_noise_multiplier=2.0, client_target_epsilon=50.0)
+
+
+def _failed(result):
+    return {c["name"] for c in result["checks"] if not c["passed"]}
+
+
+def test_a_correct_run_passes_and_recomputation_matches(cfg, tmp_path):
+    run = _write_run(tmp_path / "run", cfg)
+    result = audit_accounting(load_run(run))
+    assert result["passed"], _failed(result)
+    user = result["levels"]["user"]
+    assert user["recomputed"]["rdp"] == pytest.approx(user["claimed"], rel=1e-12)
+    assert fedrec(["audit", str(run)]) == 0
+    assert (run / "audit.json").exists() and "PASS" in (run / "audit.md").read_text()
+
+
+def test_dp_claimed_with_noise_switched_off_fails(cfg, tmp_path):
+    run = _write_run(tmp_path / "run", cfg)
+    claim = json.loads((run / "privacy.json").read_text())
+    quiet = _write_run(tmp_path / "quiet", cfg.replace(noise_multiplier=0.0))
+    (quiet / "manifest.json").write_text((run / "manifest.json").read_text())   # declares z=1.5
+    (quiet / "privacy.json").write_text(json.dumps(claim))                      # claims its ε
+    result = audit_accounting(load_run(quiet))
+    assert {"noise applied as declared", "epsilon claim not below recomputation"} <= _failed(result)
+    assert fedrec(["audit", str(quiet)]) == 1
+
+
+def test_under_reported_rounds_fail(cfg, tmp_path):
+    short = _write_run(tmp_path / "short", cfg)
+    rows = (short / "metrics.jsonl").read_text().splitlines()
+    (short / "metrics.jsonl").write_text("\n".join(rows[:2]) + "\n")
+    claim_two = json.loads((short / "privacy.json").read_text())
+    run = _write_run(tmp_path / "run", cfg)
+    (run / "privacy.json").write_text(json.dumps(claim_two))  # claims ROUNDS... of a 4-round run
+    claim = json.loads((run / "privacy.json").read_text())
+    sp = ServerPrivacy(cfg, N, M)
+    for rnd in (1, 2):
+        sp.ledger.record(rnd, sp.planned_event())
+    claim["user"] = sp.summary()                                # ε and rounds of 2 rounds
+    (run / "privacy.json").write_text(json.dumps(claim))
+    assert {"rounds reported", "epsilon claim not below recomputation"} <= _failed(
+        audit_accounting(load_run(run)))
+
+
+def test_client_over_budget_or_uncounted_participation_fails(cfg, tmp_path):
+    tight = _write_run(tmp_path / "tight", cfg.replace(client_target_epsilon=1.0))
+    assert "no client over its budget" in _failed(audit_accounting(load_run(tight)))
+    run = _write_run(tmp_path / "run", cfg)
+    (run / "client_state" / "1" / "ledger.json").unlink()      # client 1 took part, never counted
+    assert "every participation is in the client's ledger" in _failed(
+        audit_accounting(load_run(run)))
+
+
+def test_unusable_run_directories_exit_2(cfg, tmp_path, capsys):
+    assert fedrec(["audit", str(tmp_path / "nowhere")]) == 2
+    run = _write_run(tmp_path / "run", cfg)
+    (run / "manifest.json").write_text("{not json")
+    assert fedrec(["audit", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "manifest.json: not valid JSON" in err[-1]
