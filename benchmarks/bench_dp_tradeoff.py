@@ -68,13 +68,16 @@ def cells() -> list[tuple[str, list[str]]]:
         out.append((f"example ε={eps:g}", ["--dp", "client", "--client-clip", "1.0",
                                           "--client-noise-multiplier", f"{z:.4f}",
                                           "--client-target-epsilon", f"{eps:g}"]))
-    return out + [("no DP", [])]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only", help="run only cells whose name contains this")
+    parser.add_argument("--no-dp-run", type=Path, help="a run of the same federation without DP "
+                        "(e.g. benchmarks/bench_federated.py's, any number of rounds >= 20): "
+                        "its round-20 line is the no-DP row")
     args = parser.parse_args()
 
     from server.rundir import RunDir
@@ -93,6 +96,13 @@ def main() -> None:
             if code:
                 sys.exit(code)
         rows.append((name, cmd, json.loads(run.results_path.read_text()), run.read_metrics()))
+    if args.no_dp_run:
+        history = [r for r in RunDir(args.no_dp_run).read_metrics() if r["round"] <= ROUNDS]
+        manifest = RunDir(args.no_dp_run).manifest()["config"]
+        cmd = ["(rounds " + str(manifest["rounds"]) + ")", "--out", str(args.no_dp_run)]
+        res = {"metrics": history[-1], "privacy": None, "rounds": history[-1]["round"],
+               "wall_seconds": sum(r["wall_seconds"] for r in history)}
+        rows.insert(0, ("no DP", BASE + cmd, res, history))
     print("| setting | HR@10 | NDCG@10 | ε user (RDP) | ε example, max client | rounds | "
           "clients declining (last round) | wall min |")
     print("|---|---|---|---|---|---|---|---|")

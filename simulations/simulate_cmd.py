@@ -185,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if proc.returncode != 0 or not run_dir.results_path.exists():
         raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
+    if cfg.client_dp:
+        add_ledger_summary(run_dir, cfg)
     results = json.loads(run_dir.results_path.read_text())
     if results.get("stopped"):
         console.print(f"stopped before round {results['stopped']['round']}: "
@@ -192,6 +194,30 @@ def run(args: argparse.Namespace) -> int:
     ref = None if args.no_reference else reference(cfg)
     report.print(final_table(results, ref))
     return 0
+
+
+def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
+    """Example level, per accountant: read the simulated devices' own ledgers.
+
+    A real server only hears the ε each client reports; in simulation the devices' storage
+    is at hand, so ``privacy.json`` also gets the largest client ε by RDP and PLD.
+    """
+    from shared.ledger import Ledger
+    from shared.runinfo import write_json_atomic
+
+    ledgers = {p.parent.name: Ledger.loads(p.read_text())
+               for p in cfg.client_state_root.glob("*/ledger.json")}
+    if not ledgers:
+        return
+    rdp = {user: led.epsilon("rdp") for user, led in ledgers.items()}
+    worst = max(rdp, key=rdp.get)
+    path = run_dir.path / "privacy.json"
+    record = json.loads(path.read_text())
+    record["example"].update({
+        "epsilon_by_accountant": {"rdp": rdp[worst], "pld": ledgers[worst].epsilon("pld")},
+        "max_client": worst, "clients_with_ledger": len(ledgers),
+        "median_client_epsilon": float(sorted(rdp.values())[len(rdp) // 2])})
+    write_json_atomic(path, record)
 
 
 def _eps(privacy: dict | None, level: str, key: str = "epsilon") -> str:
