@@ -25,6 +25,7 @@ from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  #
                           get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
+from shared.catalogue import load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData, Federation, load_federation  # noqa: E402
 
@@ -41,11 +42,27 @@ def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
 
 
 def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, ClientData]:
+    """This device's config and data.
+
+    Simulation: ``partition-id`` in the node config picks one user of the run's dataset.
+    Deployment: ``events-path`` (this device's own events file), ``device-index`` (a
+    stable number: seeds and order) and optionally ``state-dir`` (the device's storage
+    for its embedding and ledger) in the node config, and the shared ``catalogue``.
+    """
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
-    if "partition-id" not in context.node_config:
-        raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation)")
+    node = context.node_config
+    if "events-path" in node:
+        if not cfg.catalogue:
+            raise RuntimeError("a device with events-path needs 'catalogue' in the run config")
+        if "state-dir" in node:
+            cfg = cfg.replace(client_state_dir=str(node["state-dir"]))
+        fed = load_device(str(node["events-path"]), cfg.catalogue, cfg.seed)
+        return cfg, fed, fed.client(0, stream_user=int(node.get("device-index", 0)))
+    if "partition-id" not in node:
+        raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation) "
+                           "or ['events-path'] (deployment)")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    return cfg, fed, fed.client(int(context.node_config["partition-id"]))
+    return cfg, fed, fed.client(int(node["partition-id"]))
 
 
 def _settings(msg: Message) -> LocalSettings:
@@ -68,7 +85,8 @@ def query(msg: Message, context: Context) -> Message:
     Node ids are random per launch; the server orders nodes by this number before it
     samples, so that a seed picks the same users in every launch and after a resume.
     """
-    position = int(context.node_config.get("partition-id", -1))
+    node = context.node_config
+    position = int(node.get("partition-id", node.get("device-index", -1)))
     return Message(content=RecordDict({"metrics": MetricRecord({"position": position})}),
                    reply_to=msg)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  
 from shared.config import RunConfig  # noqa: E402
 from shared.ledger import Ledger  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
+from shared.catalogue import load_catalogue  # noqa: E402
 from shared.federated_data import load_federation  # noqa: E402
 
 log = logging.getLogger("flwr")
@@ -89,21 +91,19 @@ def main(grid: Grid, context: Context) -> None:
 
 def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     """Run (or resume) ``cfg.rounds`` rounds; write the run directory; return results."""
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = server_data(cfg)
     sampled = per_round(cfg.clients_per_round, fed.n_clients)
     strategy = make_strategy(cfg, fed.n_clients)   # Flower validates DP arguments here
     dp = ServerPrivacy(cfg, fed.n_clients, sampled) if cfg.server_dp else None
     run = RunDir(cfg.out)
     run.create({"config": cfg.to_flower(), "versions": versions(), "seed": cfg.seed,
-                "data": {"name": fed.name, "fingerprint": fed.fingerprint,
-                         "clients": fed.n_clients, "items": fed.inter.n_items,
-                         "training_interactions": int(len(fed.split.train_users))},
+                "data": fed.manifest,
                 "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction",
                 "privacy": declared_privacy(cfg, fed.n_clients, sampled)},
                resume=cfg.resume)
     grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
     start_round = 1
-    weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
     if cfg.resume:
         done = run.last_complete_round()
         run.truncate_metrics(done)          # also drops a torn line from a crash
@@ -153,6 +153,32 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     }
     run.write_results(results)
     return results
+
+
+@dataclass(frozen=True)
+class ServerData:
+    """What the server knows about the data: the catalogue and how many clients there are."""
+
+    name: str
+    n_clients: int
+    n_items: int
+    item_features: np.ndarray
+    manifest: dict[str, Any]
+
+
+def server_data(cfg: RunConfig) -> ServerData:
+    """Deployment (``catalogue`` set): the item catalogue only, ``clients`` devices.
+    Simulation: the whole dataset, one client per user."""
+    if cfg.catalogue:
+        cat = load_catalogue(cfg.catalogue)
+        return ServerData(cat.name, cfg.clients, cat.n_items, cat.item_features,
+                          {"name": cat.name, "fingerprint": cat.fingerprint, "clients": cfg.clients,
+                           "items": cat.n_items, "catalogue": cfg.catalogue})
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    return ServerData(fed.name, fed.n_clients, fed.inter.n_items, fed.inter.item_features,
+                      {"name": fed.name, "fingerprint": fed.fingerprint, "clients": fed.n_clients,
+                       "items": fed.inter.n_items,
+                       "training_interactions": int(len(fed.split.train_users))})
 
 
 def declared_privacy(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:

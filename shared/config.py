@@ -75,6 +75,10 @@ class RunConfig:
             a round that would exceed it (0: no budget).
         client_delta: example-level δ of every client.
         noise_seed: seeds the DP noise (server and clients), apart from ``seed``.
+        catalogue: deployment only: the item catalogue file (CSV/Parquet items) that the
+            server and every device share; the server then loads nothing else, and each
+            device reads its own events from ``events-path`` in its node config.
+        clients: deployment only: the number of devices (SuperNodes) taking part.
     """
 
     dataset: str = "synthetic"
@@ -116,6 +120,8 @@ class RunConfig:
     client_target_epsilon: float = 0.0
     client_delta: float = 1e-5
     noise_seed: int = 0
+    catalogue: str = ""
+    clients: int = 0
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -136,6 +142,9 @@ class RunConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._check_dp()
+        if self.catalogue and self.clients < 1:
+            raise ConfigError("clients must be >= 1 in a deployment (catalogue is set): "
+                              "the number of devices taking part")
 
     def _check_dp(self) -> None:
         """DP settings: one clear line for each impossible value."""

@@ -68,11 +68,16 @@ class Federation:
     def n_clients(self) -> int:
         return self.inter.n_users
 
-    def client(self, user: int) -> ClientData:
-        """The slice of user ``user`` (built now, not stored)."""
+    def client(self, user: int, stream_user: int | None = None) -> ClientData:
+        """The slice of user ``user`` (built now, not stored).
+
+        ``stream_user`` replaces the user index where it seeds random streams and names
+        the device (a deployed device holds user 0 of its own one-user federation).
+        """
         if not 0 <= user < self.n_clients:
             raise ValueError(f"no client {user}: the federation has {self.n_clients} users")
         s = self.split
+        seed_user = user if stream_user is None else stream_user
         train = s.train_users == user
         val = np.flatnonzero(s.val_users == user)
         test = np.flatnonzero(s.test_users == user)
@@ -84,13 +89,14 @@ class Federation:
         def negs(stream: int) -> np.ndarray:
             if test_item < 0:
                 return np.zeros(0, np.int64)
-            return user_negatives(positives, s.n_items, self.eval_negatives, self.seed, user, stream)
+            return user_negatives(positives, s.n_items, self.eval_negatives, self.seed, seed_user,
+                                  stream)
 
         items, weights = s.train_items[train], s.train_weights[train]
         if len(val):
             items = np.append(items, val_item)
             weights = np.append(weights, s.val_weights[val[0]])
-        return ClientData(user, items, weights, val_item, test_item,
+        return ClientData(seed_user, items, weights, val_item, test_item,
                           negs(STREAM_TEST_NEGATIVES), negs(STREAM_VAL_NEGATIVES), s.n_items)
 
 

@@ -67,20 +67,29 @@ class Interactions:
         return np.bincount(items, minlength=self.n_items).astype(np.int64)
 
 
-def build_interactions(dataset: Dataset, price_buckets: int = 5) -> Interactions:
+def build_interactions(dataset: Dataset, price_buckets: int = 5,
+                       item_order: np.ndarray | None = None) -> Interactions:
     """Collapse events to unique (user, item) positives and index them.
 
     Users and items are indexed in order of first appearance in the events table, so the
     indexing is deterministic for a given file. Items that appear only in the item table
     (never interacted with) are appended after them: they can still be recommended
-    through the content tower.
+    through the content tower. ``item_order`` fixes the item index instead (a deployed
+    device indexes items as the shared catalogue does); every event's item must be in it.
     """
     ev = dataset.events
     weight = ev["event"].map(EVENT_WEIGHTS).astype(np.float32).to_numpy()
     user_codes, user_ids = pd.factorize(ev["user_id"], sort=False)
-    item_codes, item_ids = pd.factorize(ev["item_id"], sort=False)
-    item_ids = np.asarray(item_ids, dtype=object)
-    if dataset.items is not None:
+    if item_order is not None:
+        item_ids = np.asarray(item_order, dtype=object)
+        item_codes = pd.Index(item_ids.astype(str)).get_indexer(ev["item_id"].astype(str))
+        if (item_codes < 0).any():
+            raise ValueError(f"item {ev['item_id'].iloc[int(np.argmin(item_codes))]!r} is not "
+                             "in the item order")
+    else:
+        item_codes, item_ids = pd.factorize(ev["item_id"], sort=False)
+        item_ids = np.asarray(item_ids, dtype=object)
+    if dataset.items is not None and item_order is None:
         extra = dataset.items.loc[~dataset.items["item_id"].isin(item_ids), "item_id"]
         item_ids = np.concatenate([item_ids, extra.astype(str).to_numpy(dtype=object)])
     frame = pd.DataFrame({

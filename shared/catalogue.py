@@ -1,0 +1,91 @@
+"""Deployment data: the item catalogue (server and devices) and one device's own events.
+
+In a real federation nobody holds everyone's events. The server knows only the item
+catalogue (ids and attributes: what the model's item tables and content tower need); each
+device knows the catalogue and its own user's events (``events-path`` in its node config).
+Both index items in catalogue order, so the arrays they exchange line up.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shared.errors import DataError
+from shared.federated_data import Federation
+from shared.interactions import build_interactions, leave_last_out
+from shared.schema import Dataset, empty_events, fingerprint
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Items in model order, with their content features.
+
+    Attributes:
+        name: the file's stem.
+        items: the items table (schema ``ITEM_COLUMNS``).
+        item_ids: (N,) item ids, the order of the model's item rows.
+        item_features: (N, F) content features (``build_interactions``' encoding).
+        fingerprint: sha256 of the items table as read (the manifest's data fingerprint).
+    """
+
+    name: str
+    items: pd.DataFrame
+    item_ids: np.ndarray
+    item_features: np.ndarray
+    fingerprint: str
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+@functools.lru_cache(maxsize=2)
+def load_catalogue(path: str) -> Catalogue:
+    """Read a catalogue (CSV or Parquet items file: ``item_id`` plus optional attributes)."""
+    from shared.io import read_items
+
+    items = read_items(path)
+    if len(items) == 0:
+        raise DataError(path, "the catalogue has no items")
+    dataset = Dataset(name=Path(path).stem, events=empty_events(), items=items)
+    inter = build_interactions(dataset)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(items.astype(str), index=False)
+                            .to_numpy().tobytes()).hexdigest()
+    return Catalogue(Path(path).stem, items, inter.item_ids, inter.item_features, digest)
+
+
+def load_device(events_path: str, catalogue_path: str, seed: int) -> Federation:
+    """One device's events as a one-user federation indexed like the catalogue.
+
+    Raises:
+        DataError: the file holds several users, or an item missing from the catalogue.
+    """
+    path = Path(events_path)
+    return _load_device(str(path), path.stat().st_mtime_ns if path.exists() else 0,
+                        catalogue_path, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_device(events_path: str, _mtime: int, catalogue_path: str, seed: int) -> Federation:
+    from shared.io import read_events
+
+    catalogue = load_catalogue(catalogue_path)
+    events = read_events(events_path)
+    users = events["user_id"].unique()
+    if len(users) != 1:
+        raise DataError(events_path, f"a device's events must hold exactly one user, found "
+                                     f"{len(users)}")
+    unknown = ~events["item_id"].astype(str).isin(pd.Index(catalogue.item_ids.astype(str)))
+    if unknown.any():
+        row = int(np.argmax(unknown.to_numpy()))
+        raise DataError(events_path, f"item {events['item_id'].iloc[row]!r} is not in the "
+                                     f"catalogue {catalogue_path}", row=row + 1, column="item_id")
+    dataset = Dataset(name=Path(events_path).stem, events=events, items=catalogue.items)
+    inter = build_interactions(dataset, item_order=catalogue.item_ids)
+    return Federation(dataset.name, inter, leave_last_out(inter), fingerprint(dataset), seed=seed)
