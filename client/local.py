@@ -88,7 +88,8 @@ class LocalSettings:
 
 
 def mean_noise_std(noise_multiplier, clip, batch):
-    """Noise std on the *mean* of ``batch`` clipped gradients: z * C / B (as tf-privacy)."""
+    """Noise std on a mean of clipped gradients over ``batch`` examples: z * C / B
+    (tensorflow-privacy's scale for a mean loss)."""
     return noise_multiplier * clip / batch
 
 
@@ -99,11 +100,11 @@ class DpSgdPlan:
     Sampling, as trained and as accounted: every step draws a Poisson batch in which each
     of the client's examples (one positive with its sampled negatives) takes part with
     probability ``rate`` = batch-size / examples; ``reconstruction_steps`` such steps fit
-    the private user embedding, then ``training_steps`` (local epochs x 1/rate) train the
-    global weights (ceil(local epochs / rate) steps, as tensorflow-privacy counts
-    them). Each step clips every example's gradient (over all trainable weights)
-    to ``clip`` in L2 and adds Gaussian noise of std ``noise_multiplier * clip`` to the sum
-    (tensorflow-privacy's fast gradient clipping). All steps touch the data, so all count.
+    the private user embedding, then ``training_steps`` = ceil(local epochs / rate) (as
+    tensorflow-privacy counts Poisson steps) train the global weights. Each step clips
+    every example's gradient (over all trainable weights) to ``clip`` in L2 (tf-privacy's
+    fast gradient clipping), adds Gaussian noise of std ``noise_multiplier * clip`` to
+    the sum and divides by the expected batch size. All steps touch the data, so all count.
     """
 
     noise_multiplier: float
@@ -184,9 +185,9 @@ class LocalModel:
         """The traced DP-SGD step of one phase; fast clipping needs the row width
         (1 + negatives) static, so there is one trace per (phase, width).
 
-        Noise: std ``noise_multiplier * clip / batch`` on the mean of clipped gradients,
-        exactly the scale of tensorflow-privacy's ``add_aggregate_noise`` for a mean loss
-        (``tests/test_dp.py`` checks the two agree). It is drawn here with a *stateless*
+        Noise: std ``noise_multiplier * clip / B`` on the mean of clipped gradients over the
+        *expected* batch size B, tensorflow-privacy's ``add_aggregate_noise`` scale for a
+        mean loss (``tests/test_dp.py`` checks the two agree). It is drawn here with a *stateless*
         generator keyed by (client noise seed, step, variable) because tf-privacy's helper
         draws from TF's global generator, whose seed a traced function freezes at trace
         time: every client served by one worker would then add the same noise.
@@ -198,11 +199,15 @@ class LocalModel:
         variables = self.model.trainable_variables
         n_features = self.item_features.shape[1]
 
-        def step(x, y, w, clip, noise_multiplier, seed):
+        def step(x, y, w, clip, noise_multiplier, expected_batch, seed):
             clipped, _, loss = clip_grads.compute_clipped_gradients_and_outputs(
                 self.model, clip, self._registry, x, y, w, clipping_loss=self._loss)
-            scale = mean_noise_std(noise_multiplier, clip, tf.cast(tf.shape(y)[0], tf.float32))
-            noisy = [clipped[i] + scale * tf.random.stateless_normal(
+            # tf-privacy returns the mean over the drawn batch; the accounted mechanism is
+            # the *sum* plus N(0, (z C)^2), divided by the expected batch size, a constant
+            # (dividing by the drawn size, as DPModel does, would leak that size)
+            actual = tf.cast(tf.shape(y)[0], tf.float32)
+            scale = mean_noise_std(noise_multiplier, clip, expected_batch)
+            noisy = [clipped[i] * actual / expected_batch + scale * tf.random.stateless_normal(
                 tf.shape(clipped[i]), tf.random.experimental.stateless_fold_in(seed, i))
                 for i in index]
             optimizer.apply_gradients(zip(noisy, [variables[i] for i in index]))
@@ -213,7 +218,7 @@ class LocalModel:
                  "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
                 tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
                 tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
-                tf.TensorSpec([2], tf.int64))
+                tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64))
         return tf.function(step, input_signature=spec)
 
     def train_dp(self, data: ClientData, settings: LocalSettings, plan: "DpSgdPlan",
@@ -230,6 +235,7 @@ class LocalModel:
         self.global_opt.learning_rate.assign(settings.learning_rate)
         clip = tf.constant(plan.clip, tf.float32)
         sigma = tf.constant(plan.noise_multiplier, tf.float32)
+        expected = tf.constant(plan.rate * len(rows), tf.float32)
         losses, counter = [], 0
         for phase, steps in (("user", plan.reconstruction_steps), ("global", plan.training_steps)):
             if (phase, width) not in self._dp_steps:
@@ -239,7 +245,8 @@ class LocalModel:
                 counter += 1
                 if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
                     seed = tf.constant([noise_seed, counter], tf.int64)
-                    loss = float(step(*batch_arrays(rows, idx, self.item_features), clip, sigma, seed))
+                    loss = float(step(*batch_arrays(rows, idx, self.item_features), clip, sigma,
+                                      expected, seed))
                     if phase == "global":
                         losses.append(loss)
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
