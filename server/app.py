@@ -25,6 +25,7 @@ from client.app import from_record, is_declined, to_record  # noqa: E402
 from client.local import LocalSettings  # noqa: E402
 from server.dp import ServerPrivacy, mechanism  # noqa: E402
 from server.rundir import RunDir  # noqa: E402
+from server.validate import check_update  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state)
 from shared.config import RunConfig  # noqa: E402
@@ -233,27 +234,24 @@ def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
     return positions
 
 
-def _usable(replies: list[Message], arrays: ArrayRecord) -> tuple[list, list, list]:
-    """Split replies into (updates to aggregate, declines, failures).
+def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float
+            ) -> tuple[list, list, list, list]:
+    """Split replies into (updates to aggregate, declines, failures, rejections).
 
-    An all-zero update is set aside as a failure: it carries nothing, and Flower's
-    clipping divides by the update norm.
+    Rejections are replies that are not a well-formed update (``server.validate``).
     """
-    updates, declined, failed = [], [], []
-    current = arrays.to_numpy_ndarrays()
+    updates, declined, failed, rejected = [], [], [], []
     for m in replies:
         if m.has_error():
             failed.append(m)
         elif is_declined(m):
             declined.append(m)
-        elif all(np.array_equal(a, b) for a, b in
-                 zip(m.content["arrays"].to_numpy_ndarrays(), current)):
-            log.warning("round reply from node %s is an all-zero update; not aggregated",
-                        m.metadata.src_node_id)
-            failed.append(m)
+        elif (why := check_update(m, arrays, max_norm)) is not None:
+            log.warning("reply from node %s rejected: %s", m.metadata.src_node_id, why)
+            rejected.append(m)
         else:
             updates.append(m)
-    return updates, declined, failed
+    return updates, declined, failed, rejected
 
 
 def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,
@@ -264,10 +262,11 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     seed_sampling(cfg.seed, rnd, 0)
     messages = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), grid))
     replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=_reply_order)
-    ok, declined, failed = _usable(replies, arrays)
+    ok, declined, failed, rejected = _usable(replies, arrays, cfg.max_update_norm)
     if len(ok) < cfg.min_replies:
         raise RuntimeError(f"round {rnd}: {len(ok)} usable updates < min-replies {cfg.min_replies}"
-                           f" ({len(declined)} declined, {len(failed)} failed)")
+                           f" ({len(declined)} declined, {len(failed)} failed, "
+                           f"{len(rejected)} rejected)")
     if dp is not None:
         dp.before_aggregation(strategy, rnd)
     new_arrays, train_metrics = strategy.aggregate_train(rnd, ok)
@@ -275,6 +274,7 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     line: dict[str, Any] = {
         "round": rnd, "clients_sampled": len(messages), "clients_replied": len(ok),
         "clients_failed": len(failed), "clients_declined": len(declined),
+        "clients_rejected": len(rejected),
         "train_loss": _metric(train_metrics, "train-loss"),
         "bytes_down": _bytes(messages), "bytes_up": _bytes(ok),
     }

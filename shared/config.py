@@ -54,6 +54,8 @@ class RunConfig:
         resume: continue ``out`` from its last complete round.
         round_timeout: seconds to wait for client replies in one round.
         min_replies: fewest successful training replies for a round to count.
+        max_update_norm: replies whose update (new minus sent weights) has a larger L2
+            norm are rejected before aggregation (0: no bound).
         dp: ``none``; ``server``: user-level DP-FedAvg (Flower's DP strategy wrappers);
             ``client``: example-level DP-SGD on every client (tensorflow-privacy);
             ``both``.
@@ -106,6 +108,7 @@ class RunConfig:
     resume: bool = False
     round_timeout: float = 3600.0
     min_replies: int = 1
+    max_update_norm: float = 0.0
     dp: str = "none"
     dp_clipping: str = "server-fixed"
     noise_multiplier: float = 1.0
@@ -132,6 +135,8 @@ class RunConfig:
         for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
+        if not self.max_update_norm >= 0:
+            raise ConfigError(f"max-update-norm must be >= 0, got {self.max_update_norm}")
         for name in ("learning_rate", "reconstruction_lr", "round_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
