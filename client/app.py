@@ -10,7 +10,9 @@ what makes ``--resume`` give the same results as an uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import time
 from collections import OrderedDict
 
@@ -91,10 +93,12 @@ def query(msg: Message, context: Context) -> Message:
                    reply_to=msg)
 
 
-def decline(msg: Message, reason: str, start: float) -> Message:
+def decline(msg: Message, reason: str, start: float, epsilon: float | None = None) -> Message:
     """A reply that takes no part in this round: no arrays, the reason in words."""
     metrics = MetricRecord({"declined": 1, "num-examples": 0,
                             "client-seconds": time.perf_counter() - start})
+    if epsilon is not None:
+        metrics["client-epsilon"] = epsilon
     return Message(content=RecordDict({"metrics": metrics,
                                        "config": ConfigRecord({"declined-reason": reason})}),
                    reply_to=msg)
@@ -103,6 +107,33 @@ def decline(msg: Message, reason: str, start: float) -> Message:
 def is_declined(msg: Message) -> bool:
     return (not msg.has_error() and "metrics" in msg.content
             and int(msg.content["metrics"].get("declined", 0)) == 1)
+
+
+def release_key(msg: Message, settings: LocalSettings, seed: int, user: int) -> str | None:
+    """Digest of everything a seeded DP round's output is a function of (None: secret).
+
+    Same key, same output: a replay releases nothing new (``shared.ledger``).
+    """
+    if settings.noise_seed < 0:
+        return None
+    digest = hashlib.sha256(repr((seed, settings.noise_seed, user, settings)).encode())
+    for name in msg.content["arrays"].keys():
+        digest.update(name.encode())
+        digest.update(msg.content["arrays"][name].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _dp_randomness(settings: LocalSettings, seed: int, user: int, rnd: int):
+    """Batch sampling rng and noise seed of local DP-SGD: OS entropy unless seeded.
+
+    Public seeds would let the server know which examples each Poisson batch took and
+    subtract the noise; they are only for reproducible experiments.
+    """
+    if settings.noise_seed < 0:
+        return np.random.default_rng(secrets.randbits(128)), secrets.randbits(63)
+    rng = np.random.default_rng([seed, user, rnd, STREAM_LOCAL_TRAIN])
+    noise = np.random.SeedSequence([seed, settings.noise_seed, user, rnd, STREAM_DP_NOISE])
+    return rng, int(noise.generate_state(1)[0])
 
 
 @app.train()
@@ -122,20 +153,22 @@ def train(msg: Message, context: Context) -> Message:
         return decline(msg, "no local training data", start)
     ledgers = LedgerStore(cfg.client_state_root, data.user)
     ledger = ledgers.load(settings.client_delta) if plan else None
-    if plan and settings.client_target_epsilon and rnd not in ledger.rounds:
+    key = release_key(msg, settings, cfg.seed, data.user) if plan else None
+    replay = key is not None and ledger.has(rnd, key)
+    if plan and settings.client_target_epsilon and not replay:
         exceed, eps = ledger.would_exceed(plan.event(), settings.client_target_epsilon)
         if exceed:
             return decline(msg, f"example-level budget: this round would raise epsilon to "
-                                f"{eps:.3f} > {settings.client_target_epsilon:g}", start)
-    rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN])
+                                f"{eps:.3f} > {settings.client_target_epsilon:g}", start,
+                           ledger.epsilon("rdp"))
     model, store = _load_local(msg, cfg, fed, data, max_round=rnd - 1)
     if plan:
-        noise_seed = np.random.SeedSequence([cfg.seed, settings.noise_seed, data.user, rnd,
-                                             STREAM_DP_NOISE]).generate_state(1)[0]
-        loss, n = model.train_dp(data, settings, plan, rng, int(noise_seed))
-        ledger.record(rnd, plan.event())
+        rng, noise_seed = _dp_randomness(settings, cfg.seed, data.user, rnd)
+        loss, n = model.train_dp(data, settings, plan, rng, noise_seed)
+        ledger.record(rnd, plan.event(), key)
         ledgers.save(ledger)  # spent before it is released
     else:
+        rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN])
         model.reconstruct(data, settings, rng)
         loss, n = model.train_global(data, settings, rng)
     store.save(rnd, model.private_weights())

@@ -112,7 +112,10 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             weights, state = run.load_checkpoint(done)
             ledger = state.pop(LEDGER_KEY, None)
             set_state(strategy, state)
-            if dp is not None and ledger is not None:
+            if dp is not None:
+                if ledger is None:
+                    raise RuntimeError(f"{run.path}: checkpoint of round {done} holds no privacy "
+                                       "ledger; cannot resume a DP run without it")
                 dp = ServerPrivacy(cfg, fed.n_clients, sampled, Ledger.loads(str(ledger)))
                 dp.resume(strategy)
             start_round = done + 1
@@ -132,6 +135,10 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             state[LEDGER_KEY] = np.array(dp.ledger.dumps())
         run.save_checkpoint(rnd, from_record(arrays), state)
         run.append_metrics(line)
+        if dp is not None and (over := dp.exceeded(rnd)):
+            stopped = {"round": rnd + 1, "reason": over}
+            log.warning("stopping: %s", over)
+            break
         if line.get("hr@10") is not None:
             last_eval = line
         log.info("round %d/%d  loss %s  HR@10 %s  (%.1f s)", rnd, cfg.rounds, line["train_loss"],
@@ -196,7 +203,10 @@ def declared_privacy(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, 
             "delta": cfg.client_delta, "relation": "add_or_remove_one", "accountant": "rdp",
             "second_opinion": "pld", "target_epsilon": cfg.client_target_epsilon or None,
             "ledgers": "client_state/<user>/ledger.json"}
-    return {"mode": cfg.dp, "noise_seed": cfg.noise_seed,
+    return {"mode": cfg.dp,
+            "randomness": ("secret (OS entropy)" if cfg.secret_randomness else
+                           f"seeded (seed {cfg.seed}, noise-seed {cfg.noise_seed}): reproducible, "
+                           "not private against anyone holding the seeds"),
             "user": mechanism(cfg, n_clients, sampled) if cfg.server_dp else None,
             "example": example}
 
@@ -234,11 +244,12 @@ def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
     return positions
 
 
-def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float
-            ) -> tuple[list, list, list, list]:
+def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float,
+            unit_weight: bool = False) -> tuple[list, list, list, list]:
     """Split replies into (updates to aggregate, declines, failures, rejections).
 
-    Rejections are replies that are not a well-formed update (``server.validate``).
+    Rejections are replies that are not a well-formed update (``server.validate``); under
+    user-level DP also any reply weighted other than 1 (the sensitivity assumes it).
     """
     updates, declined, failed, rejected = [], [], [], []
     for m in replies:
@@ -246,7 +257,7 @@ def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float
             failed.append(m)
         elif is_declined(m):
             declined.append(m)
-        elif (why := check_update(m, arrays, max_norm)) is not None:
+        elif (why := check_update(m, arrays, max_norm, unit_weight)) is not None:
             log.warning("reply from node %s rejected: %s", m.metadata.src_node_id, why)
             rejected.append(m)
         else:
@@ -259,10 +270,11 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
                ) -> tuple[ArrayRecord, dict[str, Any]]:
     """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
     t0 = time.perf_counter()
-    seed_sampling(cfg.seed, rnd, 0)
+    seed_sampling(cfg.seed, rnd, 0, cfg.secret_randomness)
     messages = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), grid))
     replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=_reply_order)
-    ok, declined, failed, rejected = _usable(replies, arrays, cfg.max_update_norm)
+    ok, declined, failed, rejected = _usable(replies, arrays, cfg.max_update_norm,
+                                             unit_weight=cfg.server_dp)
     if len(ok) < cfg.min_replies:
         raise RuntimeError(f"round {rnd}: {len(ok)} usable updates < min-replies {cfg.min_replies}"
                            f" ({len(declined)} declined, {len(failed)} failed, "
@@ -283,16 +295,17 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     if cfg.dp != "none" and hasattr(grid, "position"):  # the participation log audits check
         line["participants"] = sorted(grid.position(m.metadata.src_node_id) for m in ok)
         line["declined"] = sorted(grid.position(m.metadata.src_node_id) for m in declined)
-    if cfg.client_dp:
+    if cfg.client_dp:  # every reply that reports it: a rejected update was spent all the same
         line["client_epsilon_max"] = max((float(m.content["metrics"]["client-epsilon"])
-                                          for m in ok if "client-epsilon" in m.content["metrics"]),
+                                          for m in ok + declined + rejected
+                                          if "client-epsilon" in m.content["metrics"]),
                                          default=None)
     if declined:
         line["declined_reasons"] = sorted({str(m.content["config"]["declined-reason"])
                                            for m in declined})
     client_seconds = _client_seconds(ok + declined)
     if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-        seed_sampling(cfg.seed, rnd, 1)
+        seed_sampling(cfg.seed, rnd, 1, cfg.secret_randomness)
         eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd), grid))
         eval_replies = list(grid.send_and_receive(eval_messages, timeout=cfg.round_timeout))
         eval_ok = [m for m in eval_replies if not m.has_error()]

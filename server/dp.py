@@ -10,14 +10,16 @@ where PLD applies). With a target ε it refuses a round that would exceed it.
 Sampling: Flower's strategies draw a fixed number of clients without replacement, so the
 event is ``SampledWithoutReplacementDpEvent`` under the REPLACE_ONE relation.
 
-Noise: the wrappers draw from the global ``np.random``; :func:`seed_noise` seeds it from
-(seed, noise-seed, round) right before aggregation, so noise is reproducible on resume
-and changes with ``noise-seed``.
+Noise: the wrappers draw from the global ``np.random``; :func:`seed_noise` seeds it right
+before aggregation: from 128 bits of OS entropy by default (secret: nobody can subtract
+it), or, with ``noise-seed`` >= 0, from (seed, noise-seed, round) for reproducible
+experiments that are not private against whoever knows the seeds.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Any
 
 import numpy as np
@@ -53,9 +55,9 @@ def wrap_strategy(strategy, cfg: RunConfig, sampled: int):
 
 
 def seed_noise(cfg: RunConfig, round_: int) -> None:
-    """Seed the global ``np.random`` the DP wrappers draw noise from."""
-    np.random.seed(np.random.SeedSequence([cfg.seed, cfg.noise_seed, round_, 2])
-                   .generate_state(1)[0])
+    """Seed the global ``np.random`` the DP wrappers draw noise from (see module doc)."""
+    entropy = secrets.randbits(128) if cfg.noise_seed < 0 else [cfg.seed, cfg.noise_seed, round_, 2]
+    np.random.seed(np.random.SeedSequence(entropy).generate_state(4))
 
 
 def noise_std(wrapper) -> float:
@@ -113,6 +115,16 @@ class ServerPrivacy:
         if exceed:
             return (f"round {round_} would raise user-level epsilon to {eps:.3f} "
                     f"> target {target:g} (delta {self.ledger.delta:.3g})")
+        return None
+
+    def exceeded(self, round_: int) -> str | None:
+        """After a round: did what actually ran (fewer replies than planned, an adaptive
+        clip that shrank) take ε past the target? Then the run must stop here."""
+        target = self.cfg.target_epsilon
+        eps = self.ledger.epsilon("rdp")
+        if target and (eps is None or eps > target):
+            return (f"round {round_} took user-level epsilon to {eps:.3f} > target {target:g} "
+                    "(it ran with less noise per update than planned)")
         return None
 
     def before_aggregation(self, wrapper, round_: int) -> None:

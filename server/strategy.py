@@ -8,6 +8,7 @@ and restores the optimiser state those classes keep (for checkpoints).
 from __future__ import annotations
 
 import random
+import secrets
 
 import numpy as np
 from flwr.app import MetricRecord, RecordDict
@@ -103,14 +104,19 @@ class OrderedGrid:
         return getattr(self._grid, name)
 
 
-def seed_sampling(seed: int, round_: int, phase: int) -> None:
+def seed_sampling(seed: int, round_: int, phase: int, secret: bool = False) -> None:
     """Seed the ``random`` module that Flower's ``sample_nodes`` draws from.
 
     Flower samples clients with the global ``random.sample``; seeding it from
     (seed, round, phase) right before each draw (over an :class:`OrderedGrid`) makes
     every round's sample reproducible and independent of earlier rounds, so a resumed
-    run samples what an uninterrupted run would have.
+    run samples what an uninterrupted run would have. ``secret`` (DP runs without a
+    noise seed): seed from OS entropy instead, so that who was sampled stays unknown to
+    anyone holding the run config (amplification by sampling needs that).
     """
+    if secret:
+        random.seed(secrets.randbits(128))
+        return
     random.seed(int(np.random.SeedSequence([seed, round_, phase]).generate_state(1)[0]))
 
 
@@ -141,7 +147,10 @@ def get_state(strategy) -> dict[str, np.ndarray]:
 
 
 def set_state(strategy, state: dict[str, np.ndarray]) -> None:
-    """Inverse of :func:`get_state`."""
+    """Inverse of :func:`get_state` (also reads checkpoints written before wrappers
+    existed, ``<attr>:<key>`` names, into the innermost strategy)."""
+    depth = len(layers(strategy)) - 1
+    state = {(k if k.split(":", 1)[0].isdigit() else f"{depth}:{k}"): v for k, v in state.items()}
     for depth, layer in enumerate(layers(strategy)):
         for attr in _STATE_ATTRS:
             prefix = f"{depth}:{attr}:"

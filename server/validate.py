@@ -4,7 +4,7 @@ A faulty or malicious client can reply with anything. Before aggregation every u
 checked against the arrays the server sent: the same names, shapes and dtypes, only
 finite numbers, a non-zero change (an all-zero update carries nothing, and Flower's
 clipping divides by the update norm) and, if configured, an L2 norm of the change no
-larger than ``max-update-norm``. A rejected reply is logged and counted; it never reaches
+larger than ``max-update-norm``; under user-level DP a weight of exactly 1. A rejected reply is logged and counted; it never reaches
 the strategy, so it cannot move the global model.
 """
 
@@ -14,10 +14,18 @@ import numpy as np
 from flwr.app import ArrayRecord, Message
 
 
-def check_update(reply: Message, sent: ArrayRecord, max_norm: float = 0.0) -> str | None:
-    """Why ``reply`` is not a usable update of ``sent`` (None: it is)."""
+def check_update(reply: Message, sent: ArrayRecord, max_norm: float = 0.0,
+                 unit_weight: bool = False) -> str | None:
+    """Why ``reply`` is not a usable update of ``sent`` (None: it is).
+
+    ``unit_weight``: the reply must weigh exactly 1 (``num-examples``), as user-level DP's
+    equal-weight average assumes; a client cannot buy itself more influence.
+    """
     if "arrays" not in reply.content:
         return "no arrays"
+    if unit_weight and ("metrics" not in reply.content
+                        or float(reply.content["metrics"].get("num-examples", -1)) != 1.0):
+        return "weight (num-examples) is not 1 under user-level DP"
     got = reply.content["arrays"]
     if list(got.keys()) != list(sent.keys()):
         return "array names differ from the global model's"

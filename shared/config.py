@@ -76,7 +76,11 @@ class RunConfig:
         client_target_epsilon: example-level ε budget of every client; a client declines
             a round that would exceed it (0: no budget).
         client_delta: example-level δ of every client.
-        noise_seed: seeds the DP noise (server and clients), apart from ``seed``.
+        noise_seed: -1 (default): DP noise, and the client sampling and local batches of
+            DP runs, come from the operating system's entropy: secret, so nobody can
+            subtract the noise or tell who was sampled. >= 0: all of it is seeded from
+            (seed, noise-seed) for reproducible experiments; then it is **not private**
+            against anyone who knows the seeds (they are in the run config and manifest).
         catalogue: deployment only: the item catalogue file (CSV/Parquet items) that the
             server and every device share; the server then loads nothing else, and each
             device reads its own events from ``events-path`` in its node config.
@@ -122,7 +126,7 @@ class RunConfig:
     client_clip: float = 1.0
     client_target_epsilon: float = 0.0
     client_delta: float = 1e-5
-    noise_seed: int = 0
+    noise_seed: int = -1
     catalogue: str = ""
     clients: int = 0
 
@@ -179,6 +183,11 @@ class RunConfig:
             raise ConfigError(f"user-level DP (dp = {self.dp}) needs strategy fedavg: with "
                               f"{self.strategy} the server optimiser state would see un-noised "
                               f"averages")
+
+    @property
+    def secret_randomness(self) -> bool:
+        """DP randomness from OS entropy (``noise_seed`` < 0), not from public seeds."""
+        return self.dp != "none" and self.noise_seed < 0
 
     @property
     def server_dp(self) -> bool:

@@ -9,9 +9,11 @@ Every round's event is kept with its round number (what an auditor checks agains
 participation log); for accounting, consecutive identical events are composed as one
 ``SelfComposedDpEvent``, which keeps PLD composition over 1000 rounds fast.
 
-Replays: a round that is run again with the same seeds releases exactly the same output
-(a deterministic function of the first release), so recording the identical event for
-a round already in the ledger is a no-op; a *different* event for that round is an error.
+Replays: a round run again on exactly the same inputs with the same seeds (a resumed
+simulation with a noise seed) releases exactly the same output, a deterministic function
+of the first release; the caller passes a ``release_key`` (a digest of those inputs) and a
+second record with the same key is a no-op. Without a key (secret randomness) every
+record counts, even for a round number already in the ledger: a new draw is a new release.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Ledger:
             (``replace_one`` for fixed-size client sampling, ``add_or_remove_one`` for
             Poisson-subsampled DP-SGD).
         delta: δ at which ε is reported.
-        history: ``[round, event_dict]`` pairs in the order they happened.
+        history: ``[round, event_dict, release_key]`` in the order they happened.
     """
 
     relation: str
@@ -51,23 +53,23 @@ class Ledger:
     # ----- recording -----
     @property
     def rounds(self) -> list[int]:
-        return [int(r) for r, _ in self.history]
+        return [int(entry[0]) for entry in self.history]
 
-    def record(self, round_: int, event: dpe.DpEvent) -> bool:
-        """Add what round ``round_`` ran; False if that exact replay was already counted."""
-        as_dict = privacy.event_to_dict(event)
-        for r, known in self.history:
-            if r == round_:
-                if known == as_dict:
-                    return False
-                raise ValueError(f"round {round_} is already in the ledger with another event")
-        self.history.append([int(round_), as_dict])
+    def record(self, round_: int, event: dpe.DpEvent, release_key: str | None = None) -> bool:
+        """Add what round ``round_`` released; False if this exact release is already in."""
+        if release_key is not None and self.has(round_, release_key):
+            return False
+        self.history.append([int(round_), privacy.event_to_dict(event), release_key])
         return True
+
+    def has(self, round_: int, release_key: str) -> bool:
+        return any(e[0] == round_ and len(e) > 2 and e[2] == release_key for e in self.history)
 
     def entries(self) -> list[tuple[dict[str, Any], int]]:
         """Consecutive identical events coalesced into (event_dict, count)."""
         out: list[tuple[dict[str, Any], int]] = []
-        for _, e in self.history:
+        for entry in self.history:
+            e = entry[1]
             if out and out[-1][0] == e:
                 out[-1] = (e, out[-1][1] + 1)
             else:
@@ -112,11 +114,8 @@ class Ledger:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Ledger":
         return cls(relation=data["relation"], delta=float(data["delta"]),
-                   history=[[int(r), e] for r, e in data.get("history", [])])
-
-    def truncate(self, last_round: int) -> None:
-        """Forget rounds after ``last_round`` (the server, resuming from a checkpoint)."""
-        self.history = [[r, e] for r, e in self.history if r <= last_round]
+                   history=[[int(h[0]), h[1], h[2] if len(h) > 2 else None]
+                            for h in data.get("history", [])])
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

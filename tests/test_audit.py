@@ -15,7 +15,7 @@ from shared.config import RunConfig
 from shared.ledger import Ledger
 from simulations.audit import audit_accounting, load_run
 
-N, M, ROUNDS = 50, 10, 4
+N, M, ROUNDS = 50, 3, 4
 EXAMPLES = {0: 40, 1: 12, 2: 100}   # client -> training examples
 
 

@@ -60,15 +60,17 @@ def test_ledger_composes_rounds_exactly_like_a_direct_accountant_call():
     assert again.rounds == [1, 2, 3, 4] and again.epsilon("rdp") == ledger.epsilon("rdp")
 
 
-def test_ledger_never_counts_a_replayed_round_twice():
+def test_ledger_counts_a_replay_only_when_it_is_a_new_release():
     ledger = Ledger("add_or_remove_one", 1e-5)
     event = privacy.dpsgd_event(1.0, 0.1, 10)
-    assert ledger.record(3, event)
+    assert ledger.record(3, event, release_key="same-inputs-same-seeds")
     eps = ledger.epsilon()
-    assert not ledger.record(3, event)          # identical replay (same seeds): no-op
+    assert not ledger.record(3, event, release_key="same-inputs-same-seeds")  # identical output
     assert ledger.epsilon() == eps
-    with pytest.raises(ValueError, match="another event"):
-        ledger.record(3, privacy.dpsgd_event(1.0, 0.1, 11))
+    assert ledger.record(3, event, release_key="other-inputs")   # same round, new release
+    assert ledger.record(3, event)                                # secret randomness: new draw
+    assert ledger.rounds == [3, 3, 3] and ledger.epsilon() > eps
+    assert Ledger.loads(ledger.dumps()).history == ledger.history
 
 
 def test_client_ledger_agrees_with_tensorflow_privacy_statement():
@@ -153,6 +155,30 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
                                                                 rel=0.01)
 
 
+def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
+    """One DP-SGD step with plain SGD (lr 1): with and without noise, same batch; the
+    difference is the noise itself, std z * C / expected batch size."""
+    import tensorflow as tf
+
+    from client.local import DpSgdPlan, LocalModel
+
+    cfg = _cfg(tmp_path, dp="client", learning_rate=1.0)
+    data = fed.client(2)
+    model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
+    model.global_opt = tf.keras.optimizers.SGD(1.0)
+    settings = LocalSettings.from_run_config(cfg)
+    start = _weights(cfg, fed)
+    moved = {}
+    for z in (0.0, 3.0):
+        plan = DpSgdPlan(z, clip=0.5, rate=1.0, reconstruction_steps=0, training_steps=1)
+        model.load(start, None, (0, 2))
+        model.train_dp(data, settings, plan, np.random.default_rng(5), noise_seed=11)
+        moved[z] = model.global_weights()
+    noise = np.concatenate([(moved[3.0][k] - moved[0.0][k]).ravel() for k in start])
+    expected = 3.0 * 0.5 / len(data.train_items)       # rate 1: every example, every step
+    assert np.std(noise) == pytest.approx(expected, rel=0.05)
+
+
 def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_path, fed):
     user = 4
     touched = set(np.asarray(fed.client(user).train_items).tolist())
@@ -163,11 +189,13 @@ def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_p
         sent = capp.from_record(_call(cfg, weights, user, "train", rnd=1).content["arrays"])
         return {k: sent[k] - weights[k] for k in weights}
 
-    a, b = update("a", dp="client"), update("b", dp="client")
+    a, b = update("a", dp="client", noise_seed=0), update("b", dp="client", noise_seed=0)
     c = update("c", dp="client", noise_seed=1)
+    secret = [update(f"s{i}", dp="client") for i in range(2)]  # default: OS entropy
     name = "item_gmf_embedding/embeddings"
     np.testing.assert_array_equal(a[name], b[name])            # same seeds, same noise
     assert not np.allclose(a[name], c[name])                   # another noise seed differs
+    assert not np.allclose(secret[0][name], secret[1][name])   # secret noise never repeats
     rows_changed = np.flatnonzero(np.abs(a[name]).sum(axis=1) > 0)
     assert len(rows_changed) == fed.inter.n_items              # every row moved: dense
     plain = update("plain")
@@ -208,14 +236,16 @@ def _aggregate(cfg, weights, updates, rnd=1):
 def test_server_noise_std_is_what_the_mechanism_implies_and_is_seeded(tmp_path):
     weights = {"w": np.zeros((200, 50), np.float32)}
     same = [{"w": np.full((200, 50), 0.001, np.float32)} for _ in range(4)]  # norm 0.1 < clip
-    cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=2.0, clip=1.0)
+    cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=2.0, clip=1.0, noise_seed=0)
     new, line, _ = _aggregate(cfg, weights, same)
     assert line["dp_noise_std"] == pytest.approx(2.0 * 1.0 / 4)
     assert np.std(new["w"] - 0.001) == pytest.approx(line["dp_noise_std"], rel=0.03)
     again, _, _ = _aggregate(cfg, weights, same)
     other, _, _ = _aggregate(cfg.replace(noise_seed=9), weights, same)
+    secret = [_aggregate(cfg.replace(noise_seed=-1), weights, same)[0] for _ in range(2)]
     np.testing.assert_array_equal(new["w"], again["w"])
     assert not np.allclose(new["w"], other["w"])
+    assert not np.allclose(secret[0]["w"], secret[1]["w"])       # the default: unpredictable
     assert line["dp_event"] == privacy.event_to_dict(dpe.GaussianDpEvent(1.0))  # z / 2
     assert line["epsilon"] == pytest.approx(privacy.epsilon(
         dpe.GaussianDpEvent(1.0), cfg.user_delta(4), relation="replace_one"))
@@ -241,6 +271,22 @@ def test_adaptive_clipping_accounts_the_clip_it_used_and_the_noise_it_added(tmp_
     inner = privacy.event_from_dict(line["dp_event"])
     assert inner.events[0].noise_multiplier == pytest.approx(line["dp_noise_std"] * 4 / 2.0)
     assert inner.events[1] == dpe.GaussianDpEvent(2.0)
+
+
+def test_fewer_replies_than_sampled_are_accounted_as_less_noise_per_update(tmp_path):
+    cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=2.0, clip=1.0)
+    full = privacy.user_level_event(100, 10, 10, 2.0 / 10, 1.0)
+    short = privacy.user_level_event(100, 10, 6, 2.0 / 10, 1.0)
+    assert short.event.noise_multiplier == pytest.approx(0.6 * full.event.noise_multiplier)
+    assert privacy.epsilon(short, 1e-4, relation="replace_one") > privacy.epsilon(
+        full, 1e-4, relation="replace_one")
+    sp = ServerPrivacy(cfg.replace(target_epsilon=privacy.epsilon(
+        dpe.SelfComposedDpEvent(full, 2), cfg.user_delta(100), relation="replace_one") * 1.01),
+        100, 10)
+    sp.ledger.record(1, full)
+    assert sp.exceeded(1) is None
+    sp.ledger.record(2, short)                # ran with fewer replies than planned
+    assert "target" in sp.exceeded(2)
 
 
 def test_server_refuses_a_round_past_the_target(tmp_path):

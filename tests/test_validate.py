@@ -52,6 +52,14 @@ def test_a_good_update_passes():
     assert check_update(_reply(_shifted(0.1)), _record(SENT), max_norm=10.0) is None
 
 
+def test_user_level_dp_rejects_a_reply_that_weighs_more_than_one():
+    heavy = _reply(_shifted(0.1))
+    heavy.content["metrics"]["num-examples"] = 50
+    assert check_update(heavy, _record(SENT)) is None            # plain FedAvg: a weight
+    assert "weight" in check_update(heavy, _record(SENT), unit_weight=True)
+    assert check_update(_reply(_shifted(0.1)), _record(SENT), unit_weight=True) is None
+
+
 class _Grid:
     """Four nodes; node 4 answers with NaN, the others with +1, +2, +3."""
 
