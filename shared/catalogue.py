@@ -86,6 +86,12 @@ def _load_device(events_path: str, _mtime: int, catalogue_path: str, seed: int) 
         row = int(np.argmax(unknown.to_numpy()))
         raise DataError(events_path, f"item {events['item_id'].iloc[row]!r} is not in the "
                                      f"catalogue {catalogue_path}", row=row + 1, column="item_id")
-    dataset = Dataset(name=Path(events_path).stem, events=events, items=catalogue.items)
+    return device_federation(events, catalogue, seed, Path(events_path).stem)
+
+
+def device_federation(events: pd.DataFrame, catalogue: Catalogue, seed: int,
+                      name: str = "device") -> Federation:
+    """One user's events (schema table, items all in the catalogue) as a federation."""
+    dataset = Dataset(name=name, events=events, items=catalogue.items)
     inter = build_interactions(dataset, item_order=catalogue.item_ids)
     return Federation(dataset.name, inter, leave_last_out(inter), fingerprint(dataset), seed=seed)

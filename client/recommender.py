@@ -1,0 +1,178 @@
+"""On-device recommendations: what an app calls (client SDK).
+
+Scores the catalogue on the device with the latest global weights and the user's private
+embedding, both from the device's :class:`client.store.EventStore`; nothing leaves the
+device. A brand-new user is served too: with no events the private embedding is zero, so
+only the model's item side (learned from everybody, plus the content tower) ranks items;
+after the first events :meth:`Recommender.update_from_events` fits the embedding to them
+(few-shot reconstruction) without waiting for a federated round.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from client.local import LocalSettings, get_local_model  # noqa: E402
+from client.store import EventStore, SdkInputError  # noqa: E402
+from shared.catalogue import Catalogue  # noqa: E402
+from shared.config import RunConfig  # noqa: E402
+from shared.federated_data import ClientData  # noqa: E402
+from shared.interactions import build_interactions  # noqa: E402
+from shared.rerank import mmr_rerank  # noqa: E402
+from shared.schema import Dataset  # noqa: E402
+
+
+class Recommender:
+    """Recommendations for the user of one :class:`EventStore`.
+
+    Args:
+        store: the device's event store (events, embedding, global model, ledger).
+        catalogue: the item catalogue shared with the federation.
+        config: the federation's run config (model sizes, reconstruction settings).
+        popularity: optional (N,) item popularity shipped with the catalogue, used only
+            before the device has any global model.
+    """
+
+    def __init__(self, store: EventStore, catalogue: Catalogue, config: RunConfig | None = None,
+                 popularity: np.ndarray | None = None) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.config = config or RunConfig()
+        self.popularity = None if popularity is None else np.asarray(popularity, np.float64)
+        if self.popularity is not None and self.popularity.shape != (catalogue.n_items,):
+            raise SdkInputError(f"popularity must have one value per catalogue item "
+                                f"({catalogue.n_items}), got shape {self.popularity.shape}")
+        self._index = {str(i): n for n, i in enumerate(catalogue.item_ids)}
+
+    # ----- what the app calls -----
+    def recommend(self, k: int = 10, exclude_seen: bool = True, diversity: float = 0.0,
+                  candidates: list | None = None) -> list[str]:
+        """The ``k`` best item ids for this user, best first.
+
+        Args:
+            k: list length (>= 1).
+            exclude_seen: leave out items the user already has events on.
+            diversity: 0 = pure relevance; up to 1 = MMR re-ranking by item categories
+                with weight ``diversity`` on dissimilarity.
+            candidates: restrict to these item ids (all catalogue items by default).
+
+        Raises:
+            SdkInputError: bad arguments, an unknown candidate item, or no model and no
+                popularity to fall back on.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise SdkInputError(f"k must be an int >= 1, got {k!r}")
+        if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) \
+                or not 0.0 <= diversity <= 1.0:
+            raise SdkInputError(f"diversity must be a number in [0, 1], got {diversity!r}")
+        pool = None if candidates is None else self._indices(candidates)
+        scores = self.scores()
+        seen = np.zeros(len(scores), bool)
+        if exclude_seen:
+            seen[self._seen()] = True
+        if diversity > 0:
+            top = mmr_rerank(scores, self.catalogue.item_features, k, lambda_=1.0 - diversity,
+                             candidates=pool, exclude=seen)
+        else:
+            allowed = ~seen if pool is None else ~seen & np.isin(np.arange(len(scores)), pool)
+            order = np.argsort(-np.where(allowed, scores, -np.inf), kind="stable")
+            top = order[:min(k, int(allowed.sum()))]
+        return [str(self.catalogue.item_ids[i]) for i in top]
+
+    def scores(self) -> np.ndarray:
+        """(N,) scores of every catalogue item for this user."""
+        weights = self.store.global_model()
+        if weights is None:
+            if self.popularity is None:
+                raise SdkInputError("no global model on this device yet (join a federated "
+                                    "round first) and no popularity to fall back on")
+            return self.popularity.copy()
+        model = self._model(weights)
+        return model.score_all(np.array([0]))[0]
+
+    def update_from_events(self) -> None:
+        """Fit the private user embedding to the events recorded so far (on the device).
+
+        Runs the federation's reconstruction (global weights frozen) right away, so new
+        events count before the next round. Needs a global model and at least one event.
+        """
+        weights = self.store.global_model()
+        if weights is None:
+            raise SdkInputError("no global model on this device yet: nothing to fit against")
+        data = self._client_data()
+        if len(data.train_items) == 0:
+            raise SdkInputError("no events recorded yet")
+        model = self._model(weights)
+        settings = LocalSettings.from_run_config(self.config)
+        model.reconstruct(data, settings, np.random.default_rng())
+        self.store.save_state(user_embedding=model.private_weights())
+
+    def privacy_status(self, target_epsilon: float | None = None) -> dict:
+        """ε spent at example level (this device's ledger), what remains, rounds joined."""
+        ledger = self.store.ledger(self.config.client_delta)
+        spent = ledger.epsilon("rdp") if ledger.history else 0.0
+        target = target_epsilon if target_epsilon is not None else (
+            self.config.client_target_epsilon or None)
+        return {"epsilon": spent, "delta": ledger.delta, "accountant": "rdp",
+                "target_epsilon": target,
+                "remaining": None if target is None else max(0.0, target - spent),
+                "rounds_joined": len(set(ledger.rounds)),
+                "last_round": max(ledger.rounds) if ledger.rounds else None}
+
+    def export_tflite(self, path: str | Path) -> Path:
+        """The scoring model (this user's embedding and the global weights baked in) as a
+        TensorFlow Lite flatbuffer: input ``int32[1]`` (always 0), output ``float32[1, N]``."""
+        import tensorflow as tf
+
+        weights = self.store.global_model()
+        if weights is None:
+            raise SdkInputError("no global model on this device yet: nothing to export")
+        model = self._model(weights).model
+        items = tf.constant(np.arange(self.catalogue.n_items, dtype=np.int32)[None])
+        feats = tf.constant(self.catalogue.item_features[None].astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1], tf.int32)])
+        def score(user):
+            return model({"user": user, "item": items, "item_features": feats}, training=False)
+
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [score.get_concrete_function()], model)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(converter.convert())
+        return path
+
+    # ----- helpers -----
+    def _model(self, weights: dict[str, np.ndarray]):
+        model = get_local_model(self.config.model, self.catalogue.item_features)
+        private = self.store.user_embedding()
+        if private is None:  # a new user: no personal signal yet, only the item side
+            private = {k: np.zeros_like(v) for k, v in model.private_weights().items()}
+        model.load(weights, private, (self.config.seed, 0))
+        return model
+
+    def _indices(self, item_ids: list) -> np.ndarray:
+        try:
+            return np.array([self._index[str(i)] for i in item_ids], np.int64)
+        except KeyError as err:
+            raise SdkInputError(f"candidate item {err.args[0]!r} is not in the catalogue") from None
+
+    def _seen(self) -> np.ndarray:
+        events = self.store.events()
+        return np.array(sorted({self._index[i] for i in events["item_id"] if i in self._index}),
+                        np.int64)
+
+    def _client_data(self) -> ClientData:
+        """All recorded events as training positives (nothing held out on the device)."""
+        events = self.store.events()
+        events = events[events["item_id"].isin(list(self._index))]
+        inter = build_interactions(Dataset("device", events, self.catalogue.items),
+                                   item_order=self.catalogue.item_ids)
+        empty = np.zeros(0, np.int64)
+        return ClientData(0, inter.items, inter.weights, -1, -1, empty, empty,
+                          self.catalogue.n_items)

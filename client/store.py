@@ -1,0 +1,182 @@
+"""The device's event store: SQLite on the device, the only place behaviour is kept.
+
+One file holds the user's events and the device's state: the private user embedding, the
+latest global model and the ε ledger. SQLite in WAL mode; every write is one transaction,
+so a crash mid-write leaves the previous state intact (nothing lost, nothing corrupted);
+queries are parameterised only. The schema carries a version, and :data:`MIGRATIONS`
+brings an older file up to date when it is opened.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shared.ledger import Ledger
+from shared.schema import EVENT_TYPES, normalize_events
+
+#: Schema migrations: MIGRATIONS[v] takes a file from version v to v + 1.
+MIGRATIONS: list[tuple[str, ...]] = [
+    ("CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, "
+     "event TEXT NOT NULL, ts INTEGER NOT NULL, value REAL)",
+     "CREATE TABLE state (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated INTEGER NOT NULL)"),
+    ("CREATE INDEX events_ts ON events (ts, id)",),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+STATE_NAMES = ("user_embedding", "global_model", "ledger")
+
+
+class SdkInputError(ValueError):
+    """A bad argument to the client SDK (the message says which and why)."""
+
+
+class EventStore:
+    """Events and state of one user on one device (see module docstring).
+
+    Args:
+        path: the SQLite file (created if missing).
+        user_id: the user's id in exported events (never sent anywhere).
+    """
+
+    def __init__(self, path: str | Path, user_id: str = "me") -> None:
+        self.path = Path(path)
+        self.user_id = str(user_id)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "EventStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----- schema -----
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.version
+        if version > SCHEMA_VERSION:
+            raise SdkInputError(f"{self.path}: schema version {version} is newer than this "
+                                f"SDK's {SCHEMA_VERSION}; upgrade fedrec")
+        for v in range(version, SCHEMA_VERSION):
+            with self._transaction():
+                for statement in MIGRATIONS[v]:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {v + 1}")  # an int we control
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self_inner):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, kind, *_):
+                db.execute("COMMIT" if kind is None else "ROLLBACK")
+        return _Tx()
+
+    # ----- events -----
+    def record(self, item_id: str | int, event: str, timestamp: int | None = None,
+               value: float | None = None) -> None:
+        """Store one event of this user.
+
+        Args:
+            item_id: the item (a non-empty string or an integer, as in the catalogue).
+            event: one of ``view, click, cart, purchase, rating``.
+            timestamp: epoch seconds (default: now).
+            value: optional number (a rating, a price), finite.
+
+        Raises:
+            SdkInputError: naming the bad argument.
+        """
+        item = _item_id(item_id)
+        if not isinstance(event, str) or event.lower() not in EVENT_TYPES:
+            raise SdkInputError(f"event must be one of {', '.join(EVENT_TYPES)}, got {event!r}")
+        ts = int(time.time()) if timestamp is None else timestamp
+        if isinstance(ts, bool) or not isinstance(ts, (int, np.integer)) or ts < 0:
+            raise SdkInputError(f"timestamp must be epoch seconds (an int >= 0), got {timestamp!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise SdkInputError(f"value must be a finite number or None, got {value!r}")
+        with self._transaction():
+            self._db.execute("INSERT INTO events (item_id, event, ts, value) VALUES (?, ?, ?, ?)",
+                             (item, event.lower(), int(ts), None if value is None else float(value)))
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def events(self) -> pd.DataFrame:
+        """This user's events in fedrec's schema, oldest first."""
+        rows = self._db.execute("SELECT item_id, ts, event, value FROM events ORDER BY ts, id").fetchall()
+        frame = pd.DataFrame(rows, columns=["item_id", "timestamp", "event", "value"])
+        frame.insert(0, "user_id", self.user_id)
+        return normalize_events(frame)
+
+    # ----- state: embedding, global model, ledger -----
+    def save_state(self, *, user_embedding: dict[str, np.ndarray] | None = None,
+                   global_model: dict[str, np.ndarray] | None = None,
+                   ledger: Ledger | None = None) -> None:
+        """Write any of the three atomically: all given parts, or none of them."""
+        now = int(time.time())
+        parts = {"user_embedding": user_embedding, "global_model": global_model}
+        with self._transaction():
+            for name, arrays in parts.items():
+                if arrays is not None:
+                    self._put(name, _arrays_to_bytes(arrays), now)
+            if ledger is not None:
+                self._put("ledger", ledger.dumps().encode(), now)
+
+    def _put(self, name: str, data: bytes, now: int) -> None:
+        self._db.execute("INSERT INTO state (name, data, updated) VALUES (?, ?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET data = excluded.data, "
+                         "updated = excluded.updated", (name, data, now))
+
+    def _get(self, name: str) -> bytes | None:
+        row = self._db.execute("SELECT data FROM state WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def user_embedding(self) -> dict[str, np.ndarray] | None:
+        data = self._get("user_embedding")
+        return None if data is None else _arrays_from_bytes(data)
+
+    def global_model(self) -> dict[str, np.ndarray] | None:
+        data = self._get("global_model")
+        return None if data is None else _arrays_from_bytes(data)
+
+    def ledger(self, delta: float = 1e-5) -> Ledger:
+        data = self._get("ledger")
+        return Ledger("add_or_remove_one", delta) if data is None else Ledger.loads(data.decode())
+
+
+def _item_id(item_id: object) -> str:
+    if isinstance(item_id, bool) or not isinstance(item_id, (str, int, np.integer)):
+        raise SdkInputError(f"item_id must be a string or an integer, got {type(item_id).__name__}")
+    text = str(item_id).strip()
+    if not text:
+        raise SdkInputError("item_id must not be empty")
+    return text
+
+
+def _arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k.replace("/", "|"): np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def _arrays_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {k.replace("|", "/"): npz[k] for k in npz.files}
