@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from client.local import LocalSettings
@@ -114,3 +115,54 @@ def test_unusable_run_directories_exit_2(cfg, tmp_path, capsys):
     assert fedrec(["audit", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "manifest.json: not valid JSON" in err[-1]
+
+
+def _adaptive_run(path, cfg: RunConfig, rounds: int = 3):
+    """An adaptive-clipping run recorded through Flower's real wrapper and ServerPrivacy."""
+    from flwr.app import Message, MetricRecord, RecordDict
+    from flwr.serverapp.strategy import FedAvg
+
+    from client.app import to_record
+    from server.app import round_config
+    from server.dp import wrap_strategy
+
+    class Grid:
+        def get_node_ids(self):
+            return [1, 2, 3]
+
+    strategy = wrap_strategy(FedAvg(fraction_train=1.0, min_train_nodes=3, min_available_nodes=3),
+                             cfg, sampled=3)
+    sp = ServerPrivacy(cfg, 3, 3)
+    weights = {"w": np.zeros(50, np.float32)}
+    rows = []
+    for rnd in range(1, rounds + 1):
+        arrays = to_record(weights)
+        sent = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), Grid()))
+        replies = [Message(RecordDict({"arrays": to_record({"w": weights["w"] + 0.3 * (i + 1)}),
+                                       "metrics": MetricRecord({"num-examples": 1})}), reply_to=m)
+                   for i, m in enumerate(sent)]
+        sp.before_aggregation(strategy, rnd)
+        new, _ = strategy.aggregate_train(rnd, replies)
+        row = {"round": rnd, "clients_sampled": 3, "clients_replied": 3}
+        row.update(sp.after_aggregation(strategy, rnd, 3))
+        rows.append(row)
+        weights = {"w": new["w"].numpy()}
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps(
+        {"config": cfg.to_flower(), "privacy": declared_privacy(cfg, 3, 3)}))
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "privacy.json").write_text(json.dumps({"mode": "server", "user": sp.summary()}))
+    return path
+
+
+def test_adaptive_clipping_runs_are_audited_against_flowers_own_noise_split(tmp_path):
+    cfg = RunConfig(out=str(tmp_path), dp="server", dp_clipping="server-adaptive",
+                    noise_multiplier=0.5, clip=1.0, clipped_count_stddev=2.0)
+    run = _adaptive_run(tmp_path / "ok", cfg)
+    result = audit_accounting(load_run(run))
+    assert result["passed"], _failed(result)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len({r["dp_clip"] for r in rows}) == 3                 # the clip really adapted
+    rows[0]["dp_noise_std"] *= 0.5                                  # half the noise, same claim
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "noise applied as declared" in _failed(audit_accounting(load_run(run)))
