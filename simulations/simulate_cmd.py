@@ -141,6 +141,10 @@ def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig) -> None:
                 last = rows[-1]
                 hr = last.get("hr@10")
                 status = f"HR@10 {hr:.3f}" if hr is not None else f"loss {last['train_loss']:.3f}"
+                if last.get("epsilon") is not None:
+                    status += f"  ε user {last['epsilon']:.2f}"
+                if last.get("client_epsilon_max") is not None:
+                    status += f"  ε example ≤ {last['client_epsilon_max']:.2f}"
                 bar.update(task, completed=len(rows), status=status)
             time.sleep(1.0)
         bar.update(task, completed=len(run.read_metrics()))
