@@ -140,7 +140,9 @@ def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig) -> None:
             if rows:
                 last = rows[-1]
                 hr = last.get("hr@10")
-                status = f"HR@10 {hr:.3f}" if hr is not None else f"loss {last['train_loss']:.3f}"
+                loss = last.get("train_loss")
+                status = (f"HR@10 {hr:.3f}" if hr is not None else
+                          f"loss {loss:.3f}" if loss is not None else f"round {last['round']}")
                 if last.get("epsilon") is not None:
                     status += f"  ε user {last['epsilon']:.2f}"
                 if last.get("client_epsilon_max") is not None:
