@@ -23,7 +23,7 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
 from client.app import from_record, is_declined, to_record  # noqa: E402
 from client.local import LocalSettings  # noqa: E402
-from server.dp import ServerPrivacy, mechanism  # noqa: E402
+from server.dp import ServerPrivacy, declared_privacy, final_privacy  # noqa: E402
 from server.rundir import RunDir  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
@@ -187,48 +187,6 @@ def server_data(cfg: RunConfig) -> ServerData:
                       {"name": fed.name, "fingerprint": fed.fingerprint, "clients": fed.n_clients,
                        "items": fed.inter.n_items,
                        "training_interactions": int(len(fed.split.train_users))})
-
-
-def declared_privacy(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:
-    """Every declared mechanism parameter, per level, for the manifest."""
-    example = None
-    if cfg.client_dp:
-        example = {
-            "level": "example", "mechanism": "DP-SGD (tensorflow-privacy fast gradient clipping)",
-            "noise_multiplier": cfg.client_noise_multiplier, "clip": cfg.client_clip,
-            "sampling": "poisson", "expected_batch_size": cfg.batch_size,
-            "sampling_rate": "min(1, batch_size / client examples)",
-            "steps_per_round": "reconstruction_steps + ceil(local_epochs / sampling_rate)",
-            "reconstruction_steps": cfg.reconstruction_steps, "local_epochs": cfg.local_epochs,
-            "delta": cfg.client_delta, "relation": "add_or_remove_one", "accountant": "rdp",
-            "second_opinion": "pld", "target_epsilon": cfg.client_target_epsilon or None,
-            "ledgers": "client_state/<user>/ledger.json"}
-    return {"mode": cfg.dp,
-            "randomness": ("secret (OS entropy)" if cfg.secret_randomness else
-                           f"seeded (seed {cfg.seed}, noise-seed {cfg.noise_seed}): reproducible, "
-                           "not private against anyone holding the seeds"),
-            "user": mechanism(cfg, n_clients, sampled) if cfg.server_dp else None,
-            "example": example}
-
-
-def final_privacy(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
-                  stopped: dict | None) -> dict[str, Any] | None:
-    """``privacy.json``: final ε per level and accountant, the largest client ε."""
-    if cfg.dp == "none":
-        return None
-    record: dict[str, Any] = {"mode": cfg.dp, "stopped": stopped}
-    record["user"] = dp.summary() if dp is not None else None
-    if cfg.client_dp:
-        reported = [r["client_epsilon_max"] for r in history
-                    if r.get("client_epsilon_max") is not None]
-        record["example"] = {"level": "example", "delta": cfg.client_delta, "accountant": "rdp",
-                             "max_client_epsilon": max(reported) if reported else None,
-                             "source": "clients' own ledgers, as reported in their replies"}
-    main = record["user"] or record.get("example") or {}
-    record["epsilon"] = main.get("epsilon", main.get("max_client_epsilon"))
-    record["delta"] = main.get("delta")
-    record["level"] = main.get("level")
-    return record
 
 
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from client.local import LocalSettings
-from server.app import declared_privacy
+from server.dp import declared_privacy
 from server.dp import ServerPrivacy
 from shared import privacy
 from shared.cli import main as fedrec
