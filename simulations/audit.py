@@ -238,5 +238,15 @@ def audit_accounting(run: RunRecord) -> dict[str, Any]:
         found, levels["example"] = audit_example(run)
         checks += found
     return {"run": str(run.path), "mode": declared.get("mode", "none"),
-            "rounds": len(run.rows), "levels": levels,
+            "rounds": len(run.rows), "levels": levels, "warnings": warnings(run),
             "checks": [asdict(c) for c in checks], "passed": all(c.passed for c in checks)}
+
+
+def warnings(run: RunRecord) -> list[str]:
+    """What limits a claim without making it wrong: seeded randomness."""
+    declared = run.manifest.get("privacy") or {}
+    seed = int(run.manifest["config"].get("noise-seed", -1))
+    if declared.get("mode", "none") != "none" and seed >= 0:
+        return [f"DP randomness was seeded (noise-seed {seed}): the claim holds only against "
+                "parties who do not hold the run config or manifest"]
+    return []

@@ -36,6 +36,7 @@ def markdown(result: dict) -> str:
     for level, v in result["levels"].items():
         lines.append(f"| {level} | {_fmt(v['claimed'])} | {_fmt(v['recomputed']['rdp'])} | "
                      f"{_fmt(v['recomputed']['pld'])} | {v['delta']:.3g} |")
+    lines += [f"\nWarning: {w}" for w in result.get("warnings", [])]
     lines += ["", "| check | level | result | detail |", "|---|---|---|---|"]
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['level']} | {'pass' if c['passed'] else '**FAIL**'} | "
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(c["name"], c["level"], "pass" if c["passed"] else "[bold red]FAIL",
                       c["detail"][:100])
     report.print(table)
+    for warning in result["warnings"]:
+        report.print(f"warning: {warning}")
     for level, v in result["levels"].items():
         report.print(f"{level}-level ε: claimed {_fmt(v['claimed'])}, recomputed "
                      f"{_fmt(v['recomputed']['rdp'])} (RDP), {_fmt(v['recomputed']['pld'])} (PLD)")

@@ -69,6 +69,9 @@ def test_a_correct_run_passes_and_recomputation_matches(cfg, tmp_path):
     assert user["recomputed"]["rdp"] == pytest.approx(user["claimed"], rel=1e-12)
     assert fedrec(["audit", str(run)]) == 0
     assert (run / "audit.json").exists() and "PASS" in (run / "audit.md").read_text()
+    assert result["warnings"] == []                                 # secret randomness
+    seeded = _write_run(tmp_path / "seeded", cfg.replace(noise_seed=3))
+    assert "seeded" in audit_accounting(load_run(seeded))["warnings"][0]
 
 
 def test_dp_claimed_with_noise_switched_off_fails(cfg, tmp_path):
