@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from dp_accounting import dp_event as dpe
-from flwr.common.differential_privacy import compute_stdv
+from flwr.common.differential_privacy import compute_adaptive_noise_params, compute_stdv
 from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
                                      DifferentialPrivacyServerSideAdaptiveClipping,
                                      DifferentialPrivacyServerSideFixedClipping)
@@ -97,10 +97,14 @@ class ServerPrivacy:
         self._clip_before = float(wrapper.clipping_norm)
 
     def planned_event(self) -> dpe.DpEvent:
-        """The next round as declared: every sampled client replies, nominal noise."""
-        count = self._count_std() if self.cfg.dp_clipping == "server-adaptive" else None
+        """The next round as declared: every sampled client replies, the clip unchanged
+        (adaptive: Flower splits z between the update and the clipped count)."""
+        z, count = self.cfg.noise_multiplier, None
+        if self.cfg.dp_clipping == "server-adaptive":
+            count = self._count_std()
+            z = compute_adaptive_noise_params(z, self.sampled, count)[1]
         return privacy.user_level_event(self.n_clients, self.sampled, self.sampled,
-                                        self.cfg.noise_multiplier * self._clip_before / self.sampled,
+                                        z * self._clip_before / self.sampled,
                                         self._clip_before, count)
 
     def _count_std(self) -> float:

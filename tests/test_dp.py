@@ -289,6 +289,17 @@ def test_fewer_replies_than_sampled_are_accounted_as_less_noise_per_update(tmp_p
     assert "target" in sp.exceeded(2)
 
 
+def test_adaptive_plan_uses_flowers_split_of_the_noise(tmp_path):
+    cfg = RunConfig(out=str(tmp_path), dp="server", dp_clipping="server-adaptive",
+                    noise_multiplier=0.5, clip=1.0, clipped_count_stddev=2.0)
+    weights = {"w": np.zeros((100,), np.float32)}
+    _, line, strategy = _aggregate(cfg, weights, [{"w": np.full((100,), 0.01, np.float32)}] * 4)
+    planned = ServerPrivacy(cfg, 4, 4).planned_event()
+    # Flower's own split (the wrapper's noise multiplier), before the clip adapts
+    assert planned.events[0].noise_multiplier == pytest.approx(strategy.noise_multiplier / 2)
+    assert planned.events[1] == dpe.GaussianDpEvent(2.0)
+
+
 def test_server_refuses_a_round_past_the_target(tmp_path):
     cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=4.0, clip=1.0)
     sp = ServerPrivacy(cfg, 100, 10)
