@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/bench_dp_tradeoff.py --out runs/dp_tradeoff
 
 Every cell is a ``fedrec simulate`` run in its own directory under ``--out`` (all 943 users
-as clients, every user in every round, FedAvg, 20 rounds); a finished cell is skipped, an
+as clients, every user in every round, FedAvg, 20 rounds, 10 for example-level ε = 1; DP
+noise seeded with ``--noise-seed 0`` so that the table is reproducible); a finished cell is skipped, an
 interrupted one resumed, so re-running the command continues where it stopped. Noise
-multipliers are calibrated here with dp-accounting for the target ε after 20 rounds:
+multipliers are calibrated here with dp-accounting for the target ε after the cell's rounds:
 user level for the replace-one event of full participation (δ = 1/N^1.1), example level
 for a client with the median number of examples (δ = 1e-5; smaller clients sample at a
 higher rate, spend faster and decline once they reach the same target).
@@ -23,22 +24,24 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROUNDS = 20
-BASE = ["--dataset", "movielens-100k", "--rounds", str(ROUNDS), "--clients-per-round", "0",
-        "--local-epochs", "2", "--lr", "0.05", "--strategy", "fedavg", "--eval-every", "5",
-        "--seed", "0", "--no-reference"]
+#: example level at ε = 1 runs 10 rounds (each costs about 95 s on 2 cores)
+EXAMPLE_EPS1_ROUNDS = 10
+BASE = ["--dataset", "movielens-100k", "--clients-per-round", "0", "--local-epochs", "2",
+        "--lr", "0.05", "--strategy", "fedavg", "--eval-every", "5", "--seed", "0",
+        "--noise-seed", "0", "--no-reference"]
 
 
-def user_noise(target: float, n_clients: int) -> float:
+def user_noise(target: float, n_clients: int, rounds: int = ROUNDS) -> float:
     from dp_accounting import dp_event as dpe
 
     from shared import privacy
     delta = 1.0 / n_clients ** 1.1
     return privacy.calibrate_noise(target, delta, lambda z: dpe.SelfComposedDpEvent(
-        privacy.user_level_event(n_clients, n_clients, n_clients, z / n_clients, 1.0), ROUNDS),
+        privacy.user_level_event(n_clients, n_clients, n_clients, z / n_clients, 1.0), rounds),
         relation="replace_one")
 
 
-def client_noise(target: float, examples: int) -> float:
+def client_noise(target: float, examples: int, rounds: int = ROUNDS) -> float:
     from dp_accounting import dp_event as dpe
 
     from client.local import LocalSettings
@@ -48,11 +51,12 @@ def client_noise(target: float, examples: int) -> float:
     def event(z: float):
         cfg = RunConfig(dp="client", client_noise_multiplier=z, local_epochs=2)
         return dpe.SelfComposedDpEvent(LocalSettings.from_run_config(cfg).dp_plan(examples).event(),
-                                       ROUNDS)
+                                       rounds)
     return privacy.calibrate_noise(target, 1e-5, event)
 
 
-def cells() -> list[tuple[str, list[str]]]:
+def cells() -> list[tuple[str, str, list[str]]]:
+    """(name, run directory name, flags) of every cell."""
     import numpy as np
 
     from shared.federated_data import load_federation
@@ -61,13 +65,15 @@ def cells() -> list[tuple[str, list[str]]]:
     out = []
     for eps in (8.0, 4.0, 1.0):
         z = user_noise(eps, fed.n_clients)
-        out.append((f"user ε={eps:g}", ["--dp", "server", "--clip", "2.0", "--noise-multiplier",
-                                       f"{z:.4f}", "--target-epsilon", f"{eps * 1.001:g}"]))
-    for eps in (8.0, 1.0):
-        z = client_noise(eps, median)
-        out.append((f"example ε={eps:g}", ["--dp", "client", "--client-clip", "1.0",
-                                          "--client-noise-multiplier", f"{z:.4f}",
-                                          "--client-target-epsilon", f"{eps:g}"]))
+        out.append((f"user ε={eps:g}", f"user_eps{eps:g}",
+                    ["--rounds", str(ROUNDS), "--dp", "server", "--clip", "2.0",
+                     "--noise-multiplier", f"{z:.4f}", "--target-epsilon", f"{eps * 1.001:g}"]))
+    for eps, rounds, slug in ((8.0, ROUNDS, "example_eps8"),
+                              (1.0, EXAMPLE_EPS1_ROUNDS, "example_eps1_10rounds")):
+        z = client_noise(eps, median, rounds)
+        out.append((f"example ε={eps:g}", slug,
+                    ["--rounds", str(rounds), "--dp", "client", "--client-clip", "1.0",
+                     "--client-noise-multiplier", f"{z:.4f}", "--client-target-epsilon", f"{eps:g}"]))
     return out
 
 
@@ -84,10 +90,10 @@ def main() -> None:
     from shared.cli import main as fedrec
 
     rows = []
-    for name, flags in cells():
+    for name, slug, flags in cells():
         if args.only and args.only not in name:
             continue
-        out = args.out / name.replace(" ", "_").replace("ε=", "eps")
+        out = args.out / slug
         run = RunDir(out)
         cmd = BASE + flags + ["--out", str(out)]
         if not run.results_path.exists():
@@ -99,10 +105,12 @@ def main() -> None:
     if args.no_dp_run:
         history = [r for r in RunDir(args.no_dp_run).read_metrics() if r["round"] <= ROUNDS]
         manifest = RunDir(args.no_dp_run).manifest()["config"]
-        cmd = ["(rounds " + str(manifest["rounds"]) + ")", "--out", str(args.no_dp_run)]
+        cmd = ["--rounds", str(manifest["rounds"]), "--out", str(args.no_dp_run),
+               f"(its round-{ROUNDS} line)"]
         res = {"metrics": history[-1], "privacy": None, "rounds": history[-1]["round"],
                "wall_seconds": sum(r["wall_seconds"] for r in history)}
-        rows.insert(0, ("no DP", BASE + cmd, res, history))
+        rows.insert(0, ("no DP", [a for a in BASE if a not in ("--noise-seed", "0")] + cmd,
+                        res, history))
     print("| setting | HR@10 | NDCG@10 | ε user (RDP) | ε example, max client | rounds | "
           "clients declining (last round) | wall min |")
     print("|---|---|---|---|---|---|---|---|")
