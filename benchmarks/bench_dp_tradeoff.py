@@ -109,8 +109,8 @@ def main() -> None:
                f"(its round-{ROUNDS} line)"]
         res = {"metrics": history[-1], "privacy": None, "rounds": history[-1]["round"],
                "wall_seconds": sum(r["wall_seconds"] for r in history)}
-        rows.insert(0, ("no DP", [a for a in BASE if a not in ("--noise-seed", "0")] + cmd,
-                        res, history))
+        at = BASE.index("--noise-seed")
+        rows.insert(0, ("no DP", BASE[:at] + BASE[at + 2:] + cmd, res, history))
     print("| setting | HR@10 | NDCG@10 | ε user (RDP) | ε example, max client | rounds | "
           "clients declining (last round) | wall min |")
     print("|---|---|---|---|---|---|---|---|")
