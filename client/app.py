@@ -27,7 +27,8 @@ from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  #
                           get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
-from shared.catalogue import load_device  # noqa: E402
+from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
+from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData, Federation, load_federation  # noqa: E402
 
@@ -47,12 +48,23 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
     """This device's config and data.
 
     Simulation: ``partition-id`` in the node config picks one user of the run's dataset.
-    Deployment: ``events-path`` (this device's own events file), ``device-index`` (a
-    stable number: seeds and order) and optionally ``state-dir`` (the device's storage
-    for its embedding and ledger) in the node config, and the shared ``catalogue``.
+    Deployment, with the shared ``catalogue`` in the run config and ``device-index`` (a
+    stable number: seeds and order) in the node config: either ``store-path``, the app's
+    SDK store (``client.store.EventStore``: events in; embedding, ledger and the newest
+    global model kept there), or ``events-path`` (an events file) with an optional
+    ``state-dir`` for the embedding and ledger files.
     """
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
     node = context.node_config
+    if "store-path" in node:   # an app's SDK store: events, embedding, ledger, model
+        if not cfg.catalogue:
+            raise RuntimeError("a device with store-path needs 'catalogue' in the run config")
+        catalogue = load_catalogue(cfg.catalogue)
+        with EventStore(str(node["store-path"])) as store:
+            events = store.events()
+        events = events[events["item_id"].isin(catalogue.item_ids.astype(str))]
+        fed = device_federation(events, catalogue, cfg.seed)
+        return cfg, fed, fed.client(0, stream_user=int(node.get("device-index", 0)))
     if "events-path" in node:
         if not cfg.catalogue:
             raise RuntimeError("a device with events-path needs 'catalogue' in the run config")
@@ -72,12 +84,22 @@ def _settings(msg: Message) -> LocalSettings:
     return LocalSettings.from_record(msg.content["config"])
 
 
-def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData, max_round: int):
+def _stores(cfg: RunConfig, context: Context, data: ClientData):
+    """Where this device keeps its embedding and ledger: the SDK's SQLite store
+    (``store-path``, which also keeps the latest global model) or per-user files."""
+    if "store-path" in context.node_config:
+        store = EventStore(str(context.node_config["store-path"]))
+        return StoreEmbedding(store), StoreLedger(store), store
+    return (PrivateStore(cfg.client_state_root, data.user),
+            LedgerStore(cfg.client_state_root, data.user), None)
+
+
+def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData, max_round: int,
+                store):
     """The worker's model holding the server's global weights and this user's embedding."""
     model = get_local_model(cfg.model, fed.inter.item_features)
-    store = PrivateStore(cfg.client_state_root, data.user)
     model.load(from_record(msg.content["arrays"]), store.load(max_round), (cfg.seed, data.user))
-    return model, store
+    return model
 
 
 @app.query()
@@ -151,7 +173,15 @@ def train(msg: Message, context: Context) -> Message:
     plan = settings.dp_plan(len(data.train_items))
     if (settings.client_dp or settings.uniform_weight) and len(data.train_items) == 0:
         return decline(msg, "no local training data", start)
-    ledgers = LedgerStore(cfg.client_state_root, data.user)
+    store, ledgers, sdk = _stores(cfg, context, data)
+    try:
+        return _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers)
+    finally:
+        if sdk is not None:
+            sdk.close()
+
+
+def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> Message:
     ledger = ledgers.load(settings.client_delta) if plan else None
     key = release_key(msg, settings, cfg.seed, data.user) if plan else None
     replay = key is not None and ledger.has(rnd, key)
@@ -161,7 +191,7 @@ def train(msg: Message, context: Context) -> Message:
             return decline(msg, f"example-level budget: this round would raise epsilon to "
                                 f"{eps:.3f} > {settings.client_target_epsilon:g}", start,
                            ledger.epsilon("rdp"))
-    model, store = _load_local(msg, cfg, fed, data, max_round=rnd - 1)
+    model = _load_local(msg, cfg, fed, data, max_round=rnd - 1, store=store)
     if plan:
         rng, noise_seed = _dp_randomness(settings, cfg.seed, data.user, rnd)
         loss, n = model.train_dp(data, settings, plan, rng, noise_seed)
@@ -193,12 +223,19 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
     rnd = int(msg.content["config"]["server-round"])
-    model, store = _load_local(msg, cfg, fed, data, max_round=rnd)
-    rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
-    model.reconstruct(data, settings, rng)
-    # the refreshed embedding serves this evaluation (and on-device recommendations);
-    # it is kept apart so that training never depends on when evaluation happened
-    store.save(rnd, model.private_weights(), kind="eval")
+    store, _, sdk = _stores(cfg, context, data)
+    try:
+        model = _load_local(msg, cfg, fed, data, max_round=rnd, store=store)
+        if sdk is not None:  # the newest global model, for on-device recommendations
+            sdk.save_state(global_model=from_record(msg.content["arrays"]))
+        rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
+        model.reconstruct(data, settings, rng)
+        # the refreshed embedding serves this evaluation; it is kept apart so that
+        # training never depends on when evaluation happened
+        store.save(rnd, model.private_weights(), kind="eval")
+    finally:
+        if sdk is not None:
+            sdk.close()
     values = model.evaluate(data) if data.evaluable else {}
     record = {k: values.get(k, 0.0) for k in ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")}
     record["num-examples"] = 1 if data.evaluable else 0

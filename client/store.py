@@ -180,3 +180,41 @@ def _arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def _arrays_from_bytes(data: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {k.replace("|", "/"): npz[k] for k in npz.files}
+
+
+class StoreEmbedding:
+    """:class:`client.state.PrivateStore`'s interface over an :class:`EventStore`.
+
+    A deployed device keeps only its newest embedding per kind (``round``: what training
+    continues from; ``eval``: refreshed for evaluation and recommendations).
+    """
+
+    NAMES = {"round": "user_embedding", "eval": "eval_embedding"}
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def load(self, max_round: int, kind: str = "round") -> dict[str, np.ndarray] | None:
+        data = self.store._get(self.NAMES[kind])
+        return None if data is None else _arrays_from_bytes(data)
+
+    def save(self, round_: int, weights: dict[str, np.ndarray], kind: str = "round") -> None:
+        with self.store._transaction():
+            self.store._put(self.NAMES[kind], _arrays_to_bytes(weights), int(time.time()))
+
+
+class StoreLedger:
+    """:class:`client.state.LedgerStore`'s interface over an :class:`EventStore`."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def load(self, delta: float) -> Ledger:
+        ledger = self.store.ledger(delta)
+        if ledger.delta != delta:
+            raise ValueError(f"{self.store.path}: ledger kept at delta {ledger.delta:g}, "
+                             f"run asks for {delta:g}")
+        return ledger
+
+    def save(self, ledger: Ledger) -> None:
+        self.store.save_state(ledger=ledger)

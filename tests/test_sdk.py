@@ -165,3 +165,34 @@ def test_tflite_export_scores_like_keras(tmp_path, catalogue, cfg):
     interpreter.set_tensor(inp["index"], np.array([0], np.int32))
     interpreter.invoke()
     np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], rec.scores(), atol=1e-5)
+
+
+def test_the_client_app_trains_from_and_into_the_sdk_store(tmp_path, catalogue, cfg):
+    """A deployed device whose app uses the SDK: events in, embedding/ledger/model kept."""
+    from flwr.app import Context, Message, RecordDict
+
+    from client import app as capp
+    from server.app import round_config
+
+    items = [str(i) for i in catalogue.item_ids[:12]]
+    with EventStore(tmp_path / "phone.db", user_id="bob") as store:
+        for t, item in enumerate(items):
+            store.record(item, "view", timestamp=1000 + t)
+    run = cfg.replace(catalogue=str(tmp_path / "unused.csv"), clients=1, dp="client",
+                      out=str(tmp_path / "run"))
+    catalogue.items.to_csv(run.catalogue, index=False)
+    weights = initial_global_weights(run, catalogue.n_items, catalogue.item_features)
+    for kind in ("train", "evaluate"):
+        msg = Message(RecordDict({"arrays": capp.to_record(weights),
+                                  "config": round_config(run, 1)}), dst_node_id=9, message_type=kind)
+        ctx = Context(run_id=1, node_id=9, node_config={"store-path": str(tmp_path / "phone.db"),
+                                                        "device-index": 4},
+                      state=RecordDict(), run_config=run.to_flower())
+        reply = capp.app(msg, ctx)
+        assert not reply.has_error(), reply.error
+    with EventStore(tmp_path / "phone.db") as store:                # a restart of the app
+        assert store.count() == len(items)
+        assert store.ledger(run.client_delta).rounds == [1]          # DP round spent, kept
+        assert store.user_embedding() is not None and store.global_model() is not None
+        recs = Recommender(store, catalogue, run).recommend(k=5)
+        assert len(recs) == 5 and not set(recs) & set(items)
