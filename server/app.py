@@ -210,12 +210,13 @@ def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float,
     user-level DP also any reply weighted other than 1 (the sensitivity assumes it).
     """
     updates, declined, failed, rejected = [], [], [], []
+    sent = from_record(arrays)
     for m in replies:
         if m.has_error():
             failed.append(m)
         elif is_declined(m):
             declined.append(m)
-        elif (why := check_update(m, arrays, max_norm, unit_weight)) is not None:
+        elif (why := check_update(m, sent, max_norm, unit_weight)) is not None:
             log.warning("reply from node %s rejected: %s", m.metadata.src_node_id, why)
             rejected.append(m)
         else:

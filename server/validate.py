@@ -11,12 +11,14 @@ the strategy, so it cannot move the global model.
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ArrayRecord, Message
+from flwr.app import Message
 
 
-def check_update(reply: Message, sent: ArrayRecord, max_norm: float = 0.0,
+def check_update(reply: Message, sent: dict[str, np.ndarray], max_norm: float = 0.0,
                  unit_weight: bool = False) -> str | None:
     """Why ``reply`` is not a usable update of ``sent`` (None: it is).
+
+    ``sent``: the global arrays the server sent, decoded once per round by the caller.
 
     ``unit_weight``: the reply must weigh exactly 1 (``num-examples``), as user-level DP's
     equal-weight average assumes; a client cannot buy itself more influence.
@@ -35,7 +37,7 @@ def check_update(reply: Message, sent: ArrayRecord, max_norm: float = 0.0,
             new = got[name].numpy()
         except Exception as err:  # undecodable bytes from a broken client
             return f"{name}: unreadable ({type(err).__name__})"
-        old = sent[name].numpy()
+        old = sent[name]
         if new.shape != old.shape or new.dtype != old.dtype:
             return f"{name}: {new.dtype}{list(new.shape)}, expected {old.dtype}{list(old.shape)}"
         if not np.isfinite(new).all():

@@ -45,19 +45,19 @@ def _shifted(delta: float, **override) -> dict:
     (_shifted(100.0), "update norm"),
 ])
 def test_bad_updates_are_named(arrays, reason):
-    assert reason in check_update(_reply(arrays), _record(SENT), max_norm=10.0)
+    assert reason in check_update(_reply(arrays), SENT, max_norm=10.0)
 
 
 def test_a_good_update_passes():
-    assert check_update(_reply(_shifted(0.1)), _record(SENT), max_norm=10.0) is None
+    assert check_update(_reply(_shifted(0.1)), SENT, max_norm=10.0) is None
 
 
 def test_user_level_dp_rejects_a_reply_that_weighs_more_than_one():
     heavy = _reply(_shifted(0.1))
     heavy.content["metrics"]["num-examples"] = 50
-    assert check_update(heavy, _record(SENT)) is None            # plain FedAvg: a weight
-    assert "weight" in check_update(heavy, _record(SENT), unit_weight=True)
-    assert check_update(_reply(_shifted(0.1)), _record(SENT), unit_weight=True) is None
+    assert check_update(heavy, SENT) is None            # plain FedAvg: a weight
+    assert "weight" in check_update(heavy, SENT, unit_weight=True)
+    assert check_update(_reply(_shifted(0.1)), SENT, unit_weight=True) is None
 
 
 class _Grid:
