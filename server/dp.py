@@ -163,7 +163,8 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
 
     Args:
         n_clients: N, clients in the federation.
-        client_examples: training examples of every client (example-level DP checks).
+        client_examples: training examples of every client (read only under
+            example-level DP).
     """
     from server.strategy import make_strategy, per_round
 

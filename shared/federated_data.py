@@ -68,6 +68,13 @@ class Federation:
     def n_clients(self) -> int:
         return self.inter.n_users
 
+    def train_sizes(self) -> np.ndarray:
+        """(U,) training examples of every client: its train items plus its validation
+        item, as :meth:`client` hands them out (counted without building the slices)."""
+        s = self.split
+        return (np.bincount(s.train_users, minlength=self.n_clients)
+                + np.bincount(s.val_users, minlength=self.n_clients))
+
     def client(self, user: int, stream_user: int | None = None) -> ClientData:
         """The slice of user ``user`` (built now, not stored).
 

@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.resume and run_dir.manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    check_settings(cfg, fed.n_clients, [len(fed.client(i).train_items) for i in range(fed.n_clients)])
+    check_settings(cfg, fed.n_clients, fed.train_sizes().tolist() if cfg.client_dp else [])
     console.print(f"{fed.name}: {fed.n_clients} clients, {fed.inter.n_items} items; "
                   f"{cfg.rounds} rounds of {cfg.strategy}, dp {cfg.dp} -> {cfg.out}")
     proc = launch(cfg, fed.n_clients, args.workers)

@@ -109,3 +109,9 @@ def test_evaluation_does_not_change_what_training_starts_from(setup):
     again = capp.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
     for k in plain:
         np.testing.assert_allclose(plain[k], again[k], rtol=1e-6, atol=1e-7)
+
+
+def test_train_sizes_count_what_each_client_trains_on(setup):
+    _, fed, _ = setup
+    assert fed.train_sizes().tolist() == [len(fed.client(u).train_items)
+                                          for u in range(fed.n_clients)]
