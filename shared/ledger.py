@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dp_accounting import dp_event as dpe
@@ -123,3 +124,24 @@ class Ledger:
     @classmethod
     def loads(cls, text: str) -> "Ledger":
         return cls.from_dict(json.loads(text))
+
+
+def read_ledgers(root: str | Path) -> dict[int, Ledger]:
+    """Every device ledger under ``root`` (``<user>/ledger.json``), keyed by user.
+
+    Raises:
+        ValueError: naming the file of an unreadable ledger.
+    """
+    ledgers = {}
+    for file in sorted(Path(root).glob("*/ledger.json")):
+        try:
+            ledgers[int(file.parent.name)] = Ledger.loads(file.read_text())
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{file}: unreadable ledger ({err})") from None
+    return ledgers
+
+
+def largest(ledgers: dict[int, Ledger]) -> tuple[int | None, dict[int, float]]:
+    """The user whose ledger has the largest RDP ε (None if none), and every user's ε."""
+    eps = {user: led.epsilon("rdp") for user, led in ledgers.items()}
+    return (max(eps, key=eps.get) if eps else None), eps

@@ -20,7 +20,7 @@ from typing import Any
 
 from shared import privacy
 from shared.errors import FedrecError
-from shared.ledger import Ledger
+from shared.ledger import Ledger, largest, read_ledgers
 
 #: A claim may be this much (relative) below the recomputation: accountants' numerics.
 TOLERANCE = 0.01
@@ -71,12 +71,10 @@ def load_run(path: str | Path) -> RunRecord:
         raise UnusableRun(f"{path}: no completed round in metrics.jsonl")
     priv = _json(path / "privacy.json") if (path / "privacy.json").exists() else None
     state = manifest["config"].get("client-state-dir") or str(path / "client_state")
-    ledgers = {}
-    for file in sorted(Path(state).glob("*/ledger.json")):
-        try:
-            ledgers[int(file.parent.name)] = Ledger.loads(file.read_text())
-        except (ValueError, KeyError, json.JSONDecodeError) as err:
-            raise UnusableRun(f"{file}: unreadable ledger ({err})") from None
+    try:
+        ledgers = read_ledgers(state)
+    except ValueError as err:
+        raise UnusableRun(str(err)) from None
     return RunRecord(path, manifest, rows, priv, ledgers)
 
 
@@ -208,8 +206,7 @@ def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
         checks.append(Check("every participation is in the client's ledger", "example",
                             not missing, f"{len(log)} participants; uncounted: "
                             f"{dict(list(sorted(missing.items()))[:5])}"))
-    eps = {u: led.epsilon("rdp") for u, led in run.ledgers.items()}
-    worst = max(eps, key=lambda u: eps[u]) if eps else None
+    worst, eps = largest(run.ledgers)
     target = declared.get("target_epsilon")
     over = [u for u, e in eps.items() if target and e > target * (1 + 1e-9)]
     checks.append(Check("no client over its budget", "example", not over,

@@ -208,20 +208,18 @@ def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
     A real server only hears the ε each client reports; in simulation the devices' storage
     is at hand, so ``privacy.json`` also gets the largest client ε by RDP and PLD.
     """
-    from shared.ledger import Ledger
+    from shared.ledger import largest, read_ledgers
     from shared.runinfo import write_json_atomic
 
-    ledgers = {p.parent.name: Ledger.loads(p.read_text())
-               for p in cfg.client_state_root.glob("*/ledger.json")}
-    if not ledgers:
+    ledgers = read_ledgers(cfg.client_state_root)
+    worst, rdp = largest(ledgers)
+    if worst is None:
         return
-    rdp = {user: led.epsilon("rdp") for user, led in ledgers.items()}
-    worst = max(rdp, key=rdp.get)
     path = run_dir.path / "privacy.json"
     record = json.loads(path.read_text())
     record["example"].update({
         "epsilon_by_accountant": {"rdp": rdp[worst], "pld": ledgers[worst].epsilon("pld")},
-        "max_client": worst, "clients_with_ledger": len(ledgers),
+        "max_client": str(worst), "clients_with_ledger": len(ledgers),
         "median_client_epsilon": float(sorted(rdp.values())[len(rdp) // 2])})
     write_json_atomic(path, record)
 
