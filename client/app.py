@@ -56,21 +56,20 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
     """
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
     node = context.node_config
-    if "store-path" in node:   # an app's SDK store: events, embedding, ledger, model
+    if "store-path" in node or "events-path" in node:
         if not cfg.catalogue:
-            raise RuntimeError("a device with store-path needs 'catalogue' in the run config")
-        catalogue = load_catalogue(cfg.catalogue)
-        with EventStore(str(node["store-path"])) as store:
-            events = store.events()
-        events = events[events["item_id"].isin(catalogue.item_ids.astype(str))]
-        fed = device_federation(events, catalogue, cfg.seed)
-        return cfg, fed, fed.client(0, stream_user=int(node.get("device-index", 0)))
-    if "events-path" in node:
-        if not cfg.catalogue:
-            raise RuntimeError("a device with events-path needs 'catalogue' in the run config")
-        if "state-dir" in node:
-            cfg = cfg.replace(client_state_dir=str(node["state-dir"]))
-        fed = load_device(str(node["events-path"]), cfg.catalogue, cfg.seed)
+            raise RuntimeError("a deployed device (store-path or events-path) needs "
+                               "'catalogue' in the run config")
+        if "store-path" in node:   # an app's SDK store: events, embedding, ledger, model
+            catalogue = load_catalogue(cfg.catalogue)
+            with EventStore(str(node["store-path"])) as store:
+                events = store.events()
+            events = events[events["item_id"].isin(catalogue.item_ids.astype(str))]
+            fed = device_federation(events, catalogue, cfg.seed)
+        else:
+            if "state-dir" in node:
+                cfg = cfg.replace(client_state_dir=str(node["state-dir"]))
+            fed = load_device(str(node["events-path"]), cfg.catalogue, cfg.seed)
         return cfg, fed, fed.client(0, stream_user=int(node.get("device-index", 0)))
     if "partition-id" not in node:
         raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation) "
