@@ -28,6 +28,7 @@ from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  #
 from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
+from shared import canary  # noqa: E402
 from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData, Federation, load_federation  # noqa: E402
@@ -157,6 +158,51 @@ def _dp_randomness(settings: LocalSettings, seed: int, user: int, rnd: int):
     return rng, int(noise.generate_state(1)[0])
 
 
+def canary_index(context: Context) -> int | None:
+    """This simulated node's canary number (``shared.canary``), or None for a real user.
+
+    With ``canaries`` = k in the run config, partition ids N..N+k-1 (past the N users)
+    are canary clients of an audit run.
+    """
+    node = context.node_config
+    if "partition-id" not in node or not int(context.run_config.get("canaries", 0)):
+        return None
+    cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    index = int(node["partition-id"]) - fed.n_clients
+    if index >= cfg.canaries:
+        raise RuntimeError(f"partition {node['partition-id']}: only {fed.n_clients} users "
+                           f"and {cfg.canaries} canaries")
+    return index if index >= 0 else None
+
+
+def canary_reply(msg: Message, context: Context, index: int) -> Message:
+    """A canary's round: the global weights moved by ``clip`` along its fixed direction.
+
+    Weighted 1 under user-level DP (like every client); otherwise by the mean training
+    examples of a real client, so that it weighs what a typical user weighs.
+    """
+    start = time.perf_counter()
+    cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
+    if msg.metadata.message_type != "train":   # evaluation: no data, no weight
+        keys = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10", "num-examples",
+                "client-seconds")
+        return Message(content=RecordDict({"metrics": MetricRecord(dict.fromkeys(keys, 0.0))}),
+                       reply_to=msg)
+    settings = _settings(msg)
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    weight = 1 if settings.uniform_weight else max(1, round(float(fed.train_sizes().mean())))
+    moved = canary.update(from_record(msg.content["arrays"]), cfg.seed, index, cfg.clip)
+    # Flower aggregates only replies with the same metric keys; the server leaves
+    # canaries out of the train loss it logs (``server.app``)
+    metrics = MetricRecord({"num-examples": weight, "train-loss": 0.0,
+                            "client-seconds": time.perf_counter() - start})
+    if settings.client_dp:   # it spends no example-level budget: it holds no examples
+        metrics["client-epsilon"] = 0.0
+    return Message(content=RecordDict({"arrays": to_record(moved), "metrics": metrics}),
+                   reply_to=msg)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Reconstruct the user embedding, train the global weights, reply with those only.
@@ -165,6 +211,8 @@ def train(msg: Message, context: Context) -> Message:
     round's DpEvent goes into the device's ledger *before* the reply leaves, and a round
     that would push the ledger past ``client-target-epsilon`` is declined.
     """
+    if (index := canary_index(context)) is not None:
+        return canary_reply(msg, context, index)
     start = time.perf_counter()
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
@@ -218,6 +266,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     The refreshed embedding is stored as this round's *evaluation* state; training keeps
     reading the training state, so results do not depend on ``eval-every``.
     """
+    if (index := canary_index(context)) is not None:
+        return canary_reply(msg, context, index)
     start = time.perf_counter()
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)

@@ -80,6 +80,14 @@ def _reply_order(msg: Message) -> tuple:
     return (0, float(m.get("num-examples", 0)), float(m.get("train-loss", 0.0)))
 
 
+def _users_loss(replies: list[Message], grid, users: int) -> float | None:
+    """Mean train loss of real users' replies (an audit run's canaries trained nothing)."""
+    pairs = [(float(m.content["metrics"]["num-examples"]), float(m.content["metrics"]["train-loss"]))
+             for m in replies if grid.position(m.metadata.src_node_id) < users]
+    total = sum(w for w, _ in pairs)
+    return sum(w * v for w, v in pairs) / total if total else None
+
+
 def _metric(record, key: str) -> float | None:
     return None if record is None or key not in record else float(record[key])
 
@@ -176,15 +184,18 @@ class ServerData:
 
 def server_data(cfg: RunConfig) -> ServerData:
     """Deployment (``catalogue`` set): the item catalogue only, ``clients`` devices.
-    Simulation: the whole dataset, one client per user."""
+    Simulation: the whole dataset, one client per user, plus ``canaries`` canary clients
+    (positions N..N+k-1) in an audit run."""
     if cfg.catalogue:
         cat = load_catalogue(cfg.catalogue)
         return ServerData(cat.name, cfg.clients, cat.n_items, cat.item_features,
                           {"name": cat.name, "fingerprint": cat.fingerprint, "clients": cfg.clients,
                            "items": cat.n_items, "catalogue": cfg.catalogue})
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    return ServerData(fed.name, fed.n_clients, fed.inter.n_items, fed.inter.item_features,
-                      {"name": fed.name, "fingerprint": fed.fingerprint, "clients": fed.n_clients,
+    clients = fed.n_clients + cfg.canaries
+    return ServerData(fed.name, clients, fed.inter.n_items, fed.inter.item_features,
+                      {"name": fed.name, "fingerprint": fed.fingerprint, "clients": clients,
+                       "users": fed.n_clients, "canaries": cfg.canaries,
                        "items": fed.inter.n_items,
                        "training_interactions": int(len(fed.split.train_users))})
 
@@ -246,7 +257,8 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
         "round": rnd, "clients_sampled": len(messages), "clients_replied": len(ok),
         "clients_failed": len(failed), "clients_declined": len(declined),
         "clients_rejected": len(rejected),
-        "train_loss": _metric(train_metrics, "train-loss"),
+        "train_loss": (_metric(train_metrics, "train-loss") if not cfg.canaries
+                       else _users_loss(ok, grid, n_clients - cfg.canaries)),
         "bytes_down": _bytes(messages), "bytes_up": _bytes(ok),
     }
     if dp is not None and new_arrays is not None:

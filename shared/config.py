@@ -85,6 +85,11 @@ class RunConfig:
             server and every device share; the server then loads nothing else, and each
             device reads its own events from ``events-path`` in its node config.
         clients: deployment only: the number of devices (SuperNodes) taking part.
+        canaries: simulation only: k extra *canary clients* for the empirical audit
+            (Andrew et al., ICLR 2024). They are sampled like every other client and
+            reply with the global weights moved by ``clip`` along a fixed random unit
+            direction (``shared.canary``); ``fedrec audit --empirical`` then estimates ε
+            from the final model. 0: none (every production run).
     """
 
     dataset: str = "synthetic"
@@ -129,6 +134,7 @@ class RunConfig:
     noise_seed: int = -1
     catalogue: str = ""
     clients: int = 0
+    canaries: int = 0
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -136,7 +142,8 @@ class RunConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim"):
+        for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim",
+                     "canaries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
         if not self.max_update_norm >= 0:
@@ -151,6 +158,9 @@ class RunConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._check_dp()
+        if self.catalogue and self.canaries:
+            raise ConfigError("canaries are for simulated audit runs; a deployment "
+                              "(catalogue is set) cannot have them")
         if self.catalogue and self.clients < 1:
             raise ConfigError("clients must be >= 1 in a deployment (catalogue is set): "
                               "the number of devices taking part")

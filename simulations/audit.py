@@ -164,13 +164,15 @@ def audit_user(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
 
 # ----- example level -----
 
-def _participation(rows: list[dict]) -> dict[int, list[int]] | None:
+def _participation(rows: list[dict], users: int | None) -> dict[int, list[int]] | None:
+    """Rounds each real client (position < ``users``; canaries come after) took part in."""
     if not all("participants" in r for r in rows):
         return None
     out: dict[int, list[int]] = {}
     for r in rows:
         for p in r["participants"]:
-            out.setdefault(int(p), []).append(int(r["round"]))
+            if users is None or int(p) < users:
+                out.setdefault(int(p), []).append(int(r["round"]))
     return out
 
 
@@ -194,7 +196,7 @@ def _ledger_event_check(declared: dict[str, Any], ledgers: dict[int, Ledger]) ->
 def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
     declared = run.manifest["privacy"]["example"]
     checks = [_ledger_event_check(declared, run.ledgers)]
-    log = _participation(run.rows)
+    log = _participation(run.rows, run.manifest.get("data", {}).get("users"))
     if log is None:
         checks.append(Check("ledgers match the participation log", "example", False,
                             "metrics.jsonl has no participation log"))

@@ -1,7 +1,8 @@
-"""``fedrec audit RUN_DIR``: recompute and check every ε claim of a run.
+"""``fedrec audit RUN_DIR [--empirical]``: recompute and check every ε claim of a run.
 
 Exit 0 when every check passes, 1 when any fails, 2 when the run directory is unusable.
-Writes ``audit.json`` and ``audit.md`` into ``--out`` (default: the run directory).
+Writes ``audit.json`` and ``audit.md`` into ``--out`` (default: the run directory); with
+``--empirical`` also the attacks' plots (``audit_canaries.png``, ``audit_roc.png``).
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.table import Table
 
 from shared.runinfo import to_json, write_text_atomic
 from simulations.audit import audit_accounting, load_run
-from simulations.progress import report
+from simulations.progress import console, report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a fedrec run directory")
     parser.add_argument("--out", type=Path, help="where audit.json/audit.md go (default RUN_DIR)")
+    parser.add_argument("--empirical", action="store_true",
+                        help="also attack the run: canary estimate (runs trained with "
+                             "--canaries) and membership inference on the device models")
 
 
 def _fmt(value) -> str:
@@ -36,6 +41,8 @@ def markdown(result: dict) -> str:
     for level, v in result["levels"].items():
         lines.append(f"| {level} | {_fmt(v['claimed'])} | {_fmt(v['recomputed']['rdp'])} | "
                      f"{_fmt(v['recomputed']['pld'])} | {v['delta']:.3g} |")
+    if "empirical" in result:
+        lines += empirical_markdown(result["empirical"])
     lines += [f"\nWarning: {w}" for w in result.get("warnings", [])]
     lines += ["", "| check | level | result | detail |", "|---|---|---|---|"]
     for c in result["checks"]:
@@ -44,11 +51,70 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def empirical_markdown(emp: dict) -> list[str]:
+    """Claimed, recomputed and empirical ε side by side, with the plots."""
+    can, mia = emp["canary"], emp["membership"]
+    lines = ["", "## Empirical audit", "",
+             "| attack | against | claimed ε | empirical ε | detail |", "|---|---|---|---|---|"]
+    if can["available"]:
+        f = can["fit"]
+        lines.append(f"| canaries (Andrew et al. 2024), estimate | user level | "
+                     f"{_fmt(can['claimed'])} | {_fmt(can['epsilon'])} | {f['inserted']} inserted, "
+                     f"{f['held_out']} held out; cosine {f['inserted_mean']:.2e} vs "
+                     f"{f['held_out_mean']:.2e} (sd {f['held_out_std']:.2e}); two-Gaussian fit "
+                     f"ε {_fmt(can['epsilon_two_gaussians'])}; δ {can['delta']:.3g} |")
+    else:
+        lines.append(f"| canaries | user level | {_fmt(can['claimed'])} | - | {can['reason']} |")
+    lines.append(f"| membership inference, {mia['confidence']:.0%} lower bound | {mia['claim']} | "
+                 f"{_fmt(mia['claimed'])} | {_fmt(mia['epsilon_lower'])} | {mia['devices']} "
+                 f"devices; AUC {mia['auc']:.3f}, advantage {mia['advantage']:.3f}; "
+                 f"δ {mia['delta']:.3g} |")
+    lines += ["", "The canary estimate is Andrew et al.'s one-shot estimate (the spread of the "
+              "held-out cosines for both Gaussians; the two-Gaussian fit is shown too), not a "
+              "bound. The membership bound holds at the stated confidence; its non-members are "
+              "each user's latest (test) interaction, so drift over time can only raise it."]
+    for name in ("audit_canaries.png", "audit_roc.png"):
+        if name in emp.get("plots", []):
+            lines += ["", f"![{name}]({name})"]
+    return lines
+
+
+def _empirical(run_record, result: dict, out: Path) -> None:
+    """Run both attacks, add their checks and plots to ``result``."""
+    from simulations.audit import Check
+    from simulations.empirical_audit import audit_empirical, empirical_checks
+    from simulations.plots import plot_canary_cosines, plot_roc
+
+    emp = audit_empirical(run_record)
+    checks: list[Check] = empirical_checks(emp)
+    result["checks"] += [asdict(c) for c in checks]
+    result["passed"] = result["passed"] and all(c.passed for c in checks)
+    plots = []
+    can = emp["canary"]
+    if can["available"]:
+        cos = can.pop("cosines")
+        plot_canary_cosines(cos["inserted"], cos["held_out"], out / "audit_canaries.png",
+                            f"canary cosines: estimate ε {can['epsilon']:.3g}, "
+                            f"claimed {_fmt(can['claimed'])}")
+        plots.append("audit_canaries.png")
+    roc = emp["membership"].pop("roc")
+    plot_roc(roc["fpr"], roc["tpr"], out / "audit_roc.png",
+             f"membership inference: AUC {emp['membership']['auc']:.3f}, "
+             f"ε ≥ {emp['membership']['epsilon_lower']:.2f}")
+    plots.append("audit_roc.png")
+    emp["plots"] = plots
+    result["empirical"] = emp
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    result = audit_accounting(load_run(args.run_dir))
-    result["seconds"] = time.perf_counter() - start
+    run_record = load_run(args.run_dir)
+    result = audit_accounting(run_record)
     out = args.out or args.run_dir
+    if args.empirical:
+        with console.status("empirical audit: canaries and membership inference..."):
+            _empirical(run_record, result, out)
+    result["seconds"] = time.perf_counter() - start
     write_text_atomic(out / "audit.json", json.dumps(result, indent=2, default=to_json) + "\n")
     write_text_atomic(out / "audit.md", markdown(result))
     table = Table(title=f"audit of {args.run_dir}: {'PASS' if result['passed'] else 'FAIL'}")
@@ -63,4 +129,12 @@ def run(args: argparse.Namespace) -> int:
     for level, v in result["levels"].items():
         report.print(f"{level}-level ε: claimed {_fmt(v['claimed'])}, recomputed "
                      f"{_fmt(v['recomputed']['rdp'])} (RDP), {_fmt(v['recomputed']['pld'])} (PLD)")
+    if "empirical" in result:
+        emp = result["empirical"]
+        if emp["canary"]["available"]:
+            report.print(f"canary estimate: ε {_fmt(emp['canary']['epsilon'])} "
+                         f"(claimed user-level {_fmt(emp['canary']['claimed'])})")
+        mia = emp["membership"]
+        report.print(f"membership inference: AUC {mia['auc']:.3f}, ε ≥ {_fmt(mia['epsilon_lower'])} "
+                     f"at {mia['confidence']:.0%} (claimed {_fmt(mia['claimed'])})")
     return 0 if result["passed"] else 1

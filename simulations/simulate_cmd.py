@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="example-level budget: clients decline rounds past it")
     dp.add_argument("--client-delta", type=float, help="example-level delta")
     dp.add_argument("--noise-seed", type=int, help="seeds the DP noise only")
+    dp.add_argument("--canaries", type=int, help="audit runs: k canary clients for "
+                    "`fedrec audit --empirical` (0: none)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
@@ -77,7 +79,7 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "synthetic_users", "seed", "gmf_dim", "dp", "dp_clipping", "noise_multiplier", "clip",
           "target_epsilon", "delta", "clip_quantile", "clip_lr", "clipped_count_stddev",
           "client_noise_multiplier", "client_clip", "client_target_epsilon", "client_delta",
-          "noise_seed")
+          "noise_seed", "canaries")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -178,10 +180,13 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.resume and run_dir.manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    check_settings(cfg, fed.n_clients, fed.train_sizes().tolist() if cfg.client_dp else [])
-    console.print(f"{fed.name}: {fed.n_clients} clients, {fed.inter.n_items} items; "
-                  f"{cfg.rounds} rounds of {cfg.strategy}, dp {cfg.dp} -> {cfg.out}")
-    proc = launch(cfg, fed.n_clients, args.workers)
+    clients = fed.n_clients + cfg.canaries
+    check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
+    console.print(f"{fed.name}: {fed.n_clients} clients"
+                  + (f" + {cfg.canaries} canaries" if cfg.canaries else "")
+                  + f", {fed.inter.n_items} items; {cfg.rounds} rounds of {cfg.strategy}, "
+                  f"dp {cfg.dp} -> {cfg.out}")
+    proc = launch(cfg, clients, args.workers)
     try:
         follow(proc, run_dir, cfg)
     except KeyboardInterrupt:
