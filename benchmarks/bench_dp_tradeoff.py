@@ -11,6 +11,12 @@ user level for the replace-one event of full participation (δ = 1/N^1.1), examp
 for a client with the median number of examples (δ = 1e-5; smaller clients sample at a
 higher rate, spend faster and decline once they reach the same target).
 Prints a markdown table with the command of every cell.
+
+With ``--canaries K`` the same cells (plus a no-DP cell, without the example-level
+ones) are trained with K canary clients for ``fedrec audit --empirical`` (noise then
+calibrated for N + K clients), and each cell is audited, empirically, after it runs:
+
+    .venv/bin/python benchmarks/bench_dp_tradeoff.py --out runs/dp_audit --canaries 100
 """
 
 from __future__ import annotations
@@ -55,19 +61,23 @@ def client_noise(target: float, examples: int, rounds: int = ROUNDS) -> float:
     return privacy.calibrate_noise(target, 1e-5, event)
 
 
-def cells() -> list[tuple[str, str, list[str]]]:
+def cells(canaries: int = 0) -> list[tuple[str, str, list[str]]]:
     """(name, run directory name, flags) of every cell."""
     import numpy as np
 
     from shared.federated_data import load_federation
     fed = load_federation("movielens-100k", 0, 20, 200)
     median = int(np.median([len(fed.client(i).train_items) for i in range(fed.n_clients)]))
-    out = []
+    extra = ["--canaries", str(canaries)] if canaries else []
+    out = [("no DP", "no_dp", ["--rounds", str(ROUNDS), "--clip", "2.0", *extra])] if canaries else []
     for eps in (8.0, 4.0, 1.0):
-        z = user_noise(eps, fed.n_clients)
+        z = user_noise(eps, fed.n_clients + canaries)
         out.append((f"user ε={eps:g}", f"user_eps{eps:g}",
                     ["--rounds", str(ROUNDS), "--dp", "server", "--clip", "2.0",
-                     "--noise-multiplier", f"{z:.4f}", "--target-epsilon", f"{eps * 1.001:g}"]))
+                     "--noise-multiplier", f"{z:.4f}", "--target-epsilon", f"{eps * 1.001:g}",
+                     *extra]))
+    if canaries:
+        return out
     for eps, rounds, slug in ((8.0, ROUNDS, "example_eps8"),
                               (1.0, EXAMPLE_EPS1_ROUNDS, "example_eps1_10rounds")):
         z = client_noise(eps, median, rounds)
@@ -81,6 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only", help="run only cells whose name contains this")
+    parser.add_argument("--canaries", type=int, default=0,
+                        help="train with K canary clients and audit each cell empirically")
     parser.add_argument("--no-dp-run", type=Path, help="a run of the same federation without DP "
                         "(e.g. benchmarks/bench_federated.py's, any number of rounds >= 20): "
                         "its round-20 line is the no-DP row")
@@ -90,7 +102,7 @@ def main() -> None:
     from shared.cli import main as fedrec
 
     rows = []
-    for name, slug, flags in cells():
+    for name, slug, flags in cells(args.canaries):
         if args.only and args.only not in name:
             continue
         out = args.out / slug
@@ -101,6 +113,8 @@ def main() -> None:
             code = fedrec(["simulate", *(resume if run.manifest_path.exists() else cmd)])
             if code:
                 sys.exit(code)
+        if args.canaries and not (out / "audit.json").exists():
+            fedrec(["audit", str(out), "--empirical"])
         rows.append((name, cmd, json.loads(run.results_path.read_text()), run.read_metrics()))
     if args.no_dp_run:
         history = [r for r in RunDir(args.no_dp_run).read_metrics() if r["round"] <= ROUNDS]

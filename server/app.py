@@ -23,7 +23,8 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
 from client.app import from_record, is_declined, to_record  # noqa: E402
 from client.local import LocalSettings  # noqa: E402
-from server.dp import ServerPrivacy, declared_privacy, final_privacy  # noqa: E402
+from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
+                       final_privacy)
 from server.rundir import RunDir  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
@@ -127,6 +128,9 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 dp = ServerPrivacy(cfg, fed.n_clients, sampled, Ledger.loads(str(ledger)))
                 dp.resume(strategy)
             start_round = done + 1
+            if cfg.dp != "none":   # the manifest's events again match the rounds kept
+                run.record_accounting(accounting_record(cfg, dp, run.read_metrics(),
+                                                        fed.train_sizes))
             log.info("resuming %s after round %d", run.path, done)
     arrays = to_record(weights)
     started = time.perf_counter()
@@ -143,6 +147,8 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             state[LEDGER_KEY] = np.array(dp.ledger.dumps())
         run.save_checkpoint(rnd, from_record(arrays), state)
         run.append_metrics(line)
+        if cfg.dp != "none":
+            run.record_accounting(accounting_record(cfg, dp, run.read_metrics(), fed.train_sizes))
         if dp is not None and (over := dp.exceeded(rnd)):
             stopped = {"round": rnd + 1, "reason": over}
             log.warning("stopping: %s", over)
@@ -180,6 +186,8 @@ class ServerData:
     n_items: int
     item_features: np.ndarray
     manifest: dict[str, Any]
+    #: simulation only: every user's training examples (None in a deployment)
+    train_sizes: np.ndarray | None = None
 
 
 def server_data(cfg: RunConfig) -> ServerData:
@@ -197,7 +205,8 @@ def server_data(cfg: RunConfig) -> ServerData:
                       {"name": fed.name, "fingerprint": fed.fingerprint, "clients": clients,
                        "users": fed.n_clients, "canaries": cfg.canaries,
                        "items": fed.inter.n_items,
-                       "training_interactions": int(len(fed.split.train_users))})
+                       "training_interactions": int(len(fed.split.train_users))},
+                      fed.train_sizes())
 
 
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:

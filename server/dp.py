@@ -232,3 +232,35 @@ def final_privacy(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
     record["delta"] = main.get("delta")
     record["level"] = main.get("level")
     return record
+
+
+def accounting_record(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
+                      train_sizes: np.ndarray | None) -> dict[str, Any] | None:
+    """The ``accounting`` section of ``manifest.json``: every DpEvent that ran, composed
+    by nobody, so that an auditor gets each ε from the manifest alone.
+
+    ``user``: the server's ledger (one DP-FedAvg event per round, as run). ``example``
+    (simulation, where the server holds every user's data and so knows each client's
+    sampling rate): per client, the local DP-SGD event of a round and the rounds it
+    took part in (its accepted updates; a device ledger may hold more: a round whose
+    reply was lost or rejected was spent all the same). In a deployment the server
+    never learns a device's data size; the devices' own ledgers are the record there.
+    """
+    if cfg.dp == "none":
+        return None
+    record: dict[str, Any] = {"user": dp.ledger.to_dict() if dp is not None else None}
+    if cfg.client_dp and train_sizes is not None:
+        from client.local import LocalSettings
+
+        settings = LocalSettings.from_run_config(cfg)
+        rounds: dict[int, list[int]] = {}
+        for row in history:
+            for p in row.get("participants", []):
+                if 0 <= int(p) < len(train_sizes):     # canaries come after the users
+                    rounds.setdefault(int(p), []).append(int(row["round"]))
+        record["example"] = {
+            "relation": "add_or_remove_one", "delta": cfg.client_delta,
+            "clients": {str(p): {"event": privacy.event_to_dict(
+                                     settings.dp_plan(int(train_sizes[p])).event()),
+                                 "rounds": r} for p, r in sorted(rounds.items())}}
+    return record

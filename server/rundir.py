@@ -2,7 +2,9 @@
 
 Layout::
 
-    manifest.json          full config, versions, seed, data fingerprint (written first)
+    manifest.json          full config, versions, seed, data fingerprint (written first);
+                           under DP its ``accounting`` section holds every DpEvent that
+                           ran, rewritten after each round
     metrics.jsonl          one JSON line per completed round
     checkpoints/round-N.npz  global weights + server-optimiser state after round N
     results.json           final metrics, same shape as the baselines' results
@@ -61,6 +63,12 @@ class RunDir:
 
     def manifest(self) -> dict[str, Any]:
         return json.loads(self.manifest_path.read_text())
+
+    def record_accounting(self, record: dict[str, Any] | None) -> None:
+        """Replace the manifest's ``accounting`` section (every DpEvent so far), atomically."""
+        manifest = self.manifest()
+        manifest["accounting"] = record
+        write_text_atomic(self.manifest_path, json.dumps(manifest, indent=2, default=to_json) + "\n")
 
     # ----- checkpoints -----
     def save_checkpoint(self, round_: int, weights: dict[str, np.ndarray],

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from dp_accounting import dp_event as dpe
 
 from client.local import LocalSettings
-from server.dp import declared_privacy
-from server.dp import ServerPrivacy
+from server.dp import ServerPrivacy, accounting_record, declared_privacy
 from shared import privacy
 from shared.cli import main as fedrec
 from shared.config import RunConfig
@@ -23,8 +23,6 @@ EXAMPLES = {0: 40, 1: 12, 2: 100}   # client -> training examples
 def _write_run(path, cfg: RunConfig, participants=None):
     """A run directory as fedrec writes it, built from the same functions the server uses."""
     path.mkdir(parents=True, exist_ok=True)
-    manifest = {"config": cfg.to_flower(), "privacy": declared_privacy(cfg, N, M)}
-    (path / "manifest.json").write_text(json.dumps(manifest))
     sp = ServerPrivacy(cfg, N, M)
     rows, ledgers = [], {u: Ledger("add_or_remove_one", cfg.client_delta) for u in EXAMPLES}
     settings = LocalSettings.from_run_config(cfg)
@@ -41,6 +39,10 @@ def _write_run(path, cfg: RunConfig, participants=None):
                 ledgers[u].record(rnd, settings.dp_plan(EXAMPLES[u]).event())
         rows.append(row)
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sizes = np.array([EXAMPLES[u] for u in sorted(EXAMPLES)])
+    manifest = {"config": cfg.to_flower(), "privacy": declared_privacy(cfg, N, M),
+                "accounting": accounting_record(cfg, sp if cfg.server_dp else None, rows, sizes)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
     record = {"mode": cfg.dp, "user": sp.summary() if cfg.server_dp else None}
     if cfg.client_dp:
         record["example"] = {"max_client_epsilon": max(led.epsilon() for led in ledgers.values())}
@@ -72,6 +74,29 @@ def test_a_correct_run_passes_and_recomputation_matches(cfg, tmp_path):
     assert result["warnings"] == []                                 # secret randomness
     seeded = _write_run(tmp_path / "seeded", cfg.replace(noise_seed=3))
     assert "seeded" in audit_accounting(load_run(seeded))["warnings"][0]
+
+
+def test_epsilon_is_recomputed_from_the_manifest_alone(cfg, tmp_path):
+    run = _write_run(tmp_path / "run", cfg)
+    manifest = json.loads((run / "manifest.json").read_text())
+    # an auditor with nothing but manifest.json and dp-accounting
+    user = Ledger.from_dict(manifest["accounting"]["user"])
+    claim = json.loads((run / "privacy.json").read_text())
+    assert user.epsilon("rdp") == pytest.approx(claim["user"]["epsilon"], rel=1e-12)
+    example = manifest["accounting"]["example"]
+    assert sorted(example["clients"]) == ["0", "1", "2"]
+    worst = max(Ledger(example["relation"], example["delta"]).epsilon(
+        "rdp", dpe.SelfComposedDpEvent(privacy.event_from_dict(c["event"]), len(c["rounds"])))
+        for c in example["clients"].values())
+    assert worst == pytest.approx(claim["example"]["max_client_epsilon"], rel=1e-9)
+    result = audit_accounting(load_run(run))
+    assert {lvl["source"] for lvl in result["levels"].values()} == {"manifest.json"}
+    # a manifest that drops a round, or disagrees with a device's ledger, fails
+    manifest["accounting"]["user"]["history"].pop()
+    manifest["accounting"]["example"]["clients"]["1"]["event"]["event"]["sampling_probability"] /= 2
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert {"manifest events match the logged mechanism",
+            "manifest events match the device ledgers"} <= _failed(audit_accounting(load_run(run)))
 
 
 def test_dp_claimed_with_noise_switched_off_fails(cfg, tmp_path):

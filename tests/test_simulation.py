@@ -137,6 +137,11 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
         audit = json.loads((run.path / "audit.json").read_text())
         assert audit["levels"]["user"]["recomputed"]["rdp"] == pytest.approx(
             audit["levels"]["user"]["claimed"], rel=1e-9)
+        assert {lvl["source"] for lvl in audit["levels"].values()} == {"manifest.json"}
+        accounting = run.manifest()["accounting"]          # every round once, after a resume too
+        assert [h[0] for h in accounting["user"]["history"]] == [1, 2, 3]
+        assert all(len(c["rounds"]) == len(set(c["rounds"]))
+                   for c in accounting["example"]["clients"].values())
 
 
 def test_dp_run_stops_before_exceeding_its_target_epsilon(tmp_path):
