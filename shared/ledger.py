@@ -141,7 +141,22 @@ def read_ledgers(root: str | Path) -> dict[int, Ledger]:
     return ledgers
 
 
+_RDP_CACHE: dict[str, float] = {}
+
+
 def largest(ledgers: dict[int, Ledger]) -> tuple[int | None, dict[int, float]]:
-    """The user whose ledger has the largest RDP ε (None if none), and every user's ε."""
-    eps = {user: led.epsilon("rdp") for user, led in ledgers.items()}
+    """The user whose ledger has the largest RDP ε (None if none), and every user's ε.
+
+    Devices with the same data size that joined as many rounds hold the same composed
+    event; each distinct composition is accounted once per process (ε is a pure
+    function of relation, δ and the events).
+    """
+    eps = {}
+    for user, led in ledgers.items():
+        key = json.dumps([led.relation, led.delta, led.entries()], sort_keys=True)
+        if key not in _RDP_CACHE:
+            if len(_RDP_CACHE) > 100_000:
+                _RDP_CACHE.clear()
+            _RDP_CACHE[key] = led.epsilon("rdp")
+        eps[user] = _RDP_CACHE[key]
     return (max(eps, key=eps.get) if eps else None), eps
