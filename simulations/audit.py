@@ -210,9 +210,22 @@ def _ledger_event_check(declared: dict[str, Any], ledgers: dict[int, Ledger]) ->
                  "; ".join(bad[:5]) or f"{len(ledgers)} ledgers")
 
 
+def _double_counts(ledgers: dict[int, Ledger]) -> Check:
+    """A replayed release (same round, same release key: a resumed seeded round) counted
+    twice. A round recorded twice *without* a key was drawn twice with fresh secret
+    randomness: two real releases, rightly counted twice."""
+    bad = []
+    for user, ledger in ledgers.items():
+        keys = [(h[0], h[2]) for h in ledger.history if h[2] is not None]
+        if len(keys) != len(set(keys)):
+            bad.append(user)
+    return Check("no release counted twice", "example", not bad,
+                 f"{len(ledgers)} ledgers; with a replay counted twice: {bad[:10]}")
+
+
 def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
     declared = run.manifest["privacy"]["example"]
-    checks = [_ledger_event_check(declared, run.ledgers)]
+    checks = [_ledger_event_check(declared, run.ledgers), _double_counts(run.ledgers)]
     log = _participation(run.rows, run.manifest.get("data", {}).get("users"))
     if log is None:
         checks.append(Check("ledgers match the participation log", "example", False,

@@ -131,6 +131,10 @@ def test_client_over_budget_or_uncounted_participation_fails(cfg, tmp_path):
     tight = _write_run(tmp_path / "tight", cfg.replace(client_target_epsilon=1.0))
     assert "no client over its budget" in _failed(audit_accounting(load_run(tight)))
     run = _write_run(tmp_path / "run", cfg)
+    twice = Ledger.loads((run / "client_state" / "2" / "ledger.json").read_text())
+    twice.history += [[1, twice.history[0][1], "k"], [1, twice.history[0][1], "k"]]
+    (run / "client_state" / "2" / "ledger.json").write_text(twice.dumps())   # a replay twice
+    assert "no release counted twice" in _failed(audit_accounting(load_run(run)))
     (run / "client_state" / "1" / "ledger.json").unlink()      # client 1 took part, never counted
     assert "every participation is in the client's ledger" in _failed(
         audit_accounting(load_run(run)))
