@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="a federated run in Flower's simulation engine")
     simulate_cmd.add_arguments(simulate)
 
+    from simulations import sweep_cmd
+
+    sweep = sub.add_parser("sweep", help="a grid of simulated runs, with plots and a report")
+    sweep_cmd.add_arguments(sweep)
+
     from simulations import audit_cmd
 
     audit = sub.add_parser("audit", help="recompute and check the ε claims of a run")
@@ -87,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             from simulations import simulate_cmd
 
             return simulate_cmd.run(args)
+        if args.command == "sweep":
+            from simulations import sweep_cmd
+
+            return sweep_cmd.run(args)
         if args.command == "audit":
             from simulations import audit_cmd
 

@@ -70,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
+    parser.add_argument("--ray-address", help="run the clients on an existing Ray cluster "
+                        "(ray.init address, e.g. auto or ray://head:10001)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the centralized NeuMF reference")
 
@@ -113,15 +115,27 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg.replace(**changes)
 
 
-def launch(cfg: RunConfig, n_clients: int, workers: int) -> subprocess.Popen:
+def backend_config(workers: int, ray_address: str | None = None) -> dict:
+    """Flower's simulation backend config: ``workers`` parallel clients on a local Ray,
+    or every client on the existing Ray cluster at ``ray_address`` (``ray.init(address=...)``,
+    e.g. ``auto`` or ``ray://head:10001``); one CPU per client either way."""
+    init: dict = {"log-to-driver": False}
+    if ray_address:
+        init["address"] = ray_address
+    else:
+        init["num-cpus"] = max(1, workers)
+    return {"client-resources": {"num-cpus": 1, "num-gpus": 0.0}, "init-args": init}
+
+
+def launch(cfg: RunConfig, n_clients: int, workers: int,
+           ray_address: str | None = None) -> subprocess.Popen:
     """Start ``flower-simulation`` on this app with ``cfg`` as the run config."""
     exe = shutil.which("flower-simulation") or str(Path(sys.executable).parent / "flower-simulation")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     run_config = out / "run_config.toml"
     run_config.write_text(tomli_w.dumps(cfg.to_flower()))
-    backend = {"client-resources": {"num-cpus": 1, "num-gpus": 0.0},
-               "init-args": {"num-cpus": max(1, workers), "log-to-driver": False}}
+    backend = backend_config(workers, ray_address)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
     log = (out / "simulation.log").open("a")
     return subprocess.Popen(
@@ -130,28 +144,93 @@ def launch(cfg: RunConfig, n_clients: int, workers: int) -> subprocess.Popen:
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(APP_DIR))
 
 
-def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig) -> None:
-    """Progress bar over rounds from metrics.jsonl until the simulation exits."""
-    columns = (TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        done0 = len(run.read_metrics())
-        task = bar.add_task("rounds", total=cfg.rounds, completed=done0, status="starting")
+def round_status(rows: list[dict]) -> str:
+    """One line about the newest round: HR@10 (or loss) and ε so far."""
+    if not rows:
+        return "starting"
+    last = rows[-1]
+    hr, loss = last.get("hr@10"), last.get("train_loss")
+    status = (f"HR@10 {hr:.3f}" if hr is not None else
+              f"loss {loss:.3f}" if loss is not None else f"round {last['round']}")
+    if last.get("epsilon") is not None:
+        status += f"  ε user {last['epsilon']:.2f}"
+    if last.get("client_epsilon_max") is not None:
+        status += f"  ε example ≤ {last['client_epsilon_max']:.2f}"
+    return status
+
+
+#: A simulation that has written nothing at all after this long never started: Ray's
+#: start-up forks while Flower's ServerApp thread already runs, and the fork can hang.
+STARTUP_TIMEOUT = 120.0
+
+
+class StartupHang(Exception):
+    """flower-simulation wrote nothing within STARTUP_TIMEOUT seconds."""
+
+
+def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress | None = None,
+           label: str = "rounds") -> None:
+    """Progress bar over rounds from metrics.jsonl until the simulation exits (a task on
+    ``bar`` when given, else a bar of its own). Raises StartupHang (after killing it)
+    when the simulation never starts."""
+    if bar is None:
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as own:
+            return follow(proc, run, cfg, own, label)
+    task = bar.add_task(label, total=cfg.rounds, completed=len(run.read_metrics()),
+                        status="starting")
+    log, started = run.path / "simulation.log", time.monotonic()
+    size0 = log.stat().st_size if log.exists() else 0
+    try:
         while proc.poll() is None:
             rows = run.read_metrics()
-            if rows:
-                last = rows[-1]
-                hr = last.get("hr@10")
-                loss = last.get("train_loss")
-                status = (f"HR@10 {hr:.3f}" if hr is not None else
-                          f"loss {loss:.3f}" if loss is not None else f"round {last['round']}")
-                if last.get("epsilon") is not None:
-                    status += f"  ε user {last['epsilon']:.2f}"
-                if last.get("client_epsilon_max") is not None:
-                    status += f"  ε example ≤ {last['client_epsilon_max']:.2f}"
-                bar.update(task, completed=len(rows), status=status)
+            bar.update(task, completed=len(rows), status=round_status(rows))
+            if (time.monotonic() - started > STARTUP_TIMEOUT and log.exists()
+                    and log.stat().st_size == size0):
+                proc.kill()
+                proc.wait()
+                raise StartupHang(f"flower-simulation wrote nothing in {STARTUP_TIMEOUT:.0f} s")
             time.sleep(1.0)
         bar.update(task, completed=len(run.read_metrics()))
+    finally:
+        if label != "rounds":   # a sweep's per-cell task goes when the cell is done
+            bar.remove_task(task)
+
+
+def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
+            bar: Progress | None = None, label: str = "rounds") -> dict:
+    """Run ``cfg`` (or resume it when ``cfg.resume``) to the end; return results.json.
+
+    Raises ConfigError for settings that cannot work, FedrecError when the simulation
+    fails, KeyboardInterrupt (after stopping the simulation) on Ctrl-C.
+    """
+    from shared.federated_data import load_federation
+
+    run_dir = RunDir(cfg.out)
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    clients = fed.n_clients + cfg.canaries
+    check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
+    for attempt in (1, 2):
+        proc = launch(cfg, clients, workers, ray_address)
+        try:
+            follow(proc, run_dir, cfg, bar, label)
+            break
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+        except StartupHang as hang:
+            if attempt == 2:
+                raise FedrecError(f"{cfg.out}: {hang}, twice; see its simulation.log") from None
+            console.print(f"{hang}; starting it again")
+            cfg = cfg.replace(resume=run_dir.manifest_path.exists())
+    if proc.returncode != 0 or not run_dir.results_path.exists():
+        raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
+    if cfg.client_dp:
+        add_ledger_summary(run_dir, cfg)
+    return json.loads(run_dir.results_path.read_text())
 
 
 def reference(cfg: RunConfig) -> dict | None:
@@ -176,35 +255,32 @@ def run(args: argparse.Namespace) -> int:
     from shared.federated_data import load_federation
 
     cfg = build_config(args)
-    run_dir = RunDir(cfg.out)
-    if not cfg.resume and run_dir.manifest_path.exists():
+    if not cfg.resume and RunDir(cfg.out).manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    clients = fed.n_clients + cfg.canaries
-    check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
     console.print(f"{fed.name}: {fed.n_clients} clients"
                   + (f" + {cfg.canaries} canaries" if cfg.canaries else "")
                   + f", {fed.inter.n_items} items; {cfg.rounds} rounds of {cfg.strategy}, "
                   f"dp {cfg.dp} -> {cfg.out}")
-    proc = launch(cfg, clients, args.workers)
     try:
-        follow(proc, run_dir, cfg)
+        results = execute(cfg, args.workers, args.ray_address)
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait()
         console.print(f"interrupted; resume with: fedrec simulate --resume {cfg.out}")
         return 130
-    if proc.returncode != 0 or not run_dir.results_path.exists():
-        raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
-    if cfg.client_dp:
-        add_ledger_summary(run_dir, cfg)
-    results = json.loads(run_dir.results_path.read_text())
+    write_tensorboard(cfg.out)
     if results.get("stopped"):
         console.print(f"stopped before round {results['stopped']['round']}: "
                       f"{results['stopped']['reason']}")
     ref = None if args.no_reference else reference(cfg)
     report.print(final_table(results, ref))
     return 0
+
+
+def write_tensorboard(run_dir: str | Path) -> None:
+    """TensorBoard event files of a finished run (``RUN_DIR/tensorboard``)."""
+    from simulations.tensorboard import write_events
+
+    write_events(run_dir)
 
 
 def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:

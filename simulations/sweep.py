@@ -1,0 +1,178 @@
+"""A sweep: one base run, cells and a grid over any run parameter, and seeds.
+
+The TOML file (``fedrec sweep CONFIG.toml``)::
+
+    [sweep]
+    name = "MovieLens-100k: accuracy against ε"
+    seeds = [0, 1]               # every cell runs once per seed
+    reference = true             # centralized NeuMF on the same data, as a reference line
+
+    [base]                       # any run parameter (``fedrec simulate`` / RunConfig keys)
+    dataset = "movielens-100k"
+    rounds = 20
+
+    [grid]                       # optional: the cartesian product of these lists
+    local-epochs = [1, 2]
+
+    [[cells]]                    # optional: named cells, each crossed with the grid
+    name = "user ε = 8"
+    dp = "server"
+    user-epsilon = 8             # calibrate the noise multiplier for ε = 8 at the last round
+
+Besides run parameters a cell or grid may set ``user-epsilon`` (user-level target:
+the noise multiplier is calibrated with dp-accounting and ``target-epsilon`` set just
+above it) and ``example-epsilon`` (the same for client DP-SGD, calibrated for the
+median client). Everything is validated when the file is read: one line per mistake.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.config import RunConfig
+from shared.errors import ConfigError
+
+#: Cell keys that are not run parameters: targets the noise is calibrated for.
+TARGETS = ("user-epsilon", "example-epsilon")
+#: ``target-epsilon`` is set this much above a calibrated target (accountant numerics).
+TARGET_SLACK = 1.001
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the sweep: a cell's settings under one seed."""
+
+    label: str
+    params: dict[str, Any]          # what this cell changes (hyphenated keys), targets included
+    seed: int
+    config: RunConfig               # the full run config (noise calibrated, out set)
+
+    @property
+    def key(self) -> str:
+        """Directory name: the label's safe form plus the seed."""
+        return Path(self.config.out).name
+
+
+@dataclass
+class Sweep:
+    name: str
+    seeds: list[int]
+    reference: bool
+    base: dict[str, Any]
+    cells: list[Cell] = field(default_factory=list)
+    source: str = ""
+
+
+def slug(text: str) -> str:
+    """A file-system-safe name: ε spelled out, runs of other characters become one '-'."""
+    text = text.replace("ε", "eps").replace("=", "")
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "cell"
+
+
+def _table(data: dict, key: str, source: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: [{key}] must be a table")
+    return value
+
+
+def load_sweep(path: str | Path, out: str | Path) -> Sweep:
+    """Read and validate a sweep file; every cell's run directory goes under ``out/runs``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    source = str(path)
+    unknown = sorted(set(data) - {"sweep", "base", "grid", "cells"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)} "
+                          "(expected sweep, base, grid, cells)")
+    meta, base, grid = (_table(data, k, source) for k in ("sweep", "base", "grid"))
+    seeds = meta.get("seeds", [base.get("seed", 0)])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+        raise ConfigError(f"{source}: sweep.seeds must be a non-empty list of integers >= 0")
+    for key, values in grid.items():
+        if not (isinstance(values, list) and values):
+            raise ConfigError(f"{source}: grid.{key} must be a non-empty list")
+    cells = data.get("cells", [{}])
+    if not (isinstance(cells, list) and all(isinstance(c, dict) for c in cells)):
+        raise ConfigError(f"{source}: [[cells]] must be tables")
+    sweep = Sweep(str(meta.get("name", path.stem)), seeds, bool(meta.get("reference", True)),
+                  base, source=source)
+    _check_keys(base, source, "base")
+    for i, cell in enumerate(cells):
+        settings = {k: v for k, v in cell.items() if k != "name"}
+        _check_keys(settings, source, f"cells[{i}]")
+        for combo in itertools.product(*grid.values()):
+            params = {**settings, **dict(zip(grid, combo))}
+            label = _label(cell.get("name"), dict(zip(grid, combo)), settings)
+            for seed in seeds:
+                sweep.cells.append(_cell(base, params, label, seed, Path(out), source))
+    labels = [c.key for c in sweep.cells]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: two cells share a name; give each [[cells]] a distinct name")
+    return sweep
+
+
+def _check_keys(settings: dict, source: str, where: str) -> None:
+    known = set(RunConfig().to_flower()) | set(TARGETS)
+    for key in settings:
+        if key.replace("_", "-") not in known:
+            raise ConfigError(f"{source}: {where}: unknown setting {key!r}")
+        if key in ("out", "resume", "seed"):
+            raise ConfigError(f"{source}: {where}: {key!r} is set by the sweep "
+                              "(use sweep.seeds and --out)")
+
+
+def _label(name: str | None, grid: dict, settings: dict) -> str:
+    shown = grid if name else {**settings, **grid}
+    parts = [f"{k} {v}" for k, v in shown.items()]
+    return ", ".join(([name] if name else []) + parts) or "base"
+
+
+def _cell(base: dict, params: dict, label: str, seed: int, out: Path, source: str) -> Cell:
+    settings = {k: v for k, v in {**base, **params}.items() if k not in TARGETS}
+    from simulations.simulate_cmd import absolute_paths
+
+    cfg = RunConfig.from_mapping({**settings, "seed": seed}, source=f"{source} ({label})")
+    cfg = calibrated(cfg, {**base, **params}, f"{source} ({label})")
+    run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
+    return Cell(label, params, seed, absolute_paths(cfg.replace(out=str(run_dir))))
+
+
+def calibrated(cfg: RunConfig, settings: dict, source: str) -> RunConfig:
+    """``cfg`` with noise multipliers calibrated for the cell's ε targets, if any."""
+    if not any(t in settings for t in TARGETS):
+        return cfg
+    from shared.federated_data import load_federation
+    from simulations.calibrate import example_noise_multiplier, user_noise_multiplier
+
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    changes: dict[str, Any] = {}
+    try:
+        if "user-epsilon" in settings:
+            if not cfg.server_dp:
+                raise ConfigError(f"{source}: user-epsilon needs dp = server or both")
+            eps = float(settings["user-epsilon"])
+            changes["noise_multiplier"] = user_noise_multiplier(cfg, fed.n_clients + cfg.canaries, eps)
+            changes["target_epsilon"] = eps * TARGET_SLACK
+        if "example-epsilon" in settings:
+            if not cfg.client_dp:
+                raise ConfigError(f"{source}: example-epsilon needs dp = client or both")
+            import numpy as np
+
+            eps = float(settings["example-epsilon"])
+            median = int(np.median(fed.train_sizes()))
+            changes["client_noise_multiplier"] = example_noise_multiplier(cfg, median, eps)
+            changes["client_target_epsilon"] = eps
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(f"{source}: cannot calibrate noise: {err}") from None
+    return cfg.replace(**changes)

@@ -1,0 +1,101 @@
+"""``fedrec sweep CONFIG.toml --out DIR``: every cell of a sweep, then its report.
+
+Cells run one after another, each a ``fedrec simulate`` run in ``DIR/runs/<cell>-seed<k>``
+(its clients in parallel on ``--workers`` cores, or on a Ray cluster with
+``--ray-address``). Re-running the same command skips finished cells and resumes an
+interrupted one from its last complete round, so a crash or Ctrl-C loses at most the
+round in flight. The report (``simulations.sweep_report``) is rewritten after every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from server.rundir import RunDir
+from shared.errors import FedrecError
+from simulations.progress import console, report
+from simulations.sweep import Cell, Sweep, load_sweep
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]])")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory")
+    parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
+    parser.add_argument("--ray-address", help="run the clients on an existing Ray cluster "
+                        "(ray.init address, e.g. auto or ray://head:10001)")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+
+
+def _neumf(sweep: Sweep) -> dict | None:
+    """Centralized NeuMF on the first cell's data and first seed (cached in DIR)."""
+    if not sweep.reference or not sweep.cells:
+        return None
+    from simulations.simulate_cmd import reference
+
+    first = sweep.cells[0].config
+    out = Path(first.out).parent.parent / "reference"
+    out.mkdir(parents=True, exist_ok=True)
+    return reference(first.replace(out=str(out)))["metrics"]
+
+
+def _status(cell: Cell) -> str:
+    run = RunDir(cell.config.out)
+    if run.results_path.exists():
+        return "done"
+    return "resume" if run.manifest_path.exists() else "new"
+
+
+def run_cell(cell: Cell, args: argparse.Namespace, bar: Progress) -> None:
+    from simulations.simulate_cmd import execute, write_tensorboard
+
+    cfg = cell.config.replace(resume=_status(cell) == "resume")
+    execute(cfg, args.workers, args.ray_address, bar=bar, label=f"{cell.label}, seed {cell.seed}")
+    write_tensorboard(cfg.out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulations.sweep_report import write_report
+
+    sweep = load_sweep(args.config, args.out)
+    command = shlex.join(["fedrec", "sweep", *sys.argv[2:]]) if sys.argv[1:2] == ["sweep"] \
+        else f"fedrec sweep {args.config} --out {args.out}"
+    todo = [c for c in sweep.cells if _status(c) != "done"]
+    console.print(f"{sweep.name}: {len(sweep.cells)} runs ({len(todo)} to do) -> {args.out}")
+    if args.dry_run:
+        for c in sweep.cells:
+            report.print(f"{_status(c):7} {c.key}: {json.dumps(c.params, ensure_ascii=False)}")
+        return 0
+    neumf = _neumf(sweep)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        total = bar.add_task("cells", total=len(sweep.cells),
+                             completed=len(sweep.cells) - len(todo), status="")
+        failed = []
+        for cell in todo:
+            bar.update(total, status=cell.label)
+            try:
+                run_cell(cell, args, bar)
+            except KeyboardInterrupt:
+                write_report(sweep, args.out, neumf, command)
+                console.print(f"interrupted; the same command resumes: {command}")
+                return 130
+            except FedrecError as err:   # one broken cell does not cost the others
+                console.print(f"[red]{cell.key} failed[/red]: {err}")
+                failed.append(cell.key)
+            bar.advance(total)
+            write_report(sweep, args.out, neumf, command)
+    rows = write_report(sweep, args.out, neumf, command)
+    report.print((args.out / "report.md").read_text().split("\n## Every run")[0], markup=False)
+    console.print(f"{len(rows)} runs; report: {args.out / 'report.md'} and report.html")
+    if failed:
+        raise FedrecError(f"{len(failed)} cell(s) failed ({', '.join(failed)}); "
+                          f"the same command retries them: {command}")
+    return 0
