@@ -32,11 +32,11 @@ def main() -> None:
     from client.local import LocalSettings, get_local_model
     from server.app import initial_global_weights
     from shared.config import RunConfig
-    from shared.federated_data import load_federation
+    from shared.federated_data import federation_of
 
     cfg = RunConfig(dataset=args.dataset, local_epochs=args.epochs, batch_size=args.batch_size,
                     reconstruction_steps=0, learning_rate=0.05)
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
     model = get_local_model(cfg.model, fed.inter.item_features)
     plain = LocalSettings.from_run_config(cfg)

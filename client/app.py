@@ -31,7 +31,7 @@ from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
 from shared import canary  # noqa: E402
 from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
-from shared.federated_data import ClientData, Federation, load_federation  # noqa: E402
+from shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
 
 app = ClientApp(mods=[optional_fixedclipping_mod])
 
@@ -75,7 +75,7 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
     if "partition-id" not in node:
         raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation) "
                            "or ['events-path'] (deployment)")
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     return cfg, fed, fed.client(int(node["partition-id"]))
 
 
@@ -168,7 +168,7 @@ def canary_index(context: Context) -> int | None:
     if "partition-id" not in node or not int(context.run_config.get("canaries", 0)):
         return None
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     index = int(node["partition-id"]) - fed.n_clients
     if index >= cfg.canaries:
         raise RuntimeError(f"partition {node['partition-id']}: only {fed.n_clients} users "
@@ -190,7 +190,7 @@ def canary_reply(msg: Message, context: Context, index: int) -> Message:
         return Message(content=RecordDict({"metrics": MetricRecord(dict.fromkeys(keys, 0.0))}),
                        reply_to=msg)
     settings = _settings(msg)
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     weight = 1 if settings.uniform_weight else max(1, round(float(fed.train_sizes().mean())))
     moved = canary.update(from_record(msg.content["arrays"]), cfg.seed, index, cfg.clip)
     # Flower aggregates only replies with the same metric keys; the server leaves
@@ -228,7 +228,32 @@ def train(msg: Message, context: Context) -> Message:
             sdk.close()
 
 
+#: Random stream of simulated scenarios (dropout, stragglers).
+STREAM_SCENARIO = 30
+
+
+def _scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
+    """Simulated device behaviour (``dropout``, stragglers, ``participation-window``).
+
+    Returns a reason to decline, sleeps for a straggler, raises for a dropout: the device
+    fails mid-round before it trains, so nothing is spent or saved.
+    """
+    if cfg.participation_window and (last := store.last_round()) is not None \
+            and rnd - last < cfg.participation_window:
+        return (f"participation window: took part in round {last}, next eligible in round "
+                f"{last + cfg.participation_window}")
+    if cfg.dropout and np.random.default_rng([cfg.seed, user, rnd, STREAM_SCENARIO]).random() \
+            < cfg.dropout:
+        raise RuntimeError(f"simulated dropout of client {user} in round {rnd}")
+    if cfg.straggler_fraction and np.random.default_rng(
+            [cfg.seed, user, STREAM_SCENARIO + 1]).random() < cfg.straggler_fraction:
+        time.sleep(cfg.straggler_delay)
+    return None
+
+
 def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> Message:
+    if (reason := _scenario(cfg, data.user, rnd, store)) is not None:
+        return decline(msg, reason, start)
     ledger = ledgers.load(settings.client_delta) if plan else None
     key = release_key(msg, settings, cfg.seed, data.user) if plan else None
     replay = key is not None and ledger.has(rnd, key)

@@ -49,6 +49,11 @@ class PrivateStore:
         with np.load(usable[-1]) as data:
             return {k.replace("|", "/"): data[k] for k in data.files}
 
+    def last_round(self, kind: str = "round") -> int | None:
+        """The round of the newest saved state of ``kind`` (None: none yet)."""
+        versions = self._versions(kind)
+        return versions[-1][0] if versions else None
+
     def save(self, round_: int, weights: dict[str, np.ndarray], kind: str = "round") -> None:
         """Atomically store ``weights`` as the ``kind`` state of ``round_``; prune old ones."""
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -201,6 +201,13 @@ class StoreEmbedding:
     def save(self, round_: int, weights: dict[str, np.ndarray], kind: str = "round") -> None:
         with self.store._transaction():
             self.store._put(self.NAMES[kind], _arrays_to_bytes(weights), int(time.time()))
+            self.store._put(self.NAMES[kind] + "_round", str(int(round_)).encode(),
+                            int(time.time()))
+
+    def last_round(self, kind: str = "round") -> int | None:
+        """The round of the newest saved embedding of ``kind`` (None: none yet)."""
+        data = self.store._get(self.NAMES[kind] + "_round")
+        return None if data is None else int(data.decode())
 
 
 class StoreLedger:

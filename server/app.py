@@ -33,7 +33,7 @@ from shared.config import RunConfig  # noqa: E402
 from shared.ledger import Ledger  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
 from shared.catalogue import load_catalogue  # noqa: E402
-from shared.federated_data import load_federation  # noqa: E402
+from shared.federated_data import federation_of  # noqa: E402
 
 log = logging.getLogger("flwr")
 app = ServerApp()
@@ -199,7 +199,7 @@ def server_data(cfg: RunConfig) -> ServerData:
         return ServerData(cat.name, cfg.clients, cat.n_items, cat.item_features,
                           {"name": cat.name, "fingerprint": cat.fingerprint, "clients": cfg.clients,
                            "items": cat.n_items, "catalogue": cfg.catalogue})
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     clients = fed.n_clients + cfg.canaries
     return ServerData(fed.name, clients, fed.inter.n_items, fed.inter.item_features,
                       {"name": fed.name, "fingerprint": fed.fingerprint, "clients": clients,
@@ -266,6 +266,7 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
         "round": rnd, "clients_sampled": len(messages), "clients_replied": len(ok),
         "clients_failed": len(failed), "clients_declined": len(declined),
         "clients_rejected": len(rejected),
+        "clients_timed_out": len(messages) - len(replies),   # no reply within round-timeout
         "train_loss": (_metric(train_metrics, "train-loss") if not cfg.canaries
                        else _users_loss(ok, grid, n_clients - cfg.canaries)),
         "bytes_down": _bytes(messages), "bytes_up": _bytes(ok),

@@ -49,9 +49,13 @@ class RunDir:
         if resume:
             if not self.manifest_path.exists():
                 raise FileNotFoundError(f"{self.path}: no manifest.json to resume from")
+            from shared.config import RunConfig
+
+            defaults = RunConfig().to_flower()   # a setting added since: its default ran
             before, now = self.manifest().get("config", {}), manifest.get("config", {})
             changed = sorted(k for k in set(before) | set(now)
-                             if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
+                             if k not in RESUMABLE_CHANGES
+                             and before.get(k, defaults.get(k)) != now.get(k, defaults.get(k)))
             if changed:
                 raise ValueError(f"{self.path}: cannot resume with a different config "
                                  f"({', '.join(changed)} changed)")

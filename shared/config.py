@@ -90,6 +90,17 @@ class RunConfig:
             reply with the global weights moved by ``clip`` along a fixed random unit
             direction (``shared.canary``); ``fedrec audit --empirical`` then estimates ε
             from the final model. 0: none (every production run).
+        synthetic_heterogeneity, synthetic_activity_skew: the synthetic generator's
+            non-IID knob in [0, 1] and the sigma (0-3) of its log-normal activity skew.
+        dropout: scenario: probability that a sampled client fails mid-round (its
+            training is lost; the round goes on with the others, failures are counted).
+        straggler_fraction, straggler_delay: scenario: this fraction of clients is slow
+            and answers ``straggler_delay`` seconds late; with ``round_timeout`` below the
+            delay they miss the round.
+        participation_window: scenario, realistic participation: a device takes part at
+            most once per this many rounds and declines (with its reason) when sampled
+            again sooner. 0: no limit. The declines are accounted as what they are:
+            fewer updates averaged (see the README's accounting limits).
     """
 
     dataset: str = "synthetic"
@@ -135,6 +146,12 @@ class RunConfig:
     catalogue: str = ""
     clients: int = 0
     canaries: int = 0
+    synthetic_heterogeneity: float = 0.8
+    synthetic_activity_skew: float = 0.6
+    dropout: float = 0.0
+    straggler_fraction: float = 0.0
+    straggler_delay: float = 0.0
+    participation_window: int = 0
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -146,6 +163,17 @@ class RunConfig:
                      "canaries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("dropout", "straggler_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{_key(name)} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.synthetic_heterogeneity <= 1:
+            raise ConfigError(f"synthetic-heterogeneity must be in [0, 1], "
+                              f"got {self.synthetic_heterogeneity}")
+        if not 0 <= self.synthetic_activity_skew <= 3:
+            raise ConfigError(f"synthetic-activity-skew must be in [0, 3], "
+                              f"got {self.synthetic_activity_skew}")
+        if not (self.straggler_delay >= 0 and self.participation_window >= 0):
+            raise ConfigError("straggler-delay and participation-window must be >= 0")
         if not self.max_update_norm >= 0:
             raise ConfigError(f"max-update-norm must be >= 0, got {self.max_update_norm}")
         for name in ("learning_rate", "reconstruction_lr", "round_timeout"):

@@ -113,14 +113,27 @@ def federation_from_dataset(dataset: Dataset, seed: int) -> Federation:
 
 
 @functools.lru_cache(maxsize=2)
-def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_items: int) -> Federation:
-    """Load and prepare once per process (every simulated client of a worker shares it)."""
+def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_items: int,
+                    heterogeneity: float = 0.8, activity_skew: float = 0.6) -> Federation:
+    """Load and prepare once per process (every simulated client of a worker shares it).
+
+    ``heterogeneity`` and ``activity_skew`` are the synthetic generator's non-IID and
+    activity-skew knobs (``shared.synthetic.SyntheticConfig``); real data ignores them.
+    """
     if dataset == "synthetic":
         from shared.synthetic import SyntheticConfig, generate
 
-        data = generate(SyntheticConfig(n_users=synthetic_users, n_items=synthetic_items, seed=seed))
+        data = generate(SyntheticConfig(n_users=synthetic_users, n_items=synthetic_items,
+                                        heterogeneity=heterogeneity,
+                                        activity_skew=activity_skew, seed=seed))
     else:
         from shared.datasets import load_dataset
 
         data = load_dataset(dataset, seed=seed)
     return federation_from_dataset(data, seed)
+
+
+def federation_of(cfg) -> Federation:
+    """The federation a run config (``shared.config.RunConfig``) names."""
+    return load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items,
+                           cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew)

@@ -43,10 +43,10 @@ def _config(run: RunRecord):
 
 
 def _federation(cfg):
-    from shared.federated_data import load_federation
+    from shared.federated_data import federation_of
 
     try:
-        return load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+        return federation_of(cfg)
     except (OSError, ValueError) as err:
         raise UnusableRun(f"cannot load the run's dataset {cfg.dataset!r}: {err}") from None
 

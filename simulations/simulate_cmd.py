@@ -206,10 +206,10 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
     Raises ConfigError for settings that cannot work, FedrecError when the simulation
     fails, KeyboardInterrupt (after stopping the simulation) on Ctrl-C.
     """
-    from shared.federated_data import load_federation
+    from shared.federated_data import federation_of
 
     run_dir = RunDir(cfg.out)
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     clients = fed.n_clients + cfg.canaries
     check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
     for attempt in (1, 2):
@@ -238,11 +238,11 @@ def reference(cfg: RunConfig) -> dict | None:
     path = Path(cfg.out) / "reference_neumf.json"
     if path.exists():
         return json.loads(path.read_text())
-    from shared.federated_data import load_federation
+    from shared.federated_data import federation_of
     from shared.interactions import evaluation_negatives
     from simulations.baselines import NeuMFConfig, run_baseline
 
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     val = evaluation_negatives(fed.split, 99, cfg.seed, "val")
     test = evaluation_negatives(fed.split, 99, cfg.seed, "test")
     result = run_baseline("neumf", fed.inter, fed.split, val, test, cfg.seed,
@@ -252,12 +252,12 @@ def reference(cfg: RunConfig) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.federated_data import load_federation
+    from shared.federated_data import federation_of
 
     cfg = build_config(args)
     if not cfg.resume and RunDir(cfg.out).manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     console.print(f"{fed.name}: {fed.n_clients} clients"
                   + (f" + {cfg.canaries} canaries" if cfg.canaries else "")
                   + f", {fed.inter.n_items} items; {cfg.rounds} rounds of {cfg.strategy}, "

@@ -152,10 +152,10 @@ def calibrated(cfg: RunConfig, settings: dict, source: str) -> RunConfig:
     """``cfg`` with noise multipliers calibrated for the cell's ε targets, if any."""
     if not any(t in settings for t in TARGETS):
         return cfg
-    from shared.federated_data import load_federation
+    from shared.federated_data import federation_of
     from simulations.calibrate import example_noise_multiplier, user_noise_multiplier
 
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     changes: dict[str, Any] = {}
     try:
         if "user-epsilon" in settings:

@@ -7,7 +7,7 @@ directly, one node per partition id, so whole federations run in a test in secon
 
 from __future__ import annotations
 
-from flwr.app import Context, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
 
 from client.app import app as client_app
 from shared.config import RunConfig
@@ -26,7 +26,14 @@ class InProcessGrid:
         return list(self.contexts)
 
     def send_and_receive(self, messages, *, timeout=None):
-        return [client_app(m, self.contexts[m.metadata.dst_node_id]) for m in messages]
+        return [self._call(m) for m in messages]
+
+    def _call(self, message):
+        """The ClientApp's reply; an exception becomes an error reply, as in Flower."""
+        try:
+            return client_app(message, self.contexts[message.metadata.dst_node_id])
+        except Exception as err:  # noqa: BLE001 - what a crashing device looks like
+            return Message(Error(code=0, reason=str(err)), reply_to=message)
 
 
 def run_inprocess(cfg: RunConfig) -> dict:

@@ -12,7 +12,7 @@ from client.state import PrivateStore
 from server.app import initial_global_weights, round_config
 from shared.config import RunConfig
 from shared.evaluate import evaluate
-from shared.federated_data import load_federation
+from shared.federated_data import federation_of
 from shared.interactions import evaluation_negatives
 from shared.model import build_model, get_private_weights, make_scorer, set_weights
 
@@ -23,7 +23,7 @@ N_USERS = 12
 def setup(tmp_path_factory):
     cfg = RunConfig(synthetic_users=N_USERS, synthetic_items=60,
                     out=str(tmp_path_factory.mktemp("run")), gmf_dim=8, mlp_dim=8, content_dim=8)
-    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    fed = federation_of(cfg)
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
     return cfg, fed, weights
 

@@ -1,0 +1,91 @@
+"""Scenario switches of a simulated federation: dropout, stragglers, participation windows,
+heterogeneity. Whole federations through the real ServerApp loop and ClientApp, in process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.config import RunConfig
+from shared.errors import ConfigError
+from shared.federated_data import federation_of
+from tests.inprocess import run_inprocess
+
+SMALL = dict(synthetic_users=12, synthetic_items=60, gmf_dim=8, mlp_dim=8, content_dim=8,
+             eval_every=100)
+
+
+def _rows(cfg: RunConfig) -> list[dict]:
+    return [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_dropouts_fail_mid_round_and_the_round_goes_on(tmp_path):
+    cfg = RunConfig(out=str(tmp_path / "run"), rounds=3, dropout=0.4, **SMALL)
+    results = run_inprocess(cfg)
+    rows = _rows(cfg)
+    assert results["rounds"] == 3
+    failed = [r["clients_failed"] for r in rows]
+    assert sum(failed) > 0 and all(f < 12 for f in failed)
+    assert all(r["clients_replied"] + r["clients_failed"] == r["clients_sampled"] for r in rows)
+    # the same seed fails the same clients: a reproducible scenario
+    again = cfg.replace(out=str(tmp_path / "again"))
+    run_inprocess(again)
+    assert [r["clients_failed"] for r in _rows(again)] == failed
+
+
+def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
+    cfg = RunConfig(out=str(tmp_path / "run"), rounds=6, clients_per_round=6,
+                    participation_window=3, dp="server", noise_multiplier=0.5, noise_seed=0,
+                    **SMALL)
+    run_inprocess(cfg)
+    rows = _rows(cfg)
+    joined: dict[int, list[int]] = {}
+    for r in rows:
+        for p in r["participants"]:
+            joined.setdefault(p, []).append(r["round"])
+    assert joined and all(np.all(np.diff(rounds) >= 3) for rounds in joined.values())
+    assert sum(r["clients_declined"] for r in rows) > 0
+    reasons = {x for r in rows for x in r.get("declined_reasons", [])}
+    assert any(x.startswith("participation window: took part in round") for x in reasons)
+    # declines are accounted as what they are: fewer updates averaged that round
+    assert all(r["dp_replied"] == r["clients_replied"] for r in rows)
+
+
+def test_stragglers_answer_late(tmp_path):
+    from tests.inprocess import InProcessGrid
+    from server.app import initial_global_weights, round_config
+    from client import app as capp
+    from flwr.app import Message, RecordDict
+
+    cfg = RunConfig(out=str(tmp_path / "run"), straggler_fraction=1.0, straggler_delay=0.3,
+                    **SMALL)
+    fed = federation_of(cfg)
+    weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    msg = Message(RecordDict({"arrays": capp.to_record(weights), "config": round_config(cfg, 1)}),
+                  dst_node_id=1, message_type="train")
+    reply = InProcessGrid(cfg, 12).send_and_receive([msg])[0]
+    assert reply.content["metrics"]["client-seconds"] >= 0.3
+
+
+def test_heterogeneity_knobs_reach_the_synthetic_generator():
+    iid = federation_of(RunConfig(synthetic_users=200, synthetic_items=100,
+                                  synthetic_heterogeneity=0.0, synthetic_activity_skew=0.0))
+    skewed = federation_of(RunConfig(synthetic_users=200, synthetic_items=100,
+                                     synthetic_heterogeneity=1.0, synthetic_activity_skew=2.0))
+    sizes_iid, sizes_skewed = iid.train_sizes(), skewed.train_sizes()
+    cv = lambda x: float(np.std(x) / np.mean(x))  # noqa: E731 - coefficient of variation
+    assert cv(sizes_skewed) > 1.5 * cv(sizes_iid)
+    assert iid.fingerprint != skewed.fingerprint
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dropout": 1.5}, "dropout must be in [0, 1]"),
+    ({"synthetic_heterogeneity": -0.1}, "synthetic-heterogeneity must be in [0, 1]"),
+    ({"participation_window": -1}, "must be >= 0"),
+])
+def test_bad_scenario_settings_fail_at_the_edge(changes, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        RunConfig(**changes)
