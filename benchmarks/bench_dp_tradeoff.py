@@ -38,27 +38,21 @@ BASE = ["--dataset", "movielens-100k", "--clients-per-round", "0", "--local-epoc
 
 
 def user_noise(target: float, n_clients: int, rounds: int = ROUNDS) -> float:
-    from dp_accounting import dp_event as dpe
+    """z reaching ``target`` after ``rounds`` rounds with every client in every round."""
+    from shared.config import RunConfig
+    from simulations.calibrate import user_noise_multiplier
 
-    from shared import privacy
-    delta = 1.0 / n_clients ** 1.1
-    return privacy.calibrate_noise(target, delta, lambda z: dpe.SelfComposedDpEvent(
-        privacy.user_level_event(n_clients, n_clients, n_clients, z / n_clients, 1.0), rounds),
-        relation="replace_one")
+    cfg = RunConfig(dp="server", rounds=rounds, clients_per_round=0, clip=1.0)
+    return user_noise_multiplier(cfg, n_clients, target)
 
 
 def client_noise(target: float, examples: int, rounds: int = ROUNDS) -> float:
-    from dp_accounting import dp_event as dpe
-
-    from client.local import LocalSettings
-    from shared import privacy
+    """σ reaching ``target`` for a client with ``examples`` examples after ``rounds``."""
     from shared.config import RunConfig
+    from simulations.calibrate import example_noise_multiplier
 
-    def event(z: float):
-        cfg = RunConfig(dp="client", client_noise_multiplier=z, local_epochs=2)
-        return dpe.SelfComposedDpEvent(LocalSettings.from_run_config(cfg).dp_plan(examples).event(),
-                                       rounds)
-    return privacy.calibrate_noise(target, 1e-5, event)
+    return example_noise_multiplier(RunConfig(dp="client", local_epochs=2, rounds=rounds),
+                                    examples, target)
 
 
 def cells(canaries: int = 0) -> list[tuple[str, str, list[str]]]:

@@ -67,6 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dp.add_argument("--noise-seed", type=int, help="seeds the DP noise only")
     dp.add_argument("--canaries", type=int, help="audit runs: k canary clients for "
                     "`fedrec audit --empirical` (0: none)")
+    sc = parser.add_argument_group("scenarios")
+    sc.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round")
+    sc.add_argument("--straggler-fraction", type=float, help="fraction of slow clients")
+    sc.add_argument("--straggler-delay", type=float, help="seconds a slow client answers late")
+    sc.add_argument("--round-timeout", type=float, help="seconds the server waits for replies")
+    sc.add_argument("--participation-window", type=int,
+                    help="a device takes part at most once per this many rounds")
+    sc.add_argument("--heterogeneity", dest="synthetic_heterogeneity", type=float,
+                    help="synthetic data: non-IID knob in [0, 1]")
+    sc.add_argument("--activity-skew", dest="synthetic_activity_skew", type=float,
+                    help="synthetic data: sigma of the log-normal activity skew")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
@@ -81,7 +92,9 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "synthetic_users", "seed", "gmf_dim", "dp", "dp_clipping", "noise_multiplier", "clip",
           "target_epsilon", "delta", "clip_quantile", "clip_lr", "clipped_count_stddev",
           "client_noise_multiplier", "client_clip", "client_target_epsilon", "client_delta",
-          "noise_seed", "canaries")
+          "noise_seed", "canaries", "dropout", "straggler_fraction", "straggler_delay",
+          "round_timeout", "participation_window", "synthetic_heterogeneity",
+          "synthetic_activity_skew")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
