@@ -24,7 +24,7 @@ from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message,  # noq
 from flwr.clientapp import ClientApp  # noqa: E402
 
 from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  # noqa: E402
-                          get_local_model)
+                          evaluate_scores, get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
@@ -185,10 +185,7 @@ def canary_reply(msg: Message, context: Context, index: int) -> Message:
     start = time.perf_counter()
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
     if msg.metadata.message_type != "train":   # evaluation: no data, no weight
-        keys = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10", "num-examples",
-                "client-seconds")
-        return Message(content=RecordDict({"metrics": MetricRecord(dict.fromkeys(keys, 0.0))}),
-                       reply_to=msg)
+        return _eval_reply(msg, cfg, None, {}, False, start)
     settings = _settings(msg)
     fed = federation_of(cfg)
     weight = 1 if settings.uniform_weight else max(1, round(float(fed.train_sizes().mean())))
@@ -238,6 +235,8 @@ def _scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
     Returns a reason to decline, sleeps for a straggler, raises for a dropout: the device
     fails mid-round before it trains, so nothing is spent or saved.
     """
+    if is_late(cfg, user) and rnd < cfg.join_round:
+        return f"cold start: joins in round {cfg.join_round}"
     if cfg.participation_window and (last := store.last_round()) is not None \
             and rnd - last < cfg.participation_window:
         return (f"participation window: took part in round {last}, next eligible in round "
@@ -297,6 +296,10 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
     rnd = int(msg.content["config"]["server-round"])
+    late = is_late(cfg, data.user)
+    if late and rnd < cfg.join_round:   # not installed yet: what a new install shows
+        values = evaluate_scores(fed.popularity, data) if data.evaluable else {}
+        return _eval_reply(msg, cfg, data, values, late, start)
     store, _, sdk = _stores(cfg, context, data)
     try:
         model = _load_local(msg, cfg, fed, data, max_round=rnd, store=store)
@@ -311,7 +314,28 @@ def evaluate(msg: Message, context: Context) -> Message:
         if sdk is not None:
             sdk.close()
     values = model.evaluate(data) if data.evaluable else {}
-    record = {k: values.get(k, 0.0) for k in ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")}
-    record["num-examples"] = 1 if data.evaluable else 0
+    return _eval_reply(msg, cfg, data, values, late, start)
+
+
+EVAL_METRICS = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")
+
+
+def _eval_reply(msg: Message, cfg: RunConfig, data: ClientData | None, values: dict,
+                late: bool, start: float) -> Message:
+    """Metrics that Flower's weighted average (num-examples = 1 per evaluable user) turns
+    into means over users; under the cold-start scenario also ``cold-hr@10`` and
+    ``cold-users``, whose ratio is the late users' HR@10."""
+    evaluable = data is not None and data.evaluable
+    record = {k: values.get(k, 0.0) for k in EVAL_METRICS}
+    record["num-examples"] = 1 if evaluable else 0
+    if cfg.late_users:
+        record["cold-hr@10"] = values.get("hr@10", 0.0) if late else 0.0
+        record["cold-users"] = 1.0 if late and evaluable else 0.0
     record["client-seconds"] = time.perf_counter() - start
     return Message(content=RecordDict({"metrics": MetricRecord(record)}), reply_to=msg)
+
+
+def is_late(cfg: RunConfig, user: int) -> bool:
+    """Cold-start scenario: whether ``user`` is one of the ``late-users`` (seeded)."""
+    return bool(cfg.late_users) and bool(
+        np.random.default_rng([cfg.seed, user, STREAM_SCENARIO + 2]).random() < cfg.late_users)

@@ -324,15 +324,20 @@ class LocalModel:
         ``num-examples`` = 1 Flower's weighted average over clients is exactly the
         mean over users.
         """
-        scores = self.score_all(np.array([0]))[0]
-        rank = metrics.rank_of_positive(scores[[data.test_item]], scores[data.test_negatives][None])
-        seen = np.zeros((1, self.n_items), bool)
-        seen[0, data.seen_for_test()] = True
-        top = metrics.top_k(scores[None], k, exclude=seen)
-        full = metrics.precision_recall_ndcg_at_k(top, [np.array([data.test_item])], k)
-        return {f"hr@{k}": metrics.hit_rate(rank, k), f"ndcg@{k}": metrics.ndcg(rank, k),
-                "mrr": metrics.mrr(rank), f"full_hr@{k}": full[f"hr@{k}"],
-                f"full_ndcg@{k}": full[f"ndcg@{k}"]}
+        return evaluate_scores(self.score_all(np.array([0]))[0], data, k)
+
+
+def evaluate_scores(scores: np.ndarray, data: ClientData, k: int = 10) -> dict[str, float]:
+    """One user's metrics of its held-out test item under ``scores`` (N,) of every item:
+    the model's, or a fallback's such as popularity."""
+    rank = metrics.rank_of_positive(scores[[data.test_item]], scores[data.test_negatives][None])
+    seen = np.zeros((1, data.n_items), bool)
+    seen[0, data.seen_for_test()] = True
+    top = metrics.top_k(scores[None], k, exclude=seen)
+    full = metrics.precision_recall_ndcg_at_k(top, [np.array([data.test_item])], k)
+    return {f"hr@{k}": metrics.hit_rate(rank, k), f"ndcg@{k}": metrics.ndcg(rank, k),
+            "mrr": metrics.mrr(rank), f"full_hr@{k}": full[f"hr@{k}"],
+            f"full_ndcg@{k}": full[f"ndcg@{k}"]}
 
 
 _MODELS: dict[tuple, LocalModel] = {}

@@ -292,6 +292,8 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
         eval_ok = [m for m in eval_replies if not m.has_error()]
         agg = strategy.aggregate_evaluate(rnd, eval_replies)
         line.update({k: _metric(agg, k) for k in EVAL_KEYS})
+        if (_metric(agg, "cold-users") or 0) > 0:   # cold-start scenario: late users only
+            line["cold_hr@10"] = _metric(agg, "cold-hr@10") / _metric(agg, "cold-users")
         line["eval_clients"] = len(eval_ok)
         line["bytes_down"] += _bytes(eval_messages)
         client_seconds += _client_seconds(eval_ok)

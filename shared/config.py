@@ -101,6 +101,10 @@ class RunConfig:
             most once per this many rounds and declines (with its reason) when sampled
             again sooner. 0: no limit. The declines are accounted as what they are:
             fewer updates averaged (see the README's accounting limits).
+        late_users, join_round: scenario, cold start: this fraction of users (drawn by
+            seed) joins only in round ``join_round``; before that they decline training
+            and are evaluated on the popular-items fallback a new install shows, from then
+            on on the model with their reconstructed embedding (``cold_hr@10`` per round).
     """
 
     dataset: str = "synthetic"
@@ -152,6 +156,8 @@ class RunConfig:
     straggler_fraction: float = 0.0
     straggler_delay: float = 0.0
     participation_window: int = 0
+    late_users: float = 0.0
+    join_round: int = 1
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -172,6 +178,10 @@ class RunConfig:
         if not 0 <= self.synthetic_activity_skew <= 3:
             raise ConfigError(f"synthetic-activity-skew must be in [0, 3], "
                               f"got {self.synthetic_activity_skew}")
+        if not 0 <= self.late_users <= 1:
+            raise ConfigError(f"late-users must be in [0, 1], got {self.late_users}")
+        if self.join_round < 1:
+            raise ConfigError(f"join-round must be >= 1, got {self.join_round}")
         if not (self.straggler_delay >= 0 and self.participation_window >= 0):
             raise ConfigError("straggler-delay and participation-window must be >= 0")
         if not self.max_update_norm >= 0:

@@ -68,6 +68,12 @@ class Federation:
     def n_clients(self) -> int:
         return self.inter.n_users
 
+    @functools.cached_property
+    def popularity(self) -> np.ndarray:
+        """(N,) training positives per item: the popular-items fallback shipped with the
+        catalogue (held-out items are not counted)."""
+        return np.bincount(self.split.train_items, minlength=self.split.n_items).astype(np.float32)
+
     def train_sizes(self) -> np.ndarray:
         """(U,) training examples of every client: its train items plus its validation
         item, as :meth:`client` hands them out (counted without building the slices)."""

@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument("--round-timeout", type=float, help="seconds the server waits for replies")
     sc.add_argument("--participation-window", type=int,
                     help="a device takes part at most once per this many rounds")
+    sc.add_argument("--late-users", type=float,
+                    help="cold start: fraction of users that join only in --join-round")
+    sc.add_argument("--join-round", type=int, help="cold start: the round late users join")
     sc.add_argument("--heterogeneity", dest="synthetic_heterogeneity", type=float,
                     help="synthetic data: non-IID knob in [0, 1]")
     sc.add_argument("--activity-skew", dest="synthetic_activity_skew", type=float,
@@ -94,7 +97,7 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "client_noise_multiplier", "client_clip", "client_target_epsilon", "client_delta",
           "noise_seed", "canaries", "dropout", "straggler_fraction", "straggler_delay",
           "round_timeout", "participation_window", "synthetic_heterogeneity",
-          "synthetic_activity_skew")
+          "synthetic_activity_skew", "late_users", "join_round")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

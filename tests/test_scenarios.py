@@ -89,3 +89,32 @@ def test_heterogeneity_knobs_reach_the_synthetic_generator():
 def test_bad_scenario_settings_fail_at_the_edge(changes, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         RunConfig(**changes)
+
+
+def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
+    from client.app import is_late
+    from client.local import evaluate_scores
+
+    cfg = RunConfig(out=str(tmp_path / "run"), rounds=4, late_users=0.5, join_round=3,
+                    **{**SMALL, "synthetic_users": 24, "eval_every": 1})
+    run_inprocess(cfg)
+    rows = _rows(cfg)
+    fed = federation_of(cfg)
+    late = [u for u in range(fed.n_clients) if is_late(cfg, u) and fed.client(u).evaluable]
+    assert 0 < len(late) < fed.n_clients
+    fallback = np.mean([evaluate_scores(fed.popularity, fed.client(u))["hr@10"] for u in late])
+    for r in rows:
+        declined = any(x.startswith("cold start: joins in round 3")
+                       for x in r.get("declined_reasons", []))
+        assert declined == (r["round"] < 3)
+        assert r["clients_declined"] == (len([u for u in range(24) if is_late(cfg, u)])
+                                         if r["round"] < 3 else 0)
+    assert [r["cold_hr@10"] for r in rows[:2]] == pytest.approx([fallback, fallback])
+    assert all(r["cold_hr@10"] is not None for r in rows[2:])
+    # before joining a late device stores nothing; once joined it trains and evaluates
+    from client.state import PrivateStore
+
+    for u in late:
+        store = PrivateStore(cfg.client_state_root, u)
+        assert store.load(2) is None and store.load(2, kind="eval") is None
+        assert store.last_round() >= 3 and store.last_round("eval") == 4
