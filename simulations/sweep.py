@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.config import RunConfig
+from shared.config import RunConfig, read_toml
 from shared.errors import ConfigError
 
 #: Cell keys that are not run parameters: targets the noise is calibrated for.
@@ -84,12 +83,7 @@ def _table(data: dict, key: str, source: str) -> dict:
 def load_sweep(path: str | Path, out: str | Path) -> Sweep:
     """Read and validate a sweep file; every cell's run directory goes under ``out/runs``."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    data = read_toml(path)
     source = str(path)
     unknown = sorted(set(data) - {"sweep", "base", "grid", "cells"})
     if unknown:
