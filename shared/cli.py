@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="a grid of simulated runs, with plots and a report")
     sweep_cmd.add_arguments(sweep)
 
+    certs = sub.add_parser("certs", help="development CA, SuperLink TLS certificate and "
+                           "SuperNode authentication keys")
+    certs.add_argument("--out", type=Path, required=True, help="folder for the credentials")
+    certs.add_argument("--nodes", type=int, default=3, help="SuperNode key pairs (default 3)")
+    certs.add_argument("--host", action="append", dest="hosts",
+                       help="name or IP the SuperLink is reached at (repeatable; default "
+                            "localhost and 127.0.0.1)")
+    certs.add_argument("--days", type=int, default=365, help="certificate validity")
+    certs.add_argument("--force", action="store_true", help="replace existing credentials")
+
     from simulations import audit_cmd
 
     audit = sub.add_parser("audit", help="recompute and check the ε claims of a run")
@@ -92,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             from simulations import simulate_cmd
 
             return simulate_cmd.run(args)
+        if args.command == "certs":
+            from server.certs import make_credentials
+
+            made = make_credentials(args.out, args.nodes, args.hosts, args.days, args.force)
+            print(f"{args.out}: ca.crt, server.pem, server.key, "
+                  f"{len(made.node_keys)} SuperNode key pairs (node-<i>, node-<i>.pub)")
+            return 0
         if args.command == "sweep":
             from simulations import sweep_cmd
 

@@ -1,0 +1,178 @@
+"""A real Flower federation on this machine: SuperLink and SuperNodes as processes on
+127.0.0.1, over TLS, with SuperNode authentication (``flower-superlink
+--enable-supernode-auth``), every node registered with ``flwr supernode register``.
+
+This is the documented deployment path, scripted: ``examples/local_federation`` uses it
+to run an app's devices, and ``tests/test_deployment.py`` to test it with real
+processes. Each device is a SuperNode whose node config points at its SDK store
+(``store-path``, ``client.store.EventStore``); the run config names the shared item
+catalogue and the number of devices.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.certs import Credentials, make_credentials
+from shared.errors import FedrecError
+
+APP_DIR = Path(__file__).resolve().parent.parent
+FEDERATION = "local-deployment"
+
+
+@dataclass
+class Ports:
+    """Loopback ports: ServerAppIo, Fleet (SuperNodes), Control (``flwr``), and the first
+    of the SuperNodes' ClientAppIo ports (one each, counting up)."""
+
+    serverappio: int = 9091
+    fleet: int = 9092
+    control: int = 9093
+    clientappio: int = 9094
+
+
+@dataclass
+class LocalDeployment:
+    """SuperLink + SuperNodes under ``root`` (credentials, database, logs).
+
+    Use as a context manager: everything started is stopped on exit.
+    """
+
+    root: Path
+    ports: Ports = field(default_factory=Ports)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    creds: Credentials | None = None
+
+    def env(self) -> dict[str, str]:
+        bindir = str(Path(sys.executable).parent)   # flower-superexec must be on PATH
+        return dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
+                    TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+
+    def _exe(self, name: str) -> str:
+        return str(Path(sys.executable).parent / name)
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = (self.root / f"{name}.log").open("a")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
+                                cwd=str(APP_DIR), start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def credentials(self, nodes: int) -> Credentials:
+        self.creds = make_credentials(self.root / "certificates", nodes, force=True)
+        return self.creds
+
+    def start_superlink(self) -> subprocess.Popen:
+        """SuperLink with TLS and SuperNode authentication; its state in a database file,
+        so that a restarted SuperLink keeps its registered nodes and runs."""
+        c = self.creds
+        return self._start("superlink", [
+            self._exe("flower-superlink"), "--ssl-ca-certfile", str(c.ca_cert),
+            "--ssl-certfile", str(c.server_cert), "--ssl-keyfile", str(c.server_key),
+            "--enable-supernode-auth", "--database", str(self.root / "superlink.db"),
+            "--storage-dir", str(self.root / "storage"),
+            "--serverappio-api-address", f"127.0.0.1:{self.ports.serverappio}",
+            "--fleet-api-address", f"127.0.0.1:{self.ports.fleet}",
+            "--control-api-address", f"127.0.0.1:{self.ports.control}"])
+
+    def federation_config(self) -> str:
+        """``flwr --federation-config``: where the Control API is, which CA to trust."""
+        return (f"address='127.0.0.1:{self.ports.control}' "
+                f"root-certificates='{self.creds.ca_cert}'")
+
+    def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """A ``flwr`` CLI call against this deployment (from the app folder)."""
+        return subprocess.run([self._exe("flwr"), *args], capture_output=True, text=True,
+                              env=self.env(), cwd=str(APP_DIR), timeout=timeout)
+
+    def project(self) -> Path:
+        """This app's pyproject with the ``local-deployment`` federation pointing at this
+        deployment: ``flwr supernode`` commands take no ``--federation-config``."""
+        import re
+
+        folder = self.root / "project"
+        folder.mkdir(exist_ok=True)
+        text = (APP_DIR / "pyproject.toml").read_text()
+        text = re.sub(r'(\[tool\.flwr\.federations\.local-deployment\]\n)address = "[^"]*"\n'
+                      r'root-certificates = "[^"]*"',
+                      lambda m: f'{m.group(1)}address = "127.0.0.1:{self.ports.control}"\n'
+                                f'root-certificates = "{self.creds.ca_cert}"', text)
+        (folder / "pyproject.toml").write_text(text)
+        return folder
+
+    def register(self, index: int) -> None:
+        """``flwr supernode register`` SuperNode ``index``'s public key: only registered
+        keys may connect."""
+        public_key = Path(str(self.creds.node_keys[index - 1]) + ".pub")
+        project = str(self.project())
+        for _ in range(30):   # the Control API takes a few seconds to come up
+            done = self.flwr("supernode", "register", str(public_key), project, FEDERATION)
+            if "registered successfully" in done.stdout:
+                return
+            if "unavailable" not in done.stdout:
+                break
+            time.sleep(2)
+        raise FedrecError(f"cannot register {public_key}: {(done.stdout + done.stderr)[-400:]}")
+
+    def start_supernode(self, index: int, node_config: dict[str, object],
+                        key: Path | None = None, tls: bool = True) -> subprocess.Popen:
+        """SuperNode ``index`` (1-based) with its node config, authenticating with ``key``
+        (default: its own registered key); ``tls=False`` tries plaintext."""
+        config = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                          for k, v in node_config.items())
+        args = [self._exe("flower-supernode"), "--superlink", f"127.0.0.1:{self.ports.fleet}",
+                "--clientappio-api-address", f"127.0.0.1:{self.ports.clientappio + index - 1}",
+                "--node-config", config, "--max-retries", "3", "--max-wait-time", "20"]
+        args += (["--root-certificates", str(self.creds.ca_cert)] if tls else ["--insecure"])
+        args += ["--auth-supernode-private-key", str(key or self.creds.node_keys[index - 1])]
+        return self._start(f"supernode-{index}", args)
+
+    def online_nodes(self) -> int:
+        """SuperNodes the SuperLink lists as online."""
+        listed = self.flwr("supernode", "list", str(self.project()), FEDERATION,
+                           "--format", "json")
+        return listed.stdout.count('"online"')
+
+    def wait_online(self, count: int, timeout: float = 120) -> None:
+        end = time.monotonic() + timeout
+        while (found := self.online_nodes()) < count:
+            if time.monotonic() > end:
+                raise FedrecError(f"only {found} of {count} SuperNodes online; see {self.root}")
+            time.sleep(2)
+
+    def run(self, run_config: dict[str, object], timeout: float = 900) -> subprocess.Popen:
+        """``flwr run . local-deployment --stream`` with ``run_config`` (returns the process)."""
+        pairs = " ".join(f"{k}={v!r}" if isinstance(v, str) else
+                         f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                         for k, v in run_config.items())
+        args = [self._exe("flwr"), "run", ".", FEDERATION, "--stream", "--run-config", pairs,
+                "--federation-config", self.federation_config()]
+        log = (self.root / "flwr-run.log").open("a")
+        log.write("$ " + shlex.join(args) + "\n")
+        log.flush()
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
+                                cwd=str(APP_DIR), start_new_session=True)
+        self.procs["flwr-run"] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        """Kill a process and everything it started (its session)."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def __enter__(self) -> "LocalDeployment":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in list(self.procs):
+            self.stop(name)
