@@ -124,14 +124,16 @@ class LocalDeployment:
     def start_supernode(self, index: int, node_config: dict[str, object],
                         key: Path | None = None, tls: bool = True) -> subprocess.Popen:
         """SuperNode ``index`` (1-based) with its node config, authenticating with ``key``
-        (default: its own registered key); ``tls=False`` tries plaintext."""
+        (default: its own registered key); ``tls=False`` tries plaintext, without a key
+        unless one is given (Flower's SuperNode refuses a key over plaintext itself)."""
         config = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                           for k, v in node_config.items())
         args = [self._exe("flower-supernode"), "--superlink", f"127.0.0.1:{self.ports.fleet}",
                 "--clientappio-api-address", f"127.0.0.1:{self.ports.clientappio + index - 1}",
                 "--node-config", config, "--max-retries", "3", "--max-wait-time", "20"]
         args += (["--root-certificates", str(self.creds.ca_cert)] if tls else ["--insecure"])
-        args += ["--auth-supernode-private-key", str(key or self.creds.node_keys[index - 1])]
+        if tls or key is not None:   # Flower itself refuses a key over plaintext
+            args += ["--auth-supernode-private-key", str(key or self.creds.node_keys[index - 1])]
         return self._start(f"supernode-{index}", args)
 
     def online_nodes(self) -> int:

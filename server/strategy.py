@@ -52,12 +52,23 @@ def make_strategy(cfg: RunConfig, n_clients: int):
 
     Flower samples ``max(int(N * fraction), min_nodes)`` nodes; with fraction M/N and
     min M that is exactly M, without replacement.
+
+    A deployment without user-level DP tolerates lost devices: it samples the fraction
+    M/N of the nodes online (at least ``min-replies``) instead of waiting for all N to be
+    connected, so a SuperNode that dies costs its replies, not the run. Under user-level
+    DP the accounted sampler (M of N, without replacement) is kept exactly: the server
+    waits for all N.
     """
     m_train = per_round(cfg.clients_per_round, n_clients)
     m_eval = per_round(cfg.eval_clients, n_clients)
-    common = dict(fraction_train=m_train / n_clients, min_train_nodes=m_train,
-                  fraction_evaluate=m_eval / n_clients, min_evaluate_nodes=m_eval,
-                  min_available_nodes=n_clients, evaluate_metrics_aggr_fn=weighted_metrics)
+    tolerant = bool(cfg.catalogue) and not cfg.server_dp
+    floor = min(cfg.min_replies, n_clients)
+    common = dict(fraction_train=m_train / n_clients,
+                  min_train_nodes=floor if tolerant else m_train,
+                  fraction_evaluate=m_eval / n_clients,
+                  min_evaluate_nodes=floor if tolerant else m_eval,
+                  min_available_nodes=floor if tolerant else n_clients,
+                  evaluate_metrics_aggr_fn=weighted_metrics)
     strategy = _base_strategy(cfg, common)
     if cfg.server_dp:
         from server.dp import wrap_strategy

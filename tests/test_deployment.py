@@ -1,0 +1,110 @@
+"""A real federation with real processes on 127.0.0.1: SuperLink + 3 SuperNodes over TLS
+with SuperNode authentication, each device an app's SDK store. Two rounds of DP-FedAvg,
+then every SDK recommends from the new model; unregistered keys and plaintext are
+refused; a SuperNode killed mid-run costs its replies, not the run."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from client.recommender import Recommender
+from client.store import EventStore
+from server.certs import make_credentials
+from server.deployment import LocalDeployment
+from server.rundir import RunDir
+from shared.catalogue import load_catalogue
+from shared.config import RunConfig
+from shared.synthetic import SyntheticConfig, generate
+
+pytestmark = pytest.mark.slow
+MODEL = {"gmf-dim": 8, "mlp-dim": 8, "content-dim": 8}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deployment")
+    data = generate(SyntheticConfig(n_users=3, n_items=60, seed=5))
+    data.items.to_csv(root / "catalogue.csv", index=False)
+    stores = []
+    for k, user in enumerate(dict.fromkeys(data.events["user_id"]), start=1):
+        path = root / f"device-{k}.db"
+        with EventStore(path) as store:     # what the app recorded on the device
+            for row in data.events[data.events["user_id"] == user].itertuples():
+                store.record(row.item_id, row.event, int(row.timestamp))
+        stores.append(path)
+    with LocalDeployment(root / "federation") as fed:
+        fed.credentials(3)
+        fed.start_superlink()
+        for i in (1, 2, 3):
+            fed.register(i)
+            fed.start_supernode(i, {"store-path": str(stores[i - 1]), "device-index": i})
+        fed.wait_online(3)
+        yield fed, root, stores
+
+
+def _run(fed, root, name: str, **changes) -> RunDir:
+    config = {"catalogue": str(root / "catalogue.csv"), "clients": 3, "rounds": 2,
+              "out": str(root / name), "dp": "server", "noise-multiplier": 0.3, "clip": 1.0,
+              "round-timeout": 60.0, **MODEL, **changes}
+    proc = fed.run(config)
+    assert proc.wait(timeout=900) == 0, (fed.root / "flwr-run.log").read_text()[-3000:]
+    return RunDir(root / name)
+
+
+def test_two_dp_rounds_over_tls_then_every_sdk_recommends_from_the_new_model(deployment):
+    fed, root, stores = deployment
+    run = _run(fed, root, "run")
+    rows = run.read_metrics()
+    assert [r["clients_replied"] for r in rows] == [3, 3]
+    privacy = json.loads((run.path / "privacy.json").read_text())
+    assert privacy["user"]["rounds"] == 2 and math.isfinite(privacy["user"]["epsilon"])
+    final, _ = run.load_checkpoint(2)
+    catalogue = load_catalogue(str(root / "catalogue.csv"))
+    cfg = RunConfig(**{k.replace("-", "_"): v for k, v in MODEL.items()})
+    for path in stores:
+        with EventStore(path) as store:
+            model = store.global_model()
+            assert set(model) == set(final)
+            assert all(np.array_equal(model[k], final[k]) for k in final)   # the new model
+            assert store.ledger() is not None
+            top = Recommender(store, catalogue, cfg).recommend(k=5)
+            assert len(top) == 5 and set(top) <= set(catalogue.item_ids.astype(str))
+
+
+def test_unregistered_keys_and_plaintext_are_refused(deployment):
+    fed, root, stores = deployment
+    stranger = make_credentials(root / "stranger", 1).node_keys[0]   # never registered
+    fed.start_supernode(4, {"store-path": str(stores[0]), "device-index": 4}, key=stranger)
+    fed.start_supernode(5, {"store-path": str(stores[0]), "device-index": 5}, tls=False)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and any(
+            fed.procs[n].poll() is None for n in ("supernode-4", "supernode-5")):
+        time.sleep(2)
+    assert fed.online_nodes() == 3
+    assert fed.procs["supernode-4"].poll() not in (None, 0)       # gave up: refused
+    assert fed.procs["supernode-5"].poll() not in (None, 0)
+    log4 = (fed.root / "supernode-4.log").read_text()
+    assert "No SuperNode found with the given public key" in log4, log4[-1500:]
+    assert "Connection attempt failed" in (fed.root / "supernode-5.log").read_text()
+
+
+def test_a_supernode_killed_mid_run_costs_its_replies_not_the_run(deployment):
+    fed, root, _ = deployment
+    proc = fed.run({"catalogue": str(root / "catalogue.csv"), "clients": 3, "rounds": 3,
+                    "out": str(root / "killed"), "round-timeout": 30.0, **MODEL})
+    run = RunDir(root / "killed")
+    deadline = time.monotonic() + 600
+    while not run.read_metrics() and time.monotonic() < deadline:
+        time.sleep(1)
+    fed.stop("supernode-3")                                         # gone after round 1
+    assert proc.wait(timeout=900) == 0, (fed.root / "flwr-run.log").read_text()[-3000:]
+    rows = run.read_metrics()
+    assert len(rows) == 3 and rows[0]["clients_replied"] == 3
+    last = rows[-1]
+    assert last["clients_replied"] == 2
+    assert last["clients_sampled"] - last["clients_replied"] in (0, 1)   # timed out, or unsampled
