@@ -26,6 +26,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  # noqa: E402
                           evaluate_scores, get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
+from client.scenarios import is_late, scenario  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
 from shared import canary  # noqa: E402
@@ -225,33 +226,8 @@ def train(msg: Message, context: Context) -> Message:
             sdk.close()
 
 
-#: Random stream of simulated scenarios (dropout, stragglers).
-STREAM_SCENARIO = 30
-
-
-def _scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
-    """Simulated device behaviour (``dropout``, stragglers, ``participation-window``).
-
-    Returns a reason to decline, sleeps for a straggler, raises for a dropout: the device
-    fails mid-round before it trains, so nothing is spent or saved.
-    """
-    if is_late(cfg, user) and rnd < cfg.join_round:
-        return f"cold start: joins in round {cfg.join_round}"
-    if cfg.participation_window and (last := store.last_round()) is not None \
-            and rnd - last < cfg.participation_window:
-        return (f"participation window: took part in round {last}, next eligible in round "
-                f"{last + cfg.participation_window}")
-    if cfg.dropout and np.random.default_rng([cfg.seed, user, rnd, STREAM_SCENARIO]).random() \
-            < cfg.dropout:
-        raise RuntimeError(f"simulated dropout of client {user} in round {rnd}")
-    if cfg.straggler_fraction and np.random.default_rng(
-            [cfg.seed, user, STREAM_SCENARIO + 1]).random() < cfg.straggler_fraction:
-        time.sleep(cfg.straggler_delay)
-    return None
-
-
 def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> Message:
-    if (reason := _scenario(cfg, data.user, rnd, store)) is not None:
+    if (reason := scenario(cfg, data.user, rnd, store)) is not None:
         return decline(msg, reason, start)
     ledger = ledgers.load(settings.client_delta) if plan else None
     key = release_key(msg, settings, cfg.seed, data.user) if plan else None
@@ -334,8 +310,3 @@ def _eval_reply(msg: Message, cfg: RunConfig, data: ClientData | None, values: d
     record["client-seconds"] = time.perf_counter() - start
     return Message(content=RecordDict({"metrics": MetricRecord(record)}), reply_to=msg)
 
-
-def is_late(cfg: RunConfig, user: int) -> bool:
-    """Cold-start scenario: whether ``user`` is one of the ``late-users`` (seeded)."""
-    return bool(cfg.late_users) and bool(
-        np.random.default_rng([cfg.seed, user, STREAM_SCENARIO + 2]).random() < cfg.late_users)

@@ -92,7 +92,7 @@ def test_bad_scenario_settings_fail_at_the_edge(changes, message):
 
 
 def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
-    from client.app import is_late
+    from client.scenarios import is_late
     from client.local import evaluate_scores
 
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=4, late_users=0.5, join_round=3,

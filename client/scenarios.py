@@ -1,0 +1,44 @@
+"""Simulated device behaviour for scenario runs (``fedrec simulate`` / sweep switches).
+
+Every draw is seeded from (seed, user[, round]) so a scenario is reproducible; none of
+it runs unless its switch is set in the run config.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from shared.config import RunConfig
+
+#: Random stream of simulated scenarios (dropout, stragglers).
+STREAM_SCENARIO = 30
+
+
+def scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
+    """This device's scenario for round ``rnd`` (cold start, ``participation-window``,
+    ``dropout``, stragglers).
+
+    Returns a reason to decline, sleeps for a straggler, raises for a dropout: the device
+    fails mid-round before it trains, so nothing is spent or saved.
+    """
+    if is_late(cfg, user) and rnd < cfg.join_round:
+        return f"cold start: joins in round {cfg.join_round}"
+    if cfg.participation_window and (last := store.last_round()) is not None \
+            and rnd - last < cfg.participation_window:
+        return (f"participation window: took part in round {last}, next eligible in round "
+                f"{last + cfg.participation_window}")
+    if cfg.dropout and np.random.default_rng([cfg.seed, user, rnd, STREAM_SCENARIO]).random() \
+            < cfg.dropout:
+        raise RuntimeError(f"simulated dropout of client {user} in round {rnd}")
+    if cfg.straggler_fraction and np.random.default_rng(
+            [cfg.seed, user, STREAM_SCENARIO + 1]).random() < cfg.straggler_fraction:
+        time.sleep(cfg.straggler_delay)
+    return None
+
+
+def is_late(cfg: RunConfig, user: int) -> bool:
+    """Cold-start scenario: whether ``user`` is one of the ``late-users`` (seeded)."""
+    return bool(cfg.late_users) and bool(
+        np.random.default_rng([cfg.seed, user, STREAM_SCENARIO + 2]).random() < cfg.late_users)
