@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(VENV)/bin/fedrec simulate --dataset movielens-100k --rounds 5 --clients-per-round 100 \
 		--local-epochs 2 --lr 0.05 --eval-every 5 --seed 0 --dp server --clip 2.0 \
 		--noise-multiplier 1.16 --target-epsilon 8.5 --out $(RUN_OUT)/federated
-	$(VENV)/bin/fedrec audit $(RUN_OUT)/federated
+	$(VENV)/bin/fedrec audit $(RUN_OUT)/federated --empirical
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
