@@ -29,7 +29,7 @@ def line(run: Path) -> str:
               if can.get("available") else "no canaries")
     member = (f"≥ {_f(mia['epsilon_lower'])} (AUC {mia['auc']:.3f})" if mia else "-")
     verdict = "pass" if audit["passed"] else "**FAIL**"
-    return (f"| {run.parent.name}/{run.name} | {claimed} | {recomputed} | {canary} | {member} | "
+    return (f"| {run} | {claimed} | {recomputed} | {canary} | {member} | "
             f"{verdict} | {audit['seconds']:.0f} |")
 
 
