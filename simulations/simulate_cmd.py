@@ -177,7 +177,7 @@ def round_status(rows: list[dict]) -> str:
 
 #: A simulation that has written nothing at all after this long never started: Ray's
 #: start-up forks while Flower's ServerApp thread already runs, and the fork can hang.
-STARTUP_TIMEOUT = 120.0
+STARTUP_TIMEOUT = 300.0
 
 
 class StartupHang(Exception):
