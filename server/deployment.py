@@ -11,6 +11,7 @@ catalogue and the number of devices.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import signal
@@ -92,9 +93,11 @@ class LocalDeployment:
         return subprocess.run([self._exe("flwr"), *args], capture_output=True, text=True,
                               env=self.env(), cwd=str(APP_DIR), timeout=timeout)
 
+    @functools.cached_property
     def project(self) -> Path:
         """This app's pyproject with the ``local-deployment`` federation pointing at this
-        deployment: ``flwr supernode`` commands take no ``--federation-config``."""
+        deployment (written once, after :meth:`credentials`): ``flwr supernode`` commands
+        take no ``--federation-config``."""
         import re
 
         folder = self.root / "project"
@@ -111,7 +114,7 @@ class LocalDeployment:
         """``flwr supernode register`` SuperNode ``index``'s public key: only registered
         keys may connect."""
         public_key = Path(str(self.creds.node_keys[index - 1]) + ".pub")
-        project = str(self.project())
+        project = str(self.project)
         for _ in range(30):   # the Control API takes a few seconds to come up
             done = self.flwr("supernode", "register", str(public_key), project, FEDERATION)
             if "registered successfully" in done.stdout:
@@ -138,7 +141,7 @@ class LocalDeployment:
 
     def online_nodes(self) -> int:
         """SuperNodes the SuperLink lists as online."""
-        listed = self.flwr("supernode", "list", str(self.project()), FEDERATION,
+        listed = self.flwr("supernode", "list", str(self.project), FEDERATION,
                            "--format", "json")
         return listed.stdout.count('"online"')
 

@@ -251,13 +251,10 @@ def accounting_record(cfg: RunConfig, dp: ServerPrivacy | None, history: list[di
     record: dict[str, Any] = {"user": dp.ledger.to_dict() if dp is not None else None}
     if cfg.client_dp and train_sizes is not None:
         from client.local import LocalSettings
+        from server.rundir import participation
 
         settings = LocalSettings.from_run_config(cfg)
-        rounds: dict[int, list[int]] = {}
-        for row in history:
-            for p in row.get("participants", []):
-                if 0 <= int(p) < len(train_sizes):     # canaries come after the users
-                    rounds.setdefault(int(p), []).append(int(row["round"]))
+        rounds = participation(history, users=len(train_sizes))
         record["example"] = {
             "relation": "add_or_remove_one", "delta": cfg.client_delta,
             "clients": {str(p): {"event": privacy.event_to_dict(

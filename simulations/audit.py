@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.rundir import RunDir, participation
 from shared import privacy
 from shared.errors import FedrecError
 from shared.ledger import Ledger, largest, read_ledgers
@@ -66,8 +67,6 @@ def load_run(path: str | Path) -> RunRecord:
     manifest = _json(path / "manifest.json")
     if "config" not in manifest:
         raise UnusableRun(f"{path / 'manifest.json'}: no config (not a fedrec run manifest)")
-    from server.rundir import RunDir
-
     rows = RunDir(path).read_metrics()
     if not rows:
         raise UnusableRun(f"{path}: no completed round in metrics.jsonl")
@@ -181,18 +180,6 @@ def audit_user(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
 
 # ----- example level -----
 
-def _participation(rows: list[dict], users: int | None) -> dict[int, list[int]] | None:
-    """Rounds each real client (position < ``users``; canaries come after) took part in."""
-    if not all("participants" in r for r in rows):
-        return None
-    out: dict[int, list[int]] = {}
-    for r in rows:
-        for p in r["participants"]:
-            if users is None or int(p) < users:
-                out.setdefault(int(p), []).append(int(r["round"]))
-    return out
-
-
 def _ledger_event_check(declared: dict[str, Any], ledgers: dict[int, Ledger]) -> Check:
     bad = []
     for user, ledger in ledgers.items():
@@ -226,7 +213,8 @@ def _double_counts(ledgers: dict[int, Ledger]) -> Check:
 def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
     declared = run.manifest["privacy"]["example"]
     checks = [_ledger_event_check(declared, run.ledgers), _double_counts(run.ledgers)]
-    log = _participation(run.rows, run.manifest.get("data", {}).get("users"))
+    log = (participation(run.rows, run.manifest.get("data", {}).get("users"))
+           if all("participants" in r for r in run.rows) else None)
     if log is None:
         checks.append(Check("ledgers match the participation log", "example", False,
                             "metrics.jsonl has no participation log"))

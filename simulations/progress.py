@@ -25,6 +25,13 @@ def setup_logging(verbose: bool = False) -> None:
     root.propagate = False
 
 
+def run_progress() -> Progress:
+    """A bar per task with its status line and ETA (rounds of a run, cells of a sweep)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
 class TrainingProgress:
     """A rich progress bar whose tasks Keras callbacks can drive (one task per epoch)."""
 

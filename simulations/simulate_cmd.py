@@ -18,17 +18,18 @@ import time
 from pathlib import Path
 
 import tomli_w
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import Progress
 from rich.table import Table
 
 from server.dp import check_settings
 from server.rundir import RunDir
 from shared.config import DP_CLIPPING, DP_MODES, STRATEGIES, RunConfig
 from shared.errors import ConfigError, FedrecError
-from simulations.progress import console, report
+from simulations.progress import console, report, run_progress
 
 APP_DIR = Path(__file__).resolve().parent.parent
+#: Simulated clients running in parallel by default (one per core of a 2-core machine).
+WORKERS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,11 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="synthetic data: sigma of the log-normal activity skew")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
-    parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
-    parser.add_argument("--ray-address", help="run the clients on an existing Ray cluster "
-                        "(ray.init address, e.g. auto or ray://head:10001)")
+    add_runner_arguments(parser)
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the centralized NeuMF reference")
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a simulation's clients run (``fedrec simulate`` and ``fedrec sweep``)."""
+    parser.add_argument("--workers", type=int, default=WORKERS, help="parallel simulated clients")
+    parser.add_argument("--ray-address", help="run the clients on an existing Ray cluster "
+                        "(ray.init address, e.g. auto or ray://head:10001)")
 
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
@@ -186,43 +192,45 @@ class StartupHang(Exception):
 
 def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress | None = None,
            label: str = "rounds") -> None:
-    """Progress bar over rounds from metrics.jsonl until the simulation exits (a task on
-    ``bar`` when given, else a bar of its own). Raises StartupHang (after killing it)
-    when the simulation never starts."""
+    """Progress over rounds from metrics.jsonl until the simulation exits: a bar of its
+    own, or a task on the caller's ``bar`` that goes when the run ends. Raises
+    StartupHang (after killing it) when the simulation never starts."""
     if bar is None:
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as own:
-            return follow(proc, run, cfg, own, label)
-    task = bar.add_task(label, total=cfg.rounds, completed=len(run.read_metrics()),
-                        status="starting")
+        with run_progress() as own:
+            _watch(proc, run, cfg, own, own.add_task(label, total=cfg.rounds, status="starting"))
+        return
+    task = bar.add_task(label, total=cfg.rounds, status="starting")
+    try:
+        _watch(proc, run, cfg, bar, task)
+    finally:
+        bar.remove_task(task)
+
+
+def _watch(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress, task) -> None:
     log, started = run.path / "simulation.log", time.monotonic()
     size0 = log.stat().st_size if log.exists() else 0
-    try:
-        while proc.poll() is None:
-            rows = run.read_metrics()
-            bar.update(task, completed=len(rows), status=round_status(rows))
-            if (time.monotonic() - started > STARTUP_TIMEOUT and log.exists()
-                    and log.stat().st_size == size0):
-                proc.kill()
-                proc.wait()
-                raise StartupHang(f"flower-simulation wrote nothing in {STARTUP_TIMEOUT:.0f} s")
-            time.sleep(1.0)
-        bar.update(task, completed=len(run.read_metrics()))
-    finally:
-        if label != "rounds":   # a sweep's per-cell task goes when the cell is done
-            bar.remove_task(task)
+    while proc.poll() is None:
+        rows = run.read_metrics()
+        bar.update(task, completed=len(rows), status=round_status(rows))
+        if (time.monotonic() - started > STARTUP_TIMEOUT and log.exists()
+                and log.stat().st_size == size0):
+            proc.kill()
+            proc.wait()
+            raise StartupHang(f"flower-simulation wrote nothing in {STARTUP_TIMEOUT:.0f} s")
+        time.sleep(1.0)
+    bar.update(task, completed=len(run.read_metrics()))
 
 
 def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
             bar: Progress | None = None, label: str = "rounds") -> dict:
-    """Run ``cfg`` (or resume it when ``cfg.resume``) to the end; return results.json.
+    """Run ``cfg`` (or resume it when ``cfg.resume``) to the end, write its TensorBoard
+    events; return results.json.
 
     Raises ConfigError for settings that cannot work, FedrecError when the simulation
     fails, KeyboardInterrupt (after stopping the simulation) on Ctrl-C.
     """
     from shared.federated_data import federation_of
+    from simulations.tensorboard import write_events
 
     run_dir = RunDir(cfg.out)
     fed = federation_of(cfg)
@@ -246,6 +254,7 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
         raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
     if cfg.client_dp:
         add_ledger_summary(run_dir, cfg)
+    write_events(cfg.out)
     return json.loads(run_dir.results_path.read_text())
 
 
@@ -283,20 +292,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print(f"interrupted; resume with: fedrec simulate --resume {cfg.out}")
         return 130
-    write_tensorboard(cfg.out)
     if results.get("stopped"):
         console.print(f"stopped before round {results['stopped']['round']}: "
                       f"{results['stopped']['reason']}")
     ref = None if args.no_reference else reference(cfg)
     report.print(final_table(results, ref))
     return 0
-
-
-def write_tensorboard(run_dir: str | Path) -> None:
-    """TensorBoard event files of a finished run (``RUN_DIR/tensorboard``)."""
-    from simulations.tensorboard import write_events
-
-    write_events(run_dir)
 
 
 def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:

@@ -12,24 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import Progress
 
 from server.rundir import RunDir
 from shared.errors import FedrecError
-from simulations.progress import console, report
+from simulations.progress import console, report, run_progress
+from simulations.simulate_cmd import WORKERS, add_runner_arguments
 from simulations.sweep import Cell, Sweep, load_sweep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]])")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory")
-    parser.add_argument("--workers", type=int, default=2, help="parallel simulated clients")
-    parser.add_argument("--ray-address", help="run the clients on an existing Ray cluster "
-                        "(ray.init address, e.g. auto or ray://head:10001)")
+    add_runner_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
 
 
@@ -53,19 +50,27 @@ def _status(cell: Cell) -> str:
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, bar: Progress) -> None:
-    from simulations.simulate_cmd import execute, write_tensorboard
+    from simulations.simulate_cmd import execute
 
     cfg = cell.config.replace(resume=_status(cell) == "resume")
     execute(cfg, args.workers, args.ray_address, bar=bar, label=f"{cell.label}, seed {cell.seed}")
-    write_tensorboard(cfg.out)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that made this sweep and resumes it, for the report and messages."""
+    words = ["fedrec", "sweep", str(args.config), "--out", str(args.out)]
+    if args.workers != WORKERS:
+        words += ["--workers", str(args.workers)]
+    if args.ray_address:
+        words += ["--ray-address", args.ray_address]
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
     from simulations.sweep_report import write_report
 
     sweep = load_sweep(args.config, args.out)
-    command = shlex.join(["fedrec", "sweep", *sys.argv[2:]]) if sys.argv[1:2] == ["sweep"] \
-        else f"fedrec sweep {args.config} --out {args.out}"
+    command = command_line(args)
     todo = [c for c in sweep.cells if _status(c) != "done"]
     console.print(f"{sweep.name}: {len(sweep.cells)} runs ({len(todo)} to do) -> {args.out}")
     if args.dry_run:
@@ -73,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
             report.print(f"{_status(c):7} {c.key}: {json.dumps(c.params, ensure_ascii=False)}")
         return 0
     neumf = _neumf(sweep)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
+    with run_progress() as bar:
         total = bar.add_task("cells", total=len(sweep.cells),
                              completed=len(sweep.cells) - len(todo), status="")
         failed = []
