@@ -29,7 +29,7 @@ from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.scenarios import is_late, scenario  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
-from shared import canary  # noqa: E402
+from shared import canary, privacy  # noqa: E402
 from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
@@ -254,9 +254,10 @@ def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> M
                "client-seconds": time.perf_counter() - start}
     if plan:
         metrics["client-epsilon"] = ledger.epsilon("rdp")
-    reply = RecordDict({"arrays": to_record(model.global_weights()),
-                        "metrics": MetricRecord(metrics)})
-    return Message(content=reply, reply_to=msg)
+    content = {"arrays": to_record(model.global_weights()), "metrics": MetricRecord(metrics)}
+    if plan:   # the event this round ran, for the server's manifest
+        content["config"] = ConfigRecord({privacy.DP_EVENT_KEY: privacy.event_json(plan.event())})
+    return Message(content=RecordDict(content), reply_to=msg)
 
 
 @app.evaluate()

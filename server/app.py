@@ -24,7 +24,7 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from client.app import from_record, is_declined, to_record  # noqa: E402
 from client.local import LocalSettings  # noqa: E402
 from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
-                       final_privacy)
+                       final_privacy, reported_events)
 from server.rundir import RunDir  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
@@ -129,8 +129,7 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 dp.resume(strategy)
             start_round = done + 1
             if cfg.dp != "none":   # the manifest's events again match the rounds kept
-                run.record_accounting(accounting_record(cfg, dp, run.read_metrics(),
-                                                        fed.train_sizes))
+                run.record_accounting(accounting_record(cfg, dp, run.read_metrics()))
             log.info("resuming %s after round %d", run.path, done)
     arrays = to_record(weights)
     started = time.perf_counter()
@@ -148,7 +147,7 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         run.save_checkpoint(rnd, from_record(arrays), state)
         run.append_metrics(line)
         if cfg.dp != "none":
-            run.record_accounting(accounting_record(cfg, dp, run.read_metrics(), fed.train_sizes))
+            run.record_accounting(accounting_record(cfg, dp, run.read_metrics()))
         if dp is not None and (over := dp.exceeded(rnd)):
             stopped = {"round": rnd + 1, "reason": over}
             log.warning("stopping: %s", over)
@@ -186,8 +185,6 @@ class ServerData:
     n_items: int
     item_features: np.ndarray
     manifest: dict[str, Any]
-    #: simulation only: every user's training examples (None in a deployment)
-    train_sizes: np.ndarray | None = None
 
 
 def server_data(cfg: RunConfig) -> ServerData:
@@ -205,8 +202,7 @@ def server_data(cfg: RunConfig) -> ServerData:
                       {"name": fed.name, "fingerprint": fed.fingerprint, "clients": clients,
                        "users": fed.n_clients, "canaries": cfg.canaries,
                        "items": fed.inter.n_items,
-                       "training_interactions": int(len(fed.split.train_users))},
-                      fed.train_sizes())
+                       "training_interactions": int(len(fed.split.train_users))})
 
 
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
@@ -276,6 +272,9 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     if cfg.dp != "none" and hasattr(grid, "position"):  # the participation log audits check
         line["participants"] = sorted(grid.position(m.metadata.src_node_id) for m in ok)
         line["declined"] = sorted(grid.position(m.metadata.src_node_id) for m in declined)
+        line["rejected"] = sorted(grid.position(m.metadata.src_node_id) for m in rejected)
+        if cfg.client_dp:   # a rejected update's DP-SGD round was spent all the same
+            line["client_events"] = reported_events(ok + rejected, grid.position)
     if cfg.client_dp:  # every reply that reports it: a rejected update was spent all the same
         line["client_epsilon_max"] = max((float(m.content["metrics"]["client-epsilon"])
                                           for m in ok + declined + rejected

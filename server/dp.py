@@ -18,6 +18,7 @@ experiments that are not private against whoever knows the seeds.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from typing import Any
@@ -234,30 +235,53 @@ def final_privacy(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
     return record
 
 
-def accounting_record(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
-                      train_sizes: np.ndarray | None) -> dict[str, Any] | None:
+def reported_events(replies: list, position) -> list[dict[str, Any]]:
+    """The example-level DpEvents devices report running this round (their reply's
+    ``dp-event``), grouped: ``[{"event": to_named_tuple as dicts, "clients": [positions]}]``.
+
+    ``position`` maps a node id to the device's stable position. The code that trained
+    emits the event; the server only records it (it cannot know a device's data size).
+    """
+    groups: dict[str, list[int]] = {}
+    for m in replies:
+        config = m.content.config_records.get("config")
+        if config is not None and privacy.DP_EVENT_KEY in config:
+            groups.setdefault(str(config[privacy.DP_EVENT_KEY]), []).append(
+                position(m.metadata.src_node_id))
+    return [{"event": json.loads(e), "clients": sorted(c)} for e, c in sorted(groups.items())]
+
+
+def client_accounting(history: list[dict]) -> dict[str, list[dict[str, Any]]]:
+    """Per device position, the events it reported and the rounds it ran each:
+    ``{"7": [{"event": {...}, "rounds": [1, 2]}, ...]}`` (a device whose data grows
+    between rounds runs a different event). Rounds whose update was averaged or
+    rejected both count; declined rounds ran nothing."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in history:
+        for group in row.get("client_events", []):
+            for p in group["clients"]:
+                entries = out.setdefault(str(p), [])
+                same = next((e for e in entries if e["event"] == group["event"]), None)
+                if same is None:
+                    entries.append(same := {"event": group["event"], "rounds": []})
+                same["rounds"].append(int(row["round"]))
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def accounting_record(cfg: RunConfig, dp: ServerPrivacy | None,
+                      history: list[dict]) -> dict[str, Any] | None:
     """The ``accounting`` section of ``manifest.json``: every DpEvent that ran, composed
     by nobody, so that an auditor gets each ε from the manifest alone.
 
-    ``user``: the server's ledger (one DP-FedAvg event per round, as run). ``example``
-    (simulation, where the server holds every user's data and so knows each client's
-    sampling rate): per client, the local DP-SGD event of a round and the rounds it
-    took part in (its accepted updates; a device ledger may hold more: a round whose
-    reply was lost or rejected was spent all the same). In a deployment the server
-    never learns a device's data size; the devices' own ledgers are the record there.
+    ``user``: the server's ledger (one DP-FedAvg event per round, as run). ``example``:
+    per device, the local DP-SGD events it reported with the rounds it ran them
+    (:func:`client_accounting`), in simulation and deployment alike. A round a device
+    spent whose reply never arrived (failed, timed out) is known to its own ledger only.
     """
     if cfg.dp == "none":
         return None
     record: dict[str, Any] = {"user": dp.ledger.to_dict() if dp is not None else None}
-    if cfg.client_dp and train_sizes is not None:
-        from client.local import LocalSettings
-        from server.rundir import participation
-
-        settings = LocalSettings.from_run_config(cfg)
-        rounds = participation(history, users=len(train_sizes))
-        record["example"] = {
-            "relation": "add_or_remove_one", "delta": cfg.client_delta,
-            "clients": {str(p): {"event": privacy.event_to_dict(
-                                     settings.dp_plan(int(train_sizes[p])).event()),
-                                 "rounds": r} for p, r in sorted(rounds.items())}}
+    if cfg.client_dp:
+        record["example"] = {"relation": "add_or_remove_one", "delta": cfg.client_delta,
+                             "clients": client_accounting(history)}
     return record

@@ -131,14 +131,16 @@ class RunDir:
         write_text_atomic(self.results_path, json.dumps(results, indent=2, default=to_json) + "\n")
 
 
-def participation(rows: list[dict[str, Any]], users: int | None = None) -> dict[int, list[int]]:
+def participation(rows: list[dict[str, Any]], users: int | None = None,
+                  keys: tuple[str, ...] = ("participants",)) -> dict[int, list[int]]:
     """Rounds each client's update was averaged in, from metrics lines' ``participants``
-    (logged under DP); only positions below ``users`` when given (an audit run's canary
-    clients come after the users)."""
+    (logged under DP), or spent in: ``keys=("participants", "rejected")`` (a rejected
+    update was trained all the same); only positions below ``users`` when given (an
+    audit run's canary clients come after the users)."""
     out: dict[int, list[int]] = {}
     for row in rows:
-        for p in row.get("participants", []):
-            if users is None or int(p) < users:
-                out.setdefault(int(p), []).append(int(row["round"]))
+        for p in sorted({int(p) for k in keys for p in row.get(k, [])}):
+            if users is None or p < users:
+                out.setdefault(p, []).append(int(row["round"]))
     return out
 

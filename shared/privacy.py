@@ -15,6 +15,7 @@ Poisson sampling, ``replace_one`` for fixed-size sampling without replacement).
 from __future__ import annotations
 
 import collections
+import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -132,6 +133,18 @@ def calibrate_noise(target_epsilon: float, delta: float,
 
 
 # ----- serialisation: DpEvent <-> JSON-able dict (manifests store these) -----
+
+#: Reply ConfigRecord key under which a device reports the DpEvent its round ran.
+DP_EVENT_KEY = "dp-event"
+
+
+def event_json(event: dpe.DpEvent) -> str:
+    """The event as canonical JSON (:func:`event_to_dict`, sorted keys): what a device
+    reports so that the server's manifest records every example-level event, in a
+    deployment too. It tells the server the device's sampling rate, hence roughly its
+    number of examples; the ε the device reports already implies as much."""
+    return json.dumps(event_to_dict(event), sort_keys=True)
+
 
 def event_to_dict(event: dpe.DpEvent) -> dict[str, Any]:
     """``event.to_named_tuple()`` as nested plain dicts (JSON-serialisable)."""

@@ -210,38 +210,46 @@ def _double_counts(ledgers: dict[int, Ledger]) -> Check:
                  f"{len(ledgers)} ledgers; with a replay counted twice: {bad[:10]}")
 
 
+#: Participation-log keys of the rounds a device spent (a rejected update was trained).
+SPENT = ("participants", "rejected")
+
+
 def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
+    """Example level: the manifest's device-reported events recomputed with fresh
+    accountants, checked against the participation log and, where the run directory
+    holds them (simulation), the device ledgers."""
     declared = run.manifest["privacy"]["example"]
-    checks = [_ledger_event_check(declared, run.ledgers), _double_counts(run.ledgers)]
-    log = (participation(run.rows, run.manifest.get("data", {}).get("users"))
-           if all("participants" in r for r in run.rows) else None)
-    if log is None:
+    stored = (run.manifest.get("accounting") or {}).get("example")
+    from_manifest = _ledgers_from_manifest(stored) if stored is not None else None
+    checks = []
+    if run.ledgers:
+        checks += [_ledger_event_check(declared, run.ledgers), _double_counts(run.ledgers)]
+    if from_manifest is None and not run.ledgers:
+        checks.append(Check("example-level events recorded", "example", False,
+                            "no manifest events and no device ledgers"))
+    if not all("participants" in r for r in run.rows):
         checks.append(Check("ledgers match the participation log", "example", False,
                             "metrics.jsonl has no participation log"))
     else:
-        # a ledger may hold more (a round spent, then the reply lost), never less
-        missing = {u: sorted(set(r) - set(run.ledgers[u].rounds if u in run.ledgers else []))
-                   for u, r in log.items()}
-        missing = {u: r for u, r in missing.items() if r}
-        checks.append(Check("every participation is in the client's ledger", "example",
-                            not missing, f"{len(log)} participants; uncounted: "
-                            f"{dict(list(sorted(missing.items()))[:5])}"))
-    stored = (run.manifest.get("accounting") or {}).get("example")
-    if stored is not None:
+        log = participation(run.rows, run.manifest.get("data", {}).get("users"), SPENT)
+        if run.ledgers:   # a ledger may hold more (a round spent, then the reply lost)
+            checks.append(_covers("every participation is in the client's ledger", log,
+                                  run.ledgers))
+        if from_manifest is not None:
+            checks.append(_covers("every participation is in the manifest", log, from_manifest))
+    if stored is not None and run.ledgers:
         checks.append(_manifest_vs_ledgers(stored, run.ledgers))
-    worst, eps = largest(run.ledgers)
+    worst, eps = largest(from_manifest if from_manifest is not None else run.ledgers)
+    device_worst, device_eps = largest(run.ledgers)
     target = declared.get("target_epsilon")
-    over = [u for u, e in eps.items() if target and e > target * (1 + 1e-9)]
+    over = sorted(u for u, e in {**eps, **device_eps}.items()
+                  if target and e > target * (1 + 1e-9))
     checks.append(Check("no client over its budget", "example", not over,
                         f"target {target}; over: {over[:10]}"))
+    source = (from_manifest if from_manifest is not None else run.ledgers)
     recomputed = {"rdp": eps.get(worst),
-                  "pld": run.ledgers[worst].epsilon("pld") if worst is not None else None}
-    on_devices = recomputed["rdp"]
-    if stored is not None:   # the manifest alone: every client's events, fresh accountants
-        manifest_ledgers = _ledgers_from_manifest(stored)
-        worst, eps = largest(manifest_ledgers)
-        recomputed = {"rdp": eps.get(worst), "pld": manifest_ledgers[worst].epsilon("pld")
-                      if worst is not None else None}
+                  "pld": source[worst].epsilon("pld") if worst is not None else None}
+    on_devices = device_eps.get(device_worst)
     claim = ((run.privacy or {}).get("example") or {}).get("max_client_epsilon")
     checks.append(Check("largest client epsilon not under-reported", "example",
                         _claim_ok(claim, max((e for e in (recomputed["rdp"], on_devices)
@@ -253,13 +261,29 @@ def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
                     "source": "manifest.json" if stored is not None else "device ledgers"}
 
 
+def _covers(name: str, log: dict[int, list[int]], ledgers: dict[int, Ledger]) -> Check:
+    """Every round of the participation log is in the client's ledger (it may hold more)."""
+    missing = {u: sorted(set(r) - set(ledgers[u].rounds if u in ledgers else []))
+               for u, r in log.items()}
+    missing = {u: r for u, r in sorted(missing.items()) if r}
+    return Check(name, "example", not missing,
+                 f"{len(log)} participants; uncounted: {dict(list(missing.items())[:5])}")
+
+
+def _entries(part: dict | list) -> list[dict[str, Any]]:
+    """A client's manifest entries: ``[{"event", "rounds"}, ...]`` (a single dict in
+    manifests written before devices reported their events)."""
+    return part if isinstance(part, list) else [part]
+
+
 def _ledgers_from_manifest(stored: dict[str, Any]) -> dict[int, Ledger]:
-    """Each client's ledger rebuilt from the manifest: its round event, once per round."""
+    """Each client's ledger rebuilt from the manifest: each event once per round it ran."""
     out = {}
     for user, part in stored["clients"].items():
         ledger = Ledger(stored["relation"], float(stored["delta"]))
-        for rnd in part["rounds"]:
-            ledger.record(int(rnd), privacy.event_from_dict(part["event"]))
+        for entry in _entries(part):
+            for rnd in entry["rounds"]:
+                ledger.record(int(rnd), privacy.event_from_dict(entry["event"]))
         out[int(user)] = ledger
     return out
 
@@ -270,9 +294,9 @@ def _manifest_vs_ledgers(stored: dict[str, Any], ledgers: dict[int, Ledger]) -> 
     for user, part in stored["clients"].items():
         ledger = ledgers.get(int(user))
         recorded = {} if ledger is None else {h[0]: h[1] for h in ledger.history}
-        for rnd in part["rounds"]:
-            if recorded.get(int(rnd)) != part["event"]:
-                bad.append(f"client {user} round {rnd}")
+        for entry in _entries(part):
+            bad += [f"client {user} round {rnd}" for rnd in entry["rounds"]
+                    if recorded.get(int(rnd)) != entry["event"]]
     return Check("manifest events match the device ledgers", "example", not bad,
                  f"{len(stored['clients'])} clients in manifest.json; differ: {bad[:5]}")
 
@@ -304,6 +328,10 @@ def warnings(run: RunRecord) -> list[str]:
     if declared.get("mode", "none") != "none" and seed >= 0:
         out.append(f"DP randomness was seeded (noise-seed {seed}): the claim holds only against "
                    "parties who do not hold the run config or manifest")
+    if declared.get("example") and not run.ledgers:
+        out.append("no device ledgers in the run directory (a deployment keeps them on the "
+                   "devices): example-level ε recomputed from the events the devices reported; "
+                   "checking the ledgers themselves needs the devices' stores")
     if declared.get("mode", "none") != "none" and "accounting" not in run.manifest:
         out.append("manifest.json has no accounting section (a run from before fedrec recorded "
                    "its DpEvents there): ε recomputed from metrics.jsonl and the device ledgers")

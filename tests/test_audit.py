@@ -35,13 +35,15 @@ def _write_run(path, cfg: RunConfig, participants=None):
                         "dp_replied": M, "dp_event": privacy.event_to_dict(event)})
         if cfg.client_dp:
             row["participants"] = participants or sorted(EXAMPLES)
+            row["client_events"] = []   # what each device reports having run
             for u in row["participants"]:
-                ledgers[u].record(rnd, settings.dp_plan(EXAMPLES[u]).event())
+                event = settings.dp_plan(EXAMPLES[u]).event()
+                ledgers[u].record(rnd, event)
+                row["client_events"].append({"event": privacy.event_to_dict(event), "clients": [u]})
         rows.append(row)
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    sizes = np.array([EXAMPLES[u] for u in sorted(EXAMPLES)])
     manifest = {"config": cfg.to_flower(), "privacy": declared_privacy(cfg, N, M),
-                "accounting": accounting_record(cfg, sp if cfg.server_dp else None, rows, sizes)}
+                "accounting": accounting_record(cfg, sp if cfg.server_dp else None, rows)}
     (path / "manifest.json").write_text(json.dumps(manifest))
     record = {"mode": cfg.dp, "user": sp.summary() if cfg.server_dp else None}
     if cfg.client_dp:
@@ -85,15 +87,16 @@ def test_epsilon_is_recomputed_from_the_manifest_alone(cfg, tmp_path):
     assert user.epsilon("rdp") == pytest.approx(claim["user"]["epsilon"], rel=1e-12)
     example = manifest["accounting"]["example"]
     assert sorted(example["clients"]) == ["0", "1", "2"]
+    assert all(len(c) == 1 for c in example["clients"].values())   # one event each, every round
     worst = max(Ledger(example["relation"], example["delta"]).epsilon(
-        "rdp", dpe.SelfComposedDpEvent(privacy.event_from_dict(c["event"]), len(c["rounds"])))
+        "rdp", dpe.SelfComposedDpEvent(privacy.event_from_dict(c[0]["event"]), len(c[0]["rounds"])))
         for c in example["clients"].values())
     assert worst == pytest.approx(claim["example"]["max_client_epsilon"], rel=1e-9)
     result = audit_accounting(load_run(run))
     assert {lvl["source"] for lvl in result["levels"].values()} == {"manifest.json"}
     # a manifest that drops a round, or disagrees with a device's ledger, fails
     manifest["accounting"]["user"]["history"].pop()
-    manifest["accounting"]["example"]["clients"]["1"]["event"]["event"]["sampling_probability"] /= 2
+    manifest["accounting"]["example"]["clients"]["1"][0]["event"]["event"]["sampling_probability"] /= 2
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert {"manifest events match the logged mechanism",
             "manifest events match the device ledgers"} <= _failed(audit_accounting(load_run(run)))
@@ -138,6 +141,67 @@ def test_client_over_budget_or_uncounted_participation_fails(cfg, tmp_path):
     (run / "client_state" / "1" / "ledger.json").unlink()      # client 1 took part, never counted
     assert "every participation is in the client's ledger" in _failed(
         audit_accounting(load_run(run)))
+
+
+def test_a_rejected_update_is_spent_and_the_manifest_must_count_it(cfg, tmp_path):
+    run = _write_run(tmp_path / "run", cfg.replace(dp="client"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows[1]["participants"].remove(1)       # round 2: the server rejected client 1's update,
+    rows[1]["rejected"] = [1]               # which it had trained (and reported) all the same
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = audit_accounting(load_run(run))
+    assert result["passed"], _failed(result)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["accounting"]["example"]["clients"]["1"][0]["rounds"] == [1, 2, 3, 4]
+    manifest["accounting"]["example"]["clients"]["1"][0]["rounds"].remove(2)   # only accepted
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert _failed(audit_accounting(load_run(run))) == {"every participation is in the manifest"}
+
+
+def test_without_device_ledgers_example_epsilon_comes_from_the_reported_events(cfg, tmp_path):
+    """A deployment: the ledgers stay on the devices; the manifest holds what they reported."""
+    import shutil
+
+    run = _write_run(tmp_path / "run", cfg)
+    shutil.rmtree(run / "client_state")
+    result = audit_accounting(load_run(run))
+    assert result["passed"], _failed(result)
+    example = result["levels"]["example"]
+    assert example["source"] == "manifest.json" and example["clients"] == len(EXAMPLES)
+    assert example["recomputed"]["rdp"] == pytest.approx(example["claimed"], rel=1e-9)
+    assert any("no device ledgers" in w for w in result["warnings"])
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["accounting"]                               # nothing left to recompute from
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert "example-level events recorded" in _failed(audit_accounting(load_run(run)))
+
+
+def test_device_reported_events_are_grouped_then_composed_per_device():
+    from types import SimpleNamespace
+
+    from flwr.app import ConfigRecord, RecordDict
+
+    from server.dp import client_accounting, reported_events
+
+    small, large = privacy.dpsgd_event(2.0, 0.5, 4), privacy.dpsgd_event(2.0, 0.25, 8)
+
+    def reply(node, event=None):
+        content = RecordDict({} if event is None else {"config": ConfigRecord(
+            {privacy.DP_EVENT_KEY: privacy.event_json(event)})})
+        return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node))
+
+    groups = reported_events([reply(12, large), reply(10, small), reply(11, small), reply(13)],
+                             position=lambda node: node - 10)
+    d_small, d_large = privacy.event_to_dict(small), privacy.event_to_dict(large)
+    assert sorted((g["clients"], g["event"] == d_small) for g in groups) == [
+        ([0, 1], True), ([2], False)]                        # no event from node 13
+    rows = [{"round": 1, "client_events": groups},
+            {"round": 2, "client_events": [{"event": d_large, "clients": [0]}]},   # data grew
+            {"round": 3, "client_events": [{"event": d_small, "clients": [0]}]}]
+    assert client_accounting(rows) == {
+        "0": [{"event": d_small, "rounds": [1, 3]}, {"event": d_large, "rounds": [2]}],
+        "1": [{"event": d_small, "rounds": [1]}],
+        "2": [{"event": d_large, "rounds": [1]}]}
 
 
 def test_unusable_run_directories_exit_2(cfg, tmp_path, capsys):

@@ -58,11 +58,26 @@ def _run(fed, root, name: str, **changes) -> RunDir:
 
 def test_two_dp_rounds_over_tls_then_every_sdk_recommends_from_the_new_model(deployment):
     fed, root, stores = deployment
-    run = _run(fed, root, "run")
+    run = _run(fed, root, "run", dp="both", **{"client-noise-multiplier": 1.0})
     rows = run.read_metrics()
     assert [r["clients_replied"] for r in rows] == [3, 3]
     privacy = json.loads((run.path / "privacy.json").read_text())
     assert privacy["user"]["rounds"] == 2 and math.isfinite(privacy["user"]["epsilon"])
+    # example level: the manifest holds the events the devices reported; an auditor
+    # recomputes the largest client ε from it, and it is what the devices' ledgers say
+    clients = run.manifest()["accounting"]["example"]["clients"]
+    assert sorted(clients) == ["1", "2", "3"]
+    for index, path in enumerate(stores, start=1):
+        with EventStore(path) as store:
+            history = store.ledger().history
+        assert [(h[0], h[1]) for h in history] == [
+            (r, e["event"]) for e in clients[str(index)] for r in e["rounds"]]
+    from shared.cli import main as fedrec
+    assert fedrec(["audit", str(run.path)]) == 0
+    audit = json.loads((run.path / "audit.json").read_text())
+    assert audit["levels"]["example"]["source"] == "manifest.json"
+    assert audit["levels"]["example"]["recomputed"]["rdp"] == pytest.approx(
+        privacy["example"]["max_client_epsilon"], rel=1e-9)
     final, _ = run.load_checkpoint(2)
     catalogue = load_catalogue(str(root / "catalogue.csv"))
     cfg = RunConfig(**{k.replace("-", "_"): v for k, v in MODEL.items()})
