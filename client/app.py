@@ -26,6 +26,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  # noqa: E402
                           evaluate_scores, get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
+from client.secagg import secagg_mod  # noqa: E402
 from client.scenarios import is_late, scenario  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
@@ -34,7 +35,8 @@ from shared.catalogue import device_federation, load_catalogue, load_device  # n
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
 
-app = ClientApp(mods=[optional_fixedclipping_mod])
+# SecAgg+ outermost: it masks what the clipping mod left (client.secagg)
+app = ClientApp(mods=[secagg_mod, optional_fixedclipping_mod])
 
 
 def to_record(weights: dict[str, np.ndarray]) -> ArrayRecord:

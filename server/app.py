@@ -26,6 +26,7 @@ from client.local import LocalSettings  # noqa: E402
 from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
                        final_privacy, reported_events)
 from server.rundir import RunDir  # noqa: E402
+from server.secagg import SecAggTrainer  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state)
@@ -112,6 +113,7 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 "privacy": declared_privacy(cfg, fed.n_clients, sampled)},
                resume=cfg.resume)
     grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
+    secagg = SecAggTrainer(cfg, grid, fed.n_clients, sampled, dp) if cfg.secagg else None
     start_round = 1
     weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
     if cfg.resume:
@@ -140,7 +142,7 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             stopped = {"round": rnd, "reason": reason}
             log.warning("stopping before round %d: %s", rnd, reason)
             break
-        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients, dp)
+        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients, dp, secagg)
         state = get_state(strategy)
         if dp is not None:
             state[LEDGER_KEY] = np.array(dp.ledger.dumps())
@@ -240,13 +242,12 @@ def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float,
     return updates, declined, failed, rejected
 
 
-def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,
-               n_clients: int, dp: ServerPrivacy | None = None
-               ) -> tuple[ArrayRecord, dict[str, Any]]:
-    """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
-    t0 = time.perf_counter()
-    seed_sampling(cfg.seed, rnd, 0, cfg.secret_randomness)
-    messages = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), grid))
+def _train(grid: Grid, strategy, cfg: RunConfig, n_clients: int, dp: ServerPrivacy | None,
+           rnd: int, arrays: ArrayRecord, config: ConfigRecord
+           ) -> tuple[ArrayRecord | None, dict[str, Any], float]:
+    """One training round on the Message API: the new arrays (None: no aggregate), the
+    round's metrics fields and the clients' compute seconds."""
+    messages = list(strategy.configure_train(rnd, arrays, config, grid))
     replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=_reply_order)
     ok, declined, failed, rejected = _usable(replies, arrays, cfg.max_update_norm,
                                              unit_weight=cfg.server_dp)
@@ -257,9 +258,8 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     if dp is not None:
         dp.before_aggregation(strategy, rnd)
     new_arrays, train_metrics = strategy.aggregate_train(rnd, ok)
-    arrays = new_arrays if new_arrays is not None else arrays
     line: dict[str, Any] = {
-        "round": rnd, "clients_sampled": len(messages), "clients_replied": len(ok),
+        "clients_sampled": len(messages), "clients_replied": len(ok),
         "clients_failed": len(failed), "clients_declined": len(declined),
         "clients_rejected": len(rejected),
         "clients_timed_out": len(messages) - len(replies),   # no reply within round-timeout
@@ -283,7 +283,21 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     if declined:
         line["declined_reasons"] = sorted({str(m.content["config"]["declined-reason"])
                                            for m in declined})
-    client_seconds = _client_seconds(ok + declined)
+    return new_arrays, line, _client_seconds(ok + declined)
+
+
+def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,
+               n_clients: int, dp: ServerPrivacy | None = None, secagg: SecAggTrainer | None = None
+               ) -> tuple[ArrayRecord, dict[str, Any]]:
+    """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
+    t0 = time.perf_counter()
+    seed_sampling(cfg.seed, rnd, 0, cfg.secret_randomness)
+    config = round_config(cfg, rnd)
+    new_arrays, fields, client_seconds = (
+        secagg.train(rnd, arrays, config) if secagg is not None
+        else _train(grid, strategy, cfg, n_clients, dp, rnd, arrays, config))
+    arrays = new_arrays if new_arrays is not None else arrays
+    line: dict[str, Any] = {"round": rnd, **fields}
     if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
         seed_sampling(cfg.seed, rnd, 1, cfg.secret_randomness)
         eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd), grid))

@@ -170,6 +170,9 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
     from server.strategy import make_strategy, per_round
 
     make_strategy(cfg, n_clients)  # Flower's own argument checks
+    if cfg.secagg and per_round(cfg.clients_per_round, n_clients) < 3:
+        raise ConfigError(f"secagg needs at least 3 clients per round, got "
+                          f"{per_round(cfg.clients_per_round, n_clients)}")
     if cfg.server_dp:
         cfg.user_delta(n_clients)
     if cfg.server_dp and cfg.target_epsilon:

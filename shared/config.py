@@ -105,6 +105,18 @@ class RunConfig:
             seed) joins only in round ``join_round``; before that they decline training
             and are evaluated on the popular-items fallback a new install shows, from then
             on on the model with their reconstructed embedding (``cold_hr@10`` per round).
+        secagg: secure aggregation of the training rounds with Flower's SecAgg+ (legacy
+            ``SecAggPlusWorkflow`` + ``secaggplus_mod``; ``server.secagg``): the server
+            only ever holds the sum of the updates. Needs dp = server with dp-clipping =
+            client-fixed (the devices clip, since nobody else sees an update) and at
+            least 3 clients per round; replies cannot be validated one by one.
+        secagg_shares: devices each device's secret is shared with (> 2; 0: every sampled
+            device, the most robust to dropouts and the slowest).
+        secagg_threshold: fraction in (0, 1] of those shares needed to reconstruct a
+            dropped device's mask (higher: more private against colluders, less
+            tolerant of dropouts).
+        secagg_clipping_range: weights are clipped to ± this before quantization (2^22
+            levels); a round whose global weights plus the clip would exceed it stops.
     """
 
     dataset: str = "synthetic"
@@ -158,6 +170,10 @@ class RunConfig:
     participation_window: int = 0
     late_users: float = 0.0
     join_round: int = 1
+    secagg: bool = False
+    secagg_shares: int = 0
+    secagg_threshold: float = 0.6
+    secagg_clipping_range: float = 8.0
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -224,6 +240,16 @@ class RunConfig:
             raise ConfigError(f"delta must be in [0, 1) (0: 1/N^1.1), got {self.delta}")
         if not 0 < self.client_delta < 1:
             raise ConfigError(f"client-delta must be in (0, 1), got {self.client_delta}")
+        if self.secagg and (self.dp != "server" or self.dp_clipping != "client-fixed"):
+            raise ConfigError(f"secagg needs dp = server with dp-clipping = client-fixed (got dp = "
+                              f"{self.dp}, dp-clipping = {self.dp_clipping}): under SecAgg+ only "
+                              f"the devices see an update, so they must clip it")
+        if self.secagg_shares and self.secagg_shares <= 2:
+            raise ConfigError(f"secagg-shares must be 0 (all) or > 2, got {self.secagg_shares}")
+        if not 0 < self.secagg_threshold <= 1:
+            raise ConfigError(f"secagg-threshold must be in (0, 1], got {self.secagg_threshold}")
+        if not self.secagg_clipping_range > 0:
+            raise ConfigError(f"secagg-clipping-range must be > 0, got {self.secagg_clipping_range}")
         if self.server_dp and self.strategy != "fedavg":
             # Flower's DP wrappers noise the inner strategy's *output*; a server optimiser's
             # state (momentum, Adam moments) is built from the un-noised average and carries

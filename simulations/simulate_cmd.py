@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dp.add_argument("--noise-seed", type=int, help="seeds the DP noise only")
     dp.add_argument("--canaries", type=int, help="audit runs: k canary clients for "
                     "`fedrec audit --empirical` (0: none)")
+    dp.add_argument("--secagg", action="store_const", const=True,
+                    help="secure aggregation (Flower SecAgg+): the server only sees the sum; "
+                    "needs --dp server --dp-clipping client-fixed")
+    dp.add_argument("--secagg-shares", type=int, help="SecAgg+ shares per secret (0: all)")
+    dp.add_argument("--secagg-threshold", type=float,
+                    help="SecAgg+ fraction of shares that reconstructs a dropped mask")
     sc = parser.add_argument_group("scenarios")
     sc.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round")
     sc.add_argument("--straggler-fraction", type=float, help="fraction of slow clients")
@@ -103,7 +109,8 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "client_noise_multiplier", "client_clip", "client_target_epsilon", "client_delta",
           "noise_seed", "canaries", "dropout", "straggler_fraction", "straggler_delay",
           "round_timeout", "participation_window", "synthetic_heterogeneity",
-          "synthetic_activity_skew", "late_users", "join_round")
+          "synthetic_activity_skew", "late_users", "join_round", "secagg", "secagg_shares",
+          "secagg_threshold")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

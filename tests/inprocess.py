@@ -7,6 +7,8 @@ directly, one node per partition id, so whole federations run in a test in secon
 
 from __future__ import annotations
 
+import copy
+
 from flwr.app import Context, Error, Message, RecordDict
 
 from client.app import app as client_app
@@ -29,8 +31,13 @@ class InProcessGrid:
         return [self._call(m) for m in messages]
 
     def _call(self, message):
-        """The ClientApp's reply; an exception becomes an error reply, as in Flower."""
+        """The ClientApp's reply; an exception becomes an error reply, as in Flower.
+
+        Each node gets its own copy of the content, as over the wire: senders may share
+        one content between messages, and receivers may change theirs (``secaggplus_mod``
+        pops the stage from its config)."""
         try:
+            message.content = copy.deepcopy(message.content)
             return client_app(message, self.contexts[message.metadata.dst_node_id])
         except Exception as err:  # noqa: BLE001 - what a crashing device looks like
             return Message(Error(code=0, reason=str(err)), reply_to=message)

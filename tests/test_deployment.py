@@ -1,7 +1,7 @@
 """A real federation with real processes on 127.0.0.1: SuperLink + 3 SuperNodes over TLS
 with SuperNode authentication, each device an app's SDK store. Two rounds of DP-FedAvg,
-then every SDK recommends from the new model; unregistered keys and plaintext are
-refused; a SuperNode killed mid-run costs its replies, not the run."""
+then every SDK recommends from the new model; the same under SecAgg+; unregistered keys
+and plaintext are refused; a SuperNode killed mid-run costs its replies, not the run."""
 
 from __future__ import annotations
 
@@ -89,6 +89,17 @@ def test_two_dp_rounds_over_tls_then_every_sdk_recommends_from_the_new_model(dep
             assert store.ledger() is not None
             top = Recommender(store, catalogue, cfg).recommend(k=5)
             assert len(top) == 5 and set(top) <= set(catalogue.item_ids.astype(str))
+
+
+def test_secure_aggregation_over_tls_the_server_only_holds_the_sum(deployment):
+    """Flower's SecAgg+ (legacy workflow + secaggplus_mod) with client-side clipping DP."""
+    fed, root, _ = deployment
+    run = _run(fed, root, "secagg", **{"dp-clipping": "client-fixed", "secagg": True})
+    rows = run.read_metrics()
+    assert [(r["clients_replied"], r["secagg_distinct_updates"]) for r in rows] == [(3, 1)] * 2
+    assert all(r["dp_noise_std"] == pytest.approx(0.3 * 1.0 / 3) for r in rows)
+    from shared.cli import main as fedrec
+    assert fedrec(["audit", str(run.path)]) == 0
 
 
 def test_unregistered_keys_and_plaintext_are_refused(deployment):

@@ -1,0 +1,69 @@
+"""SecAgg+ on the device: Flower's ``secaggplus_mod`` around fedrec's ClientApp.
+
+Flower 1.23 offers secure aggregation only on its legacy path: the server's
+``SecAggPlusWorkflow`` sends the protocol's four stages as train messages, the fit
+stage in the legacy record format (``fitins.*``), and ``secaggplus_mod`` masks the legacy
+``FitRes`` that the app inside it returns. :func:`secagg_mod` composes the two rather
+than forking either: a train message of a SecAgg+ round goes through ``secaggplus_mod``,
+whose inner app translates the legacy fit message into fedrec's own (the arrays' names
+come back from the round config, legacy parameters being an unnamed list), runs the rest
+of the app (so ``client.mods.optional_fixedclipping_mod`` still clips the update to the
+norm the server's DP wrapper asked for, on the device, before it is masked), and turns
+the reply back into a ``FitRes``. Every other message passes straight through.
+
+What still leaves the device in clear: the reply's metrics (number of examples, which is
+1 under user-level DP, the train loss and the seconds spent). A device that declines a
+round cannot take part in the protocol's sum; it answers with an error and counts as
+dropped out.
+"""
+
+from __future__ import annotations
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.client.mod import secaggplus_mod
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import recorddict_compat as compat
+from flwr.common.constant import MessageType
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+#: Fit-config key holding the global arrays' names, comma-separated, in order.
+NAMES_KEY = "fedrec-array-names"
+
+
+class DeclinedUnderSecAgg(RuntimeError):
+    """The app declined a SecAgg+ round: the device drops out of that round's sum."""
+
+
+def secagg_mod(msg: Message, context: Context, call_next) -> Message:
+    """``secaggplus_mod`` for the train messages of a SecAgg+ round (module docstring)."""
+    if (msg.metadata.message_type != MessageType.TRAIN
+            or RECORD_KEY_CONFIGS not in msg.content.config_records):
+        return call_next(msg, context)
+    return secaggplus_mod(msg, context, lambda m, c: _legacy_fit(m, c, call_next))
+
+
+def _legacy_fit(msg: Message, context: Context, call_next) -> Message:
+    """Legacy fit message in, fedrec's app in the middle, legacy ``FitRes`` out."""
+    from client.app import to_record
+
+    fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+    names = str(fitins.config[NAMES_KEY]).split(",")
+    arrays = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
+    config = {k: v for k, v in fitins.config.items() if k != NAMES_KEY}
+    original = msg.content
+    msg.content = RecordDict({"arrays": to_record(arrays), "config": ConfigRecord(config)})
+    try:
+        reply = call_next(msg, context)
+    finally:
+        msg.content = original
+    if reply.has_error():
+        return reply
+    if "arrays" not in reply.content:
+        reason = reply.content.config_records.get("config", {}).get("declined-reason", "declined")
+        raise DeclinedUnderSecAgg(f"declined a SecAgg+ round: {reason}")
+    metrics = dict(reply.content["metrics"])
+    weights = reply.content["arrays"]
+    result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([weights[n].numpy() for n in names]),
+                    int(metrics.get("num-examples", 1)), metrics)
+    reply.content = compat.fitres_to_recorddict(result, keep_input=False)
+    return reply

@@ -1,0 +1,196 @@
+"""Secure aggregation of the training rounds: Flower's SecAgg+ (``SecAggPlusWorkflow``).
+
+Flower 1.23 has SecAgg+ only on its legacy path (``flwr.server.workflow`` with a
+``LegacyContext`` and a legacy ``flwr.server.strategy`` strategy); its Message-API
+strategies have none. So with ``secagg`` on, :class:`SecAggTrainer` runs each round's
+*training* through ``SecAggPlusWorkflow`` over a legacy ``FedAvg`` wrapped in Flower's
+legacy ``DifferentialPrivacyClientSideFixedClipping``: each device clips its own update
+(``fixedclipping_mod``) and masks it (``secaggplus_mod``; ``client.secagg``), the server
+unmasks only the sum of the survivors' updates, averages it and adds the Gaussian noise.
+Evaluation, checkpoints, ledgers and the run directory stay as on the Message API.
+
+What it protects: the server never holds one device's update, only the sum (the
+``aggregate_fit`` it runs receives the unmasked average, the same object for every
+device: logged per round as ``secagg_distinct_updates`` = 1). What it does not: the
+server sees who took part and their metrics; it adds the DP noise itself after
+unmasking, so it sees the un-noised average (user-level DP protects against everyone
+after the server); it cannot validate single updates (``max-update-norm``,
+``server.validate``): the bound on an update is the devices' clipping.
+
+Quantization: a device's weights are clipped to ±``secagg-clipping-range`` and quantized
+to 2^22 levels before masking. The server knows the global weights, and every update's
+L2 norm is at most ``clip``, so before each round it checks max|w| + clip against the
+range (beyond it weights would be clipped silently) and stops with a clear reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import recorddict_compat as compat
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg, Strategy
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+
+from client.secagg import NAMES_KEY
+from shared.config import RunConfig
+
+
+class _Recorder(Strategy):
+    """The legacy strategy the workflow talks to: everything goes to ``strategy``; right
+    before aggregation the DP noise is seeded (``before_aggregation``), and what
+    aggregation received is recorded."""
+
+    def __init__(self, strategy: Strategy, before_aggregation) -> None:
+        self.strategy = strategy
+        self.before_aggregation = before_aggregation
+        self.reset()
+
+    def reset(self) -> None:
+        self.sampled, self.results, self.failures = [], [], 0
+        self.distinct_updates, self.aggregated = 0, False
+
+    def initialize_parameters(self, client_manager):
+        return None
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        self.sampled = self.strategy.configure_fit(server_round, parameters, client_manager)
+        return self.sampled
+
+    def aggregate_fit(self, server_round, results, failures):
+        self.results, self.failures = list(results), len(failures)
+        self.distinct_updates = len({id(res.parameters) for _, res in results})
+        self.before_aggregation(server_round)
+        params, metrics = self.strategy.aggregate_fit(server_round, results, failures)
+        self.aggregated = params is not None
+        return params, metrics
+
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        return []
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        return None, {}
+
+    def evaluate(self, server_round, parameters):
+        return None
+
+
+class _CountingGrid:
+    """The run's grid, counting the bytes of every message the workflow exchanges."""
+
+    def __init__(self, grid) -> None:
+        self._grid = grid
+        self.down = self.up = 0
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        self.down += sum(_size(m) for m in messages)
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        self.up += sum(_size(m) for m in replies if not m.has_error())
+        return replies
+
+    def __getattr__(self, name):
+        return getattr(self._grid, name)
+
+
+def _size(msg) -> int:
+    """Payload bytes of a message (SecAgg+ records hold lists of bytes, which Flower's
+    ``count_bytes`` does not take)."""
+    return sum(_value_bytes(v) for record in msg.content.values() for v in record.values())
+
+
+def _value_bytes(value) -> int:
+    if isinstance(value, (list, tuple)):
+        return sum(_value_bytes(v) for v in value)
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if hasattr(value, "data"):                # an Array
+        return len(value.data)
+    return 8
+
+
+class SecAggTrainer:
+    """One SecAgg+ training round at a time, over the run's (ordered) grid.
+
+    Args:
+        cfg: the run (``secagg``: dp = server with client-fixed clipping, validated there).
+        grid: the ServerApp's grid (an ``OrderedGrid``: positions, stable node order).
+        n_clients: N, nodes in the federation.
+        sampled: clients drawn per round (without replacement, as the accountant assumes).
+        dp: the server's user-level ledger.
+    """
+
+    def __init__(self, cfg: RunConfig, grid, n_clients: int, sampled: int, dp) -> None:
+        if sampled < 3:
+            raise ValueError(f"secagg needs at least 3 clients per round, got {sampled}")
+        self.cfg, self.dp = cfg, dp
+        self.grid = _CountingGrid(grid)
+        self.fedavg = FedAvg(fraction_fit=sampled / n_clients, fraction_evaluate=0.0,
+                             min_fit_clients=sampled, min_evaluate_clients=0,
+                             min_available_clients=n_clients)
+        self.wrapper = DifferentialPrivacyClientSideFixedClipping(
+            self.fedavg, cfg.noise_multiplier, cfg.clip, sampled)
+        self.recorder = _Recorder(self.wrapper, lambda rnd: dp.before_aggregation(self.wrapper, rnd))
+        empty = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+        self.context = LegacyContext(context=empty, config=ServerConfig(num_rounds=cfg.rounds),
+                                     strategy=self.recorder)
+        run_id = getattr(getattr(grid, "run", None), "run_id", 0)
+        for node in grid.get_node_ids():   # the OrderedGrid's stable order: seeded draws repeat
+            self.context.client_manager.register(GridClientProxy(node, grid, run_id))
+        shares = cfg.secagg_shares or 1.0      # 0: every sampled client holds a share
+        self.workflow = SecAggPlusWorkflow(
+            num_shares=shares, reconstruction_threshold=cfg.secagg_threshold, max_weight=1.0,
+            clipping_range=cfg.secagg_clipping_range, timeout=cfg.round_timeout)
+
+    def check_range(self, rnd: int, weights: list[np.ndarray]) -> None:
+        """Refuse a round whose weights SecAgg+ would clip silently (module docstring)."""
+        largest = max(float(np.max(np.abs(w))) for w in weights if w.size)
+        if largest + self.cfg.clip > self.cfg.secagg_clipping_range:
+            raise RuntimeError(
+                f"round {rnd}: SecAgg+ would clip weights silently: max |w| {largest:.3g} + clip "
+                f"{self.cfg.clip:g} > secagg-clipping-range {self.cfg.secagg_clipping_range:g}")
+
+    def train(self, rnd: int, arrays: ArrayRecord, config: ConfigRecord
+              ) -> tuple[ArrayRecord | None, dict[str, Any], float]:
+        """Run round ``rnd``; return the new arrays (None: no aggregate), the round's
+        metrics fields and the clients' compute seconds."""
+        from client.app import to_record
+
+        names = list(arrays.keys())
+        weights = [arrays[n].numpy() for n in names]
+        self.check_range(rnd, weights)
+        fit_config = {**dict(config), NAMES_KEY: ",".join(names)}
+        self.fedavg.on_fit_config_fn = lambda _round: dict(fit_config)
+        state = self.context.state
+        state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
+            ndarrays_to_parameters(weights), keep_input=True)
+        state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
+            {Key.CURRENT_ROUND: rnd, Key.START_TIME: time.time()})
+        self.recorder.reset()
+        self.grid.down = self.grid.up = 0
+        self.workflow(self.grid, self.context)
+        rec = self.recorder
+        metrics = [dict(res.metrics) for _, res in rec.results]
+        line = {"clients_sampled": len(rec.sampled), "clients_replied": len(rec.results),
+                "clients_failed": rec.failures, "clients_declined": 0, "clients_rejected": 0,
+                "clients_timed_out": len(rec.sampled) - len(rec.results) - rec.failures,
+                "train_loss": (float(np.mean([m.get("train-loss", np.nan) for m in metrics]))
+                               if metrics else None),
+                "bytes_down": self.grid.down, "bytes_up": self.grid.up,
+                "secagg_distinct_updates": rec.distinct_updates}
+        seconds = float(sum(m.get("client-seconds", 0.0) for m in metrics))
+        averaged = (sorted(self.grid.position(proxy.node_id) for proxy, _ in rec.results)
+                    if rec.aggregated else [])     # Flower's DP wrapper drops a round with failures
+        line.update({"participants": averaged, "declined": [], "rejected": []})
+        if not rec.aggregated:
+            return None, line, seconds
+        line.update(self.dp.after_aggregation(self.wrapper, rnd, len(rec.results)))
+        new = parameters_to_ndarrays(compat.arrayrecord_to_parameters(
+            state.array_records[MAIN_PARAMS_RECORD], keep_input=True))
+        return to_record({n: a.astype(w.dtype) for n, a, w in zip(names, new, weights)}), line, seconds
