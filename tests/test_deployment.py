@@ -119,6 +119,72 @@ def test_unregistered_keys_and_plaintext_are_refused(deployment):
     assert "Connection attempt failed" in (fed.root / "supernode-5.log").read_text()
 
 
+def _wait(condition, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(1)
+
+
+def _received(fed, index: int) -> int:
+    return (fed.root / f"supernode-{index}.log").read_text().count("Received: train message")
+
+
+def test_faults_under_dp_a_node_killed_mid_round_then_the_server_killed_and_resumed(deployment):
+    """Under user-level DP: SuperNode 3 killed while it trains in round 1 (the round ends
+    with the other two) and restarted with its store; then the SuperLink (and the
+    ServerApp in it) killed after round 2 and restarted on its database, and the run
+    resumed: every round once, ε counted once, ledger and manifest agree."""
+    fed, root, stores = deployment
+    with EventStore(stores[2]) as store:
+        events_before = len(store.events())
+    config = {"catalogue": str(root / "catalogue.csv"), "clients": 3, "rounds": 3,
+              "out": str(root / "faults"), "dp": "server", "noise-multiplier": 0.5,
+              "clip": 1.0, "round-timeout": 30.0, "straggler-fraction": 1.0,
+              "straggler-delay": 6.0, **MODEL}
+    seen = _received(fed, 3)
+    proc = fed.run(config)
+    _wait(lambda: _received(fed, 3) > seen, 600, "SuperNode 3 to receive its round-1 training")
+    fed.stop("supernode-3")                        # mid-round: it sleeps as a straggler
+    run = RunDir(root / "faults")
+    _wait(lambda: len(run.read_metrics()) >= 1, 300, "round 1 to end without SuperNode 3")
+    fed.start_supernode(3, {"store-path": str(stores[2]), "device-index": 3})   # client restart
+    _wait(lambda: len(run.read_metrics()) >= 2, 600, "round 2")
+    fed.stop("superlink")                          # the server side dies (ServerApp with it)
+    fed.stop("flwr-run")
+    proc.wait()
+    for i in (1, 2, 3):   # devices restart too (a SuperNode gives up after its retries)
+        fed.stop(f"supernode-{i}")
+    fed.start_superlink()                          # same --database: nodes stay registered
+    # the database still lists the dead sessions online; a node is let in again once its
+    # heartbeat has expired (Flower refuses to activate a node that is online)
+    _wait(lambda: fed.online_nodes() == 0, 300, "the old sessions' heartbeats to expire")
+    for i in (1, 2, 3):
+        fed.start_supernode(i, {"store-path": str(stores[i - 1]), "device-index": i})
+    resumed = fed.run({**config, "resume": True})  # the ServerApp waits for all three
+    assert resumed.wait(timeout=900) == 0, (fed.root / "flwr-run.log").read_text()[-3000:]
+    rows = run.read_metrics()
+    assert [r["round"] for r in rows] == [1, 2, 3]                   # no round lost or doubled
+    assert (rows[0]["clients_replied"], rows[0]["dp_replied"]) == (2, 2)
+    assert rows[0]["clients_timed_out"] + rows[0]["clients_failed"] == 1
+    assert [r["clients_replied"] for r in rows[1:]] == [3, 3]
+    privacy = json.loads((run.path / "privacy.json").read_text())
+    history = run.manifest()["accounting"]["user"]["history"]
+    assert [h[0] for h in history] == [1, 2, 3] and privacy["user"]["rounds"] == 3
+    from shared import privacy as dp
+    from shared.ledger import Ledger
+    ledger = Ledger("replace_one", privacy["user"]["delta"])
+    for row in rows:                              # what was logged, composed once per round
+        ledger.record(row["round"], dp.event_from_dict(row["dp_event"]))
+    assert privacy["user"]["epsilon"] == pytest.approx(ledger.epsilon("rdp"), rel=1e-12)
+    from shared.cli import main as fedrec
+    assert fedrec(["audit", str(run.path)]) == 0
+    with EventStore(stores[2]) as store:          # the restarted device kept its state
+        assert len(store.events()) == events_before
+        assert store.user_embedding() is not None and store.global_model() is not None
+
+
 def test_a_supernode_killed_mid_run_costs_its_replies_not_the_run(deployment):
     fed, root, _ = deployment
     proc = fed.run({"catalogue": str(root / "catalogue.csv"), "clients": 3, "rounds": 3,
