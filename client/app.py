@@ -39,6 +39,10 @@ from shared.federated_data import ClientData, Federation, federation_of  # noqa:
 app = ClientApp(mods=[secagg_mod, optional_fixedclipping_mod])
 
 
+#: Round-config keys under which the server reports its user-level (ε, δ) so far.
+USER_EPSILON_KEY, USER_DELTA_KEY = "user-epsilon", "user-delta"
+
+
 def to_record(weights: dict[str, np.ndarray]) -> ArrayRecord:
     """Named arrays -> ArrayRecord (names travel with the arrays, order preserved)."""
     return ArrayRecord(OrderedDict((k, Array.from_numpy_ndarray(v)) for k, v in weights.items()))
@@ -222,10 +226,32 @@ def train(msg: Message, context: Context) -> Message:
         return decline(msg, "no local training data", start)
     store, ledgers, sdk = _stores(cfg, context, data)
     try:
-        return _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers)
+        reply = _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers)
+        if sdk is not None:
+            note_round(sdk, msg, cfg, trained=not is_declined(reply))
+        return reply
     finally:
         if sdk is not None:
             sdk.close()
+
+
+def note_round(sdk: EventStore, msg: Message, cfg: RunConfig, trained: bool) -> None:
+    """Keep in the app's store what the device learns of the federation each round: the
+    rounds it trained in, the server's user-level ε as reported in the round config (the
+    server's ledger is public to its devices), the participation window and budget."""
+    config = msg.content["config"]
+    status = sdk.federation()
+    rounds = set(status.get("rounds_joined", []))
+    if trained:
+        rounds.add(int(config["server-round"]))
+    status.update({"round": int(config["server-round"]), "rounds_joined": sorted(rounds),
+                   "participation_window": cfg.participation_window,
+                   "client_target_epsilon": cfg.client_target_epsilon or None,
+                   "client_delta": cfg.client_delta})
+    if USER_EPSILON_KEY in config:
+        status.update({"user_epsilon": float(config[USER_EPSILON_KEY]),
+                       "user_delta": float(config[USER_DELTA_KEY])})
+    sdk.save_state(federation=status)
 
 
 def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> Message:
@@ -284,6 +310,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         model = _load_local(msg, cfg, fed, data, max_round=rnd, store=store)
         if sdk is not None:  # the newest global model, for on-device recommendations
             sdk.save_state(global_model=from_record(msg.content["arrays"]))
+            note_round(sdk, msg, cfg, trained=False)
         rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
         model.reconstruct(data, settings, rng)
         # the refreshed embedding serves this evaluation; it is kept apart so that

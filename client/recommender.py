@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from client.local import LocalSettings, get_local_model  # noqa: E402
 from client.store import EventStore, SdkInputError  # noqa: E402
+from shared import privacy  # noqa: E402
 from shared.catalogue import Catalogue  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData  # noqa: E402
@@ -113,16 +114,33 @@ class Recommender:
         self.store.save_state(user_embedding=model.private_weights())
 
     def privacy_status(self, target_epsilon: float | None = None) -> dict:
-        """ε spent at example level (this device's ledger), what remains, rounds joined."""
+        """This device's privacy, per level, and when it may train next.
+
+        ``example``: ε (δ, RDP) spent by this device's own DP-SGD (its ledger), the
+        target (``target_epsilon``, else the run's ``client-target-epsilon``) and what
+        remains. ``user``: the federation's user-level (ε, δ) as the server last
+        reported it, and as of which round (None before any report, or without
+        user-level DP). ``rounds_joined``, ``last_round``; ``next_eligibility``: the
+        earliest round the participation window lets it train again (None: no limit)
+        and whether its budget allows one more round like its last.
+        """
         ledger = self.store.ledger(self.config.client_delta)
+        federation = self.store.federation()
         spent = ledger.epsilon("rdp") if ledger.history else 0.0
         target = target_epsilon if target_epsilon is not None else (
-            self.config.client_target_epsilon or None)
-        return {"epsilon": spent, "delta": ledger.delta, "accountant": "rdp",
-                "target_epsilon": target,
-                "remaining": None if target is None else max(0.0, target - spent),
-                "rounds_joined": len(set(ledger.rounds)),
-                "last_round": max(ledger.rounds) if ledger.rounds else None}
+            federation.get("client_target_epsilon") or self.config.client_target_epsilon or None)
+        joined = sorted(set(federation.get("rounds_joined", [])) | set(ledger.rounds))
+        last = joined[-1] if joined else None
+        user = None
+        if federation.get("user_epsilon") is not None:
+            user = {"epsilon": federation["user_epsilon"], "delta": federation["user_delta"],
+                    "accountant": "rdp", "as_of_round": federation["round"]}
+        return {"example": {"epsilon": spent, "delta": ledger.delta, "accountant": "rdp",
+                            "target_epsilon": target,
+                            "remaining": None if target is None else max(0.0, target - spent)},
+                "user": user, "rounds_joined": len(joined), "last_round": last,
+                "next_eligibility": _next_eligibility(ledger, target, last,
+                                                      federation.get("participation_window", 0))}
 
     def export_tflite(self, path: str | Path) -> Path:
         """The scoring model (this user's embedding and the global weights baked in) as a
@@ -176,3 +194,14 @@ class Recommender:
         empty = np.zeros(0, np.int64)
         return ClientData(0, inter.items, inter.weights, -1, -1, empty, empty,
                           self.catalogue.n_items)
+
+
+def _next_eligibility(ledger, target: float | None, last: int | None, window: int) -> dict:
+    """Earliest round the participation window allows (None: any) and whether one more
+    round like the last fits the example-level budget (None: no budget or no history)."""
+    affordable = None
+    if target and ledger.history:
+        last_event = privacy.event_from_dict(ledger.history[-1][1])
+        affordable = not ledger.would_exceed(last_event, target)[0]
+    return {"round": last + window if window and last is not None else None,
+            "budget_allows_another_round": affordable}

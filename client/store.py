@@ -10,6 +10,7 @@ brings an older file up to date when it is opened.
 from __future__ import annotations
 
 import io
+import json
 import math
 import sqlite3
 import time
@@ -29,7 +30,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ("CREATE INDEX events_ts ON events (ts, id)",),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-STATE_NAMES = ("user_embedding", "global_model", "ledger")
+STATE_NAMES = ("user_embedding", "global_model", "ledger", "federation")
 
 
 class SdkInputError(ValueError):
@@ -129,8 +130,12 @@ class EventStore:
     # ----- state: embedding, global model, ledger -----
     def save_state(self, *, user_embedding: dict[str, np.ndarray] | None = None,
                    global_model: dict[str, np.ndarray] | None = None,
-                   ledger: Ledger | None = None) -> None:
-        """Write any of the three atomically: all given parts, or none of them."""
+                   ledger: Ledger | None = None, federation: dict | None = None) -> None:
+        """Write any of the parts atomically: all given parts, or none of them.
+
+        ``federation``: what this device knows of the federation it joined (JSON: the
+        rounds it trained in, the server's user-level ε as last reported, the run's
+        participation window and budget), for :meth:`Recommender.privacy_status`."""
         now = int(time.time())
         parts = {"user_embedding": user_embedding, "global_model": global_model}
         with self._transaction():
@@ -139,6 +144,8 @@ class EventStore:
                     self._put(name, _arrays_to_bytes(arrays), now)
             if ledger is not None:
                 self._put("ledger", ledger.dumps().encode(), now)
+            if federation is not None:
+                self._put("federation", json.dumps(federation).encode(), now)
 
     def _put(self, name: str, data: bytes, now: int) -> None:
         self._db.execute("INSERT INTO state (name, data, updated) VALUES (?, ?, ?) "
@@ -156,6 +163,11 @@ class EventStore:
     def global_model(self) -> dict[str, np.ndarray] | None:
         data = self._get("global_model")
         return None if data is None else _arrays_from_bytes(data)
+
+    def federation(self) -> dict:
+        """What :meth:`save_state` last stored as ``federation`` (empty: never joined)."""
+        data = self._get("federation")
+        return {} if data is None else json.loads(data.decode())
 
     def ledger(self, delta: float = 1e-5) -> Ledger:
         data = self._get("ledger")

@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
-from client.app import from_record, is_declined, to_record  # noqa: E402
+from client.app import (USER_DELTA_KEY, USER_EPSILON_KEY, from_record,  # noqa: E402
+                        is_declined, to_record)
 from client.local import LocalSettings  # noqa: E402
 from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
                        final_privacy, reported_events)
@@ -53,9 +54,15 @@ def initial_global_weights(cfg: RunConfig, n_items: int, item_features) -> dict:
     return get_global_weights(build_model(cfg.model, 1, n_items, item_features.shape[1]))
 
 
-def round_config(cfg: RunConfig, round_: int) -> ConfigRecord:
-    """What every sampled client is told for this round (local settings)."""
-    return ConfigRecord(LocalSettings.from_run_config(cfg).to_record(round_))
+def round_config(cfg: RunConfig, round_: int, dp: ServerPrivacy | None = None) -> ConfigRecord:
+    """What every sampled client is told for this round: local settings and, under
+    user-level DP, the server's (ε, δ) so far (its ledger is no secret to its devices;
+    the SDK shows it in ``privacy_status``)."""
+    record = ConfigRecord(LocalSettings.from_run_config(cfg).to_record(round_))
+    if dp is not None:
+        record[USER_EPSILON_KEY] = dp.spent()
+        record[USER_DELTA_KEY] = float(dp.ledger.delta)
+    return record
 
 
 def _bytes(messages: list[Message]) -> int:
@@ -292,7 +299,7 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
     t0 = time.perf_counter()
     seed_sampling(cfg.seed, rnd, 0, cfg.secret_randomness)
-    config = round_config(cfg, rnd)
+    config = round_config(cfg, rnd, dp)
     new_arrays, fields, client_seconds = (
         secagg.train(rnd, arrays, config) if secagg is not None
         else _train(grid, strategy, cfg, n_clients, dp, rnd, arrays, config))
@@ -300,7 +307,8 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     line: dict[str, Any] = {"round": rnd, **fields}
     if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
         seed_sampling(cfg.seed, rnd, 1, cfg.secret_randomness)
-        eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd), grid))
+        eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd, dp),
+                                                         grid))
         eval_replies = list(grid.send_and_receive(eval_messages, timeout=cfg.round_timeout))
         eval_ok = [m for m in eval_replies if not m.has_error()]
         agg = strategy.aggregate_evaluate(rnd, eval_replies)

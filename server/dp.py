@@ -92,6 +92,14 @@ class ServerPrivacy:
         self.sampled = sampled
         self.ledger = ledger or Ledger(RELATION, cfg.user_delta(n_clients))
         self._clip_before = cfg.clip
+        self._spent: tuple[int, float] = (-1, 0.0)
+
+    def spent(self) -> float:
+        """RDP ε of the rounds recorded so far (0 before the first; cached per round)."""
+        rounds = len(self.ledger.history)
+        if self._spent[0] != rounds:
+            self._spent = (rounds, float(self.ledger.epsilon("rdp") or 0.0) if rounds else 0.0)
+        return self._spent[1]
 
     def resume(self, wrapper) -> None:
         """Continue from a restored wrapper (its clipping norm, when adaptive)."""

@@ -77,7 +77,10 @@ def main() -> None:
     cfg = RunConfig(**{k.replace("-", "_"): v for k, v in MODEL.items()})
     for k, phone in enumerate(phones, start=1):
         with EventStore(phone) as store:
-            print(f"phone {k}: recommends {Recommender(store, catalogue, cfg).recommend(k=5)}")
+            rec = Recommender(store, catalogue, cfg)
+            status = rec.privacy_status()
+            print(f"phone {k}: recommends {rec.recommend(k=5)}; joined {status['rounds_joined']} "
+                  f"rounds, user-level ε {status['user']['epsilon']:.2f} as the server reported")
 
 
 if __name__ == "__main__":
