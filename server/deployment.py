@@ -12,6 +12,7 @@ catalogue and the number of devices.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shlex
 import signal
@@ -139,15 +140,23 @@ class LocalDeployment:
             args += ["--auth-supernode-private-key", str(key or self.creds.node_keys[index - 1])]
         return self._start(f"supernode-{index}", args)
 
-    def online_nodes(self) -> int:
-        """SuperNodes the SuperLink lists as online."""
+    def online_nodes(self) -> int | None:
+        """SuperNodes the SuperLink lists as online (None: it could not be asked, e.g.
+        while it starts)."""
         listed = self.flwr("supernode", "list", str(self.project), FEDERATION,
                            "--format", "json")
-        return listed.stdout.count('"online"')
+        start = listed.stdout.find("{")
+        try:
+            answer = json.loads(listed.stdout[start:]) if start >= 0 else {}
+        except json.JSONDecodeError:
+            return None
+        if not answer.get("success"):
+            return None
+        return sum(node.get("status") == "online" for node in answer.get("nodes", []))
 
     def wait_online(self, count: int, timeout: float = 120) -> None:
         end = time.monotonic() + timeout
-        while (found := self.online_nodes()) < count:
+        while (found := self.online_nodes() or 0) < count:
             if time.monotonic() > end:
                 raise FedrecError(f"only {found} of {count} SuperNodes online; see {self.root}")
             time.sleep(2)
