@@ -116,14 +116,21 @@ class LocalDeployment:
         keys may connect."""
         public_key = Path(str(self.creds.node_keys[index - 1]) + ".pub")
         project = str(self.project)
-        for _ in range(30):   # the Control API takes a few seconds to come up
-            done = self.flwr("supernode", "register", str(public_key), project, FEDERATION)
-            if "registered successfully" in done.stdout:
-                return
+        said = ""
+        for _ in range(30):   # the Control API takes a few seconds to come up; a call made
+            try:              # while it starts can hang, so each call gets 30 s and a retry
+                done = self.flwr("supernode", "register", str(public_key), project, FEDERATION,
+                                 timeout=30)
+            except subprocess.TimeoutExpired:
+                said = "no answer within 30 s"
+                continue
+            said = done.stdout + done.stderr
+            if "registered successfully" in done.stdout or "already in use" in said:
+                return    # (already: an earlier call that hung got through after all)
             if "unavailable" not in done.stdout:
                 break
             time.sleep(2)
-        raise FedrecError(f"cannot register {public_key}: {(done.stdout + done.stderr)[-400:]}")
+        raise FedrecError(f"cannot register {public_key}: {said[-400:]}")
 
     def start_supernode(self, index: int, node_config: dict[str, object],
                         key: Path | None = None, tls: bool = True) -> subprocess.Popen:

@@ -36,6 +36,13 @@ def test_dropouts_fail_mid_round_and_the_round_goes_on(tmp_path):
     assert [r["clients_failed"] for r in _rows(again)] == failed
 
 
+def test_failures_are_fatal_only_below_min_replies(tmp_path):
+    cfg = RunConfig(out=str(tmp_path / "run"), rounds=2, dropout=0.4, min_replies=12, **SMALL)
+    with pytest.raises(RuntimeError, match=r"round 1: \d+ usable updates < min-replies 12 "
+                                           r"\(0 declined, [1-9]\d* failed, 0 rejected\)"):
+        run_inprocess(cfg)
+
+
 def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=6, clients_per_round=6,
                     participation_window=3, dp="server", noise_multiplier=0.5, noise_seed=0,

@@ -8,13 +8,13 @@ import json
 
 import numpy as np
 import pytest
-from inprocess import InProcessGrid
 
 from server.app import run_federation, server_data
 from server.rundir import RunDir
 from shared.cli import main as fedrec
 from shared.config import RunConfig
 from shared.errors import ConfigError
+from tests.inprocess import InProcessGrid
 
 BASE = dict(dataset="synthetic", synthetic_users=5, synthetic_items=60, rounds=2, dp="server",
             dp_clipping="client-fixed", clip=0.5, noise_seed=0, gmf_dim=8, mlp_dim=8,
