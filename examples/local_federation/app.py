@@ -79,8 +79,9 @@ def main() -> None:
         with EventStore(phone) as store:
             rec = Recommender(store, catalogue, cfg)
             status = rec.privacy_status()
+            user = f"{status['user']['epsilon']:.2f}" if status["user"] else "none"
             print(f"phone {k}: recommends {rec.recommend(k=5)}; joined {status['rounds_joined']} "
-                  f"rounds, user-level ε {status['user']['epsilon']:.2f} as the server reported")
+                  f"rounds; user-level ε as the server reported it: {user}")
 
 
 if __name__ == "__main__":
