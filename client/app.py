@@ -228,15 +228,15 @@ def train(msg: Message, context: Context) -> Message:
     try:
         reply = _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers)
         if sdk is not None:
-            note_round(sdk, msg, cfg, trained=not is_declined(reply))
+            sdk.save_state(federation=federation_status(sdk, msg, cfg, not is_declined(reply)))
         return reply
     finally:
         if sdk is not None:
             sdk.close()
 
 
-def note_round(sdk: EventStore, msg: Message, cfg: RunConfig, trained: bool) -> None:
-    """Keep in the app's store what the device learns of the federation each round: the
+def federation_status(sdk: EventStore, msg: Message, cfg: RunConfig, trained: bool) -> dict:
+    """What the device learns of the federation this round, for the app's store: the
     rounds it trained in, the server's user-level ε as reported in the round config (the
     server's ledger is public to its devices), the participation window and budget."""
     config = msg.content["config"]
@@ -251,7 +251,7 @@ def note_round(sdk: EventStore, msg: Message, cfg: RunConfig, trained: bool) -> 
     if USER_EPSILON_KEY in config:
         status.update({"user_epsilon": float(config[USER_EPSILON_KEY]),
                        "user_delta": float(config[USER_DELTA_KEY])})
-    sdk.save_state(federation=status)
+    return status
 
 
 def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> Message:
@@ -309,8 +309,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     try:
         model = _load_local(msg, cfg, fed, data, max_round=rnd, store=store)
         if sdk is not None:  # the newest global model, for on-device recommendations
-            sdk.save_state(global_model=from_record(msg.content["arrays"]))
-            note_round(sdk, msg, cfg, trained=False)
+            sdk.save_state(global_model=from_record(msg.content["arrays"]),
+                           federation=federation_status(sdk, msg, cfg, trained=False))
         rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
         model.reconstruct(data, settings, rng)
         # the refreshed embedding serves this evaluation; it is kept apart so that

@@ -154,9 +154,11 @@ class ServerPrivacy:
                                          clip_used, count)
         self.ledger.record(round_, event)
         self._clip_before = float(wrapper.clipping_norm)
+        eps = self.ledger.epsilon("rdp")
+        self._spent = (len(self.ledger.history), float(eps or 0.0))   # for spent(): no recompute
         return {"dp_clip": clip_used, "dp_noise_std": std, "dp_replied": replied,
                 "dp_event": privacy.event_to_dict(event),
-                "epsilon": self.ledger.epsilon("rdp"), "epsilon_pld": self.ledger.epsilon("pld")}
+                "epsilon": eps, "epsilon_pld": self.ledger.epsilon("pld")}
 
     def summary(self) -> dict[str, Any]:
         eps = self.ledger.epsilons()
