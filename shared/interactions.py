@@ -207,6 +207,21 @@ class Split:
         return np.unique(np.concatenate(parts))
 
 
+def rows_from_end(users: np.ndarray, n_users: int) -> np.ndarray:
+    """Each row's position among its user's rows, counted from the user's last row.
+
+    Rows keep array order within a user (time order in :class:`Interactions` and in a
+    :class:`Split`, whose validation rows come after the training rows), so 0 marks a
+    user's most recent row, 1 the one before, and so on.
+    """
+    counts = np.bincount(users, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order = np.argsort(users, kind="stable")
+    pos = np.empty(len(users), np.int64)
+    pos[order] = np.arange(len(users)) - np.repeat(starts, counts)
+    return counts[users] - 1 - pos
+
+
 def leave_last_out(inter: Interactions, min_interactions: int = 3) -> Split:
     """Per-user split by time: last item -> test, second-last -> validation, rest -> train.
 
@@ -218,12 +233,7 @@ def leave_last_out(inter: Interactions, min_interactions: int = 3) -> Split:
         raise ValueError("min_interactions must be at least 3 (train, validation, test)")
     users = inter.users
     counts = np.bincount(users, minlength=inter.n_users)
-    # position of each row within its user's (time-ordered) rows, counted from the end
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    order = np.argsort(users, kind="stable")
-    pos = np.empty(len(users), np.int64)
-    pos[order] = np.arange(len(users)) - np.repeat(starts, counts)
-    from_end = counts[users] - 1 - pos
+    from_end = rows_from_end(users, inter.n_users)
     evaluated = counts[users] >= min_interactions
     test = evaluated & (from_end == 0)
     val = evaluated & (from_end == 1)

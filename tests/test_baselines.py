@@ -8,7 +8,8 @@ import pytest
 from shared import privacy
 from shared.cli import main
 from shared.interactions import build_interactions, leave_last_out
-from simulations.baselines import itemknn_scorer, popularity_scorer
+from simulations.baselines import (NeuMFConfig, itemknn_scorer, popularity_scorer, recency_profile,
+                                   select_itemknn, training_weights)
 from tests.conftest import make_dataset
 
 
@@ -35,6 +36,57 @@ def test_itemknn_scores_by_the_candidates_neighbourhood():
     # top-1 neighbour of i1 is i0 -> score(i1) = 0.8165; of i2 is i0 -> 0.5774;
     # of i0 is i1 (not the user's) -> 0
     np.testing.assert_allclose(scores[0], [0.0, 0.8165, 0.5774], atol=1e-4)
+
+
+def test_recency_weights_count_the_users_more_recent_training_items():
+    rows = [("a", "x", 1, "view"), ("a", "y", 2, "view"), ("a", "z", 3, "view"),
+            ("a", "w", 4, "view"), ("a", "v", 5, "view")]
+    split = _split(rows)   # train x, y, z (oldest first); val w; test v
+    profile = recency_profile(split, 0.5).toarray()[0]
+    np.testing.assert_allclose(profile[:3], [0.25, 0.5, 1.0])     # x, y, z
+    refit = recency_profile(split.with_validation_in_train(), 0.5).toarray()[0]
+    np.testing.assert_allclose(refit[:4], [0.125, 0.25, 0.5, 1.0])  # w is now the latest
+
+
+def test_time_decayed_itemknn_weights_each_neighbour_by_recency():
+    rows = [("u1", "i0", 1, "view"), ("u1", "i1", 2, "view"),
+            ("u2", "i0", 1, "view"), ("u2", "i1", 2, "view"),
+            ("u3", "i0", 1, "view"), ("u3", "i2", 2, "view")]
+    split = _split(rows)
+    # u3's profile with decay 0.5: i2 (latest) 1, i0 0.5; neighbourhoods of size 2:
+    # score(i1) = 0.5 cos(1,0) + 1 cos(1,2) = 0.5 * 0.8165; score(i0) = cos(0,2) = 0.5774
+    scores = itemknn_scorer(split, neighbours=2, decay=0.5)(np.array([2]))
+    np.testing.assert_allclose(scores[0], [0.5774, 0.4082, 0.5 * 0.5774], atol=1e-4)
+    np.testing.assert_allclose(itemknn_scorer(split, 2, decay=1.0)(np.array([2])),
+                               [[0.5774, 0.8165, 0.5774]], atol=1e-4)
+
+
+def test_neumf_weighs_recent_positives_more_and_never_under_dp():
+    rows = [("a", "x", 1, "view"), ("a", "y", 2, "purchase"), ("a", "z", 3, "view"),
+            ("a", "w", 4, "view"), ("a", "v", 5, "view"), ("b", "x", 1, "view")]
+    split = _split(rows).with_validation_in_train()   # a: x, y, z, w; b: x
+    w = training_weights(split, NeuMFConfig(recency_decay=0.5))
+    view, purchase = split.train_weights[0], split.train_weights[1]
+    assert purchase > view
+    np.testing.assert_allclose(w, [0.125 * view, 0.25 * purchase, 0.5 * view, view, view])
+    flat = training_weights(split, NeuMFConfig(recency_decay=1.0, use_event_weights=False))
+    np.testing.assert_allclose(flat, 1.0)
+    with pytest.raises(ValueError, match="recency_decay = 1"):
+        NeuMFConfig(dp=True, target_epsilon=1.0, recency_decay=0.9)
+
+
+def test_itemknn_settings_are_chosen_on_validation_never_on_test(events_csv):
+    from shared.datasets import load_dataset
+    from simulations.baseline_cmd import prepare
+
+    data = prepare(load_dataset(str(events_csv)), seed=0)
+    chosen, grid = select_itemknn(data.split, data.val_negatives, (5, 20), (1.0, 0.5))
+    assert len(grid) == 4 and chosen in [{k: g[k] for k in ("neighbours", "decay")} for g in grid]
+    assert max(g["val_hr@10"] for g in grid) == next(
+        g["val_hr@10"] for g in grid if g["neighbours"] == chosen["neighbours"]
+        and g["decay"] == chosen["decay"])
+    data.split.test_items = np.roll(data.split.test_items, 1)   # scramble the test items
+    assert select_itemknn(data.split, data.val_negatives, (5, 20), (1.0, 0.5))[0] == chosen
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +133,9 @@ def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_pa
     (["--model", "neumf-dp", "--noise-multiplier", "-1"], "noise multiplier must be >= 0"),
     (["--model", "neumf-dp", "--clip", "0", "--target-epsilon", "1"], "clip must be > 0"),
     (["--dataset", "/no/such/file.csv", "--model", "popularity"], "/no/such/file.csv"),
+    (["--model", "neumf-dp", "--recency-decay", "0.9"], "DP-SGD needs recency_decay = 1"),
+    (["--model", "itemknn", "--recency-decay", "1.5"], "--recency-decay must be in (0, 1]"),
+    (["--model", "itemknn", "--neighbours", "0"], "--neighbours must be >= 1"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, needle, tmp_path, capsys):
     assert main(["baseline", *argv, "--out", str(tmp_path / "x.json")]) == 2
