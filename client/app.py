@@ -27,13 +27,13 @@ from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  #
                           evaluate_scores, get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.secagg import secagg_mod  # noqa: E402
-from client.scenarios import is_late, scenario  # noqa: E402
+from client.scenarios import is_late, new_items, released, scenario  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
 from shared import canary, privacy  # noqa: E402
 from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
-from shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
+from shared.federated_data import USER_KEY, ClientData, Federation, federation_of  # noqa: E402
 
 # SecAgg+ outermost: it masks what the clipping mod left (client.secagg)
 app = ClientApp(mods=[secagg_mod, optional_fixedclipping_mod])
@@ -79,11 +79,16 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
                 cfg = cfg.replace(client_state_dir=str(node["state-dir"]))
             fed = load_device(str(node["events-path"]), cfg.catalogue, cfg.seed)
         return cfg, fed, fed.client(0, stream_user=int(node.get("device-index", 0)))
-    if "partition-id" not in node:
+    config = msg.content["config"] if "config" in msg.content else {}
+    if USER_KEY in config:   # lazy-clients: this simulation node acts for the user named
+        user = int(config[USER_KEY])
+    elif "partition-id" in node:
+        user = int(node["partition-id"])
+    else:
         raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation) "
                            "or ['events-path'] (deployment)")
     fed = federation_of(cfg)
-    return cfg, fed, fed.client(int(node["partition-id"]))
+    return cfg, fed, fed.client(user)
 
 
 def _settings(msg: Message) -> LocalSettings:
@@ -104,7 +109,7 @@ def _stores(cfg: RunConfig, context: Context, data: ClientData):
 def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData, max_round: int,
                 store):
     """The worker's model holding the server's global weights and this user's embedding."""
-    model = get_local_model(cfg.model, fed.inter.item_features)
+    model = get_local_model(cfg.model, fed.item_features)
     model.load(from_record(msg.content["arrays"]), store.load(max_round), (cfg.seed, data.user))
     return model
 
@@ -221,6 +226,7 @@ def train(msg: Message, context: Context) -> Message:
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
     rnd = int(msg.content["config"]["server-round"])
+    data = released(cfg, data, rnd)
     plan = settings.dp_plan(len(data.train_items))
     if (settings.client_dp or settings.uniform_weight) and len(data.train_items) == 0:
         return decline(msg, "no local training data", start)
@@ -301,6 +307,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
     rnd = int(msg.content["config"]["server-round"])
+    data = released(cfg, data, rnd)
     late = is_late(cfg, data.user)
     if late and rnd < cfg.join_round:   # not installed yet: what a new install shows
         values = evaluate_scores(fed.popularity, data) if data.evaluable else {}
@@ -337,6 +344,10 @@ def _eval_reply(msg: Message, cfg: RunConfig, data: ClientData | None, values: d
     if cfg.late_users:
         record["cold-hr@10"] = values.get("hr@10", 0.0) if late else 0.0
         record["cold-users"] = 1.0 if late and evaluable else 0.0
+    if cfg.new_items:   # the user's held-out item is one released mid-run
+        new = evaluable and data.test_item in new_items(cfg, data.n_items)
+        record["new-item-hr@10"] = values.get("hr@10", 0.0) if new else 0.0
+        record["new-item-users"] = 1.0 if new else 0.0
     record["client-seconds"] = time.perf_counter() - start
     return Message(content=RecordDict({"metrics": MetricRecord(record)}), reply_to=msg)
 

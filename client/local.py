@@ -277,10 +277,13 @@ class LocalModel:
 
     # ----- training -----
     def rows(self, data: ClientData, negatives: int, rng: np.random.Generator) -> TrainingRows:
-        """This user's training rows (user index 0: the only row of the local user table)."""
-        train = sp.csr_matrix((np.ones(len(data.train_items), np.float32),
-                               (np.zeros(len(data.train_items), np.int64), data.train_items)),
-                              shape=(1, self.n_items))
+        """This user's training rows (user index 0: the only row of the local user table).
+
+        Negatives avoid the user's positives and the items not released yet
+        (``data.unavailable``)."""
+        avoid = np.union1d(data.train_items, data.unavailable)
+        train = sp.csr_matrix((np.ones(len(avoid), np.float32),
+                               (np.zeros(len(avoid), np.int64), avoid)), shape=(1, self.n_items))
         return make_rows(np.zeros(len(data.train_items), np.int64), data.train_items,
                          data.train_weights, train, negatives, rng)
 

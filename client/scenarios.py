@@ -6,11 +6,13 @@ it runs unless its switch is set in the run config.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
 from shared.config import RunConfig
+from shared.federated_data import ClientData
 
 #: Random stream of simulated scenarios (dropout, stragglers).
 STREAM_SCENARIO = 30
@@ -42,3 +44,29 @@ def is_late(cfg: RunConfig, user: int) -> bool:
     """Cold-start scenario: whether ``user`` is one of the ``late-users`` (seeded)."""
     return bool(cfg.late_users) and bool(
         np.random.default_rng([cfg.seed, user, STREAM_SCENARIO + 2]).random() < cfg.late_users)
+
+
+def new_items(cfg: RunConfig, n_items: int) -> np.ndarray:
+    """Scenario ``new-items``: the sorted catalogue indices released only in round
+    ``items-round`` (a seeded ``new-items`` fraction of the catalogue; empty when off)."""
+    if not cfg.new_items:
+        return np.zeros(0, np.int64)
+    draw = np.random.default_rng([cfg.seed, STREAM_SCENARIO + 3]).random(n_items)
+    return np.flatnonzero(draw < cfg.new_items)
+
+
+def released(cfg: RunConfig, data: ClientData, rnd: int) -> ClientData:
+    """What the device can train on in round ``rnd`` of the ``new-items`` scenario.
+
+    Before ``items-round`` the new items are not in the catalogue: the user's events on
+    them are set aside (they happen after the release) and they are never drawn as
+    negatives, so their embedding rows stay untrained and any score they get comes from
+    the content tower. Held-out items are kept: a user whose next item is a new one is
+    how ``new_item_hr@10`` measures that cold-item ranking.
+    """
+    if not cfg.new_items or rnd >= cfg.items_round:
+        return data
+    late = new_items(cfg, data.n_items)
+    keep = ~np.isin(data.train_items, late)
+    return dataclasses.replace(data, train_items=data.train_items[keep],
+                               train_weights=data.train_weights[keep], unavailable=late)

@@ -29,6 +29,7 @@ from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # no
 from server.rundir import RunDir  # noqa: E402
 from server.secagg import SecAggTrainer  # noqa: E402
 from server.validate import check_update  # noqa: E402
+from server.slots import SlotGrid, slots_needed  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state)
 from shared.config import RunConfig  # noqa: E402
@@ -119,7 +120,10 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction",
                 "privacy": declared_privacy(cfg, fed.n_clients, sampled)},
                resume=cfg.resume)
-    grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
+    if cfg.lazy_clients:   # one virtual node per user, served by a few slots
+        grid = SlotGrid(grid, fed.n_clients, slots_needed(cfg, fed.n_clients))
+    else:
+        grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
     secagg = SecAggTrainer(cfg, grid, fed.n_clients, sampled, dp) if cfg.secagg else None
     start_round = 1
     weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
@@ -207,11 +211,12 @@ def server_data(cfg: RunConfig) -> ServerData:
                            "items": cat.n_items, "catalogue": cfg.catalogue})
     fed = federation_of(cfg)
     clients = fed.n_clients + cfg.canaries
-    return ServerData(fed.name, clients, fed.inter.n_items, fed.inter.item_features,
+    return ServerData(fed.name, clients, fed.n_items, fed.item_features,
                       {"name": fed.name, "fingerprint": fed.fingerprint, "clients": clients,
                        "users": fed.n_clients, "canaries": cfg.canaries,
-                       "items": fed.inter.n_items,
-                       "training_interactions": int(len(fed.split.train_users))})
+                       "items": fed.n_items, "training_interactions": fed.training_interactions,
+                       **({"generated": "lazily, per client (lazy-clients)"}
+                          if cfg.lazy_clients else {})})
 
 
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
@@ -315,6 +320,10 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
         line.update({k: _metric(agg, k) for k in EVAL_KEYS})
         if (_metric(agg, "cold-users") or 0) > 0:   # cold-start scenario: late users only
             line["cold_hr@10"] = _metric(agg, "cold-hr@10") / _metric(agg, "cold-users")
+        if (_metric(agg, "new-item-users") or 0) > 0:   # new-items scenario
+            line["new_item_hr@10"] = _metric(agg, "new-item-hr@10") / _metric(agg, "new-item-users")
+            line["new_item_users"] = int(sum(float(m.content["metrics"]["new-item-users"])
+                                             for m in eval_ok))
         line["eval_clients"] = len(eval_ok)
         line["bytes_down"] += _bytes(eval_messages)
         client_seconds += _client_seconds(eval_ok)

@@ -53,11 +53,15 @@ def load_catalogue(path: str) -> Catalogue:
     items = read_items(path)
     if len(items) == 0:
         raise DataError(path, "the catalogue has no items")
-    dataset = Dataset(name=Path(path).stem, events=empty_events(), items=items)
-    inter = build_interactions(dataset)
+    return catalogue_from_items(Path(path).stem, items)
+
+
+def catalogue_from_items(name: str, items: pd.DataFrame) -> Catalogue:
+    """A catalogue from an items table (schema ``ITEM_COLUMNS``), items in table order."""
+    inter = build_interactions(Dataset(name=name, events=empty_events(), items=items))
     digest = hashlib.sha256(pd.util.hash_pandas_object(items.astype(str), index=False)
                             .to_numpy().tobytes()).hexdigest()
-    return Catalogue(Path(path).stem, items, inter.item_ids, inter.item_features, digest)
+    return Catalogue(name, items, inter.item_ids, inter.item_features, digest)
 
 
 def load_device(events_path: str, catalogue_path: str, seed: int) -> Federation:

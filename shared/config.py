@@ -92,6 +92,13 @@ class RunConfig:
             from the final model. 0: none (every production run).
         synthetic_heterogeneity, synthetic_activity_skew: the synthetic generator's
             non-IID knob in [0, 1] and the sigma (0-3) of its log-normal activity skew.
+        lazy_clients: scale runs (synthetic data, simulation): a client exists only
+            while it computes. Its data is generated when it is called
+            (``shared.lazy_synthetic``; workers hold only the catalogue), and the
+            simulation runs as many nodes as a round needs, each message naming the user
+            it is for (``server.slots``). Memory is then bounded by the clients of a
+            round. Needs clients-per-round and eval-clients > 0; items are indexed in
+            catalogue order (a different run than the eager one of the same data).
         dropout: scenario: probability that a sampled client fails mid-round (its
             training is lost; the round goes on with the others, failures are counted).
         straggler_fraction, straggler_delay: scenario: this fraction of clients is slow
@@ -105,6 +112,12 @@ class RunConfig:
             seed) joins only in round ``join_round``; before that they decline training
             and are evaluated on the popular-items fallback a new install shows, from then
             on on the model with their reconstructed embedding (``cold_hr@10`` per round).
+        new_items, items_round: scenario, items added mid-run: this fraction (at most
+            0.5) of the catalogue, drawn by seed, is released only in round
+            ``items_round``. Before that devices neither train on those items nor draw
+            them as negatives, so only the content tower can place them;
+            ``new_item_hr@10`` per round is HR@10 over the users whose held-out item is
+            one of them.
         secagg: secure aggregation of the training rounds with Flower's SecAgg+ (legacy
             ``SecAggPlusWorkflow`` + ``secaggplus_mod``; ``server.secagg``): the server
             only ever holds the sum of the updates. Needs dp = server with dp-clipping =
@@ -164,12 +177,15 @@ class RunConfig:
     canaries: int = 0
     synthetic_heterogeneity: float = 0.8
     synthetic_activity_skew: float = 0.6
+    lazy_clients: bool = False
     dropout: float = 0.0
     straggler_fraction: float = 0.0
     straggler_delay: float = 0.0
     participation_window: int = 0
     late_users: float = 0.0
     join_round: int = 1
+    new_items: float = 0.0
+    items_round: int = 1
     secagg: bool = False
     secagg_shares: int = 0
     secagg_threshold: float = 0.6
@@ -198,6 +214,10 @@ class RunConfig:
             raise ConfigError(f"late-users must be in [0, 1], got {self.late_users}")
         if self.join_round < 1:
             raise ConfigError(f"join-round must be >= 1, got {self.join_round}")
+        if not 0 <= self.new_items <= 0.5:
+            raise ConfigError(f"new-items must be in [0, 0.5], got {self.new_items}")
+        if self.items_round < 1:
+            raise ConfigError(f"items-round must be >= 1, got {self.items_round}")
         if not (self.straggler_delay >= 0 and self.participation_window >= 0):
             raise ConfigError("straggler-delay and participation-window must be >= 0")
         if not self.max_update_norm >= 0:
@@ -212,12 +232,25 @@ class RunConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._check_dp()
+        if self.lazy_clients:
+            self._check_lazy()
         if self.catalogue and self.canaries:
             raise ConfigError("canaries are for simulated audit runs; a deployment "
                               "(catalogue is set) cannot have them")
         if self.catalogue and self.clients < 1:
             raise ConfigError("clients must be >= 1 in a deployment (catalogue is set): "
                               "the number of devices taking part")
+
+    def _check_lazy(self) -> None:
+        """lazy-clients: what the scale path supports."""
+        if self.dataset != "synthetic":
+            raise ConfigError(f"lazy-clients is for dataset = synthetic, got {self.dataset!r}")
+        if self.clients_per_round < 1 or self.eval_clients < 1:
+            raise ConfigError("lazy-clients needs clients-per-round and eval-clients > 0: "
+                              "a round runs as many simulation nodes as it samples clients")
+        for name in ("secagg", "canaries", "catalogue"):
+            if getattr(self, name):
+                raise ConfigError(f"lazy-clients cannot be combined with {_key(name)}")
 
     def _check_dp(self) -> None:
         """DP settings: one clear line for each impossible value."""

@@ -10,13 +10,17 @@ candidates a centralized evaluation of the same model ranks.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, Interactions,
                                  Split, build_interactions, leave_last_out, user_negatives)
 from shared.schema import Dataset, fingerprint
+
+#: Message-config key naming the simulated user a message is for (``lazy-clients``:
+#: a simulation node acts for whichever user the server names; ``server.slots``).
+USER_KEY = "partition-id"
 
 
 @dataclass
@@ -32,6 +36,8 @@ class ClientData:
         val_item, test_item: held-out items (-1 when the user has too few interactions).
         test_negatives, val_negatives: the NCF protocol's sampled negatives.
         n_items: catalogue size.
+        unavailable: items not in the catalogue yet (scenario ``new-items``): never
+            drawn as training negatives, so their rows are not trained before release.
     """
 
     user: int
@@ -42,6 +48,7 @@ class ClientData:
     test_negatives: np.ndarray
     val_negatives: np.ndarray
     n_items: int
+    unavailable: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def evaluable(self) -> bool:
@@ -67,6 +74,20 @@ class Federation:
     @property
     def n_clients(self) -> int:
         return self.inter.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.inter.n_items
+
+    @property
+    def item_features(self) -> np.ndarray:
+        """(N, F) item content features, in model order."""
+        return self.inter.item_features
+
+    @property
+    def training_interactions(self) -> int:
+        """Training positives of all clients (validation items excluded)."""
+        return int(len(self.split.train_users))
 
     @functools.cached_property
     def popularity(self) -> np.ndarray:
@@ -140,6 +161,13 @@ def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_ite
 
 
 def federation_of(cfg) -> Federation:
-    """The federation a run config (``shared.config.RunConfig``) names."""
+    """The federation a run config (``shared.config.RunConfig``) names: with
+    ``lazy-clients``, a :class:`shared.lazy_synthetic.LazySyntheticFederation` (same
+    interface for the server and the clients; no ``inter``/``split``)."""
+    if cfg.lazy_clients:
+        from shared.lazy_synthetic import load_lazy_federation
+
+        return load_lazy_federation(cfg.seed, cfg.synthetic_users, cfg.synthetic_items,
+                                    cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew)
     return load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items,
                            cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew)

@@ -405,12 +405,17 @@ class SyntheticWorld:
             "timestamp": ts, "event": events[code], "value": value,
         }))
 
-    def user_events(self, user_index: int) -> pd.DataFrame:
+    def user_events(self, user_index: int, remember_taste: bool = True) -> pd.DataFrame:
         """One user's events (schema columns), identical to that user's rows in
-        :func:`generate` for the same config."""
+        :func:`generate` for the same config.
+
+        ``remember_taste`` caches the user's taste for :meth:`affinity`; the cache is an
+        (n_users, latent_dim) array, so a caller that only streams users turns it off.
+        """
         u = self._check_user(user_index)
         items, ts, code, value, _, taste = self._user_arrays(u)
-        self._remember_taste(u, taste)
+        if remember_taste:
+            self._remember_taste(u, taste)
         labels = np.full(len(items), f"u{u}", dtype=object)
         return self._frame(labels, items, ts, code, value)
 

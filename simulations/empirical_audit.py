@@ -84,7 +84,7 @@ def canary_audit(run: RunRecord) -> dict[str, Any]:
 
     cfg = _config(run)
     fed = _federation(cfg)
-    initial = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    initial = initial_global_weights(cfg, fed.n_items, fed.item_features)
     final = _final_weights(run)
     inserted = canary.cosines(initial, final, cfg.seed, range(k))
     held_out = canary.cosines(initial, final, cfg.seed, range(k, k + max(HELD_OUT, k)))
@@ -113,11 +113,11 @@ def _device_scores(run: RunRecord, cfg, fed) -> tuple[np.ndarray, np.ndarray, in
             embeddings.append(state)
     if len(users) < 4:
         raise UnusableRun(f"{run.path}: fewer than 4 devices with a stored embedding under {root}")
-    model = build_model(cfg.model, len(users), fed.inter.n_items, fed.inter.item_features.shape[1])
+    model = build_model(cfg.model, len(users), fed.n_items, fed.item_features.shape[1])
     set_weights(model, _final_weights(run), "global")
     set_weights(model, {k: np.concatenate([e[k] for e in embeddings]) for k in embeddings[0]},
                 "private")
-    scores = make_scorer(model, fed.inter.item_features)(np.arange(len(users)))
+    scores = make_scorer(model, fed.item_features)(np.arange(len(users)))
     rng = np.random.default_rng([cfg.seed, STREAM_MEMBERS])
     member, non_member = [], []
     for row, user in enumerate(users):

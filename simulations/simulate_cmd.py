@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
     parser.add_argument("--dim", dest="gmf_dim", type=int, help="embedding size (GMF and MLP)")
     parser.add_argument("--synthetic-users", type=int)
+    parser.add_argument("--synthetic-items", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", type=Path, help="run directory")
     dp = parser.add_argument_group("differential privacy")
@@ -84,10 +85,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument("--late-users", type=float,
                     help="cold start: fraction of users that join only in --join-round")
     sc.add_argument("--join-round", type=int, help="cold start: the round late users join")
+    sc.add_argument("--new-items", type=float,
+                    help="new items: fraction of the catalogue released only in --items-round")
+    sc.add_argument("--items-round", type=int, help="new items: the round they are released")
     sc.add_argument("--heterogeneity", dest="synthetic_heterogeneity", type=float,
                     help="synthetic data: non-IID knob in [0, 1]")
     sc.add_argument("--activity-skew", dest="synthetic_activity_skew", type=float,
                     help="synthetic data: sigma of the log-normal activity skew")
+    sc.add_argument("--lazy", dest="lazy_clients", action="store_const", const=True,
+                    help="synthetic data: generate each client when it is called (scale runs: "
+                    "memory bounded by the clients of a round)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     add_runner_arguments(parser)
@@ -104,12 +111,13 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "negatives", "strategy", "server_learning_rate",
-          "synthetic_users", "seed", "gmf_dim", "dp", "dp_clipping", "noise_multiplier", "clip",
-          "target_epsilon", "delta", "clip_quantile", "clip_lr", "clipped_count_stddev",
-          "client_noise_multiplier", "client_clip", "client_target_epsilon", "client_delta",
-          "noise_seed", "canaries", "dropout", "straggler_fraction", "straggler_delay",
-          "round_timeout", "participation_window", "synthetic_heterogeneity",
-          "synthetic_activity_skew", "late_users", "join_round", "secagg", "secagg_shares",
+          "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
+          "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
+          "clipped_count_stddev", "client_noise_multiplier", "client_clip",
+          "client_target_epsilon", "client_delta", "noise_seed", "canaries", "dropout",
+          "straggler_fraction", "straggler_delay", "round_timeout", "participation_window",
+          "synthetic_heterogeneity", "synthetic_activity_skew", "lazy_clients", "late_users",
+          "join_round", "new_items", "items_round", "secagg", "secagg_shares",
           "secagg_threshold")
 
 
@@ -156,9 +164,10 @@ def backend_config(workers: int, ray_address: str | None = None) -> dict:
     return {"client-resources": {"num-cpus": 1, "num-gpus": 0.0}, "init-args": init}
 
 
-def launch(cfg: RunConfig, n_clients: int, workers: int,
+def launch(cfg: RunConfig, n_nodes: int, workers: int,
            ray_address: str | None = None) -> subprocess.Popen:
-    """Start ``flower-simulation`` on this app with ``cfg`` as the run config."""
+    """Start ``flower-simulation`` on this app with ``cfg`` as the run config and
+    ``n_nodes`` simulation nodes (SuperNodes)."""
     exe = shutil.which("flower-simulation") or str(Path(sys.executable).parent / "flower-simulation")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +177,7 @@ def launch(cfg: RunConfig, n_clients: int, workers: int,
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
     log = (out / "simulation.log").open("a")
     return subprocess.Popen(
-        [exe, "--app", str(APP_DIR), "--num-supernodes", str(n_clients),
+        [exe, "--app", str(APP_DIR), "--num-supernodes", str(n_nodes),
          "--run-config", str(run_config.resolve()), "--backend-config", json.dumps(backend)],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(APP_DIR))
 
@@ -243,8 +252,14 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
     fed = federation_of(cfg)
     clients = fed.n_clients + cfg.canaries
     check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
+    if cfg.lazy_clients:   # simulation nodes are slots that act for the users sampled
+        from server.slots import slots_needed
+
+        nodes = slots_needed(cfg, clients)
+    else:
+        nodes = clients
     for attempt in (1, 2):
-        proc = launch(cfg, clients, workers, ray_address)
+        proc = launch(cfg, nodes, workers, ray_address)
         try:
             follow(proc, run_dir, cfg, bar, label)
             break
@@ -266,7 +281,12 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
 
 
 def reference(cfg: RunConfig) -> dict | None:
-    """Centralized NeuMF on the same data and seed (cached in the run directory)."""
+    """Centralized NeuMF on the same data and seed (cached in the run directory); None
+    for a lazy synthetic federation, whose whole dataset is never held in one place."""
+    if cfg.lazy_clients:
+        console.print("no centralized NeuMF reference: lazy-clients never materialises "
+                      "the whole dataset")
+        return None
     path = Path(cfg.out) / "reference_neumf.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -292,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
     fed = federation_of(cfg)
     console.print(f"{fed.name}: {fed.n_clients} clients"
                   + (f" + {cfg.canaries} canaries" if cfg.canaries else "")
-                  + f", {fed.inter.n_items} items; {cfg.rounds} rounds of {cfg.strategy}, "
+                  + f", {fed.n_items} items; {cfg.rounds} rounds of {cfg.strategy}, "
                   f"dp {cfg.dp} -> {cfg.out}")
     try:
         results = execute(cfg, args.workers, args.ray_address)

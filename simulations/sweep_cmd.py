@@ -39,7 +39,8 @@ def _neumf(sweep: Sweep) -> dict | None:
     first = sweep.cells[0].config
     out = Path(first.out).parent.parent / "reference"
     out.mkdir(parents=True, exist_ok=True)
-    return reference(first.replace(out=str(out)))["metrics"]
+    ref = reference(first.replace(out=str(out)))
+    return None if ref is None else ref["metrics"]
 
 
 def _status(cell: Cell) -> str:

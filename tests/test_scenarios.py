@@ -125,3 +125,41 @@ def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
         store = PrivateStore(cfg.client_state_root, u)
         assert store.load(2) is None and store.load(2, kind="eval") is None
         assert store.last_round() >= 3 and store.last_round("eval") == 4
+
+
+def test_items_added_mid_run_stay_untrained_until_released(tmp_path):
+    from client.scenarios import new_items
+    from server.app import initial_global_weights
+    from server.rundir import RunDir
+
+    cfg = RunConfig(out=str(tmp_path / "run"), rounds=4, new_items=0.3, items_round=3,
+                    local_epochs=2, **{**SMALL, "synthetic_users": 30, "eval_every": 1})
+    run_inprocess(cfg)
+    fed = federation_of(cfg)
+    late = new_items(cfg, fed.n_items)
+    assert 0.15 * fed.n_items < len(late) < 0.45 * fed.n_items
+    early = np.setdiff1d(np.arange(fed.n_items), late)
+    start = initial_global_weights(cfg, fed.n_items, fed.item_features)
+    run = RunDir(cfg.out)
+    for rnd in range(1, 5):
+        weights, _ = run.load_checkpoint(rnd)
+        for table in ("item_gmf_embedding/embeddings", "item_mlp_embedding/embeddings"):
+            moved = np.abs(weights[table] - start[table]).max(axis=1)
+            assert moved[early].max() > 1e-3           # released items train from round 1
+            if rnd < 3:   # nobody trains on, or samples as a negative, an unreleased item
+                assert moved[late].max() < 1e-6
+            else:
+                assert moved[late].max() > 1e-3
+    # HR@10 of the users whose next item is a new one, every round
+    expected = sum(1 for u in range(fed.n_clients)
+                   if fed.client(u).evaluable and fed.client(u).test_item in late)
+    rows = _rows(cfg)
+    assert expected > 0 and all(r["new_item_users"] == expected for r in rows)
+    assert all(0.0 <= r["new_item_hr@10"] <= 1.0 for r in rows)
+
+
+def test_new_item_settings_fail_at_the_edge():
+    with pytest.raises(ConfigError, match=r"new-items must be in \[0, 0.5\]"):
+        RunConfig(new_items=0.8)
+    with pytest.raises(ConfigError, match="items-round must be >= 1"):
+        RunConfig(items_round=0)
