@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_baselines.py --dataset movielens-100k --seeds 3 \
         --out runs/bench_baselines
 
-Runs popularity, item-kNN(20) and NeuMF for each seed, and NeuMF with DP-SGD at each
-``--dp-epsilons`` target, through the same code path as ``fedrec baseline``; writes every
+Runs popularity, item-kNN (neighbourhood and recency decay chosen on validation) and
+NeuMF for each seed, and NeuMF with DP-SGD at each ``--dp-epsilons`` target, through the same code path as ``fedrec baseline``; writes every
 result JSON, then prints a markdown table (mean ± std over seeds) and the bars from the
 issue next to it.
 """

@@ -25,6 +25,7 @@ from server.dp import check_settings
 from server.rundir import RunDir
 from shared.config import DP_CLIPPING, DP_MODES, STRATEGIES, RunConfig
 from shared.errors import ConfigError, FedrecError
+from simulations.memory import PeakMemory
 from simulations.progress import console, report, run_progress
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -207,25 +208,31 @@ class StartupHang(Exception):
 
 
 def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress | None = None,
-           label: str = "rounds") -> None:
+           label: str = "rounds") -> float:
     """Progress over rounds from metrics.jsonl until the simulation exits: a bar of its
-    own, or a task on the caller's ``bar`` that goes when the run ends. Raises
-    StartupHang (after killing it) when the simulation never starts."""
+    own, or a task on the caller's ``bar`` that goes when the run ends. Returns the peak
+    memory (MiB) of this command and everything it started (``simulations.memory``).
+    Raises StartupHang (after killing it) when the simulation never starts."""
+    memory = PeakMemory(os.getpid())
     if bar is None:
         with run_progress() as own:
-            _watch(proc, run, cfg, own, own.add_task(label, total=cfg.rounds, status="starting"))
-        return
+            _watch(proc, run, cfg, own, own.add_task(label, total=cfg.rounds, status="starting"),
+                   memory)
+        return memory.peak_mb
     task = bar.add_task(label, total=cfg.rounds, status="starting")
     try:
-        _watch(proc, run, cfg, bar, task)
+        _watch(proc, run, cfg, bar, task, memory)
     finally:
         bar.remove_task(task)
+    return memory.peak_mb
 
 
-def _watch(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress, task) -> None:
+def _watch(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress, task,
+           memory: PeakMemory) -> None:
     log, started = run.path / "simulation.log", time.monotonic()
     size0 = log.stat().st_size if log.exists() else 0
     while proc.poll() is None:
+        memory.sample()
         rows = run.read_metrics()
         bar.update(task, completed=len(rows), status=round_status(rows))
         if (time.monotonic() - started > STARTUP_TIMEOUT and log.exists()
@@ -258,10 +265,11 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
         nodes = slots_needed(cfg, clients)
     else:
         nodes = clients
+    peak_mb = 0.0
     for attempt in (1, 2):
         proc = launch(cfg, nodes, workers, ray_address)
         try:
-            follow(proc, run_dir, cfg, bar, label)
+            peak_mb = max(peak_mb, follow(proc, run_dir, cfg, bar, label))
             break
         except KeyboardInterrupt:
             proc.terminate()
@@ -277,7 +285,23 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
     if cfg.client_dp:
         add_ledger_summary(run_dir, cfg)
     write_events(cfg.out)
-    return json.loads(run_dir.results_path.read_text())
+    return add_resources(run_dir, peak_mb, nodes)
+
+
+def add_resources(run_dir: RunDir, peak_mb: float, nodes: int) -> dict:
+    """Put what the run used into results.json: peak memory (MiB, this launch; the
+    larger of the two when a resume finished it), seconds per round, simulation nodes."""
+    from shared.runinfo import write_json_atomic
+
+    results = json.loads(run_dir.results_path.read_text())
+    rounds = [r["wall_seconds"] for r in run_dir.read_metrics() if "wall_seconds" in r]
+    results["resources"] = {
+        "peak_memory_mb": max(peak_mb, (results.get("resources") or {}).get("peak_memory_mb", 0.0)),
+        "memory_measure": "sum of PSS over the fedrec command's process tree, sampled each second",
+        "seconds_per_round": sum(rounds) / len(rounds) if rounds else None,
+        "simulation_nodes": nodes}
+    write_json_atomic(run_dir.results_path, results)
+    return results
 
 
 def reference(cfg: RunConfig) -> dict | None:
@@ -356,7 +380,10 @@ def _eps(privacy: dict | None, level: str, key: str = "epsilon") -> str:
 
 
 def final_table(results: dict, ref: dict | None) -> Table:
-    table = Table(title=f"{results['dataset']}: federated vs centralized")
+    res = results.get("resources") or {}
+    caption = (f"{res['seconds_per_round']:.1f} s per round, peak memory "
+               f"{res['peak_memory_mb'] / 1024:.2f} GiB" if res.get("seconds_per_round") else None)
+    table = Table(title=f"{results['dataset']}: federated vs centralized", caption=caption)
     for col in ("model", "HR@10", "NDCG@10", "full HR@10", "ε user", "ε example (max client)",
                 "rounds", "seconds"):
         table.add_column(col, justify="left" if col == "model" else "right")

@@ -42,7 +42,9 @@ def result_row(cell: Cell) -> dict[str, Any] | None:
                 "stopped": (res.get("stopped") or {}).get("reason"),
                 "clients_declined_last_round": history[-1].get("clients_declined", 0)
                 if history else None,
-                "wall_seconds": res["wall_seconds"]})
+                "wall_seconds": res["wall_seconds"],
+                "seconds_per_round": (res.get("resources") or {}).get("seconds_per_round"),
+                "peak_memory_mb": (res.get("resources") or {}).get("peak_memory_mb")})
     return row
 
 
@@ -150,7 +152,7 @@ def _fmt(s: tuple[float, float, int] | None, digits: int = 4) -> str:
 def table(rows: list[dict]) -> list[list[str]]:
     """Header and one row per cell: mean ± sd over seeds."""
     out = [["cell", "seeds", "HR@10", "NDCG@10", "full HR@10", "ε user", "ε example (max client)",
-            "rounds", "minutes per run"]]
+            "rounds", "minutes per run", "s/round", "peak memory (GiB)"]]
     for label, rs in by_cell(rows).items():
         rounds = sorted({r["rounds_run"] for r in rs})
         out.append([label, str(len(rs)), _fmt(_summary(rs, "hr@10")),
@@ -158,8 +160,14 @@ def table(rows: list[dict]) -> list[list[str]]:
                     _fmt(_summary(rs, "epsilon_user"), 2),
                     _fmt(_summary(rs, "epsilon_example_max_client"), 2),
                     "/".join(map(str, rounds)),
-                    f"{statistics.fmean(r['wall_seconds'] for r in rs) / 60:.1f}"])
+                    f"{statistics.fmean(r['wall_seconds'] for r in rs) / 60:.1f}",
+                    _fmt(_summary(rs, "seconds_per_round"), 1),
+                    _fmt(_gib(_summary(rs, "peak_memory_mb")), 2)])
     return out
+
+
+def _gib(s: tuple[float, float, int] | None) -> tuple[float, float, int] | None:
+    return None if s is None else (s[0] / 1024, s[1] / 1024, s[2])
 
 
 def references(rows: list[dict], neumf: dict[str, float] | None) -> dict[str, dict[str, float]]:

@@ -56,6 +56,9 @@ def test_simulate_writes_a_complete_run_directory(uninterrupted):
     results = json.loads(uninterrupted.results_path.read_text())
     assert results["metrics"]["hr@10"] == rows[-1]["hr@10"] and results["privacy"] is None
     assert results["clients_per_round"] == 8
+    res = results["resources"]   # what the run used, measured by `fedrec simulate`
+    assert res["simulation_nodes"] == 20 and res["peak_memory_mb"] > 200
+    assert res["seconds_per_round"] == pytest.approx(np.mean([r["wall_seconds"] for r in rows]))
     assert sorted(p.name for p in uninterrupted.checkpoints.glob("round-*.npz")) == [
         "round-1.npz", "round-2.npz", "round-3.npz"]
 
@@ -162,3 +165,22 @@ def test_dp_run_stops_before_exceeding_its_target_epsilon(tmp_path):
     results = json.loads(run.results_path.read_text())
     assert results["rounds"] == 2 and results["stopped"]["round"] == 3
     assert results["privacy"]["epsilon"] == pytest.approx(two, rel=1e-9)
+
+
+def test_lazy_clients_serve_thousands_of_users_through_a_few_nodes(tmp_path):
+    out = tmp_path / "lazy"
+    _fedrec("--dataset", "synthetic", "--synthetic-users", "5000", "--synthetic-items", "300",
+            "--lazy", "--clients-per-round", "4", "--eval-clients", "6", "--rounds", "2",
+            "--dp", "server", "--noise-multiplier", "0.5", "--noise-seed", "0",
+            "--no-reference", "--out", str(out))
+    run = RunDir(out)
+    rows = run.read_metrics()
+    joined = [p for r in rows for p in r["participants"]]
+    assert all(len(set(r["participants"])) == 4 == r["clients_replied"] for r in rows)
+    assert all(0 <= p < 5000 for p in joined) and max(joined) >= 6   # users, not nodes
+    assert all(r["eval_clients"] == 6 for r in rows)
+    results = json.loads(run.results_path.read_text())
+    assert results["resources"]["simulation_nodes"] == 6
+    events = [e for _, e, _ in run.manifest()["accounting"]["user"]["history"]]
+    assert [(e["source_dataset_size"], e["sample_size"]) for e in events] == [(5000, 4)] * 2
+    assert "Sampled 4 nodes (out of 5000)" in (out / "simulation.log").read_text()
