@@ -4,9 +4,9 @@
         --out runs/bench_baselines
 
 Runs popularity, item-kNN (neighbourhood and recency decay chosen on validation) and
-NeuMF for each seed, and NeuMF with DP-SGD at each ``--dp-epsilons`` target, through the same code path as ``fedrec baseline``; writes every
-result JSON, then prints a markdown table (mean ± std over seeds) and the bars from the
-issue next to it.
+NeuMF for each seed, and NeuMF with DP-SGD at each ``--dp-epsilons`` target, through the
+same code path as ``fedrec baseline``; writes every result JSON, then prints a markdown
+table (mean ± std over seeds) and the bars from the issue next to it.
 """
 
 from __future__ import annotations
