@@ -108,15 +108,28 @@ def tradeoff_plot(rows: list[dict], references: dict[str, float], out: Path) -> 
             if len(pts) > 1:
                 ax.plot(*zip(*pts), color="grey", alpha=0.5, linestyle=":" if k else "-")
         for j, (name, value) in enumerate(references.get(metric, {}).items()):
-            ax.axhline(value, linestyle="--", color="grey" if j else "black", alpha=0.7,
+            ax.axhline(value, linestyle=("--", "-.", ":")[j % 3],
+                       color=("black", "dimgrey", "darkgrey")[j % 3], alpha=0.8,
                        label=f"{name} ({value:.3f})")
-        ax.set_xscale("log")
+        _epsilon_axis(ax, [statistics.fmean(epsilon_of(r)[1] for r in rs) for rs in cells.values()])
         ax.set_xlabel("ε (log scale; user level ●, example level ■)")
         ax.set_ylabel(metric.upper())
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="best")
     fig.suptitle("accuracy against ε (mean ± sd over seeds)")
     return _save(fig, out / "tradeoff.png")
+
+
+def _epsilon_axis(ax, eps: list[float]) -> None:
+    """Log ε axis ticked at the ε values themselves, at least a factor 2 either side (a
+    sweep at one ε would otherwise get ticks like 9.9993e-1)."""
+    from matplotlib.ticker import NullFormatter
+
+    ticks = sorted({float(f"{e:.2g}") for e in eps})
+    ax.set_xscale("log")
+    ax.set_xlim(min(eps) / 2, max(eps) * 2)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def convergence_plot(cells: list[Cell], out: Path) -> Path | None:
@@ -173,11 +186,12 @@ def _gib(s: tuple[float, float, int] | None) -> tuple[float, float, int] | None:
 def references(rows: list[dict], neumf: dict[str, float] | None) -> dict[str, dict[str, float]]:
     """Reference lines per metric: the no-DP federated cells and centralized NeuMF."""
     refs: dict[str, dict[str, float]] = {}
+    plain = by_cell([r for r in rows if r.get("dp") == "none"])
     for metric in ("hr@10", "ndcg@10"):
-        plain = [r for r in rows if r.get("dp") == "none"]
-        s = _summary(plain, metric)
-        if s is not None:
-            refs.setdefault(metric, {})["federated, no DP"] = s[0]
+        for label, rs in plain.items():   # one line per no-DP cell (e.g. per data size)
+            if (s := _summary(rs, metric)) is not None:
+                name = "federated, no DP" if len(plain) == 1 else f"{label} (federated)"
+                refs.setdefault(metric, {})[name] = s[0]
         if neumf and neumf.get(metric) is not None:
             refs.setdefault(metric, {})["centralized NeuMF"] = neumf[metric]
     return refs
