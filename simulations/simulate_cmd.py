@@ -289,14 +289,15 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
 
 
 def add_resources(run_dir: RunDir, peak_mb: float, nodes: int) -> dict:
-    """Put what the run used into results.json: peak memory (MiB, this launch; the
-    larger of the two when a resume finished it), seconds per round, simulation nodes."""
+    """Put what the run used into results.json: peak memory (MiB) of the command that
+    finished the run (an earlier, interrupted command's peak is not known), mean seconds
+    per round over every round in metrics.jsonl, simulation nodes."""
     from shared.runinfo import write_json_atomic
 
     results = json.loads(run_dir.results_path.read_text())
     rounds = [r["wall_seconds"] for r in run_dir.read_metrics() if "wall_seconds" in r]
     results["resources"] = {
-        "peak_memory_mb": max(peak_mb, (results.get("resources") or {}).get("peak_memory_mb", 0.0)),
+        "peak_memory_mb": peak_mb,
         "memory_measure": "sum of PSS over the fedrec command's process tree, sampled each second",
         "seconds_per_round": sum(rounds) / len(rounds) if rounds else None,
         "simulation_nodes": nodes}
