@@ -121,7 +121,8 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 "privacy": declared_privacy(cfg, fed.n_clients, sampled)},
                resume=cfg.resume)
     if cfg.lazy_clients:   # one virtual node per user, served by a few slots
-        grid = SlotGrid(grid, fed.n_clients, slots_needed(cfg, fed.n_clients))
+        grid = SlotGrid(grid, fed.n_clients, slots_needed(cfg, fed.n_clients),
+                        timeout=cfg.round_timeout)
     else:
         grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
     secagg = SecAggTrainer(cfg, grid, fed.n_clients, sampled, dp) if cfg.secagg else None

@@ -33,14 +33,22 @@ class SlotGrid:
         n_users: users (virtual nodes); user ``p`` has node id ``p + 1``.
         slots: real nodes to wait for before the first round; one message per slot at
             a time, so no two users share a node while they compute.
+        timeout: seconds to wait for them (a simulation started with too few nodes
+            fails with a clear message instead of waiting for ever).
     """
 
-    def __init__(self, grid, n_users: int, slots: int) -> None:
+    def __init__(self, grid, n_users: int, slots: int, timeout: float = 600.0) -> None:
         if n_users < 1 or slots < 1:
             raise ValueError(f"need >= 1 users and slots, got {n_users} and {slots}")
         self._grid = grid
         self.n_users = n_users
+        deadline = time.monotonic() + timeout
         while len(nodes := sorted(grid.get_node_ids())) < slots:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"lazy-clients needs {slots} simulation nodes (the larger of "
+                    f"clients-per-round and eval-clients), {len(nodes)} are connected: start "
+                    f"the simulation with --num-supernodes {slots}")
             log.info("waiting for simulation slots: %d of %d connected", len(nodes), slots)
             time.sleep(1)
         self._slots = nodes

@@ -66,6 +66,12 @@ def test_a_slot_grid_shows_one_node_per_user_and_sends_through_few_slots():
     assert "partition-id" not in shared["config"]                  # the strategy's record is untouched
 
 
+def test_too_few_simulation_nodes_is_one_clear_error():
+    with pytest.raises(RuntimeError, match="needs 5 simulation nodes .* 3 are connected: start "
+                                           "the simulation with --num-supernodes 5"):
+        SlotGrid(_EchoGrid(), n_users=100, slots=5, timeout=0.0)
+
+
 def test_a_lazy_federation_runs_its_users_through_a_few_nodes(tmp_path):
     from server.app import run_federation
 
