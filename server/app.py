@@ -31,7 +31,7 @@ from server.secagg import SecAggTrainer  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.slots import SlotGrid, slots_needed  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
-                             seed_sampling, set_state)
+                             seed_sampling, set_state, wait_for_nodes)
 from shared.config import RunConfig  # noqa: E402
 from shared.ledger import Ledger  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
@@ -222,9 +222,7 @@ def server_data(cfg: RunConfig) -> ServerData:
 
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
     """Ask every node for its stable position (partition id) once, before round 1."""
-    while len(nodes := list(grid.get_node_ids())) < expected:
-        log.info("waiting for nodes: %d of %d connected", len(nodes), expected)
-        time.sleep(1)
+    nodes = wait_for_nodes(grid, expected)
     queries = [Message(RecordDict(), dst_node_id=n, message_type="query") for n in nodes]
     positions = {}
     for reply in grid.send_and_receive(queries, timeout=timeout):

@@ -14,15 +14,14 @@ on disk, so nothing about a user lives in a slot between rounds.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 
 from flwr.app import ConfigRecord, Message, RecordDict
 
+from server.strategy import per_round, wait_for_nodes
 from shared.federated_data import USER_KEY
 
-log = logging.getLogger("flwr")
 
 
 class SlotGrid:
@@ -42,16 +41,13 @@ class SlotGrid:
             raise ValueError(f"need >= 1 users and slots, got {n_users} and {slots}")
         self._grid = grid
         self.n_users = n_users
-        deadline = time.monotonic() + timeout
-        while len(nodes := sorted(grid.get_node_ids())) < slots:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"lazy-clients needs {slots} simulation nodes (the larger of "
-                    f"clients-per-round and eval-clients), {len(nodes)} are connected: start "
-                    f"the simulation with --num-supernodes {slots}")
-            log.info("waiting for simulation slots: %d of %d connected", len(nodes), slots)
-            time.sleep(1)
-        self._slots = nodes
+        try:
+            self._slots = wait_for_nodes(grid, slots, "simulation slots", timeout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"lazy-clients needs {slots} simulation nodes (the larger of clients-per-round "
+                f"and eval-clients), {len(list(grid.get_node_ids()))} are connected: start the "
+                f"simulation with --num-supernodes {slots}") from None
 
     def position(self, node_id: int) -> int:
         """The user behind a virtual node id (-1 if it is none)."""
@@ -99,6 +95,4 @@ class SlotGrid:
 def slots_needed(cfg, n_users: int) -> int:
     """Simulation nodes a ``lazy-clients`` run needs: the larger of the training and
     evaluation samples, so that every message of a round has a node of its own."""
-    from server.strategy import per_round
-
     return max(per_round(cfg.clients_per_round, n_users), per_round(cfg.eval_clients, n_users))

@@ -7,8 +7,10 @@ and restores the optimiser state those classes keep (for checkpoints).
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
+import time
 
 import numpy as np
 from flwr.app import MetricRecord, RecordDict
@@ -16,6 +18,8 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedYogi
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from shared.config import RunConfig
+
+log = logging.getLogger("flwr")
 
 #: Attributes where Flower's server optimisers keep state between rounds (and the
 #: adaptive DP wrapper its current clipping norm).
@@ -87,6 +91,23 @@ def _base_strategy(cfg: RunConfig, common: dict):
     if cfg.strategy == "fedyogi":
         return FedYogi(**common, eta=server_lr(cfg), eta_l=cfg.learning_rate)
     raise ValueError(f"unknown strategy {cfg.strategy!r}")
+
+
+def wait_for_nodes(grid, count: int, what: str = "nodes",
+                   timeout: float | None = None) -> list[int]:
+    """Block until ``grid`` lists at least ``count`` nodes; return their sorted ids.
+
+    Logs progress each second. With ``timeout`` (seconds) it raises ``TimeoutError``
+    after that long; without, it waits as long as it takes (a deployment waiting for
+    its devices).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while len(nodes := sorted(grid.get_node_ids())) < count:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(nodes)} of {count} {what} connected")
+        log.info("waiting for %s: %d of %d connected", what, len(nodes), count)
+        time.sleep(1)
+    return nodes
 
 
 class OrderedGrid:

@@ -207,6 +207,11 @@ class Split:
         return np.unique(np.concatenate(parts))
 
 
+#: Fewest positives a user needs to be evaluated: one to train on, a validation and a
+#: test item. Users with fewer keep everything in train.
+MIN_INTERACTIONS = 3
+
+
 def rows_from_end(users: np.ndarray, n_users: int) -> np.ndarray:
     """Each row's position among its user's rows, counted from the user's last row.
 
@@ -222,7 +227,7 @@ def rows_from_end(users: np.ndarray, n_users: int) -> np.ndarray:
     return counts[users] - 1 - pos
 
 
-def leave_last_out(inter: Interactions, min_interactions: int = 3) -> Split:
+def leave_last_out(inter: Interactions, min_interactions: int = MIN_INTERACTIONS) -> Split:
     """Per-user split by time: last item -> test, second-last -> validation, rest -> train.
 
     Rows are already ordered by (user, first timestamp, file order), so ties in the

@@ -24,6 +24,7 @@ import numpy as np
 
 from shared.catalogue import Catalogue, catalogue_from_items, device_federation
 from shared.federated_data import ClientData
+from shared.interactions import MIN_INTERACTIONS
 from shared.synthetic import SyntheticConfig, SyntheticWorld
 
 #: Bumped when the generator's output for a config changes (part of the fingerprint).
@@ -87,7 +88,7 @@ class LazySyntheticFederation:
         counts = np.empty(self.n_clients, np.int64)
         for u in range(self.n_clients):
             distinct = self.world.user_events(u, remember_taste=False)["item_id"].nunique()
-            counts[u] = distinct - 1 if distinct >= 3 else distinct   # the test item is held out
+            counts[u] = distinct - 1 if distinct >= MIN_INTERACTIONS else distinct  # test item out
         return counts
 
     def train_sizes(self) -> np.ndarray:

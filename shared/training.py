@@ -38,24 +38,22 @@ class TrainingRows:
 
 
 def make_rows(users: np.ndarray, items: np.ndarray, weights: np.ndarray,
-              train: sp.csr_matrix, negatives: int, rng: np.random.Generator,
-              use_weights: bool = True) -> TrainingRows:
+              train: sp.csr_matrix, negatives: int, rng: np.random.Generator) -> TrainingRows:
     """Fresh negatives for every positive (call once per epoch).
 
     Args:
-        users, items, weights: training positives (row arrays).
-        train: (U, N) binary matrix of training positives; negatives never hit it.
+        users, items, weights: training positives (row arrays) and each row's weight
+            (event strength, recency: whatever the caller decided).
+        train: (U, N) binary matrix of the items a user's negatives must avoid: its
+            training positives (and, on a device, items not released yet).
         negatives: sampled negatives per positive (NCF uses 4).
         rng: seeded generator (negatives differ per epoch, reproducibly).
-        use_weights: weight rows by event strength (purchase > cart > view); off gives
-            every interaction weight 1.
     """
     neg = sample_training_negatives(train, users, negatives, rng)
     item = np.concatenate([items[:, None], neg], axis=1).astype(np.int32)
     label = np.zeros(item.shape, np.float32)
     label[:, 0] = 1.0
-    weight = weights.astype(np.float32) if use_weights else np.ones(len(users), np.float32)
-    return TrainingRows(users.astype(np.int32), item, label, weight)
+    return TrainingRows(users.astype(np.int32), item, label, weights.astype(np.float32))
 
 
 def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
