@@ -33,6 +33,9 @@ STREAM_USER_INIT = 20
 STREAM_LOCAL_TRAIN = 21
 STREAM_DP_NOISE = 22
 USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
+#: The item embedding tables (layer names), noised lazily under DP-SGD with plain SGD.
+ITEM_TABLES = ("item_gmf_embedding", "item_mlp_embedding")
+LAZY_STREAM = 1000  # noise fold-in offset of the lazy catch-up draws (apart from step draws)
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,17 @@ class LocalSettings:
     client_delta: float = 1e-5
     noise_seed: int = 0
     uniform_weight: bool = False
+    local_optimizer: str = "adam"
+    local_adam_eps: float = 1e-7
+    recency_decay: float = 1.0
 
     @classmethod
-    def from_run_config(cls, cfg) -> "LocalSettings":
-        """The local part of a run config; ``uniform_weight`` is on under user-level DP
-        (DP-FedAvg's sensitivity assumes every client's update weighs the same)."""
-        derived = {"client_dp": cfg.client_dp, "uniform_weight": cfg.server_dp}
+    def from_run_config(cls, cfg, server_round: int = 1) -> "LocalSettings":
+        """The local part of a run config for one round: the learning rate decayed to
+        ``server_round``; ``uniform_weight`` is on under user-level DP (DP-FedAvg's
+        sensitivity assumes every client's update weighs the same)."""
+        derived = {"client_dp": cfg.client_dp, "uniform_weight": cfg.server_dp,
+                   "learning_rate": cfg.learning_rate * cfg.lr_decay ** (server_round - 1)}
         return cls(**{f.name: derived[f.name] if f.name in derived else getattr(cfg, f.name)
                       for f in fields(cls)})
 
@@ -82,7 +90,7 @@ class LocalSettings:
 
     @classmethod
     def from_record(cls, record) -> "LocalSettings":
-        kinds = {"int": int, "float": float, "bool": bool}
+        kinds = {"int": int, "float": float, "bool": bool, "str": str}
         return cls(**{f.name: kinds[f.type](record[f.name.replace("_", "-")])
                       for f in fields(cls)})
 
@@ -102,8 +110,8 @@ class DpSgdPlan:
     probability ``rate`` = batch-size / examples; ``reconstruction_steps`` such steps fit
     the private user embedding, then ``training_steps`` = ceil(local epochs / rate) (as
     tensorflow-privacy counts Poisson steps) train the global weights. Each step clips
-    every example's gradient (over all trainable weights) to ``clip`` in L2 (tf-privacy's
-    fast gradient clipping), adds Gaussian noise of std ``noise_multiplier * clip`` to
+    every example's gradient (over the weights the step updates: the user embedding,
+    then the global group) to ``clip`` in L2 (tf-privacy's fast gradient clipping), adds Gaussian noise of std ``noise_multiplier * clip`` to
     the sum and divides by the expected batch size. All steps touch the data, so all count.
     """
 
@@ -132,20 +140,43 @@ class LocalModel:
         self.user_vars = private_variables(self.model)
         self.global_vars = global_variables(self.model)
         self.user_opt = tf.keras.optimizers.Adam()
-        self.global_opt = tf.keras.optimizers.Adam()
         self.user_opt.build(self.user_vars)
-        self.global_opt.build(self.global_vars)
+        # the global weights' local optimiser is chosen per round (LocalSettings); each
+        # (optimiser, Adam eps) gets its own optimiser and traced step, built on first use
+        self._global: dict[tuple[str, float], tuple[Any, Any]] = {}
         self._loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        self.lazy_noise = True   # see _lazy_tables; False: eager per-step noise (tests)
         self.score_all = make_scorer(self.model, item_features)
         # rows x (1 + negatives): both vary (batch size, round config), so both are None
         spec = ({"user": tf.TensorSpec([None], tf.int32),
                  "item": tf.TensorSpec([None, None], tf.int32),
                  "item_features": tf.TensorSpec([None, None, item_features.shape[1]], tf.float32)},
                 tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32))
-        self._user_step = tf.function(self._make_step(self.user_vars, self.user_opt),
-                                      input_signature=spec)
-        self._global_step = tf.function(self._make_step(self.global_vars, self.global_opt),
-                                        input_signature=spec)
+        user_step = self._make_step(self.user_vars, self.user_opt)
+
+        def user_steps(x, y, w, n):
+            """``n`` full-batch reconstruction steps in one call (one dispatch, not n)."""
+            loss = tf.constant(float("nan"))
+            for _ in tf.range(n):
+                loss = user_step(x, y, w)
+            return loss
+
+        self._user_steps = tf.function(user_steps,
+                                       input_signature=(*spec, tf.TensorSpec([], tf.int32)))
+        self._spec = spec
+
+    def global_optimizer(self, settings: LocalSettings):
+        """(optimiser, traced training step) of the global weights for ``settings``."""
+        key = (settings.local_optimizer, settings.local_adam_eps)
+        if key not in self._global:
+            opt = (tf.keras.optimizers.SGD() if key[0] == "sgd"
+                   else tf.keras.optimizers.Adam(epsilon=settings.local_adam_eps))
+            opt.build(self.global_vars)
+            self._global[key] = (opt, tf.function(self._make_step(self.global_vars, opt),
+                                                  input_signature=self._spec))
+        opt, step = self._global[key]
+        opt.learning_rate.assign(settings.learning_rate)
+        return opt, step
 
     def _make_step(self, variables, optimizer):
         def step(x, y, w):
@@ -166,8 +197,10 @@ class LocalModel:
         measures both (1.4x vs 19x the cost of plain training). ``DPModel.train_step``
         itself cannot be used: it applies gradients to *all* trainable weights, while
         Federated Reconstruction updates the user embedding and the global weights in
-        separate phases. So the clipped gradient of every weight is computed (one clip
-        over the whole per-example gradient) and one group is noised and applied.
+        separate phases. So each phase marks only its own layers trainable
+        (:meth:`_train_only`): tf-privacy then computes per-example norms, clips and
+        takes gradients over exactly the weights that the step releases, and skips the
+        frozen layers' norm computations (the clip bounds what is noised and applied).
         """
         from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
             make_default_layer_registry)
@@ -175,15 +208,12 @@ class LocalModel:
         tf.get_logger().setLevel("ERROR")  # AutoGraph notes about tf-privacy's helpers
         self.model.compile(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
         self._registry = make_default_layer_registry()
-        trainable = self.model.trainable_variables
-        self._dp_index = {
-            "user": [i for i, v in enumerate(trainable) if any(v is u for u in self.user_vars)],
-            "global": [i for i, v in enumerate(trainable) if any(v is g for g in self.global_vars)]}
-        self._dp_steps: dict[tuple[str, int], Any] = {}
+        self._last_noised = tf.Variable(tf.zeros([self.n_items], tf.int32), trainable=False)
+        self._dp_steps: dict[tuple[str, int, int], Any] = {}
 
-    def _dp_step_fn(self, phase: str, width: int):
+    def _dp_step_fn(self, phase: str, width: int, optimizer, lazy: bool):
         """The traced DP-SGD step of one phase; fast clipping needs the row width
-        (1 + negatives) static, so there is one trace per (phase, width).
+        (1 + negatives) static, so there is one trace per (phase, width, optimiser, lazy).
 
         Noise: std ``noise_multiplier * clip / B`` on the mean of clipped gradients over the
         *expected* batch size B, tensorflow-privacy's ``add_aggregate_noise`` scale for a
@@ -191,26 +221,34 @@ class LocalModel:
         generator keyed by (client noise seed, step, variable) because tf-privacy's helper
         draws from TF's global generator, whose seed a traced function freezes at trace
         time: every client served by one worker would then add the same noise.
+
+        ``lazy`` (plain SGD only, see :meth:`_lazy_tables`): the item tables' noise is
+        added to a row only when a step reads it, and to every row at the end.
         """
         from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
 
-        index = self._dp_index[phase]
-        optimizer = self.user_opt if phase == "user" else self.global_opt
-        variables = self.model.trainable_variables
         n_features = self.item_features.shape[1]
+        variables = self.model.trainable_variables   # the phase's (see _train_only)
+        tables = self._lazy_tables(variables) if lazy else {}
 
-        def step(x, y, w, clip, noise_multiplier, expected_batch, seed):
+        def step(x, y, w, clip, noise_multiplier, expected_batch, seed, t):
+            scale = mean_noise_std(noise_multiplier, clip, expected_batch)
+            if tables:   # the rows this step reads get the noise of the steps before it
+                rows = tf.unique(tf.reshape(x["item"], [-1]))[0]
+                self._add_missed_noise(tables, rows, t - 1,
+                                       tf.cast(optimizer.learning_rate, tf.float32) * scale,
+                                       tf.random.experimental.stateless_fold_in(seed, LAZY_STREAM))
             clipped, _, loss = clip_grads.compute_clipped_gradients_and_outputs(
                 self.model, clip, self._registry, x, y, w, clipping_loss=self._loss)
             # tf-privacy returns the mean over the drawn batch; the accounted mechanism is
             # the *sum* plus N(0, (z C)^2), divided by the expected batch size, a constant
             # (dividing by the drawn size, as DPModel does, would leak that size)
-            actual = tf.cast(tf.shape(y)[0], tf.float32)
-            scale = mean_noise_std(noise_multiplier, clip, expected_batch)
-            noisy = [clipped[i] * actual / expected_batch + scale * tf.random.stateless_normal(
-                tf.shape(clipped[i]), tf.random.experimental.stateless_fold_in(seed, i))
-                for i in index]
-            optimizer.apply_gradients(zip(noisy, [variables[i] for i in index]))
+            factor = tf.cast(tf.shape(y)[0], tf.float32) / expected_batch
+            noisy = [_scaled(g, factor) if i in tables   # their noise: at the next read
+                     else g * factor + scale * tf.random.stateless_normal(
+                         tf.shape(g), tf.random.experimental.stateless_fold_in(seed, i))
+                     for i, g in enumerate(clipped)]
+            optimizer.apply_gradients(zip(noisy, variables))
             return loss
 
         spec = ({"user": tf.TensorSpec([None], tf.int32),
@@ -218,38 +256,101 @@ class LocalModel:
                  "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
                 tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
                 tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
-                tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64))
+                tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64),
+                tf.TensorSpec([], tf.int32))
         return tf.function(step, input_signature=spec)
+
+    def _lazy_tables(self, variables) -> dict[int, tf.Variable]:
+        """Lazy noise for the item embedding tables under DP-SGD with plain SGD.
+
+        Most of the global group is the two (items x dim) item tables, and drawing their
+        dense noise every step cost more than the clipped gradients themselves
+        (``benchmarks/bench_local_dp.py``). With plain SGD a row that a step does not
+        read only receives that step's noise, ``-lr * N(0, s^2)`` (s = z C / B), and
+        nothing reads it until a later step looks it up or the round ends. So each row
+        keeps the last step whose noise it has, and just before a step reads it (and,
+        for every row, after the last step) gets the sum of the noise it missed:
+        ``-lr * N(0, k s^2)`` for k missed steps, the same distribution as k separate
+        draws. Every weight the model computes with and every weight it uploads is thus
+        distributed exactly as under eager per-step noise: the same mechanism, the same
+        ε, at the cost of noising the rows a batch reads. A step's own noise on a row it
+        read is part of that row's next catch-up. Not with Adam, whose update of a row
+        depends on its whole noise history.
+
+        Both tables are read at the same rows, so one counter per item serves both.
+        Returns {index in ``variables``: table}.
+        """
+        return {i: v for i, v in enumerate(variables) if v.name.split("/")[0] in ITEM_TABLES}
+
+    def _add_missed_noise(self, tables: dict, rows, through, step_scale, seed) -> None:
+        """Give ``rows`` of the lazy ``tables`` the noise of the steps up to ``through``
+        that they have not had: ``-step_scale * N(0, k)`` for k missed steps (step_scale:
+        the learning rate times one step's noise std)."""
+        missed = tf.cast(through - tf.gather(self._last_noised, rows), tf.float32)
+        dims = [table.shape[1] for table in tables.values()]
+        draws = tf.split(tf.random.stateless_normal([tf.size(rows), sum(dims)], seed), dims, axis=1)
+        for table, draw in zip(tables.values(), draws):
+            table.scatter_sub(tf.IndexedSlices(step_scale * tf.sqrt(missed)[:, None] * draw, rows))
+        self._last_noised.scatter_update(tf.IndexedSlices(
+            tf.fill(tf.shape(rows), tf.cast(through, tf.int32)), rows))
 
     def train_dp(self, data: ClientData, settings: LocalSettings, plan: "DpSgdPlan",
                  rng: np.random.Generator, noise_seed: int) -> tuple[float, int]:
         """Reconstruction and global training, every step DP-SGD on Poisson batches.
 
-        Returns (mean clipped loss of the global steps, examples). See :class:`DpSgdPlan`.
+        Returns (mean clipped loss of the global steps, examples). See :class:`DpSgdPlan`;
+        with ``local_optimizer`` = sgd the item tables are noised lazily (same mechanism,
+        see :meth:`_lazy_tables`).
         """
-        if not hasattr(self, "_dp_index"):
+        if not hasattr(self, "_dp_steps"):
             self._build_dp()
-        rows = self.rows(data, settings.negatives, rng)
+        rows = self.rows(data, settings, rng)
         width = rows.item.shape[1]
         self.user_opt.learning_rate.assign(settings.reconstruction_lr)
-        self.global_opt.learning_rate.assign(settings.learning_rate)
+        global_opt, _ = self.global_optimizer(settings)
         clip = tf.constant(plan.clip, tf.float32)
         sigma = tf.constant(plan.noise_multiplier, tf.float32)
         expected = tf.constant(plan.rate * len(rows), tf.float32)
         losses, counter = [], 0
-        for phase, steps in (("user", plan.reconstruction_steps), ("global", plan.training_steps)):
-            if (phase, width) not in self._dp_steps:
-                self._dp_steps[phase, width] = self._dp_step_fn(phase, width)
-            step = self._dp_steps[phase, width]
-            for idx in poisson_batches(len(rows), plan.rate, steps, rng):
-                counter += 1
-                if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
-                    seed = tf.constant([noise_seed, counter], tf.int64)
-                    loss = float(step(*batch_arrays(rows, idx, self.item_features), clip, sigma,
-                                      expected, seed))
-                    if phase == "global":
-                        losses.append(loss)
+        try:
+            for phase, steps in (("user", plan.reconstruction_steps),
+                                 ("global", plan.training_steps)):
+                optimizer = self.user_opt if phase == "user" else global_opt
+                lazy = phase == "global" and settings.local_optimizer == "sgd" and self.lazy_noise
+                self._train_only(phase)
+                key = (phase, width, id(optimizer), lazy)
+                if key not in self._dp_steps:
+                    self._dp_steps[key] = self._dp_step_fn(phase, width, optimizer, lazy)
+                step = self._dp_steps[key]
+                tables = self._lazy_tables(self.model.trainable_variables) if lazy else {}
+                self._last_noised.assign(tf.zeros_like(self._last_noised))
+                done = 0
+                for idx in poisson_batches(len(rows), plan.rate, steps, rng):
+                    counter += 1
+                    if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
+                        done += 1
+                        seed = tf.constant([noise_seed, counter], tf.int64)
+                        loss = float(step(*batch_arrays(rows, idx, self.item_features), clip,
+                                          sigma, expected, seed, tf.constant(done, tf.int32)))
+                        if phase == "global":
+                            losses.append(loss)
+                if tables:   # after the last step every row gets the noise it missed
+                    self._add_missed_noise(
+                        tables, tf.range(self.n_items), done, settings.learning_rate *
+                        mean_noise_std(plan.noise_multiplier, plan.clip, plan.rate * len(rows)),
+                        tf.constant([noise_seed, counter + 1], tf.int64))
+        finally:
+            self._train_only(None)
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
+
+    def _train_only(self, phase: str | None) -> None:
+        """Mark only the layers of ``phase`` (``user``: the private embeddings;
+        ``global``: the rest) trainable; None: all of them, the model's normal state."""
+        private = {id(v) for v in self.user_vars}
+        for layer in self.model.layers:
+            if layer.weights:
+                is_user = any(id(w) in private for w in layer.weights)
+                layer.trainable = phase is None or is_user == (phase == "user")
 
     # ----- state in and out -----
     def load(self, global_weights: dict[str, np.ndarray], private: dict[str, np.ndarray] | None,
@@ -265,7 +366,7 @@ class LocalModel:
             private = {name: rng.normal(0.0, USER_INIT_STDDEV, arr.shape).astype(np.float32)
                        for name, arr in get_private_weights(self.model).items()}
         set_weights(self.model, private, "private")
-        for opt in (self.user_opt, self.global_opt):
+        for opt in (self.user_opt, *(opt for opt, _ in self._global.values())):
             for var in opt.variables:
                 var.assign(tf.zeros_like(var))
 
@@ -276,16 +377,20 @@ class LocalModel:
         return get_private_weights(self.model)
 
     # ----- training -----
-    def rows(self, data: ClientData, negatives: int, rng: np.random.Generator) -> TrainingRows:
+    def rows(self, data: ClientData, settings: LocalSettings,
+             rng: np.random.Generator) -> TrainingRows:
         """This user's training rows (user index 0: the only row of the local user table).
 
-        Negatives avoid the user's positives and the items not released yet
-        (``data.unavailable``)."""
+        Each positive weighs its event weight times ``recency_decay ** r`` (r = 0 for the
+        newest: ``data.train_items`` is in time order). Negatives avoid the user's
+        positives and the items not released yet (``data.unavailable``)."""
         avoid = np.union1d(data.train_items, data.unavailable)
         train = sp.csr_matrix((np.ones(len(avoid), np.float32),
                                (np.zeros(len(avoid), np.int64), avoid)), shape=(1, self.n_items))
-        return make_rows(np.zeros(len(data.train_items), np.int64), data.train_items,
-                         data.train_weights, train, negatives, rng)
+        n = len(data.train_items)
+        weights = data.train_weights * np.power(settings.recency_decay, np.arange(n)[::-1])
+        return make_rows(np.zeros(n, np.int64), data.train_items,
+                         weights.astype(np.float32), train, settings.negatives, rng)
 
     def reconstruct(self, data: ClientData, settings: LocalSettings,
                     rng: np.random.Generator) -> float:
@@ -298,12 +403,9 @@ class LocalModel:
         if steps == 0 or len(data.train_items) == 0:
             return float("nan")
         self.user_opt.learning_rate.assign(settings.reconstruction_lr)
-        x, y, w = batch_arrays(self.rows(data, settings.negatives, rng),
+        x, y, w = batch_arrays(self.rows(data, settings, rng),
                                np.arange(len(data.train_items)), self.item_features)
-        loss = float("nan")
-        for _ in range(steps):
-            loss = float(self._user_step(x, y, w))
-        return loss
+        return float(self._user_steps(x, y, w, tf.constant(steps, tf.int32)))
 
     def train_global(self, data: ClientData, settings: LocalSettings,
                      rng: np.random.Generator) -> tuple[float, int]:
@@ -311,11 +413,11 @@ class LocalModel:
 
         Returns (mean loss of the last epoch, rows seen per epoch).
         """
-        self.global_opt.learning_rate.assign(settings.learning_rate)
+        _, step = self.global_optimizer(settings)
         losses: list[float] = []
         for _ in range(settings.local_epochs):
-            rows = self.rows(data, settings.negatives, rng)
-            losses = [float(self._global_step(*batch_arrays(rows, idx, self.item_features)))
+            rows = self.rows(data, settings, rng)
+            losses = [float(step(*batch_arrays(rows, idx, self.item_features)))
                       for idx in shuffled_batches(len(rows), settings.batch_size, rng)]
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
 
@@ -328,6 +430,13 @@ class LocalModel:
         mean over users.
         """
         return evaluate_scores(self.score_all(np.array([0]))[0], data, k)
+
+
+def _scaled(gradient, factor):
+    """``gradient * factor``, keeping an embedding gradient sparse (IndexedSlices)."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def evaluate_scores(scores: np.ndarray, data: ClientData, k: int = 10) -> dict[str, float]:

@@ -59,7 +59,7 @@ def round_config(cfg: RunConfig, round_: int, dp: ServerPrivacy | None = None) -
     """What every sampled client is told for this round: local settings and, under
     user-level DP, the server's (ε, δ) so far (its ledger is no secret to its devices;
     the SDK shows it in ``privacy_status``)."""
-    record = ConfigRecord(LocalSettings.from_run_config(cfg).to_record(round_))
+    record = ConfigRecord(LocalSettings.from_run_config(cfg, round_).to_record(round_))
     if dp is not None:
         record[USER_EPSILON_KEY] = dp.spent()
         record[USER_DELTA_KEY] = float(dp.ledger.delta)

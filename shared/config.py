@@ -18,6 +18,7 @@ from shared.errors import ConfigError
 from shared.model import ModelConfig
 
 STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
+LOCAL_OPTIMIZERS = ("adam", "sgd")
 DP_MODES = ("none", "client", "server", "both")
 DP_CLIPPING = ("server-fixed", "server-adaptive", "client-fixed")
 
@@ -37,7 +38,22 @@ class RunConfig:
         eval_every: evaluate every N rounds (the last round is always evaluated).
         local_epochs: passes over a client's own interactions per round.
         batch_size: local training rows per step.
-        learning_rate: local (client) Adam step size for the global weights.
+        learning_rate: local (client) step size for the global weights, in round 1.
+        lr_decay: the local step size of round r is ``learning_rate * lr_decay ** (r-1)``
+            (1: constant). Sent by the server with each round's config.
+        local_optimizer: ``adam`` (a fresh Adam per client and round) or ``sgd``
+            (plain SGD: a client's update is then its summed gradient steps, so an item
+            row a client touched once moves in proportion to that one gradient).
+        local_adam_eps: the numerical-stability constant of local Adam (not a privacy
+            ε; Keras' default 1e-7). A fresh Adam per client moves every coordinate it
+            touches by about the learning rate however small its gradient, so a rarely
+            seen item row is pushed as far by one well-ranked negative as by a positive;
+            an eps above such gradients (about 1e-3 for embedding rows here) makes those
+            rows move in proportion to their gradient (SGD with step lr / eps) while the
+            dense layers, with larger gradients, keep Adam's scaling.
+        recency_decay: a client weighs its r-th most recent positive (r = 0: the newest)
+            by ``recency_decay ** r`` in reconstruction and training, as the centralized
+            NeuMF reference does (1: no recency weighting). Not with client-level DP.
         negatives: sampled negatives per positive in local training.
         reconstruction_steps: full-batch steps fitting the private user embedding with
             the global weights frozen, before each local training (Federated
@@ -143,6 +159,10 @@ class RunConfig:
     local_epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 0.01
+    lr_decay: float = 1.0
+    local_optimizer: str = "adam"
+    local_adam_eps: float = 1e-7
+    recency_decay: float = 1.0
     negatives: int = 4
     reconstruction_steps: int = 10
     reconstruction_lr: float = 0.05
@@ -222,13 +242,19 @@ class RunConfig:
             raise ConfigError("straggler-delay and participation-window must be >= 0")
         if not self.max_update_norm >= 0:
             raise ConfigError(f"max-update-norm must be >= 0, got {self.max_update_norm}")
-        for name in ("learning_rate", "reconstruction_lr", "round_timeout"):
+        for name in ("learning_rate", "reconstruction_lr", "round_timeout", "local_adam_eps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
         if not self.server_learning_rate >= 0:
             raise ConfigError(f"server-learning-rate must be >= 0, got {self.server_learning_rate}")
         if not 0 <= self.server_momentum < 1:
             raise ConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
+        for name in ("lr_decay", "recency_decay"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{_key(name)} must be in (0, 1], got {getattr(self, name)}")
+        if self.local_optimizer not in LOCAL_OPTIMIZERS:
+            raise ConfigError(f"local-optimizer must be one of {', '.join(LOCAL_OPTIMIZERS)}, "
+                              f"got {self.local_optimizer!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._check_dp()
@@ -283,6 +309,10 @@ class RunConfig:
             raise ConfigError(f"secagg-threshold must be in (0, 1], got {self.secagg_threshold}")
         if not self.secagg_clipping_range > 0:
             raise ConfigError(f"secagg-clipping-range must be > 0, got {self.secagg_clipping_range}")
+        if self.client_dp and self.recency_decay != 1:
+            raise ConfigError(f"recency-decay must be 1 with client-level DP (got "
+                              f"{self.recency_decay:g}): an example's weight would depend on "
+                              f"the user's other examples, which per-example ε does not cover")
         if self.server_dp and self.strategy != "fedavg":
             # Flower's DP wrappers noise the inner strategy's *output*; a server optimiser's
             # state (momentum, Adam moments) is built from the un-noised average and carries

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from server.dp import check_settings
 from server.rundir import RunDir
-from shared.config import DP_CLIPPING, DP_MODES, STRATEGIES, RunConfig
+from shared.config import DP_CLIPPING, DP_MODES, LOCAL_OPTIMIZERS, STRATEGIES, RunConfig
 from shared.errors import ConfigError, FedrecError
 from simulations.memory import PeakMemory
 from simulations.progress import console, report, run_progress
@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", dest="learning_rate", type=float, help="local learning rate")
+    parser.add_argument("--lr-decay", type=float,
+                        help="local learning rate of round r: lr * lr-decay^(r-1)")
+    parser.add_argument("--local-optimizer", choices=LOCAL_OPTIMIZERS)
+    parser.add_argument("--local-adam-eps", type=float,
+                        help="local Adam's stability constant (not a privacy epsilon)")
+    parser.add_argument("--recency-decay", type=float,
+                        help="weight recency-decay^r on a client's r-th most recent positive")
+    parser.add_argument("--reconstruction-steps", type=int)
     parser.add_argument("--negatives", type=int)
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
@@ -111,7 +119,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
-          "batch_size", "learning_rate", "negatives", "strategy", "server_learning_rate",
+          "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps", "recency_decay",
+          "reconstruction_steps", "negatives", "strategy", "server_learning_rate",
           "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",

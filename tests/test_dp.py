@@ -158,14 +158,11 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
 def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
     """One DP-SGD step with plain SGD (lr 1): with and without noise, same batch; the
     difference is the noise itself, std z * C / expected batch size."""
-    import tensorflow as tf
-
     from client.local import DpSgdPlan, LocalModel
 
-    cfg = _cfg(tmp_path, dp="client", learning_rate=1.0)
+    cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
     data = fed.client(2)
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
-    model.global_opt = tf.keras.optimizers.SGD(1.0)
     settings = LocalSettings.from_run_config(cfg)
     start = _weights(cfg, fed)
     moved = {}
@@ -177,6 +174,53 @@ def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
     noise = np.concatenate([(moved[3.0][k] - moved[0.0][k]).ravel() for k in start])
     expected = 3.0 * 0.5 / len(data.train_items)       # rate 1: every example, every step
     assert np.std(noise) == pytest.approx(expected, rel=0.05)
+
+
+def _sgd_dp_update(tmp_path, fed, z, lazy, zero_weights=False, steps=6):
+    """The global update of one client after ``steps`` DP-SGD steps with plain SGD."""
+    import dataclasses
+
+    from client.local import DpSgdPlan, LocalModel
+
+    cfg = _cfg(tmp_path, dp="client", learning_rate=0.5, local_optimizer="sgd")
+    data = fed.client(2)
+    if zero_weights:   # no gradient at all: the update is the noise alone
+        data = dataclasses.replace(data, train_weights=np.zeros_like(data.train_weights))
+    model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
+    model.lazy_noise = lazy
+    start = _weights(cfg, fed)
+    model.load(start, None, (0, 2))
+    plan = DpSgdPlan(z, clip=0.5, rate=0.5, reconstruction_steps=0, training_steps=steps)
+    model.train_dp(data, LocalSettings.from_run_config(cfg), plan, np.random.default_rng(5),
+                   noise_seed=11)
+    return {k: v - start[k] for k, v in model.global_weights().items()}, data
+
+
+def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):
+    lazy, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=True)
+    eager, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=False)
+    assert np.abs(lazy["item_gmf_embedding/embeddings"]).max() > 0
+    for k in eager:
+        np.testing.assert_allclose(lazy[k], eager[k], rtol=1e-5, atol=1e-7)
+
+
+def test_lazy_table_noise_gives_every_row_the_noise_of_every_step(tmp_path, fed):
+    """With no gradient the update is -lr times the noise of all executed steps:
+    std lr * z C / B * sqrt(steps) on every entry, on the rows that batches read (caught
+    up before each read) and on those they never read (caught up at the end) alike.
+    Every one of the 6 Poisson batches at rate 0.5 is non-empty (each has 0.5^rows odds
+    of being empty)."""
+    z, steps = 2.0, 6
+    update, data = _sgd_dp_update(tmp_path, fed, z, lazy=True, zero_weights=True, steps=steps)
+    lr, clip, expected_batch = 0.5, 0.5, 0.5 * len(data.train_items)
+    expected = lr * z * clip / expected_batch * np.sqrt(steps)
+    for name in ("item_gmf_embedding/embeddings", "item_mlp_embedding/embeddings",
+                 "mlp_0/kernel"):
+        assert np.std(update[name]) == pytest.approx(expected, rel=0.08), name
+    table = update["item_gmf_embedding/embeddings"]
+    read = np.unique(data.train_items)          # positives: read by (nearly) every batch
+    assert np.std(table[read]) == pytest.approx(expected, rel=0.25)
+    assert np.abs(np.mean(table)) < 0.1 * expected
 
 
 def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_path, fed):

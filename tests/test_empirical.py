@@ -87,7 +87,7 @@ def test_canary_directions_are_unit_seeded_and_order_free():
 # ----- attacks on real runs (the real ServerApp loop and ClientApp, in process) -----
 
 def _run(tmp_path, name, **changes):
-    from tests.inprocess import run_inprocess
+    from simulations.inprocess import run_inprocess
 
     cfg = RunConfig(out=str(tmp_path / name), **changes)
     run_inprocess(cfg)

@@ -16,7 +16,7 @@ from shared.errors import ConfigError
 from shared.federated_data import load_federation
 from shared.lazy_synthetic import LazySyntheticFederation
 from shared.synthetic import SyntheticConfig
-from tests.inprocess import InProcessGrid
+from simulations.inprocess import InProcessGrid
 
 
 def test_a_lazy_client_holds_the_same_events_as_the_eager_one():

@@ -12,7 +12,7 @@ import pytest
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.federated_data import federation_of
-from tests.inprocess import run_inprocess
+from simulations.inprocess import run_inprocess
 
 SMALL = dict(synthetic_users=12, synthetic_items=60, gmf_dim=8, mlp_dim=8, content_dim=8,
              eval_every=100)
@@ -62,7 +62,7 @@ def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
 
 
 def test_stragglers_answer_late(tmp_path):
-    from tests.inprocess import InProcessGrid
+    from simulations.inprocess import InProcessGrid
     from server.app import initial_global_weights, round_config
     from client import app as capp
     from flwr.app import Message, RecordDict

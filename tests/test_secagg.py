@@ -14,7 +14,7 @@ from server.rundir import RunDir
 from shared.cli import main as fedrec
 from shared.config import RunConfig
 from shared.errors import ConfigError
-from tests.inprocess import InProcessGrid
+from simulations.inprocess import InProcessGrid
 
 BASE = dict(dataset="synthetic", synthetic_users=5, synthetic_items=60, rounds=2, dp="server",
             dp_clipping="client-fixed", clip=0.5, noise_seed=0, gmf_dim=8, mlp_dim=8,

@@ -1,0 +1,107 @@
+"""Local training knobs on one device: optimiser, Adam eps, learning-rate decay, recency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from client.local import LocalModel, LocalSettings
+from server.app import initial_global_weights, round_config
+from shared.config import RunConfig
+from shared.errors import ConfigError
+from shared.federated_data import federation_of
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = RunConfig(synthetic_users=8, synthetic_items=50, gmf_dim=4, mlp_dim=4, content_dim=4,
+                    reconstruction_steps=0, local_epochs=1, batch_size=512)
+    fed = federation_of(cfg)
+    weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
+    return cfg, fed, weights, model
+
+
+def _update(setup, user=3, **changes) -> dict[str, np.ndarray]:
+    """One local step (batch larger than the client's rows) from the same start."""
+    cfg, fed, weights, model = setup
+    model.load(weights, None, (0, user))
+    settings = LocalSettings.from_run_config(cfg.replace(**changes))
+    model.train_global(fed.client(user), settings, np.random.default_rng(7))
+    return {k: v - weights[k] for k, v in model.global_weights().items()}
+
+
+def _flat(update: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([v.ravel() for v in update.values()])
+
+
+def test_round_config_decays_the_local_learning_rate():
+    cfg = RunConfig(learning_rate=0.2, lr_decay=0.5)
+    assert [round_config(cfg, r)["learning-rate"] for r in (1, 2, 4)] == [0.2, 0.1, 0.025]
+    assert round_config(cfg.replace(lr_decay=1.0), 9)["learning-rate"] == 0.2
+
+
+def test_sgd_step_is_linear_in_the_learning_rate_and_leaves_untouched_rows(setup):
+    small = _update(setup, local_optimizer="sgd", learning_rate=0.5)
+    large = _update(setup, local_optimizer="sgd", learning_rate=1.5)
+    np.testing.assert_allclose(_flat(large), 3 * _flat(small), rtol=1e-3, atol=1e-6)
+    table = small["item_gmf_embedding/embeddings"]
+    assert 0 < (np.abs(table).sum(axis=1) > 0).sum() < len(table)   # sparse: touched rows only
+
+
+def test_fresh_adam_moves_every_touched_coordinate_by_the_learning_rate(setup):
+    """Adam's first step is lr * g / |g|: a tiny gradient moves as far as a large one,
+    which is why ``local-adam-eps`` exists."""
+    moved = np.abs(_flat(_update(setup, learning_rate=0.01)))
+    gradient = np.abs(_flat(_update(setup, local_optimizer="sgd", learning_rate=1.0)))
+    touched = gradient > 0
+    assert np.percentile(gradient[touched], 90) > 20 * np.percentile(gradient[touched], 10)
+    assert np.median(moved[touched]) == pytest.approx(0.01, rel=0.02)
+    assert moved.max() <= 0.01 * (1 + 1e-4) and not moved[~touched].any()
+
+
+def test_a_large_adam_eps_makes_the_step_proportional_to_the_gradient(setup):
+    sgd = _flat(_update(setup, local_optimizer="sgd", learning_rate=1.0))
+    adam = _flat(_update(setup, learning_rate=1.0, local_adam_eps=1.0))
+    scale = adam @ sgd / (sgd @ sgd)
+    assert scale > 0
+    np.testing.assert_allclose(adam, scale * sgd, rtol=1e-2, atol=1e-6)
+
+
+def test_recency_weights_the_newest_positive_most(setup):
+    cfg, fed, _, model = setup
+    data = fed.client(2)
+    settings = LocalSettings.from_run_config(cfg.replace(recency_decay=0.5))
+    rows = model.rows(data, settings, np.random.default_rng(0))
+    n = len(data.train_items)
+    expected = data.train_weights * 0.5 ** np.arange(n - 1, -1, -1)
+    np.testing.assert_allclose(rows.weight, expected, rtol=1e-6)
+    np.testing.assert_array_equal(rows.item[:, 0], data.train_items)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"lr_decay": 0.0}, "lr-decay must be in"),
+    ({"recency_decay": 1.5}, "recency-decay must be in"),
+    ({"local_optimizer": "rmsprop"}, "local-optimizer must be one of"),
+    ({"local_adam_eps": 0.0}, "local-adam-eps must be > 0"),
+    ({"dp": "client", "recency_decay": 0.9}, "recency-decay must be 1 with client-level DP"),
+])
+def test_bad_local_settings_fail_with_one_line(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**changes)
+
+
+def test_dp_phases_clip_and_noise_only_the_weights_they_train(setup):
+    """Reconstruction DP steps see only the user embedding as trainable, global steps
+    only the global group; afterwards every layer is trainable again."""
+    cfg, fed, weights, model = setup
+    model._train_only("user")
+    assert {v.name for v in model.model.trainable_variables} == {v.name for v in model.user_vars}
+    model._train_only("global")
+    assert {v.name for v in model.model.trainable_variables} == {v.name for v in model.global_vars}
+    settings = LocalSettings.from_run_config(cfg.replace(dp="client", reconstruction_steps=2))
+    data = fed.client(1)
+    model.load(weights, None, (0, 1))
+    model.train_dp(data, settings, settings.dp_plan(len(data.train_items)),
+                   np.random.default_rng(0), noise_seed=3)
+    assert len(model.model.trainable_variables) == len(model.user_vars) + len(model.global_vars)
