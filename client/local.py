@@ -209,6 +209,9 @@ class LocalModel:
         self.model.compile(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
         self._registry = make_default_layer_registry()
         self._last_noised = tf.Variable(tf.zeros([self.n_items], tf.int32), trainable=False)
+        # (clip, noise multiplier, expected batch size) of the round being trained
+        self._dp_mechanism = tf.Variable(tf.zeros([3], tf.float32), trainable=False)
+        self._flush = None   # traced end-of-round lazy noise (see train_dp)
         self._dp_steps: dict[tuple[str, int, int], Any] = {}
 
     def _dp_step_fn(self, phase: str, width: int, optimizer, lazy: bool):
@@ -218,7 +221,7 @@ class LocalModel:
         Noise: std ``noise_multiplier * clip / B`` on the mean of clipped gradients over the
         *expected* batch size B, tensorflow-privacy's ``add_aggregate_noise`` scale for a
         mean loss (``tests/test_dp.py`` checks the two agree). It is drawn here with a *stateless*
-        generator keyed by (client noise seed, step, variable) because tf-privacy's helper
+        generator keyed by (client noise seed, step) because tf-privacy's helper
         draws from TF's global generator, whose seed a traced function freezes at trace
         time: every client served by one worker would then add the same noise.
 
@@ -230,8 +233,14 @@ class LocalModel:
         n_features = self.item_features.shape[1]
         variables = self.model.trainable_variables   # the phase's (see _train_only)
         tables = self._lazy_tables(variables) if lazy else {}
+        dense = [i for i in range(len(variables)) if i not in tables]
+        sizes = [int(np.prod(variables[i].shape)) for i in dense]
 
-        def step(x, y, w, clip, noise_multiplier, expected_batch, seed, t):
+        def step(x, y, w, counters):
+            # the round's mechanism (clip, z, expected batch) is read from variables and
+            # the step's counters travel as one tensor: fewer arguments, less call overhead
+            clip, noise_multiplier, expected_batch = tf.unstack(self._dp_mechanism)
+            seed, t = counters[:2], tf.cast(counters[2], tf.int32)
             scale = mean_noise_std(noise_multiplier, clip, expected_batch)
             if tables:   # the rows this step reads get the noise of the steps before it
                 rows = tf.unique(tf.reshape(x["item"], [-1]))[0]
@@ -244,20 +253,22 @@ class LocalModel:
             # the *sum* plus N(0, (z C)^2), divided by the expected batch size, a constant
             # (dividing by the drawn size, as DPModel does, would leak that size)
             factor = tf.cast(tf.shape(y)[0], tf.float32) / expected_batch
-            noisy = [_scaled(g, factor) if i in tables   # their noise: at the next read
-                     else g * factor + scale * tf.random.stateless_normal(
-                         tf.shape(g), tf.random.experimental.stateless_fold_in(seed, i))
-                     for i, g in enumerate(clipped)]
-            optimizer.apply_gradients(zip(noisy, variables))
+            # every other gradient gets its noise now, in one draw (one op, not one per
+            # variable: at this model size a step's cost is mostly its number of ops)
+            flat = tf.concat([tf.reshape(tf.convert_to_tensor(clipped[i]), [-1])
+                              for i in dense], axis=0)
+            flat = flat * factor + scale * tf.random.stateless_normal(tf.shape(flat), seed)
+            noisy = dict(zip(dense, (tf.reshape(part, variables[i].shape) for i, part in
+                                     zip(dense, tf.split(flat, sizes)))))
+            noisy.update({i: _scaled(clipped[i], factor) for i in tables})  # noised at next read
+            optimizer.apply_gradients((noisy[i], v) for i, v in enumerate(variables))
             return loss
 
         spec = ({"user": tf.TensorSpec([None], tf.int32),
                  "item": tf.TensorSpec([None, width], tf.int32),
                  "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
                 tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
-                tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
-                tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64),
-                tf.TensorSpec([], tf.int32))
+                tf.TensorSpec([3], tf.int64))
         return tf.function(step, input_signature=spec)
 
     def _lazy_tables(self, variables) -> dict[int, tf.Variable]:
@@ -308,9 +319,7 @@ class LocalModel:
         width = rows.item.shape[1]
         self.user_opt.learning_rate.assign(settings.reconstruction_lr)
         global_opt, _ = self.global_optimizer(settings)
-        clip = tf.constant(plan.clip, tf.float32)
-        sigma = tf.constant(plan.noise_multiplier, tf.float32)
-        expected = tf.constant(plan.rate * len(rows), tf.float32)
+        self._dp_mechanism.assign([plan.clip, plan.noise_multiplier, plan.rate * len(rows)])
         losses, counter = [], 0
         try:
             for phase, steps in (("user", plan.reconstruction_steps),
@@ -329,15 +338,19 @@ class LocalModel:
                     counter += 1
                     if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
                         done += 1
-                        seed = tf.constant([noise_seed, counter], tf.int64)
-                        loss = float(step(*batch_arrays(rows, idx, self.item_features), clip,
-                                          sigma, expected, seed, tf.constant(done, tf.int32)))
+                        # (noise seed, step): the step's noise seed; done: its lazy-noise step
+                        loss = float(step(*batch_arrays(rows, idx, self.item_features),
+                                          np.array([noise_seed, counter, done], np.int64)))
                         if phase == "global":
                             losses.append(loss)
                 if tables:   # after the last step every row gets the noise it missed
-                    self._add_missed_noise(
-                        tables, tf.range(self.n_items), done, settings.learning_rate *
-                        mean_noise_std(plan.noise_multiplier, plan.clip, plan.rate * len(rows)),
+                    if self._flush is None:
+                        self._flush = tf.function(lambda through, step_scale, seed: (
+                            self._add_missed_noise(tables, tf.range(self.n_items), through,
+                                                   step_scale, seed)))
+                    self._flush(tf.constant(done, tf.int32), tf.constant(
+                        settings.learning_rate * mean_noise_std(
+                            plan.noise_multiplier, plan.clip, plan.rate * len(rows)), tf.float32),
                         tf.constant([noise_seed, counter + 1], tf.int64))
         finally:
             self._train_only(None)
@@ -350,7 +363,9 @@ class LocalModel:
         for layer in self.model.layers:
             if layer.weights:
                 is_user = any(id(w) in private for w in layer.weights)
-                layer.trainable = phase is None or is_user == (phase == "user")
+                wanted = phase is None or is_user == (phase == "user")
+                if layer.trainable != wanted:   # Keras' setter is not free
+                    layer.trainable = wanted
 
     # ----- state in and out -----
     def load(self, global_weights: dict[str, np.ndarray], private: dict[str, np.ndarray] | None,
