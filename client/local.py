@@ -235,6 +235,8 @@ class LocalModel:
         tables = self._lazy_tables(variables) if lazy else {}
         dense = [i for i in range(len(variables)) if i not in tables]
         sizes = [int(np.prod(variables[i].shape)) for i in dense]
+        per_example = tf.keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction=tf.keras.losses.Reduction.NONE)
 
         def step(x, y, w, counters):
             # the round's mechanism (clip, z, expected batch) is read from variables and
@@ -247,20 +249,23 @@ class LocalModel:
                 self._add_missed_noise(tables, rows, t - 1,
                                        tf.cast(optimizer.learning_rate, tf.float32) * scale,
                                        tf.random.experimental.stateless_fold_in(seed, LAZY_STREAM))
+            # the accounted mechanism is the *sum* of clipped gradients plus N(0, (z C)^2),
+            # divided by the expected batch size, a constant (dividing by the drawn size, as
+            # DPModel does, would leak that size): a clipping loss that sums and divides by
+            # it makes tf-privacy return exactly that sum / B
+            def clipping_loss(labels, logits, clip_weights):
+                return tf.reduce_sum(per_example(labels, logits) * clip_weights) / expected_batch
+
             clipped, _, loss = clip_grads.compute_clipped_gradients_and_outputs(
-                self.model, clip, self._registry, x, y, w, clipping_loss=self._loss)
-            # tf-privacy returns the mean over the drawn batch; the accounted mechanism is
-            # the *sum* plus N(0, (z C)^2), divided by the expected batch size, a constant
-            # (dividing by the drawn size, as DPModel does, would leak that size)
-            factor = tf.cast(tf.shape(y)[0], tf.float32) / expected_batch
+                self.model, clip, self._registry, x, y, w, clipping_loss=clipping_loss)
             # every other gradient gets its noise now, in one draw (one op, not one per
             # variable: at this model size a step's cost is mostly its number of ops)
             flat = tf.concat([tf.reshape(tf.convert_to_tensor(clipped[i]), [-1])
                               for i in dense], axis=0)
-            flat = flat * factor + scale * tf.random.stateless_normal(tf.shape(flat), seed)
+            flat = flat + scale * tf.random.stateless_normal(tf.shape(flat), seed)
             noisy = dict(zip(dense, (tf.reshape(part, variables[i].shape) for i, part in
                                      zip(dense, tf.split(flat, sizes)))))
-            noisy.update({i: _scaled(clipped[i], factor) for i in tables})  # noised at next read
+            noisy.update({i: clipped[i] for i in tables})   # their noise: at the next read
             optimizer.apply_gradients((noisy[i], v) for i, v in enumerate(variables))
             return loss
 
@@ -445,13 +450,6 @@ class LocalModel:
         mean over users.
         """
         return evaluate_scores(self.score_all(np.array([0]))[0], data, k)
-
-
-def _scaled(gradient, factor):
-    """``gradient * factor``, keeping an embedding gradient sparse (IndexedSlices)."""
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
-    return gradient * factor
 
 
 def evaluate_scores(scores: np.ndarray, data: ClientData, k: int = 10) -> dict[str, float]:

@@ -196,6 +196,44 @@ def _sgd_dp_update(tmp_path, fed, z, lazy, zero_weights=False, steps=6):
     return {k: v - start[k] for k, v in model.global_weights().items()}, data
 
 
+def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed):
+    """Without noise, one DP-SGD step (plain SGD, lr 1) moves the global weights by minus
+    the sum of per-example clipped gradients over the *expected* batch size: tf-privacy's
+    mean over the drawn batch times drawn / expected."""
+    import tensorflow as tf
+    from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
+
+    from client.local import DpSgdPlan, LocalModel
+    from shared.training import batch_arrays, poisson_batches
+
+    cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
+    settings, data = LocalSettings.from_run_config(cfg), fed.client(2)
+    model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
+    start = _weights(cfg, fed)
+    model.load(start, None, (0, 2))
+    plan = DpSgdPlan(0.0, clip=0.05, rate=0.5, reconstruction_steps=0, training_steps=1)
+    model.train_dp(data, settings, plan, np.random.default_rng(5), noise_seed=1)
+    moved = {k: v - start[k] for k, v in model.global_weights().items()}
+
+    rng = np.random.default_rng(5)                       # the same draws, by hand
+    rows = model.rows(data, settings, rng)
+    idx = poisson_batches(len(rows), 0.5, 1, rng)[0]
+    assert 0 < len(idx) != 0.5 * len(rows)               # drawn and expected sizes differ
+    model.load(start, None, (0, 2))
+    model._train_only("global")
+    clipped, _, _ = clip_grads.compute_clipped_gradients_and_outputs(
+        model.model, 0.05, model._registry, *batch_arrays(rows, idx, fed.inter.item_features),
+        clipping_loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+    model._train_only(None)
+    biggest = 0.0
+    for var, grad in zip(model.global_vars, clipped):
+        name = var.name.rsplit(":", 1)[0]
+        expected = -tf.convert_to_tensor(grad).numpy() * len(idx) / (0.5 * len(rows))
+        np.testing.assert_allclose(moved[name], expected, rtol=1e-3, atol=1e-6)
+        biggest = max(biggest, np.abs(expected).max())
+    assert biggest > 1e-3                                 # the comparison has teeth
+
+
 def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):
     lazy, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=True)
     eager, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=False)
