@@ -48,7 +48,8 @@ def main() -> None:
     rows = [json.loads(line) for line in (args.out / "metrics.jsonl").read_text().splitlines()]
     for row in rows:
         if row.get("hr@10") is not None:
-            print(f"round {row['round']:3d}  HR@10 {row['hr@10']:.4f}  NDCG@10 {row['ndcg@10']:.4f}")
+            print(f"round {row['round']:3d}  HR@10 {row['hr@10']:.4f}  "
+                  f"NDCG@10 {row['ndcg@10']:.4f}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")
 
 

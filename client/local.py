@@ -111,8 +111,9 @@ class DpSgdPlan:
     the private user embedding, then ``training_steps`` = ceil(local epochs / rate) (as
     tensorflow-privacy counts Poisson steps) train the global weights. Each step clips
     every example's gradient (over the weights the step updates: the user embedding,
-    then the global group) to ``clip`` in L2 (tf-privacy's fast gradient clipping), adds Gaussian noise of std ``noise_multiplier * clip`` to
-    the sum and divides by the expected batch size. All steps touch the data, so all count.
+    then the global group) to ``clip`` in L2 (tf-privacy's fast gradient clipping), adds
+    Gaussian noise of std ``noise_multiplier * clip`` to the sum and divides by the
+    expected batch size. All steps touch the data, so all count.
     """
 
     noise_multiplier: float
@@ -279,9 +280,9 @@ class LocalModel:
     def _lazy_tables(self, variables) -> dict[int, tf.Variable]:
         """Lazy noise for the item embedding tables under DP-SGD with plain SGD.
 
-        Most of the global group is the two (items x dim) item tables, and drawing their
-        dense noise every step cost more than the clipped gradients themselves
-        (``benchmarks/bench_local_dp.py``). With plain SGD a row that a step does not
+        Most of the global group is the two (items x dim) item tables, and a step reads
+        only the few rows of its batch, so drawing dense noise for every row every step
+        is mostly work for rows nobody reads. With plain SGD a row that a step does not
         read only receives that step's noise, ``-lr * N(0, s^2)`` (s = z C / B), and
         nothing reads it until a later step looks it up or the round ends. So each row
         keeps the last step whose noise it has, and just before a step reads it (and,

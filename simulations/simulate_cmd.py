@@ -119,8 +119,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
-          "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps", "recency_decay",
-          "reconstruction_steps", "negatives", "strategy", "server_learning_rate",
+          "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
+          "recency_decay", "reconstruction_steps", "negatives", "strategy", "server_learning_rate",
           "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",

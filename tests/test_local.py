@@ -105,3 +105,20 @@ def test_dp_phases_clip_and_noise_only_the_weights_they_train(setup):
     model.train_dp(data, settings, settings.dp_plan(len(data.train_items)),
                    np.random.default_rng(0), noise_seed=3)
     assert len(model.model.trainable_variables) == len(model.user_vars) + len(model.global_vars)
+
+
+def test_simulate_flags_reach_the_run_config(tmp_path):
+    import argparse
+
+    from simulations.simulate_cmd import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--lr-decay", "0.9", "--local-optimizer", "sgd",
+                              "--local-adam-eps", "1e-3", "--recency-decay", "0.95",
+                              "--reconstruction-steps", "20", "--out", str(tmp_path)])
+    cfg = build_config(args)
+    assert (cfg.lr_decay, cfg.local_optimizer, cfg.local_adam_eps, cfg.recency_decay,
+            cfg.reconstruction_steps) == (0.9, "sgd", 1e-3, 0.95, 20)
+    with pytest.raises(SystemExit):   # argparse: one line and exit 2
+        parser.parse_args(["--local-optimizer", "rmsprop"])
