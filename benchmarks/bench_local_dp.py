@@ -6,11 +6,11 @@
 Times what a simulated client does in a round, in steady state (after one warm-up client
 has traced everything), with the reconstruction phase off so that only the training of the
 global weights is compared: plain (``LocalModel.train_global``: shuffled batches, the
-local optimiser) versus DP-SGD (``LocalModel.train_dp``: Poisson batches of the same expected size,
-tensorflow-privacy's fast gradient clipping, noise), both with ``--optimizer`` (Adam:
-dense noise on every weight every step; SGD: the item tables' noise is added lazily, see
-``LocalModel._lazy_tables``). Prints seconds per client-epoch and the ratio (the issue's
-target: DP within 1.5x of plain).
+local optimiser) versus DP-SGD (``LocalModel.train_dp``: Poisson batches of the same
+expected size, tensorflow-privacy's fast gradient clipping, noise), both with
+``--optimizer`` (Adam: dense noise on every weight every step; SGD: the item tables'
+noise is added lazily, see ``LocalModel._lazy_tables``). Prints seconds per client-epoch
+and the ratio (the issue's target: DP within 1.5x of plain).
 """
 
 from __future__ import annotations

@@ -338,7 +338,8 @@ class LocalModel:
                     self._dp_steps[key] = self._dp_step_fn(phase, width, optimizer, lazy)
                 step = self._dp_steps[key]
                 tables = self._lazy_tables(self.model.trainable_variables) if lazy else {}
-                self._last_noised.assign(tf.zeros_like(self._last_noised))
+                if tables:   # no row has missed a step's noise yet
+                    self._last_noised.assign(tf.zeros_like(self._last_noised))
                 done = 0
                 for idx in poisson_batches(len(rows), plan.rate, steps, rng):
                     counter += 1

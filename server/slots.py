@@ -23,7 +23,6 @@ from server.strategy import per_round, wait_for_nodes
 from shared.federated_data import USER_KEY
 
 
-
 class SlotGrid:
     """A Grid of N virtual user nodes served by the real grid's slot nodes.
 
