@@ -196,13 +196,31 @@ def _sgd_dp_update(tmp_path, fed, z, lazy, zero_weights=False, steps=6):
     return {k: v - start[k] for k, v in model.global_weights().items()}, data
 
 
+def _tf_privacy_clipped_mean(model, variables, clip, x, y, w):
+    """tensorflow-privacy's own clipped mean gradient over ``variables``: only the layers
+    that own them trainable, as ``compute_clipped_gradients_and_outputs`` requires."""
+    import tensorflow as tf
+    from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
+
+    owned = {id(v) for v in variables}
+    layers = [layer for layer in model.model.layers if layer.weights]
+    for layer in layers:
+        layer.trainable = any(id(v) in owned for v in layer.weights)
+    try:
+        loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        model.model.compile(loss=loss)
+        clipped, _, _ = clip_grads.compute_clipped_gradients_and_outputs(
+            model.model, clip, model._registry, x, y, w, clipping_loss=loss)
+    finally:
+        for layer in layers:
+            layer.trainable = True
+    return [tf.convert_to_tensor(g).numpy() for g in clipped]
+
+
 def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed):
     """Without noise, one DP-SGD step (plain SGD, lr 1) moves the global weights by minus
     the sum of per-example clipped gradients over the *expected* batch size: tf-privacy's
     mean over the drawn batch times drawn / expected."""
-    import tensorflow as tf
-    from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
-
     from client.local import DpSgdPlan, LocalModel
     from shared.training import batch_arrays, poisson_batches
 
@@ -220,18 +238,46 @@ def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed
     idx = poisson_batches(len(rows), 0.5, 1, rng)[0]
     assert 0 < len(idx) != 0.5 * len(rows)               # drawn and expected sizes differ
     model.load(start, None, (0, 2))
-    model._train_only("global")
-    clipped, _, _ = clip_grads.compute_clipped_gradients_and_outputs(
-        model.model, 0.05, model._registry, *batch_arrays(rows, idx, fed.inter.item_features),
-        clipping_loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
-    model._train_only(None)
+    clipped = _tf_privacy_clipped_mean(model, model.global_vars, 0.05,
+                                       *batch_arrays(rows, idx, fed.inter.item_features))
     biggest = 0.0
     for var, grad in zip(model.global_vars, clipped):
         name = var.name.rsplit(":", 1)[0]
-        expected = -tf.convert_to_tensor(grad).numpy() * len(idx) / (0.5 * len(rows))
+        expected = -grad * len(idx) / (0.5 * len(rows))
         np.testing.assert_allclose(moved[name], expected, rtol=1e-3, atol=1e-6)
         biggest = max(biggest, np.abs(expected).max())
     assert biggest > 1e-3                                 # the comparison has teeth
+
+
+@pytest.mark.parametrize("phase", ["user", "global"])
+def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase):
+    """Reconstruction steps clip the gradient of the user embedding alone, global steps
+    that of the global group alone: the clipped sum equals tf-privacy's with only that
+    phase's layers trainable, at a clip that binds (a norm over both groups would give
+    other clip factors), and an unclipped run tells the clip did bind."""
+    import tensorflow as tf
+
+    from client.local import LocalModel
+    from shared.training import batch_arrays
+
+    cfg = _cfg(tmp_path, dp="client")
+    settings, data = LocalSettings.from_run_config(cfg), fed.client(3)
+    model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
+    model.load(_weights(cfg, fed), None, (0, 3))
+    model._build_dp()
+    rows = model.rows(data, settings, np.random.default_rng(1))
+    batch = batch_arrays(rows, np.arange(len(rows)), fed.inter.item_features)
+    variables = model.user_vars if phase == "user" else model.global_vars
+    dense = [np.asarray(tf.convert_to_tensor(g)) for g in
+             model._clipped_sum(variables, *batch, 0.01, float(len(rows)))[0]]
+    free = [np.asarray(tf.convert_to_tensor(g)) for g in
+            model._clipped_sum(variables, *batch, 1e6, float(len(rows)))[0]]
+    reference = _tf_privacy_clipped_mean(model, variables, 0.01, *batch)
+    assert len(dense) == len(variables) == len(reference)
+    for mine, theirs in zip(dense, reference):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+    norm = lambda grads: np.sqrt(sum(np.sum(g ** 2) for g in grads))  # noqa: E731
+    assert norm(dense) < 0.5 * norm(free)                  # the clip bound
 
 
 def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):

@@ -91,22 +91,6 @@ def test_bad_local_settings_fail_with_one_line(changes, message):
         RunConfig(**changes)
 
 
-def test_dp_phases_clip_and_noise_only_the_weights_they_train(setup):
-    """Reconstruction DP steps see only the user embedding as trainable, global steps
-    only the global group; afterwards every layer is trainable again."""
-    cfg, fed, weights, model = setup
-    model._train_only("user")
-    assert {v.name for v in model.model.trainable_variables} == {v.name for v in model.user_vars}
-    model._train_only("global")
-    assert {v.name for v in model.model.trainable_variables} == {v.name for v in model.global_vars}
-    settings = LocalSettings.from_run_config(cfg.replace(dp="client", reconstruction_steps=2))
-    data = fed.client(1)
-    model.load(weights, None, (0, 1))
-    model.train_dp(data, settings, settings.dp_plan(len(data.train_items)),
-                   np.random.default_rng(0), noise_seed=3)
-    assert len(model.model.trainable_variables) == len(model.user_vars) + len(model.global_vars)
-
-
 def test_simulate_flags_reach_the_run_config(tmp_path):
     import argparse
 
