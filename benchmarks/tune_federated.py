@@ -24,32 +24,48 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_arguments(description: str) -> argparse.ArgumentParser:
+    """``--out RUN_DIR`` and ``key=value`` run-config settings (shared with other probes)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("settings", nargs="*", help="key=value run-config settings")
-    args = parser.parse_args()
+    return parser
+
+
+def probe_config(args: argparse.Namespace):
+    """The run config of ``args`` (one line and exit on a bad setting)."""
+    from shared.config import RunConfig
+    from shared.errors import ConfigError
+
     try:
         settings = dict(item.split("=", 1) for item in args.settings)
     except ValueError:
         sys.exit(f"settings must be key=value, got {args.settings}")
-
-    from shared.config import RunConfig
-    from shared.errors import ConfigError
-    from simulations.inprocess import run_inprocess
-
-    logging.getLogger("flwr").setLevel(logging.WARNING)
     try:
-        cfg = RunConfig.from_mapping({**settings, "out": str(args.out)}, source="settings")
+        return RunConfig.from_mapping({**settings, "out": str(args.out)}, source="settings")
     except ConfigError as err:
         sys.exit(str(err))
-    started = time.perf_counter()
-    run_inprocess(cfg)
-    rows = [json.loads(line) for line in (args.out / "metrics.jsonl").read_text().splitlines()]
+
+
+def print_evaluations(out: Path) -> None:
+    """HR@10 and NDCG@10 of every evaluated round of the run in ``out``."""
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for row in rows:
         if row.get("hr@10") is not None:
             print(f"round {row['round']:3d}  HR@10 {row['hr@10']:.4f}  "
                   f"NDCG@10 {row['ndcg@10']:.4f}")
+
+
+def main() -> None:
+    args = probe_arguments(__doc__.splitlines()[0]).parse_args()
+    cfg = probe_config(args)
+
+    from simulations.inprocess import run_inprocess
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    run_inprocess(cfg)
+    print_evaluations(args.out)
     print(f"{(time.perf_counter() - started) / 60:.1f} min")
 
 

@@ -22,12 +22,11 @@ ones; everything else is the in-process federation of ``tune_federated.py``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import sys
 from pathlib import Path
+
+from tune_federated import print_evaluations, probe_arguments, probe_config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -65,37 +64,23 @@ def central_weights(fed, cfg, epochs: int, lr: float, path: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser = probe_arguments(__doc__.splitlines()[0])
     parser.add_argument("--central", type=Path, required=True, help="cache of the central weights")
     parser.add_argument("--epochs", type=int, default=6, help="central training epochs")
     parser.add_argument("--central-lr", type=float, default=0.01)
-    parser.add_argument("settings", nargs="*", help="key=value run-config settings")
     args = parser.parse_args()
-    try:
-        settings = dict(item.split("=", 1) for item in args.settings)
-    except ValueError:
-        sys.exit(f"settings must be key=value, got {args.settings}")
+    cfg = probe_config(args)
 
     import server.app
-    from shared.config import RunConfig
-    from shared.errors import ConfigError
     from shared.federated_data import federation_of
     from simulations.inprocess import run_inprocess
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    try:
-        cfg = RunConfig.from_mapping({**settings, "out": str(args.out)}, source="settings")
-    except ConfigError as err:
-        sys.exit(str(err))
     warm = central_weights(federation_of(cfg), cfg, args.epochs, args.central_lr, args.central)
     # the ServerApp asks this for its round-0 weights
     server.app.initial_global_weights = lambda *_: {k: v.copy() for k, v in warm.items()}
     run_inprocess(cfg)
-    for line in (args.out / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row.get("hr@10") is not None:
-            print(f"round {row['round']:3d}  HR@10 {row['hr@10']:.4f}  NDCG@10 {row['ndcg@10']:.4f}")
+    print_evaluations(args.out)
 
 
 if __name__ == "__main__":
