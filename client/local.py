@@ -302,7 +302,7 @@ class LocalModel:
             tape.watch(variables)
             outputs, recorded = model_forward_pass(self.model, x, generator_fn=record)
             losses = self._per_example_loss(y, outputs, w)
-            summed = tf.reduce_sum(losses)   # on the tape: its gradients are the norms'
+            summed = tf.reduce_sum(losses)   # recorded: the norms come from its gradients
         recorded = [r for r in recorded if r is not None]
         layer_grads = tape.gradient(summed, [r[0] for r in recorded],
                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
