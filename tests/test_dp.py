@@ -268,16 +268,16 @@ def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase)
     rows = model.rows(data, settings, np.random.default_rng(1))
     batch = batch_arrays(rows, np.arange(len(rows)), fed.inter.item_features)
     variables = model.user_vars if phase == "user" else model.global_vars
-    dense = [np.asarray(tf.convert_to_tensor(g)) for g in
+    clipped = [np.asarray(tf.convert_to_tensor(g)) for g in
              model._clipped_sum(variables, *batch, 0.01, float(len(rows)))[0]]
     free = [np.asarray(tf.convert_to_tensor(g)) for g in
             model._clipped_sum(variables, *batch, 1e6, float(len(rows)))[0]]
     reference = _tf_privacy_clipped_mean(model, variables, 0.01, *batch)
-    assert len(dense) == len(variables) == len(reference)
-    for mine, theirs in zip(dense, reference):
+    assert len(clipped) == len(variables) == len(reference)
+    for mine, theirs in zip(clipped, reference):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-7)
     norm = lambda grads: np.sqrt(sum(np.sum(g ** 2) for g in grads))  # noqa: E731
-    assert norm(dense) < 0.5 * norm(free)                  # the clip bound
+    assert norm(clipped) < 0.5 * norm(free)                # the clip bound
 
 
 def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):
