@@ -269,7 +269,7 @@ def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase)
     batch = batch_arrays(rows, np.arange(len(rows)), fed.inter.item_features)
     variables = model.user_vars if phase == "user" else model.global_vars
     clipped = [np.asarray(tf.convert_to_tensor(g)) for g in
-             model._clipped_sum(variables, *batch, 0.01, float(len(rows)))[0]]
+               model._clipped_sum(variables, *batch, 0.01, float(len(rows)))[0]]
     free = [np.asarray(tf.convert_to_tensor(g)) for g in
             model._clipped_sum(variables, *batch, 1e6, float(len(rows)))[0]]
     reference = _tf_privacy_clipped_mean(model, variables, 0.01, *batch)
