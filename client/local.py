@@ -281,7 +281,7 @@ class LocalModel:
         The same numbers (``tests/test_dp.py`` compares the two for either phase), for
         less work: that, and choosing the phase's layers here rather than toggling
         Keras' ``trainable`` (about 0.2 ms a call) as tf-privacy's function would need,
-        took local DP-SGD from 1.78x to 1.57x plain training per client-epoch
+        took local DP-SGD from 1.78x to 1.57-1.60x plain training per client-epoch
         (``benchmarks/bench_local_dp.py --optimizer sgd``).
         """
         from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
