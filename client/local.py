@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from shared import metrics
 from shared.federated_data import ClientData
+from shared.interactions import rows_from_end
 from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           global_variables, make_scorer, private_variables, set_weights)
 from shared import privacy
@@ -211,8 +212,12 @@ class LocalModel:
         self._last_noised = tf.Variable(tf.zeros([self.n_items], tf.int32), trainable=False)
         # (clip, noise multiplier, expected batch size) of the round being trained
         self._dp_mechanism = tf.Variable(tf.zeros([3], tf.float32), trainable=False)
-        self._flush = None   # traced end-of-round lazy noise (see train_dp)
-        self._dp_steps: dict[tuple[str, int, int], Any] = {}
+        # after a round's last step every row of the lazy tables gets the noise it missed
+        tables = self._lazy_tables(self.global_vars)
+        self._flush = tf.function(lambda through, step_scale, seed: (
+            self._add_missed_noise(tables, None, through, step_scale, seed)))
+        # (phase, row width, id of the optimiser, lazy) -> traced step
+        self._dp_steps: dict[tuple[str, int, int, bool], Any] = {}
 
     def _dp_step_fn(self, phase: str, width: int, optimizer, lazy: bool):
         """The traced DP-SGD step of one phase; fast clipping needs the row width
@@ -380,8 +385,7 @@ class LocalModel:
             if key not in self._dp_steps:
                 self._dp_steps[key] = self._dp_step_fn(phase, width, optimizer, lazy)
             step = self._dp_steps[key]
-            tables = self._lazy_tables(self.global_vars) if lazy else {}
-            if tables:   # no row has missed a step's noise yet
+            if lazy:   # no row has missed a step's noise yet
                 self._last_noised.assign(tf.zeros_like(self._last_noised))
             done = 0
             for idx in poisson_batches(len(rows), plan.rate, steps, rng):
@@ -393,10 +397,7 @@ class LocalModel:
                                       np.array([noise_seed, counter, done], np.int64)))
                     if phase == "global":
                         losses.append(loss)
-            if tables:   # after the last step every row gets the noise it missed
-                if self._flush is None:
-                    self._flush = tf.function(lambda through, step_scale, seed: (
-                        self._add_missed_noise(tables, None, through, step_scale, seed)))
+            if lazy:   # after the last step every row gets the noise it missed
                 self._flush(tf.constant(done, tf.int32), tf.constant(
                     settings.learning_rate * mean_noise_std(
                         plan.noise_multiplier, plan.clip, plan.rate * len(rows)), tf.float32),
@@ -439,7 +440,8 @@ class LocalModel:
         train = sp.csr_matrix((np.ones(len(avoid), np.float32),
                                (np.zeros(len(avoid), np.int64), avoid)), shape=(1, self.n_items))
         n = len(data.train_items)
-        weights = data.train_weights * np.power(settings.recency_decay, np.arange(n)[::-1])
+        weights = data.train_weights * np.power(settings.recency_decay,
+                                                rows_from_end(np.zeros(n, np.int64), 1))
         return make_rows(np.zeros(n, np.int64), data.train_items,
                          weights.astype(np.float32), train, settings.negatives, rng)
 
