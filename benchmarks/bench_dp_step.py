@@ -60,25 +60,23 @@ def main() -> None:
     batches = [batch_arrays(rows, rng.choice(len(rows), args.batch_size, replace=False),
                             fed.inter.item_features) for _ in range(50)]
     model._dp_mechanism.assign([1.0, 1.0, float(args.batch_size)])
-    dp = model._dp_step_fn("global", rows.item.shape[1], optimizer, args.optimizer == "sgd")
+    dp, _ = model._dp_step_fn("global", rows.item.shape[1], optimizer, args.optimizer == "sgd")
     variables, batch = model.global_vars, float(args.batch_size)
 
-    def clip(x, y, w, counters):
+    def clip(x, y, w):
         return model._clipped_sum(variables, x, y, w, 1.0, batch)[1]
 
-    def clip_apply(x, y, w, counters):
+    def clip_apply(x, y, w):
         grads, loss = model._clipped_sum(variables, x, y, w, 1.0, batch)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
     traced = {name: tf.function(fn, input_signature=dp.input_signature) for name, fn in
-              (("call", lambda x, y, w, counters: tf.reduce_sum(w)), ("clip", clip),
+              (("call", lambda x, y, w: tf.reduce_sum(w)), ("clip", clip),
                ("clip+apply", clip_apply))}
-    counters = np.array([0, 1, 1], np.int64)
-    calls = {"call": lambda b: traced["call"](*b, counters), "plain": lambda b: plain(*b),
-             "clip": lambda b: traced["clip"](*b, counters),
-             "clip+apply": lambda b: traced["clip+apply"](*b, counters),
-             "dp": lambda b: dp(*b, counters)}
+    calls = {"call": lambda b: traced["call"](*b), "plain": lambda b: plain(*b),
+             "clip": lambda b: traced["clip"](*b),
+             "clip+apply": lambda b: traced["clip+apply"](*b), "dp": lambda b: dp(*b)}
     for call in calls.values():    # warm-up: tracing
         call(batches[0])
     seconds = dict.fromkeys(calls, 0.0)

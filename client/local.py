@@ -212,12 +212,12 @@ class LocalModel:
         self._last_noised = tf.Variable(tf.zeros([self.n_items], tf.int32), trainable=False)
         # (clip, noise multiplier, expected batch size) of the round being trained
         self._dp_mechanism = tf.Variable(tf.zeros([3], tf.float32), trainable=False)
-        # after a round's last step every row of the lazy tables gets the noise it missed
-        tables = self._lazy_tables(self.global_vars)
-        self._flush = tf.function(lambda through, step_scale, seed: (
-            self._add_missed_noise(tables, None, through, step_scale, seed)))
-        # (phase, row width, id of the optimiser, lazy) -> traced step
-        self._dp_steps: dict[tuple[str, int, int, bool], Any] = {}
+        # (client noise seed, step, lazy-noise step): each step adds (0, 1, 1) before it
+        # draws, so a step takes no per-call counter argument (less call overhead)
+        self._dp_counters = tf.Variable(tf.zeros([3], tf.int64), trainable=False)
+        self._lazy_pending = False   # lazy noise owed since the last flush (a round broke off)
+        # (phase, row width, id of the optimiser, lazy) -> traced step, and its flush if lazy
+        self._dp_steps: dict[tuple[str, int, int, bool], tuple[Any, Any]] = {}
 
     def _dp_step_fn(self, phase: str, width: int, optimizer, lazy: bool):
         """The traced DP-SGD step of one phase; fast clipping needs the row width
@@ -231,7 +231,8 @@ class LocalModel:
         time: every client served by one worker would then add the same noise.
 
         ``lazy`` (plain SGD only, see :meth:`_lazy_tables`): the item tables' noise is
-        added to a row only when a step reads it, and to every row at the end.
+        added to a row only when a step reads it, and to every row by the flush, the
+        second function returned (None if not lazy), after the phase's last step.
         """
         n_features = self.item_features.shape[1]
         variables = self.user_vars if phase == "user" else self.global_vars
@@ -239,10 +240,11 @@ class LocalModel:
         dense = [i for i in range(len(variables)) if i not in tables]
         sizes = [int(np.prod(variables[i].shape)) for i in dense]
 
-        def step(x, y, w, counters):
-            # the round's mechanism (clip, z, expected batch) is read from variables and
-            # the step's counters travel as one tensor: fewer arguments, less call overhead
+        def step(x, y, w):
+            # the round's mechanism (clip, z, expected batch) and the step's counters are
+            # read from variables: fewer arguments, less call overhead
             clip, noise_multiplier, expected_batch = tf.unstack(self._dp_mechanism)
+            counters = self._dp_counters.assign_add(tf.constant([0, 1, 1], tf.int64))
             seed, t = counters[:2], tf.cast(counters[2], tf.int32)
             scale = mean_noise_std(noise_multiplier, clip, expected_batch)
             if tables:   # the rows this step reads get the noise of the steps before it
@@ -262,12 +264,21 @@ class LocalModel:
             optimizer.apply_gradients((noisy[i], v) for i, v in enumerate(variables))
             return loss
 
+        def flush():
+            """Every row of the lazy tables gets the noise of the steps it missed, with
+            the seed of the step after the last; the next round starts with none owed."""
+            clip, noise_multiplier, expected_batch = tf.unstack(self._dp_mechanism)
+            counters = self._dp_counters.read_value()
+            self._add_missed_noise(tables, None, tf.cast(counters[2], tf.int32),
+                                   tf.cast(optimizer.learning_rate, tf.float32)
+                                   * mean_noise_std(noise_multiplier, clip, expected_batch),
+                                   counters[:2] + tf.constant([0, 1], tf.int64))
+
         spec = ({"user": tf.TensorSpec([None], tf.int32),
                  "item": tf.TensorSpec([None, width], tf.int32),
                  "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
-                tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32),
-                tf.TensorSpec([3], tf.int64))
-        return tf.function(step, input_signature=spec)
+                tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32))
+        return tf.function(step, input_signature=spec), tf.function(flush) if tables else None
 
     def _clipped_sum(self, variables, x, y, w, clip, expected_batch):
         """(sum over the batch of per-example gradients clipped to L2 norm ``clip``,
@@ -280,43 +291,45 @@ class LocalModel:
         per-example squared gradient norms (only for the layers that own ``variables``:
         the clip bounds exactly what the step updates), and ``compute_clip_weights``
         gives each example its factor min(1, C / norm). Where tf-privacy's
-        ``compute_clipped_gradients_and_outputs`` then runs the model forward a second
-        time, the clipped sum here is the gradient of the per-example losses weighted
-        by those factors on the *same* recorded forward pass (``output_gradients``).
-        The same numbers (``tests/test_dp.py`` compares the two for either phase), for
-        less work: that, and choosing the phase's layers here rather than toggling
-        Keras' ``trainable`` (about 0.2 ms a call) as tf-privacy's function would need,
-        took local DP-SGD from 1.78x to 1.57-1.60x plain training per client-epoch
-        (``benchmarks/bench_local_dp.py --optimizer sgd``).
+        ``compute_clipped_gradients_and_outputs`` then runs the model forward and
+        backward a second time, the clipped sum here is assembled from what the one
+        backward pass already holds (:func:`_clipped_layer_gradients`): the same numbers
+        (``tests/test_dp.py`` compares the two for either phase), for less work. That,
+        and choosing the phase's layers here rather than toggling Keras' ``trainable``
+        (about 0.2 ms a call) as tf-privacy's function would need, is what
+        ``benchmarks/bench_local_dp.py --optimizer sgd`` measures against plain training.
         """
         from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
         from tensorflow_privacy.privacy.fast_gradient_clipping.gradient_clipping_utils import (
             model_forward_pass)
 
         owners = {id(v) for v in variables}
-        tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
+        tape = tf.GradientTape(watch_accessed_variables=False)
         registry_fn = clip_grads.get_registry_generator_fn(tape, self._registry, None)
 
         def record(layer, args, kwargs):
-            """tf-privacy's registry for the step's layers; a plain call for the rest."""
+            """tf-privacy's registry for the step's layers, plus the layer and its input;
+            a plain call for the rest."""
             if any(id(v) in owners for v in layer.weights):
-                return registry_fn(layer, args, kwargs)
+                outputs, (base, sqr_norm, _) = registry_fn(layer, args, kwargs)
+                return outputs, (base, sqr_norm, layer, args[0])
             return layer(*args, **kwargs), None
 
         with tape:
-            tape.watch(variables)
             outputs, recorded = model_forward_pass(self.model, x, generator_fn=record)
             losses = self._per_example_loss(y, outputs, w)
-            summed = tf.reduce_sum(losses)   # recorded: the norms come from its gradients
+            summed = tf.reduce_sum(losses)
         recorded = [r for r in recorded if r is not None]
         layer_grads = tape.gradient(summed, [r[0] for r in recorded],
                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        norms = tf.sqrt(tf.add_n([sqr_norm(g) for g, (_, sqr_norm, _) in
-                                  zip(layer_grads, recorded)]))
+        norms = tf.sqrt(tf.add_n([r[1](g) for g, r in zip(layer_grads, recorded)]))
         factors = clip_grads.compute_clip_weights(clip, norms) / expected_batch
-        clipped = tape.gradient(losses, variables, output_gradients=factors,
-                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return clipped, tf.reduce_sum(losses * factors)
+        clipped = _clipped_layer_gradients(
+            [(r[2], r[3], g) for r, g in zip(recorded, layer_grads)], factors)
+        missing = [v.name for v in variables if id(v) not in clipped]
+        if missing:
+            raise ValueError(f"DP-SGD: no recorded layer owns {missing}")
+        return [clipped[id(v)] for v in variables], tf.reduce_sum(losses * factors)
 
     def _lazy_tables(self, variables) -> dict[int, tf.Variable]:
         """Lazy noise for the item embedding tables under DP-SGD with plain SGD.
@@ -355,8 +368,8 @@ class LocalModel:
             else:
                 table.scatter_sub(tf.IndexedSlices(step_scale * missed * draw, rows))
         through = tf.cast(through, tf.int32)
-        if rows is None:
-            self._last_noised.assign(tf.fill(tf.shape(last), through))
+        if rows is None:   # the end of the round: no row owes noise for the next one
+            self._last_noised.assign(tf.zeros_like(last))
         else:
             self._last_noised.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), through),
                                                               rows))
@@ -379,30 +392,43 @@ class LocalModel:
         losses, counter = [], 0
         for phase, steps in (("user", plan.reconstruction_steps),
                              ("global", plan.training_steps)):
+            if steps == 0:
+                continue
             optimizer = self.user_opt if phase == "user" else global_opt
             lazy = phase == "global" and settings.local_optimizer == "sgd" and self.lazy_noise
             key = (phase, width, id(optimizer), lazy)
             if key not in self._dp_steps:
                 self._dp_steps[key] = self._dp_step_fn(phase, width, optimizer, lazy)
-            step = self._dp_steps[key]
-            if lazy:   # no row has missed a step's noise yet
+            step, flush = self._dp_steps[key]
+            if lazy and self._lazy_pending:   # a round broke off: start with none owed
                 self._last_noised.assign(tf.zeros_like(self._last_noised))
-            done = 0
-            for idx in poisson_batches(len(rows), plan.rate, steps, rng):
-                counter += 1
-                if len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
-                    done += 1
-                    # (noise seed, step): the step's noise seed; done: its lazy-noise step
-                    loss = float(step(*batch_arrays(rows, idx, self.item_features),
-                                      np.array([noise_seed, counter, done], np.int64)))
-                    if phase == "global":
-                        losses.append(loss)
-            if lazy:   # after the last step every row gets the noise it missed
-                self._flush(tf.constant(done, tf.int32), tf.constant(
-                    settings.learning_rate * mean_noise_std(
-                        plan.noise_multiplier, plan.clip, plan.rate * len(rows)), tf.float32),
-                    tf.constant([noise_seed, counter + 1], tf.int64))
+            self._lazy_pending = lazy
+            phase_losses, counter = self._dp_phase(step, rows, plan.rate, steps, rng,
+                                                   noise_seed, counter)
+            if phase == "global":
+                losses = phase_losses
+            if flush is not None:   # after the last step every row gets the noise it missed
+                flush()
+                self._lazy_pending = False
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
+
+    def _dp_phase(self, step, rows: TrainingRows, rate: float, steps: int,
+                  rng: np.random.Generator, noise_seed: int, counter: int
+                  ) -> tuple[list[float], int]:
+        """``steps`` DP-SGD steps on Poisson(``rate``) batches of ``rows``; returns their
+        losses and the round's step counter after them (``counter`` before)."""
+        done, losses = 0, []
+        # (noise seed, step): a step's noise seed; done: its lazy-noise step. The step
+        # adds (0, 1, 1) itself; an empty batch only advances the step.
+        self._dp_counters.assign([noise_seed, counter, done])
+        for idx in poisson_batches(len(rows), rate, steps, rng):
+            counter += 1
+            if not len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
+                self._dp_counters.assign([noise_seed, counter, done])
+                continue
+            done += 1
+            losses.append(float(step(*batch_arrays(rows, idx, self.item_features))))
+        return losses, counter
 
     # ----- state in and out -----
     def load(self, global_weights: dict[str, np.ndarray], private: dict[str, np.ndarray] | None,
@@ -484,6 +510,40 @@ class LocalModel:
         """
         return evaluate_scores(self.score_all(np.array([0]))[0], data, k)
 
+
+
+def _clipped_layer_gradients(recorded, factors) -> dict[int, Any]:
+    """{id(variable): sum over examples of factor_b x example b's gradient}, for every
+    weight of the recorded layers, from one backward pass (per-example "book-keeping",
+    Bu et al. 2023).
+
+    ``recorded``: (layer, its input, the gradient tensorflow-privacy's registry asked
+    for), where that gradient is the summed loss's gradient with respect to the Embedding
+    table (its rows, as ``IndexedSlices``) or the Dense layer's pre-activation output.
+    ``factors`` [batch]: each example's clip weight, already over the expected batch.
+    An Embedding row read by example b gets factor_b times its gradient; a Dense kernel
+    gets input^T (factor x output gradient), its bias the sum of the latter, summed over
+    the examples and any inner axes (the row's items). Layers of other kinds raise.
+    """
+    grads: dict[int, Any] = {}
+    for layer, inputs, grad in recorded:
+        if isinstance(layer, tf.keras.layers.Embedding):
+            width = grad.values.shape[-1]
+            values = tf.reshape(grad.values, [tf.shape(factors)[0], -1, width])
+            grads[id(layer.embeddings)] = tf.IndexedSlices(
+                tf.reshape(values * factors[:, None, None], [-1, width]), grad.indices,
+                grad.dense_shape)
+        elif isinstance(layer, tf.keras.layers.Dense):
+            weighted = grad * tf.reshape(factors, [-1] + [1] * (grad.shape.rank - 1))
+            weighted = tf.reshape(weighted, [-1, weighted.shape[-1]])
+            flat_in = tf.reshape(inputs, [-1, inputs.shape[-1]])
+            grads[id(layer.kernel)] = tf.matmul(flat_in, weighted, transpose_a=True)
+            if layer.use_bias:
+                grads[id(layer.bias)] = tf.reduce_sum(weighted, axis=0)
+        else:
+            raise NotImplementedError(
+                f"DP-SGD: no clipped gradient for a {type(layer).__name__} layer")
+    return grads
 
 def evaluate_scores(scores: np.ndarray, data: ClientData, k: int = 10) -> dict[str, float]:
     """One user's metrics of its held-out test item under ``scores`` (N,) of every item:
