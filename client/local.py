@@ -216,7 +216,7 @@ class LocalModel:
         # draws, so a step takes no per-call counter argument (less call overhead)
         self._dp_counters = tf.Variable(tf.zeros([3], tf.int64), trainable=False)
         self._lazy_pending = False   # lazy noise owed since the last flush (a round broke off)
-        # (phase, row width, id of the optimiser, lazy) -> traced step, and its flush if lazy
+        # (phase, row width, id of the optimiser, lazy) -> traced (step, last step)
         self._dp_steps: dict[tuple[str, int, int, bool], tuple[Any, Any]] = {}
 
     def _dp_step_fn(self, phase: str, width: int, optimizer, lazy: bool):
@@ -231,8 +231,9 @@ class LocalModel:
         time: every client served by one worker would then add the same noise.
 
         ``lazy`` (plain SGD only, see :meth:`_lazy_tables`): the item tables' noise is
-        added to a row only when a step reads it, and to every row by the flush, the
-        second function returned (None if not lazy), after the phase's last step.
+        added to a row only when a step reads it, and to every row after the phase's last
+        step. Returns (step, last step): the last step also adds that remaining noise (one
+        call, not two; without lazy noise the two are the same function).
         """
         n_features = self.item_features.shape[1]
         variables = self.user_vars if phase == "user" else self.global_vars
@@ -278,7 +279,15 @@ class LocalModel:
                  "item": tf.TensorSpec([None, width], tf.int32),
                  "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
                 tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32))
-        return tf.function(step, input_signature=spec), tf.function(flush) if tables else None
+        traced = tf.function(step, input_signature=spec)
+        if not tables:
+            return traced, traced
+
+        def last_step(x, y, w):
+            loss = step(x, y, w)
+            flush()
+            return loss
+        return traced, tf.function(last_step, input_signature=spec)
 
     def _clipped_sum(self, variables, x, y, w, clip, expected_batch):
         """(sum over the batch of per-example gradients clipped to L2 norm ``clip``,
@@ -386,7 +395,8 @@ class LocalModel:
             self._build_dp()
         rows = self.rows(data, settings, rng)
         width = rows.item.shape[1]
-        self.user_opt.learning_rate.assign(settings.reconstruction_lr)
+        if plan.reconstruction_steps:
+            self.user_opt.learning_rate.assign(settings.reconstruction_lr)
         global_opt, _ = self.global_optimizer(settings)
         self._dp_mechanism.assign([plan.clip, plan.noise_multiplier, plan.rate * len(rows)])
         losses, counter = [], 0
@@ -399,34 +409,35 @@ class LocalModel:
             key = (phase, width, id(optimizer), lazy)
             if key not in self._dp_steps:
                 self._dp_steps[key] = self._dp_step_fn(phase, width, optimizer, lazy)
-            step, flush = self._dp_steps[key]
             if lazy and self._lazy_pending:   # a round broke off: start with none owed
                 self._last_noised.assign(tf.zeros_like(self._last_noised))
             self._lazy_pending = lazy
-            phase_losses, counter = self._dp_phase(step, rows, plan.rate, steps, rng,
-                                                   noise_seed, counter)
+            phase_losses, counter = self._dp_phase(self._dp_steps[key], rows, plan.rate,
+                                                   steps, rng, noise_seed, counter)
+            self._lazy_pending = False   # the last step added what was owed
             if phase == "global":
                 losses = phase_losses
-            if flush is not None:   # after the last step every row gets the noise it missed
-                flush()
-                self._lazy_pending = False
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
 
-    def _dp_phase(self, step, rows: TrainingRows, rate: float, steps: int,
+    def _dp_phase(self, steps_fn, rows: TrainingRows, rate: float, steps: int,
                   rng: np.random.Generator, noise_seed: int, counter: int
                   ) -> tuple[list[float], int]:
-        """``steps`` DP-SGD steps on Poisson(``rate``) batches of ``rows``; returns their
-        losses and the round's step counter after them (``counter`` before)."""
+        """``steps`` DP-SGD steps on Poisson(``rate``) batches of ``rows`` with the traced
+        (step, last step) ``steps_fn``; returns their losses and the round's step counter
+        after them (``counter`` before). If every batch is empty no row owes lazy noise."""
+        batches = poisson_batches(len(rows), rate, steps, rng)
+        last = max((i for i, idx in enumerate(batches) if len(idx)), default=-1)
         done, losses = 0, []
         # (noise seed, step): a step's noise seed; done: its lazy-noise step. The step
         # adds (0, 1, 1) itself; an empty batch only advances the step.
         self._dp_counters.assign([noise_seed, counter, done])
-        for idx in poisson_batches(len(rows), rate, steps, rng):
+        for i, idx in enumerate(batches):
             counter += 1
             if not len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
                 self._dp_counters.assign([noise_seed, counter, done])
                 continue
             done += 1
+            step = steps_fn[1] if i == last else steps_fn[0]
             losses.append(float(step(*batch_arrays(rows, idx, self.item_features))))
         return losses, counter
 
