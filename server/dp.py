@@ -34,8 +34,20 @@ from shared import privacy
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.ledger import Ledger
+from server.strategy import server_lr
 
 RELATION = "replace_one"
+_WRAPPERS = (DifferentialPrivacyClientSideFixedClipping,
+             DifferentialPrivacyServerSideAdaptiveClipping,
+             DifferentialPrivacyServerSideFixedClipping)
+
+
+def dp_wrapper(strategy):
+    """Flower's DP wrapper: ``strategy`` itself or the one it wraps (post-processing such
+    as :class:`server.momentum.ServerMomentumAfterNoise` sits outside it)."""
+    while not isinstance(strategy, _WRAPPERS):
+        strategy = strategy.strategy
+    return strategy
 
 
 def wrap_strategy(strategy, cfg: RunConfig, sampled: int):
@@ -79,7 +91,11 @@ def mechanism(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:
             "sensitivity": f"{privacy.REPLACE_ONE_SENSITIVITY:g} * clip / replies",
             "adaptive": ({"target_quantile": cfg.clip_quantile, "clip_lr": cfg.clip_lr,
                           "clipped_count_stddev": cfg.clipped_count_stddev or sampled / 20}
-                         if cfg.dp_clipping == "server-adaptive" else None)}
+                         if cfg.dp_clipping == "server-adaptive" else None),
+            # applied to the released (noised) averages only: no privacy cost
+            "post_processing": ({"server_momentum": cfg.server_momentum,
+                                 "server_learning_rate": server_lr(cfg)}
+                                if cfg.strategy == "fedavgm" else None)}
 
 
 class ServerPrivacy:
@@ -101,9 +117,9 @@ class ServerPrivacy:
             self._spent = (rounds, float(self.ledger.epsilon("rdp") or 0.0) if rounds else 0.0)
         return self._spent[1]
 
-    def resume(self, wrapper) -> None:
-        """Continue from a restored wrapper (its clipping norm, when adaptive)."""
-        self._clip_before = float(wrapper.clipping_norm)
+    def resume(self, strategy) -> None:
+        """Continue from a restored strategy (its DP wrapper's clipping norm, when adaptive)."""
+        self._clip_before = float(dp_wrapper(strategy).clipping_norm)
 
     def planned_event(self) -> dpe.DpEvent:
         """The next round as declared: every sampled client replies, the clip unchanged
@@ -140,12 +156,13 @@ class ServerPrivacy:
                     "(it ran with less noise per update than planned)")
         return None
 
-    def before_aggregation(self, wrapper, round_: int) -> None:
-        self._clip_before = float(wrapper.clipping_norm)
+    def before_aggregation(self, strategy, round_: int) -> None:
+        self._clip_before = float(dp_wrapper(strategy).clipping_norm)
         seed_noise(self.cfg, round_)
 
-    def after_aggregation(self, wrapper, round_: int, replied: int) -> dict[str, Any]:
-        """Record what the wrapper just did; return the round's privacy fields."""
+    def after_aggregation(self, strategy, round_: int, replied: int) -> dict[str, Any]:
+        """Record what ``strategy``'s DP wrapper just did; return the round's privacy fields."""
+        wrapper = dp_wrapper(strategy)
         std = noise_std(wrapper)
         count = (float(wrapper.clipped_count_stddev)
                  if self.cfg.dp_clipping == "server-adaptive" else None)

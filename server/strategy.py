@@ -52,7 +52,9 @@ def weighted_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricR
 
 def make_strategy(cfg: RunConfig, n_clients: int):
     """Flower strategy sampling exactly ``clients_per_round`` / ``eval_clients`` nodes,
-    wrapped in Flower's DP wrapper under user-level DP (``server.dp``).
+    wrapped in Flower's DP wrapper under user-level DP (``server.dp``): FedAvg inside it,
+    and with ``fedavgm`` FedAvgM's server momentum applied to the wrapper's noised output
+    (``server.momentum``), never inside it.
 
     Flower samples ``max(int(N * fraction), min_nodes)`` nodes; with fraction M/N and
     min M that is exactly M, without replacement.
@@ -73,11 +75,14 @@ def make_strategy(cfg: RunConfig, n_clients: int):
                   min_evaluate_nodes=floor if tolerant else m_eval,
                   min_available_nodes=floor if tolerant else n_clients,
                   evaluate_metrics_aggr_fn=weighted_metrics)
-    strategy = _base_strategy(cfg, common)
-    if cfg.server_dp:
-        from server.dp import wrap_strategy
-        return wrap_strategy(strategy, cfg, m_train)
-    return strategy
+    if not cfg.server_dp:
+        return _base_strategy(cfg, common)
+    from server.dp import wrap_strategy
+    wrapped = wrap_strategy(FedAvg(**common), cfg, m_train)
+    if cfg.strategy == "fedavgm":   # FedAvgM's momentum after the noise: post-processing
+        from server.momentum import ServerMomentumAfterNoise
+        return ServerMomentumAfterNoise(wrapped, server_lr(cfg), cfg.server_momentum)
+    return wrapped
 
 
 def _base_strategy(cfg: RunConfig, common: dict):

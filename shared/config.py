@@ -313,11 +313,15 @@ class RunConfig:
             raise ConfigError(f"recency-decay must be 1 with client-level DP (got "
                               f"{self.recency_decay:g}): an example's weight would depend on "
                               f"the user's other examples, which per-example ε does not cover")
-        if self.server_dp and self.strategy != "fedavg":
+        if self.server_dp and (self.strategy not in ("fedavg", "fedavgm")
+                               or self.secagg and self.strategy != "fedavg"):
             # Flower's DP wrappers noise the inner strategy's *output*; a server optimiser's
-            # state (momentum, Adam moments) is built from the un-noised average and carries
-            # it into later rounds, outside what the per-round Gaussian accounts for.
-            raise ConfigError(f"user-level DP (dp = {self.dp}) needs strategy fedavg: with "
+            # state (momentum, Adam moments) inside would be built from the un-noised
+            # average and carry it into later rounds, outside what the per-round Gaussian
+            # accounts for. FedAvgM's momentum is applied after the noise instead
+            # (server.momentum), which SecAgg+'s legacy workflow does not support.
+            raise ConfigError(f"user-level DP (dp = {self.dp}) needs strategy fedavg or "
+                              f"fedavgm{' (fedavg with secagg)' if self.secagg else ''}: with "
                               f"{self.strategy} the server optimiser state would see un-noised "
                               f"averages")
 

@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negatives", type=int)
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
+    parser.add_argument("--server-momentum", type=float,
+                        help="fedavgm's momentum (with --dp server: applied after the noise)")
     parser.add_argument("--dim", dest="gmf_dim", type=int, help="embedding size (GMF and MLP)")
     parser.add_argument("--synthetic-users", type=int)
     parser.add_argument("--synthetic-items", type=int)
@@ -121,7 +123,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
           "recency_decay", "reconstruction_steps", "negatives", "strategy", "server_learning_rate",
-          "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
+          "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp",
+          "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",
           "client_target_epsilon", "client_delta", "noise_seed", "canaries", "dropout",

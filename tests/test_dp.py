@@ -466,7 +466,9 @@ def test_fixedclipping_mod_clips_updates_and_tolerates_zero_ones():
     ({"client_clip": -1.0}, "client-clip must be > 0"),
     ({"dp": "local"}, "dp must be one of"),
     ({"delta": 1.5}, "delta must be in"),
-    ({"dp": "server", "strategy": "fedadam"}, "needs strategy fedavg"),
+    ({"dp": "server", "strategy": "fedadam"}, "needs strategy fedavg or fedavgm"),
+    ({"dp": "server", "dp_clipping": "client-fixed", "secagg": True, "strategy": "fedavgm"},
+     r"fedavgm \(fedavg with secagg\)"),
 ])
 def test_bad_dp_settings_fail_at_the_edge(changes, message):
     with pytest.raises(ConfigError, match=message):

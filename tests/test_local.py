@@ -100,9 +100,10 @@ def test_simulate_flags_reach_the_run_config(tmp_path):
     add_arguments(parser)
     args = parser.parse_args(["--lr-decay", "0.9", "--local-optimizer", "sgd",
                               "--local-adam-eps", "1e-3", "--recency-decay", "0.95",
-                              "--reconstruction-steps", "20", "--out", str(tmp_path)])
+                              "--reconstruction-steps", "20", "--server-momentum", "0.8",
+                              "--out", str(tmp_path)])
     cfg = build_config(args)
     assert (cfg.lr_decay, cfg.local_optimizer, cfg.local_adam_eps, cfg.recency_decay,
-            cfg.reconstruction_steps) == (0.9, "sgd", 1e-3, 0.95, 20)
+            cfg.reconstruction_steps, cfg.server_momentum) == (0.9, "sgd", 1e-3, 0.95, 20, 0.8)
     with pytest.raises(SystemExit):   # argparse: one line and exit 2
         parser.parse_args(["--local-optimizer", "rmsprop"])
