@@ -522,7 +522,6 @@ class LocalModel:
         return evaluate_scores(self.score_all(np.array([0]))[0], data, k)
 
 
-
 def _clipped_layer_gradients(recorded, factors) -> dict[int, Any]:
     """{id(variable): sum over examples of factor_b x example b's gradient}, for every
     weight of the recorded layers, from one backward pass (per-example "book-keeping",
@@ -532,9 +531,11 @@ def _clipped_layer_gradients(recorded, factors) -> dict[int, Any]:
     for), where that gradient is the summed loss's gradient with respect to the Embedding
     table (its rows, as ``IndexedSlices``) or the Dense layer's pre-activation output.
     ``factors`` [batch]: each example's clip weight, already over the expected batch.
-    An Embedding row read by example b gets factor_b times its gradient; a Dense kernel
-    gets input^T (factor x output gradient), its bias the sum of the latter, summed over
-    the examples and any inner axes (the row's items). Layers of other kinds raise.
+    An Embedding row read by example b gets factor_b times its gradient (the table's
+    gradient rows come in the order of the lookup's ids, example by example: each table
+    is read once per forward pass, as tf-privacy's embedding norm assumes too); a Dense
+    kernel gets input^T (factor x output gradient), its bias the sum of the latter,
+    summed over the examples and any inner axes (the row's items). Other layers raise.
     """
     grads: dict[int, Any] = {}
     for layer, inputs, grad in recorded:
@@ -555,6 +556,7 @@ def _clipped_layer_gradients(recorded, factors) -> dict[int, Any]:
             raise NotImplementedError(
                 f"DP-SGD: no clipped gradient for a {type(layer).__name__} layer")
     return grads
+
 
 def evaluate_scores(scores: np.ndarray, data: ClientData, k: int = 10) -> dict[str, float]:
     """One user's metrics of its held-out test item under ``scores`` (N,) of every item:
