@@ -54,13 +54,13 @@ def main() -> None:
                None, (0, 1))
     model._build_dp()
     settings = LocalSettings.from_run_config(cfg)
-    optimizer, plain = model.global_optimizer(settings)
+    optimizer, _, plain = model.global_optimizer(settings)   # the full-batch trace
     rng = np.random.default_rng(0)
     rows = model.rows(fed.client(1), settings, rng)
     batches = [batch_arrays(rows, rng.choice(len(rows), args.batch_size, replace=False),
                             fed.inter.item_features) for _ in range(50)]
     model._dp_mechanism.assign([1.0, 1.0, float(args.batch_size)])
-    dp, _ = model._dp_step_fn("global", rows.item.shape[1], optimizer, args.optimizer == "sgd")
+    dp, _ = model._dp_step_fn("global", optimizer, args.optimizer == "sgd")
     variables, batch = model.global_vars, float(args.batch_size)
 
     def clip(x, y, w):

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_local_dp.py --dataset movielens-100k --clients 100
     .venv/bin/python benchmarks/bench_local_dp.py --optimizer sgd   # lazy table noise
 
-Times what a simulated client's training does in a round, in steady state (after one
-warm-up client has traced everything), on TF threads set as a simulation worker sets them
+Times what a simulated client's training does in a round, in steady state (after an
+untimed pass over the same clients has traced every batch shape they need, as a
+simulation worker has after its first clients), on TF threads set as a simulation worker sets them
 (one intra-op and one inter-op thread), with the reconstruction phase off so that only
 the training of the global weights is compared: plain (``LocalModel.train_global``:
 shuffled batches, the local optimiser) versus DP-SGD (``LocalModel.train_dp``: Poisson
@@ -67,8 +68,9 @@ def main() -> None:
         return time.perf_counter() - start
 
     settings = {"plain": plain, "dp-sgd": dp}
-    for value in settings.values():
-        run(value, users[0])                          # warm-up: tracing
+    for user in users:              # warm-up: traces every batch shape these clients need
+        for value in settings.values():
+            run(value, user)
     # plain and DP alternate client by client, so that drift in the machine's speed
     # hits both alike; each pass is one ratio, and the median pass is reported
     passes = []

@@ -26,8 +26,8 @@ from shared.interactions import rows_from_end
 from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           global_variables, make_scorer, private_variables, set_weights)
 from shared import privacy
-from shared.training import (TrainingRows, batch_arrays, make_rows, poisson_batches,
-                             shuffled_batches)
+from shared.training import (TrainingRows, batch_arrays, make_rows, pad_batch,
+                             poisson_batches, shuffled_batches)
 
 #: Stream tags for per-client seeds (see shared.interactions for the evaluation streams).
 STREAM_USER_INIT = 20
@@ -37,6 +37,9 @@ USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
 #: The item embedding tables (layer names), noised lazily under DP-SGD with plain SGD.
 ITEM_TABLES = ("item_gmf_embedding", "item_mlp_embedding")
 LAZY_STREAM = 1000  # noise fold-in offset of the lazy catch-up draws (apart from step draws)
+#: DP-SGD pads each Poisson batch to a multiple of this many rows (weight 0, see
+#: ``shared.training.pad_batch``): a few static shapes instead of one per batch size.
+DP_PAD_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -170,17 +173,24 @@ class LocalModel:
         self._spec = spec
 
     def global_optimizer(self, settings: LocalSettings):
-        """(optimiser, traced training step) of the global weights for ``settings``."""
+        """(optimiser, traced training step, the same step traced per static shape) of
+        the global weights for ``settings``.
+
+        Full batches (``batch_size`` rows) go to the static trace, where TensorFlow folds
+        the shape arithmetic away (about 7% faster a step); an epoch's short last batch
+        to the one traced for any shape, so that it is not traced once per size.
+        """
         key = (settings.local_optimizer, settings.local_adam_eps)
         if key not in self._global:
             opt = (tf.keras.optimizers.SGD() if key[0] == "sgd"
                    else tf.keras.optimizers.Adam(epsilon=settings.local_adam_eps))
             opt.build(self.global_vars)
-            self._global[key] = (opt, tf.function(self._make_step(self.global_vars, opt),
-                                                  input_signature=self._spec))
-        opt, step = self._global[key]
+            step = self._make_step(self.global_vars, opt)
+            self._global[key] = (opt, tf.function(step, input_signature=self._spec),
+                                 tf.function(step))
+        opt, step, static = self._global[key]
         opt.learning_rate.assign(settings.learning_rate)
-        return opt, step
+        return opt, step, static
 
     def _make_step(self, variables, optimizer):
         def step(x, y, w):
@@ -216,12 +226,16 @@ class LocalModel:
         # draws, so a step takes no per-call counter argument (less call overhead)
         self._dp_counters = tf.Variable(tf.zeros([3], tf.int64), trainable=False)
         self._lazy_pending = False   # lazy noise owed since the last flush (a round broke off)
-        # (phase, row width, id of the optimiser, lazy) -> traced (step, last step)
-        self._dp_steps: dict[tuple[str, int, int, bool], tuple[Any, Any]] = {}
+        # (phase, id of the optimiser, lazy) -> traced (step, last step)
+        self._dp_steps: dict[tuple[str, int, bool], tuple[Any, Any]] = {}
 
-    def _dp_step_fn(self, phase: str, width: int, optimizer, lazy: bool):
-        """The traced DP-SGD step of one phase; fast clipping needs the row width
-        (1 + negatives) static, so there is one trace per (phase, width, optimiser, lazy).
+    def _dp_step_fn(self, phase: str, optimizer, lazy: bool):
+        """The traced DP-SGD step of one phase, one per (phase, optimiser, lazy), traced
+        again for each static batch shape (fast clipping needs the row width static
+        anyway). The batches come padded to a multiple of ``DP_PAD_ROWS`` rows
+        (:meth:`_dp_phase`), so a client sees a few shapes, and with static shapes
+        TensorFlow folds away the shape arithmetic of tf-privacy's norm computations
+        (about 16% of a step).
 
         Noise: std ``noise_multiplier * clip / B`` on the mean of clipped gradients over the
         *expected* batch size B, tensorflow-privacy's ``add_aggregate_noise`` scale for a
@@ -235,7 +249,6 @@ class LocalModel:
         step. Returns (step, last step): the last step also adds that remaining noise (one
         call, not two; without lazy noise the two are the same function).
         """
-        n_features = self.item_features.shape[1]
         variables = self.user_vars if phase == "user" else self.global_vars
         tables = self._lazy_tables(variables) if lazy else {}
         dense = [i for i in range(len(variables)) if i not in tables]
@@ -275,11 +288,7 @@ class LocalModel:
                                    * mean_noise_std(noise_multiplier, clip, expected_batch),
                                    counters[:2] + tf.constant([0, 1], tf.int64))
 
-        spec = ({"user": tf.TensorSpec([None], tf.int32),
-                 "item": tf.TensorSpec([None, width], tf.int32),
-                 "item_features": tf.TensorSpec([None, width, n_features], tf.float32)},
-                tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.float32))
-        traced = tf.function(step, input_signature=spec)
+        traced = tf.function(step)
         if not tables:
             return traced, traced
 
@@ -287,7 +296,7 @@ class LocalModel:
             loss = step(x, y, w)
             flush()
             return loss
-        return traced, tf.function(last_step, input_signature=spec)
+        return traced, tf.function(last_step)
 
     def _clipped_sum(self, variables, x, y, w, clip, expected_batch):
         """(sum over the batch of per-example gradients clipped to L2 norm ``clip``,
@@ -394,10 +403,9 @@ class LocalModel:
         if not hasattr(self, "_dp_steps"):
             self._build_dp()
         rows = self.rows(data, settings, rng)
-        width = rows.item.shape[1]
         if plan.reconstruction_steps:
             self.user_opt.learning_rate.assign(settings.reconstruction_lr)
-        global_opt, _ = self.global_optimizer(settings)
+        global_opt = self.global_optimizer(settings)[0]
         self._dp_mechanism.assign([plan.clip, plan.noise_multiplier, plan.rate * len(rows)])
         losses, counter = [], 0
         for phase, steps in (("user", plan.reconstruction_steps),
@@ -406,9 +414,9 @@ class LocalModel:
                 continue
             optimizer = self.user_opt if phase == "user" else global_opt
             lazy = phase == "global" and settings.local_optimizer == "sgd" and self.lazy_noise
-            key = (phase, width, id(optimizer), lazy)
+            key = (phase, id(optimizer), lazy)
             if key not in self._dp_steps:
-                self._dp_steps[key] = self._dp_step_fn(phase, width, optimizer, lazy)
+                self._dp_steps[key] = self._dp_step_fn(phase, optimizer, lazy)
             if lazy and self._lazy_pending:   # a round broke off: start with none owed
                 self._last_noised.assign(tf.zeros_like(self._last_noised))
             self._lazy_pending = lazy
@@ -438,7 +446,8 @@ class LocalModel:
                 continue
             done += 1
             step = steps_fn[1] if i == last else steps_fn[0]
-            losses.append(float(step(*batch_arrays(rows, idx, self.item_features))))
+            batch = pad_batch(batch_arrays(rows, idx, self.item_features), DP_PAD_ROWS)
+            losses.append(float(step(*batch)))
         return losses, counter
 
     # ----- state in and out -----
@@ -455,7 +464,7 @@ class LocalModel:
             private = {name: rng.normal(0.0, USER_INIT_STDDEV, arr.shape).astype(np.float32)
                        for name, arr in get_private_weights(self.model).items()}
         set_weights(self.model, private, "private")
-        for opt in (self.user_opt, *(opt for opt, _ in self._global.values())):
+        for opt in (self.user_opt, *(opt for opt, _, _ in self._global.values())):
             for var in opt.variables:
                 var.assign(tf.zeros_like(var))
 
@@ -503,12 +512,13 @@ class LocalModel:
 
         Returns (mean loss of the last epoch, rows seen per epoch).
         """
-        _, step = self.global_optimizer(settings)
+        _, step, static = self.global_optimizer(settings)
         losses: list[float] = []
         for _ in range(settings.local_epochs):
             rows = self.rows(data, settings, rng)
-            losses = [float(step(*batch_arrays(rows, idx, self.item_features)))
-                      for idx in shuffled_batches(len(rows), settings.batch_size, rng)]
+            losses = [float((static if len(idx) == settings.batch_size else step)(
+                *batch_arrays(rows, idx, self.item_features)))
+                for idx in shuffled_batches(len(rows), settings.batch_size, rng)]
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
 
     # ----- evaluation -----

@@ -85,6 +85,25 @@ def batch_arrays(rows: TrainingRows, index: np.ndarray, item_features: np.ndarra
     return x, rows.label[index], rows.weight[index]
 
 
+def pad_batch(batch: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray], multiple: int
+              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``batch`` (x, y, w from :func:`batch_arrays`) padded to a multiple of ``multiple``
+    rows with copies of its first row at weight 0.
+
+    A row of weight 0 has loss 0, so it adds nothing to a gradient, a clipped sum or a
+    weighted loss sum, and it reads only items the batch reads anyway. Padding gives a
+    traced step few distinct, static batch shapes (one trace each), where TensorFlow can
+    fold the shape arithmetic away.
+    """
+    x, y, w = batch
+    pad = -len(w) % multiple
+    if pad == 0 or len(w) == 0:
+        return batch
+    first = np.zeros(pad, np.int64)
+    return ({k: np.concatenate([v, v[first]]) for k, v in x.items()},
+            np.concatenate([y, y[first]]), np.concatenate([w, np.zeros(pad, w.dtype)]))
+
+
 def iterate(rows: TrainingRows, batches: list[np.ndarray], item_features: np.ndarray
             ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
     """Yield ``batch_arrays`` for each non-empty batch."""

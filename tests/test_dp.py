@@ -280,6 +280,44 @@ def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase)
     assert norm(clipped) < 0.5 * norm(free)                # the clip bound
 
 
+def test_pad_batch_adds_weightless_copies_of_the_first_row():
+    from shared.training import pad_batch
+
+    x = {"user": np.arange(5), "item": np.arange(10).reshape(5, 2)}
+    y, w = np.ones((5, 2), np.float32), np.full(5, 0.5, np.float32)
+    px, py, pw = pad_batch((x, y, w), 4)
+    assert len(pw) == 8 and px["item"].shape == (8, 2) and py.shape == (8, 2)
+    np.testing.assert_array_equal(px["item"][:5], x["item"])
+    np.testing.assert_array_equal(px["item"][5:], np.tile(x["item"][0], (3, 1)))
+    np.testing.assert_array_equal(pw, [0.5] * 5 + [0.0] * 3)
+    assert pad_batch((x, y, w), 5)[0] is x                  # a multiple already: unchanged
+
+
+def test_padding_a_dp_batch_changes_neither_the_clipped_sum_nor_the_loss(tmp_path, fed):
+    """The rows DP-SGD pads its Poisson batches with (weight 0) contribute nothing, at a
+    clip that binds."""
+    import tensorflow as tf
+
+    from client.local import LocalModel
+    from shared.training import batch_arrays, pad_batch
+
+    cfg = _cfg(tmp_path, dp="client")
+    model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
+    model.load(_weights(cfg, fed), None, (0, 4))
+    model._build_dp()
+    rows = model.rows(fed.client(4), LocalSettings.from_run_config(cfg), np.random.default_rng(2))
+    batch = batch_arrays(rows, np.arange(7), fed.inter.item_features)
+    padded = pad_batch(batch, 16)
+    assert len(padded[2]) == 16
+    dense = lambda grads: [np.asarray(tf.convert_to_tensor(g)) for g in grads]  # noqa: E731
+    plain, loss = model._clipped_sum(model.global_vars, *batch, 0.01, 20.0)
+    pads, pad_loss = model._clipped_sum(model.global_vars, *padded, 0.01, 20.0)
+    for a, b in zip(dense(plain), dense(pads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    assert float(loss) == pytest.approx(float(pad_loss), rel=1e-6)
+    assert max(np.abs(g).max() for g in dense(plain)) > 1e-5
+
+
 def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):
     lazy, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=True)
     eager, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=False)
