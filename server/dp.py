@@ -37,15 +37,13 @@ from shared.ledger import Ledger
 from server.strategy import server_lr
 
 RELATION = "replace_one"
-_WRAPPERS = (DifferentialPrivacyClientSideFixedClipping,
-             DifferentialPrivacyServerSideAdaptiveClipping,
-             DifferentialPrivacyServerSideFixedClipping)
 
 
 def dp_wrapper(strategy):
-    """Flower's DP wrapper: ``strategy`` itself or the one it wraps (post-processing such
-    as :class:`server.momentum.ServerMomentumAfterNoise` sits outside it)."""
-    while not isinstance(strategy, _WRAPPERS):
+    """Flower's DP wrapper (Message API or legacy, as SecAgg+ uses): ``strategy`` itself
+    or the one it wraps (post-processing such as
+    :class:`server.momentum.ServerMomentumAfterNoise` sits outside it)."""
+    while not hasattr(strategy, "noise_multiplier"):
         strategy = strategy.strategy
     return strategy
 
