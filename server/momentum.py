@@ -12,7 +12,8 @@ Why it can help: the noise of successive rounds is independent while the signal 
 so momentum β adds up the signal about 1 / (1 - β)-fold and the noise only
 1 / sqrt(1 - β^2)-fold. With the server learning rate η = 1 - β the signal moves the model
 as far as plain FedAvg would, with sqrt((1 - β) / (1 + β)) of its noise (β = 0.9: a
-quarter).
+quarter), once the momentum has built up (about 1 / (1 - β) rounds). On MovieLens-100k
+at user ε = 8 that start-up cost more than the noise saved (README, "Accuracy against ε").
 """
 
 from __future__ import annotations
