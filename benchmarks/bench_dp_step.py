@@ -71,7 +71,7 @@ def main() -> None:
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
-    traced = {name: tf.function(fn, input_signature=dp.input_signature) for name, fn in
+    traced = {name: tf.function(fn) for name, fn in     # traced per static shape, as dp is
               (("call", lambda x, y, w: tf.reduce_sum(w)), ("clip", clip),
                ("clip+apply", clip_apply))}
     calls = {"call": lambda b: traced["call"](*b), "plain": lambda b: plain(*b),

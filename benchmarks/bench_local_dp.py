@@ -6,8 +6,8 @@
 Times what a simulated client's training does in a round, in steady state (after an
 untimed pass over the same clients has traced every batch shape they need, as a
 simulation worker has after its first clients), on TF threads set as a simulation worker
-sets them (one intra-op and one inter-op thread), with the reconstruction phase off so that only
-the training of the global weights is compared: plain (``LocalModel.train_global``:
+sets them (one intra-op and one inter-op thread), with the reconstruction phase off so
+that only the training of the global weights is compared: plain (``LocalModel.train_global``:
 shuffled batches, the local optimiser) versus DP-SGD (``LocalModel.train_dp``: Poisson
 batches of the same expected size, tensorflow-privacy's fast gradient clipping, noise),
 both with ``--optimizer`` (Adam: dense noise on every weight every step; SGD: the item

@@ -254,17 +254,22 @@ class LocalModel:
         dense = [i for i in range(len(variables)) if i not in tables]
         sizes = [int(np.prod(variables[i].shape)) for i in dense]
 
-        def step(x, y, w):
-            # the round's mechanism (clip, z, expected batch) and the step's counters are
-            # read from variables: fewer arguments, less call overhead
+        def mechanism():
+            """(clip, expected batch, noise std on the mean, the lazy tables' noise std
+            per step: times the learning rate), from the round's ``_dp_mechanism``."""
             clip, noise_multiplier, expected_batch = tf.unstack(self._dp_mechanism)
+            scale = mean_noise_std(noise_multiplier, clip, expected_batch)
+            return clip, expected_batch, scale, tf.cast(optimizer.learning_rate, tf.float32) * scale
+
+        def step(x, y, w):
+            # the round's mechanism and the step's counters are read from variables:
+            # fewer arguments, less call overhead
+            clip, expected_batch, scale, step_scale = mechanism()
             counters = self._dp_counters.assign_add(tf.constant([0, 1, 1], tf.int64))
             seed, t = counters[:2], tf.cast(counters[2], tf.int32)
-            scale = mean_noise_std(noise_multiplier, clip, expected_batch)
             if tables:   # the rows this step reads get the noise of the steps before it
                 rows = tf.unique(tf.reshape(x["item"], [-1]))[0]
-                self._add_missed_noise(tables, rows, t - 1,
-                                       tf.cast(optimizer.learning_rate, tf.float32) * scale,
+                self._add_missed_noise(tables, rows, t - 1, step_scale,
                                        tf.random.experimental.stateless_fold_in(seed, LAZY_STREAM))
             clipped, loss = self._clipped_sum(variables, x, y, w, clip, expected_batch)
             # every other gradient gets its noise now, in one draw (one op, not one per
@@ -281,11 +286,8 @@ class LocalModel:
         def flush():
             """Every row of the lazy tables gets the noise of the steps it missed, with
             the seed of the step after the last; the next round starts with none owed."""
-            clip, noise_multiplier, expected_batch = tf.unstack(self._dp_mechanism)
             counters = self._dp_counters.read_value()
-            self._add_missed_noise(tables, None, tf.cast(counters[2], tf.int32),
-                                   tf.cast(optimizer.learning_rate, tf.float32)
-                                   * mean_noise_std(noise_multiplier, clip, expected_batch),
+            self._add_missed_noise(tables, None, tf.cast(counters[2], tf.int32), mechanism()[3],
                                    counters[:2] + tf.constant([0, 1], tf.int64))
 
         traced = tf.function(step)

@@ -372,11 +372,14 @@ def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_p
 # ----- server: user-level DP-FedAvg -----
 
 def _replies(weights, updates):
+    """Replies of nodes 1, 2, ... to a training round: ``weights`` plus each update."""
     out = []
     for i, u in enumerate(updates):
         arrays = capp.to_record({k: (v + u[k]).astype(np.float32) for k, v in weights.items()})
-        out.append(Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(
-            {"num-examples": 1, "train-loss": 0.0})}), dst_node_id=i + 1, message_type="train"))
+        content = RecordDict({"arrays": arrays, "metrics": MetricRecord(
+            {"num-examples": 1, "train-loss": 0.0})})
+        out.append(Message(content, reply_to=Message(RecordDict(), dst_node_id=i + 1,
+                                                     message_type="train")))
     return out
 
 
@@ -391,9 +394,7 @@ def _aggregate(cfg, weights, updates, rnd=1):
     sp = ServerPrivacy(cfg, 4, 4)
     arrays = capp.to_record(weights)
     list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), _Grid()))
-    replies = [Message(r.content, reply_to=Message(RecordDict(), dst_node_id=i + 1,
-                                                   message_type="train"))
-               for i, r in enumerate(_replies(weights, updates))]
+    replies = _replies(weights, updates)
     sp.before_aggregation(strategy, rnd)
     new, _ = strategy.aggregate_train(rnd, replies)
     return capp.from_record(new), sp.after_aggregation(strategy, rnd, len(replies)), strategy

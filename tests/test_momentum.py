@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import (DifferentialPrivacyServerSideFixedClipping, FedAvg,
                                      FedAvgM)
 
@@ -14,13 +13,9 @@ from server.dp import ServerPrivacy, mechanism
 from server.momentum import ServerMomentumAfterNoise
 from server.strategy import get_state, make_strategy, set_state
 from shared.config import RunConfig
+from test_dp import _Grid, _replies
 
 SHAPE = (30, 4)
-
-
-class _Grid:
-    def get_node_ids(self):
-        return [1, 2, 3, 4]
 
 
 def _round(strategy, weights, updates, rnd, cfg, privacy=None):
@@ -28,12 +23,7 @@ def _round(strategy, weights, updates, rnd, cfg, privacy=None):
     round's privacy fields or None)."""
     arrays = capp.to_record(weights)
     list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), _Grid()))
-    replies = []
-    for i, update in enumerate(updates):
-        content = RecordDict({"arrays": capp.to_record({"w": weights["w"] + update}),
-                              "metrics": MetricRecord({"num-examples": 1, "train-loss": 0.0})})
-        replies.append(Message(content, reply_to=Message(RecordDict(), dst_node_id=i + 1,
-                                                         message_type="train")))
+    replies = _replies(weights, [{"w": update} for update in updates])
     if privacy is not None:
         privacy.before_aggregation(strategy, rnd)
     new, _ = strategy.aggregate_train(rnd, replies)
