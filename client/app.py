@@ -296,7 +296,8 @@ def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> M
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Refresh the user embedding against the new global model, rank the held-out item.
+    """Fit the served user embedding against the new global model (``serve-passes``:
+    refresh the training one, or fit afresh), rank the held-out item.
 
     The refreshed embedding is stored as this round's *evaluation* state; training keeps
     reading the training state, so results do not depend on ``eval-every``.
@@ -319,7 +320,7 @@ def evaluate(msg: Message, context: Context) -> Message:
             sdk.save_state(global_model=from_record(msg.content["arrays"]),
                            federation=federation_status(sdk, msg, cfg, trained=False))
         rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
-        model.reconstruct(data, settings, rng)
+        model.fit_for_serving(data, settings, (cfg.seed, data.user), rng)
         # the refreshed embedding serves this evaluation; it is kept apart so that
         # training never depends on when evaluation happened
         store.save(rnd, model.private_weights(), kind="eval")

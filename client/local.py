@@ -13,7 +13,7 @@ every client the worker serves; per client only weights are assigned, nothing re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,8 @@ class LocalSettings:
     local_optimizer: str = "adam"
     local_adam_eps: float = 1e-7
     recency_decay: float = 1.0
+    serve_passes: int = 0
+    serve_recency_decay: float = 1.0
 
     @classmethod
     def from_run_config(cls, cfg, server_round: int = 1) -> "LocalSettings":
@@ -461,14 +463,23 @@ class LocalModel:
         Optimiser state is reset: Adam moments must never carry over between clients.
         """
         set_weights(self.model, global_weights, "global")
-        if private is None:
-            rng = np.random.default_rng([*user_seed, STREAM_USER_INIT])
-            private = {name: rng.normal(0.0, USER_INIT_STDDEV, arr.shape).astype(np.float32)
-                       for name, arr in get_private_weights(self.model).items()}
-        set_weights(self.model, private, "private")
+        set_weights(self.model, self.initial_private(user_seed) if private is None else private,
+                    "private")
         for opt in (self.user_opt, *(opt for opt, _, _ in self._global.values())):
-            for var in opt.variables:
-                var.assign(tf.zeros_like(var))
+            self._reset(opt)
+
+    def initial_private(self, user_seed: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """The user's initial embedding: a draw from its own seeded stream (always the
+        same one for the same user)."""
+        rng = np.random.default_rng([*user_seed, STREAM_USER_INIT])
+        return {name: rng.normal(0.0, USER_INIT_STDDEV, arr.shape).astype(np.float32)
+                for name, arr in get_private_weights(self.model).items()}
+
+    @staticmethod
+    def _reset(optimizer) -> None:
+        """Zero an optimiser's state (Adam moments, step count)."""
+        for var in optimizer.variables:
+            var.assign(tf.zeros_like(var))
 
     def global_weights(self) -> dict[str, np.ndarray]:
         return get_global_weights(self.model)
@@ -507,6 +518,26 @@ class LocalModel:
         x, y, w = batch_arrays(self.rows(data, settings, rng),
                                np.arange(len(data.train_items)), self.item_features)
         return float(self._user_steps(x, y, w, tf.constant(steps, tf.int32)))
+
+    def fit_for_serving(self, data: ClientData, settings: LocalSettings,
+                        user_seed: tuple[int, ...], rng: np.random.Generator) -> None:
+        """Fit the user embedding the device ranks with (evaluation, recommendations).
+
+        ``serve_passes`` = 0: one reconstruction of the embedding loaded (the stored
+        training one). k > 0: start from the user's initial draw and run k
+        reconstructions, each over freshly drawn negatives with fresh Adam moments,
+        weighing the r-th most recent positive by ``serve_recency_decay ** r``. The
+        result then depends only on the global weights loaded and the user's events,
+        not on which rounds the user trained in. The global weights stay frozen.
+        """
+        if settings.serve_passes == 0:
+            self.reconstruct(data, settings, rng)
+            return
+        set_weights(self.model, self.initial_private(user_seed), "private")
+        weighted = replace(settings, recency_decay=settings.serve_recency_decay)
+        for _ in range(settings.serve_passes):
+            self._reset(self.user_opt)
+            self.reconstruct(data, weighted, rng)
 
     def train_global(self, data: ClientData, settings: LocalSettings,
                      rng: np.random.Generator) -> tuple[float, int]:

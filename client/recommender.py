@@ -99,8 +99,9 @@ class Recommender:
     def update_from_events(self) -> None:
         """Fit the private user embedding to the events recorded so far (on the device).
 
-        Runs the federation's reconstruction (global weights frozen) right away, so new
-        events count before the next round. Needs a global model and at least one event.
+        Runs the federation's serving fit (``serve-passes``, global weights frozen) right
+        away, so new events count before the next round. Needs a global model and at
+        least one event.
         """
         weights = self.store.global_model()
         if weights is None:
@@ -110,7 +111,7 @@ class Recommender:
             raise SdkInputError("no events recorded yet")
         model = self._model(weights)
         settings = LocalSettings.from_run_config(self.config)
-        model.reconstruct(data, settings, np.random.default_rng())
+        model.fit_for_serving(data, settings, (self.config.seed, 0), np.random.default_rng())
         self.store.save_state(user_embedding=model.private_weights())
 
     def privacy_status(self, target_epsilon: float | None = None) -> dict:

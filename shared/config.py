@@ -59,6 +59,17 @@ class RunConfig:
             the global weights frozen, before each local training (Federated
             Reconstruction, Singhal et al. 2021) and before evaluation.
         reconstruction_lr: Adam step size of those steps.
+        serve_passes: how the device fits the user embedding it ranks with (federated
+            evaluation and the SDK's recommendations; training never reads it). 0: refresh
+            the stored training embedding with one reconstruction. k > 0: fit a fresh one
+            (the user's seeded initial draw) with k reconstructions in a row, each
+            ``reconstruction_steps`` steps over freshly drawn negatives, so the served
+            embedding depends only on the current global model and the user's events.
+        serve_recency_decay: that fit weighs the r-th most recent positive by
+            ``serve_recency_decay ** r`` (1: every positive alike). Leave-last-out asks
+            for the user's next item, which the latest events say most about; a short
+            fit from the initial draw keeps the weighted fit from over-fitting the last
+            few events (why it needs ``serve_passes`` > 0: README, "Serving fit").
         strategy: server optimiser: ``fedavg``, ``fedavgm``, ``fedadam``, ``fedyogi``.
         server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg); 0 picks
             the strategy's default (FedAvgM 1.0, FedAdam/FedYogi 0.01).
@@ -166,6 +177,8 @@ class RunConfig:
     negatives: int = 4
     reconstruction_steps: int = 10
     reconstruction_lr: float = 0.05
+    serve_passes: int = 0
+    serve_recency_decay: float = 1.0
     strategy: str = "fedavg"
     server_learning_rate: float = 0.0
     server_momentum: float = 0.9
@@ -218,7 +231,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim",
-                     "canaries"):
+                     "canaries", "serve_passes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
         for name in ("dropout", "straggler_fraction"):
@@ -249,7 +262,7 @@ class RunConfig:
             raise ConfigError(f"server-learning-rate must be >= 0, got {self.server_learning_rate}")
         if not 0 <= self.server_momentum < 1:
             raise ConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
-        for name in ("lr_decay", "recency_decay"):
+        for name in ("lr_decay", "recency_decay", "serve_recency_decay"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{_key(name)} must be in (0, 1], got {getattr(self, name)}")
         if self.local_optimizer not in LOCAL_OPTIMIZERS:

@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recency-decay", type=float,
                         help="weight recency-decay^r on a client's r-th most recent positive")
     parser.add_argument("--reconstruction-steps", type=int)
+    parser.add_argument("--serve-passes", type=int,
+                        help="fit the served (evaluated) user embedding afresh in this many "
+                             "reconstructions (0: refresh the training embedding)")
+    parser.add_argument("--serve-recency-decay", type=float,
+                        help="weight serve-recency-decay^r on the r-th most recent positive "
+                             "in that fit")
     parser.add_argument("--negatives", type=int)
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
@@ -122,9 +128,9 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
-          "recency_decay", "reconstruction_steps", "negatives", "strategy", "server_learning_rate",
-          "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp",
-          "dp_clipping",
+          "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay",
+          "negatives", "strategy", "server_learning_rate", "server_momentum", "synthetic_users",
+          "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",
           "client_target_epsilon", "client_delta", "noise_seed", "canaries", "dropout",

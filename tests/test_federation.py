@@ -115,3 +115,22 @@ def test_train_sizes_count_what_each_client_trains_on(setup):
     _, fed, _ = setup
     assert fed.train_sizes().tolist() == [len(fed.client(u).train_items)
                                           for u in range(fed.n_clients)]
+
+
+def test_a_fresh_serving_fit_does_not_depend_on_past_training(setup, tmp_path):
+    """With serve-passes > 0 the evaluated embedding is fitted from the user's initial
+    draw: a device that trained before ranks exactly as one that never did; with the
+    default refresh (0) it does not."""
+    cfg, _, weights = setup
+
+    def served(passes: int, trained: bool) -> dict[str, np.ndarray]:
+        run = cfg.replace(out=str(tmp_path / f"{passes}{trained}"), serve_passes=passes,
+                          serve_recency_decay=0.8)
+        if trained:
+            _call(run, weights, 5, "train", rnd=1)
+        _call(run, weights, 5, "evaluate", rnd=2)
+        return PrivateStore(run.client_state_root, 5).load(2, kind="eval")
+
+    for passes, same in ((2, True), (0, False)):
+        a, b = served(passes, False), served(passes, True)
+        assert all(np.allclose(a[k], b[k]) for k in a) is same

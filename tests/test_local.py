@@ -1,4 +1,5 @@
-"""Local training knobs on one device: optimiser, Adam eps, learning-rate decay, recency."""
+"""Local training knobs on one device: optimiser, Adam eps, learning-rate decay, recency,
+and the serving fit of the user embedding."""
 
 from __future__ import annotations
 
@@ -79,11 +80,46 @@ def test_recency_weights_the_newest_positive_most(setup):
     np.testing.assert_array_equal(rows.item[:, 0], data.train_items)
 
 
+def _served(setup, stored, **changes) -> dict[str, np.ndarray]:
+    """The embedding the serving fit of user 2 gives, starting from ``stored``."""
+    cfg, fed, weights, model = setup
+    model.load(weights, stored, (0, 2))
+    settings = LocalSettings.from_run_config(cfg.replace(reconstruction_steps=10, **changes))
+    model.fit_for_serving(fed.client(2), settings, (0, 2), np.random.default_rng(5))
+    return model.private_weights()
+
+
+def test_a_fresh_serving_fit_does_not_depend_on_the_stored_embedding(setup):
+    _, _, _, model = setup
+    ones = {k: np.ones_like(v) for k, v in model.private_weights().items()}
+    for passes, same in ((2, True), (0, False)):   # 0: refresh what is stored
+        a, b = _served(setup, None, serve_passes=passes), _served(setup, ones, serve_passes=passes)
+        assert all(np.allclose(a[k], b[k]) for k in a) is same
+
+
+def test_the_serving_fit_is_k_reconstructions_over_recency_weighted_rows(setup, monkeypatch):
+    """serve-passes reconstructions, each over rows drawn afresh whose positives weigh
+    serve-recency-decay^r (r = 0: the newest)."""
+    cfg, fed, _, model = setup
+    data = fed.client(2)
+    drawn = []
+    rows = model.rows
+    monkeypatch.setattr(model, "rows", lambda *a: drawn.append(rows(*a)) or drawn[-1])
+    _served(setup, None, serve_passes=3, serve_recency_decay=0.5)
+    assert len(drawn) == 3
+    expected = data.train_weights * 0.5 ** np.arange(len(data.train_items) - 1, -1, -1)
+    for r in drawn:
+        np.testing.assert_allclose(r.weight, expected, rtol=1e-6)
+    assert not np.array_equal(drawn[0].item, drawn[1].item)   # negatives drawn afresh
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"lr_decay": 0.0}, "lr-decay must be in"),
     ({"recency_decay": 1.5}, "recency-decay must be in"),
     ({"local_optimizer": "rmsprop"}, "local-optimizer must be one of"),
     ({"local_adam_eps": 0.0}, "local-adam-eps must be > 0"),
+    ({"serve_passes": -1}, "serve-passes must be >= 0"),
+    ({"serve_recency_decay": 0.0}, "serve-recency-decay must be in"),
     ({"dp": "client", "recency_decay": 0.9}, "recency-decay must be 1 with client-level DP"),
 ])
 def test_bad_local_settings_fail_with_one_line(changes, message):
@@ -101,9 +137,11 @@ def test_simulate_flags_reach_the_run_config(tmp_path):
     args = parser.parse_args(["--lr-decay", "0.9", "--local-optimizer", "sgd",
                               "--local-adam-eps", "1e-3", "--recency-decay", "0.95",
                               "--reconstruction-steps", "20", "--server-momentum", "0.8",
+                              "--serve-passes", "3", "--serve-recency-decay", "0.9",
                               "--out", str(tmp_path)])
     cfg = build_config(args)
     assert (cfg.lr_decay, cfg.local_optimizer, cfg.local_adam_eps, cfg.recency_decay,
-            cfg.reconstruction_steps, cfg.server_momentum) == (0.9, "sgd", 1e-3, 0.95, 20, 0.8)
+            cfg.reconstruction_steps, cfg.server_momentum, cfg.serve_passes,
+            cfg.serve_recency_decay) == (0.9, "sgd", 1e-3, 0.95, 20, 0.8, 3, 0.9)
     with pytest.raises(SystemExit):   # argparse: one line and exit 2
         parser.parse_args(["--local-optimizer", "rmsprop"])
