@@ -78,7 +78,8 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
             if "state-dir" in node:
                 cfg = cfg.replace(client_state_dir=str(node["state-dir"]))
             fed = load_device(str(node["events-path"]), cfg.catalogue, cfg.seed)
-        return cfg, fed, fed.client(0, stream_user=int(node.get("device-index", 0)))
+        data = fed.client(0, stream_user=int(node.get("device-index", 0)))
+        return cfg, fed, held_out(cfg, data)
     config = msg.content["config"] if "config" in msg.content else {}
     if USER_KEY in config:   # lazy-clients: this simulation node acts for the user named
         user = int(config[USER_KEY])
@@ -88,7 +89,13 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
         raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation) "
                            "or ['events-path'] (deployment)")
     fed = federation_of(cfg)
-    return cfg, fed, fed.client(user)
+    return cfg, fed, held_out(cfg, fed.client(user))
+
+
+def held_out(cfg: RunConfig, data: ClientData) -> ClientData:
+    """The device's data as the run's ``holdout`` asks: as is (the test item held out),
+    or its validation view (``ClientData.for_validation``) for choosing settings."""
+    return data.for_validation() if cfg.holdout == "validation" else data
 
 
 def _settings(msg: Message) -> LocalSettings:

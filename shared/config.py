@@ -20,6 +20,7 @@ from shared.model import ModelConfig
 STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
 LOCAL_OPTIMIZERS = ("adam", "sgd")
 DP_MODES = ("none", "client", "server", "both")
+HOLDOUTS = ("test", "validation")
 DP_CLIPPING = ("server-fixed", "server-adaptive", "client-fixed")
 
 
@@ -70,6 +71,10 @@ class RunConfig:
             for the user's next item, which the latest events say most about; a short
             fit from the initial draw keeps the weighted fit from over-fitting the last
             few events (why it needs ``serve_passes`` > 0: README, "Serving fit").
+        holdout: the item each device ranks in evaluation: ``test`` (its last
+            interaction; it trains on the rest) or ``validation`` (its second-last; it
+            trains on what precedes it): choose settings on ``validation``, report
+            ``test``.
         strategy: server optimiser: ``fedavg``, ``fedavgm``, ``fedadam``, ``fedyogi``.
         server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg); 0 picks
             the strategy's default (FedAvgM 1.0, FedAdam/FedYogi 0.01).
@@ -179,6 +184,7 @@ class RunConfig:
     reconstruction_lr: float = 0.05
     serve_passes: int = 0
     serve_recency_decay: float = 1.0
+    holdout: str = "test"
     strategy: str = "fedavg"
     server_learning_rate: float = 0.0
     server_momentum: float = 0.9
@@ -268,6 +274,9 @@ class RunConfig:
         if self.local_optimizer not in LOCAL_OPTIMIZERS:
             raise ConfigError(f"local-optimizer must be one of {', '.join(LOCAL_OPTIMIZERS)}, "
                               f"got {self.local_optimizer!r}")
+        if self.holdout not in HOLDOUTS:
+            raise ConfigError(f"holdout must be one of {', '.join(HOLDOUTS)}, "
+                              f"got {self.holdout!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._check_dp()

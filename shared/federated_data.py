@@ -10,7 +10,7 @@ candidates a centralized evaluation of the same model ranks.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -53,6 +53,20 @@ class ClientData:
     @property
     def evaluable(self) -> bool:
         return self.test_item >= 0
+
+    def for_validation(self) -> "ClientData":
+        """The validation view: train on everything before the validation item and rank
+        the validation item against its own sampled negatives (the test item stays
+        unseen), so settings can be chosen without looking at the test item. A user
+        without a validation item trains on its items and is not evaluated."""
+        if self.val_item < 0:
+            return replace(self, test_item=-1)
+        if self.train_items[-1] != self.val_item:
+            raise ValueError(f"user {self.user}: the validation item is not the newest "
+                             "training item")
+        return replace(self, train_items=self.train_items[:-1],
+                       train_weights=self.train_weights[:-1], val_item=-1,
+                       test_item=self.val_item, test_negatives=self.val_negatives)
 
     def seen_for_test(self) -> np.ndarray:
         """Items excluded from full ranking of the test item: train and validation."""

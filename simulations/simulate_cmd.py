@@ -23,7 +23,8 @@ from rich.table import Table
 
 from server.dp import check_settings
 from server.rundir import RunDir
-from shared.config import DP_CLIPPING, DP_MODES, LOCAL_OPTIMIZERS, STRATEGIES, RunConfig
+from shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
+                           RunConfig)
 from shared.errors import ConfigError, FedrecError
 from simulations.memory import PeakMemory
 from simulations.progress import console, report, run_progress
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight serve-recency-decay^r on the r-th most recent positive "
                              "in that fit")
     parser.add_argument("--negatives", type=int)
+    parser.add_argument("--holdout", choices=HOLDOUTS,
+                        help="evaluate on the test item, or on the validation item (for "
+                             "choosing settings)")
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
     parser.add_argument("--server-momentum", type=float,
@@ -129,7 +133,7 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
           "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay",
-          "negatives", "strategy", "server_learning_rate", "server_momentum", "synthetic_users",
+          "negatives", "holdout", "strategy", "server_learning_rate", "server_momentum", "synthetic_users",
           "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",

@@ -134,3 +134,17 @@ def test_a_fresh_serving_fit_does_not_depend_on_past_training(setup, tmp_path):
     for passes, same in ((2, True), (0, False)):
         a, b = served(passes, False), served(passes, True)
         assert all(np.allclose(a[k], b[k]) for k in a) is same
+
+
+def test_the_validation_view_holds_out_the_validation_item(setup):
+    cfg, fed, weights = setup
+    data = fed.client(3)
+    view = data.for_validation()
+    assert view.test_item == data.val_item and view.val_item == -1
+    np.testing.assert_array_equal(view.test_negatives, data.val_negatives)
+    np.testing.assert_array_equal(view.train_items, data.train_items[:-1])
+    assert data.val_item not in view.train_items and data.test_item not in view.train_items
+    # a run with holdout = validation trains and ranks on that view
+    run = cfg.replace(holdout="validation")
+    reply = _call(run, weights, 3, "train", rnd=1).content["metrics"]
+    assert reply["num-examples"] == len(view.train_items)

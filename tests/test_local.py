@@ -120,6 +120,7 @@ def test_the_serving_fit_is_k_reconstructions_over_recency_weighted_rows(setup, 
     ({"local_adam_eps": 0.0}, "local-adam-eps must be > 0"),
     ({"serve_passes": -1}, "serve-passes must be >= 0"),
     ({"serve_recency_decay": 0.0}, "serve-recency-decay must be in"),
+    ({"holdout": "train"}, "holdout must be one of"),
     ({"dp": "client", "recency_decay": 0.9}, "recency-decay must be 1 with client-level DP"),
 ])
 def test_bad_local_settings_fail_with_one_line(changes, message):
@@ -138,10 +139,11 @@ def test_simulate_flags_reach_the_run_config(tmp_path):
                               "--local-adam-eps", "1e-3", "--recency-decay", "0.95",
                               "--reconstruction-steps", "20", "--server-momentum", "0.8",
                               "--serve-passes", "3", "--serve-recency-decay", "0.9",
-                              "--out", str(tmp_path)])
+                              "--holdout", "validation", "--out", str(tmp_path)])
     cfg = build_config(args)
     assert (cfg.lr_decay, cfg.local_optimizer, cfg.local_adam_eps, cfg.recency_decay,
             cfg.reconstruction_steps, cfg.server_momentum, cfg.serve_passes,
-            cfg.serve_recency_decay) == (0.9, "sgd", 1e-3, 0.95, 20, 0.8, 3, 0.9)
+            cfg.serve_recency_decay, cfg.holdout) == (0.9, "sgd", 1e-3, 0.95, 20, 0.8, 3, 0.9,
+                                                      "validation")
     with pytest.raises(SystemExit):   # argparse: one line and exit 2
         parser.parse_args(["--local-optimizer", "rmsprop"])
