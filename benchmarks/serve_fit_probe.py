@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/serve_fit_probe.py runs/val_lr0.02 --rounds 80 90 100 \\
         --fits 0:1 2:1 2:0.95 2:0.9 2:0.8 3:0.9 4:0.9
 
-Each fit is ``passes:decay``. For every checkpoint (the global weights of that round) and
-every fit, each user's served embedding is fitted on its device data as the run holds it
+Each fit is ``passes:decay[:average]``. For every checkpoint (the global weights of that
+round) and every fit, each user's served embedding is fitted on its device data as the run holds it
 (the run's ``holdout``: a ``holdout = validation`` run ranks the validation item, so
 settings are chosen without the test item), then its held-out item is ranked as in
 federated evaluation (passes >= 1: every fit starts from the user's initial draw; the
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--rounds", type=int, nargs="+", required=True)
-    parser.add_argument("--fits", nargs="+", required=True, help="passes:decay")
+    parser.add_argument("--fits", nargs="+", required=True, help="passes:decay[:average]")
     args = parser.parse_args()
 
     import numpy as np
@@ -49,27 +49,28 @@ def main() -> None:
     model = get_local_model(cfg.model, fed.item_features)
     users = [held_out(cfg, fed.client(u)) for u in range(fed.n_clients)]
     users = [d for d in users if d.evaluable]
-    fits = [(int(f.split(":")[0]), float(f.split(":")[1])) for f in args.fits]
-    if min(passes for passes, _ in fits) < 1:
+    fits = [(int(f.split(":")[0]), float(f.split(":")[1]),
+             int(f.split(":")[2]) if f.count(":") == 2 else 1) for f in args.fits]
+    if min(fit[0] for fit in fits) < 1:
         parser.error("passes must be >= 1")
     table = {fit: [] for fit in fits}
     for rnd in args.rounds:
         with np.load(args.run / "checkpoints" / f"round-{rnd}.npz") as ckpt:
             weights = {k.replace("|", "/"): ckpt[k] for k in ckpt.files if "|" in k}
-        for passes, decay in fits:
-            settings = replace(LocalSettings.from_run_config(cfg, rnd),
-                               serve_passes=passes, serve_recency_decay=decay)
+        for passes, decay, average in fits:
+            settings = replace(LocalSettings.from_run_config(cfg, rnd), serve_passes=passes,
+                               serve_recency_decay=decay, serve_average=average)
             hits = []
             for data in users:
                 model.load(weights, None, (cfg.seed, data.user))
                 rng = np.random.default_rng([cfg.seed, data.user, rnd, 99])
                 model.fit_for_serving(data, settings, (cfg.seed, data.user), rng)
                 hits.append(model.evaluate(data)["hr@10"])
-            table[(passes, decay)].append(float(np.mean(hits)))
-            print(f"round {rnd:3d}  fit {passes}:{decay:g}  HR@10 {np.mean(hits):.4f} "
+            table[(passes, decay, average)].append(float(np.mean(hits)))
+            print(f"round {rnd:3d}  fit {passes}:{decay:g}:{average}  HR@10 {np.mean(hits):.4f} "
                   f"({cfg.holdout} item)", flush=True)
-    for (passes, decay), values in table.items():
-        print(f"fit {passes}:{decay:g}  mean HR@10 over rounds {args.rounds}: "
+    for (passes, decay, average), values in table.items():
+        print(f"fit {passes}:{decay:g}:{average}  mean HR@10 over rounds {args.rounds}: "
               f"{np.mean(values):.4f}")
 
 

@@ -68,6 +68,7 @@ class LocalSettings:
     recency_decay: float = 1.0
     serve_passes: int = 0
     serve_recency_decay: float = 1.0
+    serve_average: int = 1
 
     @classmethod
     def from_run_config(cls, cfg, server_round: int = 1) -> "LocalSettings":
@@ -526,18 +527,25 @@ class LocalModel:
         ``serve_passes`` = 0: one reconstruction of the embedding loaded (the stored
         training one). k > 0: start from the user's initial draw and run k
         reconstructions, each over freshly drawn negatives with fresh Adam moments,
-        weighing the r-th most recent positive by ``serve_recency_decay ** r``. The
-        result then depends only on the global weights loaded and the user's events,
-        not on which rounds the user trained in. The global weights stay frozen.
+        weighing the r-th most recent positive by ``serve_recency_decay ** r``; do that
+        ``serve_average`` times (the negatives drawn one after another from ``rng``) and
+        keep the mean embedding. The result then depends only on the global weights
+        loaded and the user's events, not on which rounds the user trained in. The
+        global weights stay frozen.
         """
         if settings.serve_passes == 0:
             self.reconstruct(data, settings, rng)
             return
-        set_weights(self.model, self.initial_private(user_seed), "private")
         weighted = replace(settings, recency_decay=settings.serve_recency_decay)
-        for _ in range(settings.serve_passes):
-            self._reset(self.user_opt)
-            self.reconstruct(data, weighted, rng)
+        fits = []
+        for _ in range(settings.serve_average):
+            set_weights(self.model, self.initial_private(user_seed), "private")
+            for _ in range(settings.serve_passes):
+                self._reset(self.user_opt)
+                self.reconstruct(data, weighted, rng)
+            fits.append(self.private_weights())
+        set_weights(self.model, {name: np.mean([fit[name] for fit in fits], axis=0)
+                                 for name in fits[0]}, "private")
 
     def train_global(self, data: ClientData, settings: LocalSettings,
                      rng: np.random.Generator) -> tuple[float, int]:

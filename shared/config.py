@@ -71,6 +71,10 @@ class RunConfig:
             for the user's next item, which the latest events say most about; a short
             fit from the initial draw keeps the weighted fit from over-fitting the last
             few events (why it needs ``serve_passes`` > 0: README, "Serving fit").
+        serve_average: with ``serve_passes`` > 0, the served embedding is the mean of
+            this many such fits, each over its own negatives: it averages out what the
+            sampled negatives put into a short fit (one embedding still, so scoring and
+            the SDK are unchanged).
         holdout: the item each device ranks in evaluation: ``test`` (its last
             interaction; it trains on the rest) or ``validation`` (its second-last; it
             trains on what precedes it): choose settings on ``validation``, report
@@ -184,6 +188,7 @@ class RunConfig:
     reconstruction_lr: float = 0.05
     serve_passes: int = 0
     serve_recency_decay: float = 1.0
+    serve_average: int = 1
     holdout: str = "test"
     strategy: str = "fedavg"
     server_learning_rate: float = 0.0
@@ -274,6 +279,11 @@ class RunConfig:
         if self.local_optimizer not in LOCAL_OPTIMIZERS:
             raise ConfigError(f"local-optimizer must be one of {', '.join(LOCAL_OPTIMIZERS)}, "
                               f"got {self.local_optimizer!r}")
+        if self.serve_average < 1:
+            raise ConfigError(f"serve-average must be >= 1, got {self.serve_average}")
+        if self.serve_average > 1 and not self.serve_passes:
+            raise ConfigError("serve-average > 1 needs serve-passes > 0 (it averages fresh "
+                              "serving fits)")
         if self.holdout not in HOLDOUTS:
             raise ConfigError(f"holdout must be one of {', '.join(HOLDOUTS)}, "
                               f"got {self.holdout!r}")

@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-recency-decay", type=float,
                         help="weight serve-recency-decay^r on the r-th most recent positive "
                              "in that fit")
+    parser.add_argument("--serve-average", type=int,
+                        help="serve the mean embedding of this many such fits")
     parser.add_argument("--negatives", type=int)
     parser.add_argument("--holdout", choices=HOLDOUTS,
                         help="evaluate on the test item, or on the validation item (for "
@@ -132,7 +134,7 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
-          "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay",
+          "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay", "serve_average",
           "negatives", "holdout", "strategy", "server_learning_rate", "server_momentum", "synthetic_users",
           "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",

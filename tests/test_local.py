@@ -3,6 +3,8 @@ and the serving fit of the user embedding."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,23 @@ def test_the_serving_fit_is_k_reconstructions_over_recency_weighted_rows(setup, 
     assert not np.array_equal(drawn[0].item, drawn[1].item)   # negatives drawn afresh
 
 
+def test_an_averaged_serving_fit_is_the_mean_of_fits_over_their_own_negatives(setup):
+    cfg, fed, weights, model = setup
+    settings = LocalSettings.from_run_config(cfg.replace(reconstruction_steps=10, serve_passes=2,
+                                                         serve_recency_decay=0.8))
+    rng = np.random.default_rng(5)
+    fits = []
+    for _ in range(3):   # one after another from the same stream
+        model.fit_for_serving(fed.client(2), settings, (0, 2), rng)
+        fits.append(model.private_weights())
+    assert not np.allclose(*(f["user_gmf_embedding/embeddings"] for f in fits[:2]))
+    model.load(weights, None, (0, 2))
+    model.fit_for_serving(fed.client(2), replace(settings, serve_average=3), (0, 2),
+                          np.random.default_rng(5))
+    for name, value in model.private_weights().items():
+        np.testing.assert_allclose(value, np.mean([f[name] for f in fits], axis=0), atol=1e-6)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"lr_decay": 0.0}, "lr-decay must be in"),
     ({"recency_decay": 1.5}, "recency-decay must be in"),
@@ -121,6 +140,8 @@ def test_the_serving_fit_is_k_reconstructions_over_recency_weighted_rows(setup, 
     ({"serve_passes": -1}, "serve-passes must be >= 0"),
     ({"serve_recency_decay": 0.0}, "serve-recency-decay must be in"),
     ({"holdout": "train"}, "holdout must be one of"),
+    ({"serve_average": 0}, "serve-average must be >= 1"),
+    ({"serve_average": 2}, "serve-average > 1 needs serve-passes > 0"),
     ({"dp": "client", "recency_decay": 0.9}, "recency-decay must be 1 with client-level DP"),
 ])
 def test_bad_local_settings_fail_with_one_line(changes, message):
@@ -139,11 +160,12 @@ def test_simulate_flags_reach_the_run_config(tmp_path):
                               "--local-adam-eps", "1e-3", "--recency-decay", "0.95",
                               "--reconstruction-steps", "20", "--server-momentum", "0.8",
                               "--serve-passes", "3", "--serve-recency-decay", "0.9",
-                              "--holdout", "validation", "--out", str(tmp_path)])
+                              "--serve-average", "4", "--holdout", "validation",
+                              "--out", str(tmp_path)])
     cfg = build_config(args)
     assert (cfg.lr_decay, cfg.local_optimizer, cfg.local_adam_eps, cfg.recency_decay,
             cfg.reconstruction_steps, cfg.server_momentum, cfg.serve_passes,
-            cfg.serve_recency_decay, cfg.holdout) == (0.9, "sgd", 1e-3, 0.95, 20, 0.8, 3, 0.9,
-                                                      "validation")
+            cfg.serve_recency_decay, cfg.serve_average, cfg.holdout) == (
+                0.9, "sgd", 1e-3, 0.95, 20, 0.8, 3, 0.9, 4, "validation")
     with pytest.raises(SystemExit):   # argparse: one line and exit 2
         parser.parse_args(["--local-optimizer", "rmsprop"])
