@@ -1,13 +1,13 @@
-"""Score a run's checkpoints under other serving fits (``serve-passes``, ``serve-recency-decay``).
+"""Score a run's checkpoints under other serving fits (``serve-*`` settings).
 
     .venv/bin/python benchmarks/serve_fit_probe.py runs/val_lr0.02 --rounds 80 90 100 \\
-        --fits 0:1 2:1 2:0.95 2:0.9 2:0.8 3:0.9 4:0.9
+        --fits 1:1 3:1 2:0.9 3:0.95 3:0.9 3:0.8 4:0.9 3:0.9:4
 
 Each fit is ``passes:decay[:average]``. For every checkpoint (the global weights of that
-round) and every fit, each user's served embedding is fitted on its device data as the run holds it
-(the run's ``holdout``: a ``holdout = validation`` run ranks the validation item, so
-settings are chosen without the test item), then its held-out item is ranked as in
-federated evaluation (passes >= 1: every fit starts from the user's initial draw; the
+round) and every fit, each user's served embedding is fitted on its device data as the
+run holds it (the run's ``holdout``: a ``holdout = validation`` run ranks the validation
+item, so settings are chosen without the test item), then its held-out item is ranked as
+in federated evaluation (passes >= 1: every fit starts from the user's initial draw; the
 run's stored training embeddings are not read). Prints HR@10 per fit and round, and the
 mean over the rounds.
 """
