@@ -40,7 +40,8 @@ def main() -> None:
     from shared.errors import ConfigError
     from shared.federated_data import federation_of
 
-    manifest = json.loads(RunDir(args.run).manifest_path.read_text())
+    run = RunDir(args.run)
+    manifest = json.loads(run.manifest_path.read_text())
     try:
         cfg = RunConfig.from_mapping(manifest["config"], source=str(args.run))
     except ConfigError as err:
@@ -55,8 +56,7 @@ def main() -> None:
         parser.error("passes must be >= 1")
     table = {fit: [] for fit in fits}
     for rnd in args.rounds:
-        with np.load(args.run / "checkpoints" / f"round-{rnd}.npz") as ckpt:
-            weights = {k.replace("|", "/"): ckpt[k] for k in ckpt.files if "|" in k}
+        weights = run.load_checkpoint(rnd)[0]
         for passes, decay, average in fits:
             settings = replace(LocalSettings.from_run_config(cfg, rnd), serve_passes=passes,
                                serve_recency_decay=decay, serve_average=average)

@@ -537,9 +537,9 @@ class LocalModel:
             self.reconstruct(data, settings, rng)
             return
         weighted = replace(settings, recency_decay=settings.serve_recency_decay)
-        fits = []
+        start, fits = self.initial_private(user_seed), []
         for _ in range(settings.serve_average):
-            set_weights(self.model, self.initial_private(user_seed), "private")
+            set_weights(self.model, start, "private")
             for _ in range(settings.serve_passes):
                 self._reset(self.user_opt)
                 self.reconstruct(data, weighted, rng)

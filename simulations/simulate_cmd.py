@@ -134,9 +134,10 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
           "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
-          "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay", "serve_average",
-          "negatives", "holdout", "strategy", "server_learning_rate", "server_momentum", "synthetic_users",
-          "synthetic_items", "seed", "gmf_dim", "dp", "dp_clipping",
+          "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay",
+          "serve_average", "negatives", "holdout", "strategy", "server_learning_rate",
+          "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp",
+          "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",
           "client_target_epsilon", "client_delta", "noise_seed", "canaries", "dropout",
