@@ -68,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
     parser.add_argument("--server-momentum", type=float,
                         help="fedavgm's momentum (with --dp server: applied after the noise)")
-    parser.add_argument("--dim", dest="gmf_dim", type=int, help="embedding size (GMF and MLP)")
+    parser.add_argument("--dim", type=int, help="embedding size of both branches (GMF and MLP)")
+    parser.add_argument("--gmf-dim", type=int, help="GMF embedding size (overrides --dim)")
+    parser.add_argument("--mlp-dim", type=int, help="MLP embedding size (overrides --dim)")
     parser.add_argument("--synthetic-users", type=int)
     parser.add_argument("--synthetic-items", type=int)
     parser.add_argument("--seed", type=int)
@@ -136,8 +138,8 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
           "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay",
           "serve_average", "negatives", "holdout", "strategy", "server_learning_rate",
-          "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "dp",
-          "dp_clipping",
+          "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "mlp_dim",
+          "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",
           "client_target_epsilon", "client_delta", "noise_seed", "canaries", "dropout",
@@ -157,9 +159,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         return absolute_paths(cfg.replace(resume=True, out=str(args.resume),
                                           rounds=args.rounds or cfg.rounds))
     cfg = RunConfig.from_toml(args.config) if args.config else RunConfig()
-    changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
-    if args.gmf_dim is not None:
-        changes["mlp_dim"] = args.gmf_dim
+    dims = {} if args.dim is None else {"gmf_dim": args.dim, "mlp_dim": args.dim}
+    changes = {**dims, **{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}}
     if args.out is not None:
         changes["out"] = str(args.out)
     try:

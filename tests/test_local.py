@@ -161,11 +161,13 @@ def test_simulate_flags_reach_the_run_config(tmp_path):
                               "--reconstruction-steps", "20", "--server-momentum", "0.8",
                               "--serve-passes", "3", "--serve-recency-decay", "0.9",
                               "--serve-average", "4", "--holdout", "validation",
-                              "--out", str(tmp_path)])
+                              "--dim", "32", "--gmf-dim", "64", "--out", str(tmp_path)])
     cfg = build_config(args)
     assert (cfg.lr_decay, cfg.local_optimizer, cfg.local_adam_eps, cfg.recency_decay,
             cfg.reconstruction_steps, cfg.server_momentum, cfg.serve_passes,
             cfg.serve_recency_decay, cfg.serve_average, cfg.holdout) == (
                 0.9, "sgd", 1e-3, 0.95, 20, 0.8, 3, 0.9, 4, "validation")
+    assert (cfg.gmf_dim, cfg.mlp_dim) == (64, 32)   # --gmf-dim overrides --dim for GMF only
+    assert build_config(parser.parse_args(["--dim", "8"])).mlp_dim == 8
     with pytest.raises(SystemExit):   # argparse: one line and exit 2
         parser.parse_args(["--local-optimizer", "rmsprop"])
