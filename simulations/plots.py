@@ -10,21 +10,43 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_convergence(rows: list[dict], out: str | Path, title: str,
+def curve(rows: list[dict], key: str = "hr@10") -> dict[int, float]:
+    """``{round: value}`` of the rounds of ``rows`` (metrics.jsonl lines) that hold ``key``."""
+    return {r["round"]: r[key] for r in rows if r.get(key) is not None}
+
+
+def mean_curve(curves: list[dict[int, float]]) -> dict[int, float]:
+    """Mean over runs at each round that *every* run evaluated (other rounds are left
+    out, so that no round's mean is over a subset of the runs)."""
+    common = set.intersection(*(set(c) for c in curves)) if curves else set()
+    return {rnd: sum(c[rnd] for c in curves) / len(curves) for rnd in sorted(common)}
+
+
+def plot_convergence(rows: list[dict] | dict[str, list[dict]], out: str | Path, title: str,
                      references: dict[str, float] | None = None, key: str = "hr@10") -> Path:
-    """HR@10 (or ``key``) per evaluated round, with horizontal reference lines."""
-    points = [(r["round"], r[key]) for r in rows if r.get(key) is not None]
+    """HR@10 (or ``key``) per evaluated round, with horizontal reference lines.
+
+    ``rows`` is one run's metrics, or ``{label: metrics}`` of several runs (seeds): one
+    line each, thin, and their mean (``mean_curve``) drawn bold.
+    """
+    runs = rows if isinstance(rows, dict) else {f"federated {key.upper()}": rows}
+    curves = {label: curve(r, key) for label, r in runs.items()}
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    if points:
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", markersize=3, label=f"federated {key.upper()}")
+    several = len(curves) > 1
+    for label, points in curves.items():
+        if points:
+            ax.plot(list(points), list(points.values()), marker="o", markersize=3, label=label,
+                    linewidth=1 if several else 1.5, alpha=0.6 if several else 1.0)
+    if several and (mean := mean_curve(list(curves.values()))):
+        ax.plot(list(mean), list(mean.values()), color="black", linewidth=2.5, marker="o",
+                markersize=4, label=f"mean of {len(curves)}")
     for i, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, linestyle="--", color=f"C{i + 1}", label=f"{label} ({value:.3f})")
+        ax.axhline(value, linestyle="--", color=f"C{len(curves) + i}", label=f"{label} ({value:.3f})")
     ax.set_xlabel("round")
     ax.set_ylabel(key.upper())
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     return _save(fig, out)
 
 

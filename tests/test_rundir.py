@@ -53,3 +53,16 @@ def test_convergence_plot_is_a_png(tmp_path):
     rows = [{"round": 1, "hr@10": 0.3}, {"round": 2, "hr@10": None}, {"round": 3, "hr@10": 0.5}]
     out = plot_convergence(rows, tmp_path / "c.png", "t", {"NeuMF": 0.66})
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 1000
+
+
+def test_mean_curve_averages_only_rounds_every_run_evaluated(tmp_path):
+    from simulations.plots import curve, mean_curve
+
+    a = curve([{"round": 1, "hr@10": 0.2}, {"round": 2, "hr@10": None}, {"round": 4, "hr@10": 0.6}])
+    b = curve([{"round": 1, "hr@10": 0.4}, {"round": 2, "hr@10": 0.5}, {"round": 4, "hr@10": 0.7}])
+    assert a == {1: 0.2, 4: 0.6}
+    assert mean_curve([a, b]) == pytest.approx({1: 0.3, 4: 0.65})
+    assert mean_curve([]) == {}
+    out = plot_convergence({"seed 0": [{"round": 1, "hr@10": 0.2}],
+                            "seed 1": [{"round": 1, "hr@10": 0.4}]}, tmp_path / "s.png", "t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
