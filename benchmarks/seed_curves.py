@@ -37,11 +37,13 @@ def main() -> None:
         run = RunDir(path)
         if not run.manifest_path.exists():
             sys.exit(f"{path}: not a run directory (no manifest.json)")
-        rows[f"seed {json.loads(run.manifest_path.read_text())['seed']}"] = run.read_metrics()
+        label = f"seed {json.loads(run.manifest_path.read_text())['seed']}"
+        rows[label if label not in rows else f"{label} ({path.name})"] = run.read_metrics()
     curves = {label: curve(r) for label, r in rows.items()}
     curves[f"mean of {len(rows)}"] = mean_curve(list(curves.values()))
     rounds = sorted(curves[f"mean of {len(rows)}"])
-    print("| run | " + " | ".join(str(r) for r in rounds) + f" | best | first round ≥ {args.bar} |")
+    print("| run | " + " | ".join(str(r) for r in rounds)
+          + f" | best | first round ≥ {args.bar} |")
     print("|---" * (len(rounds) + 3) + "|")
     for label, points in curves.items():
         best = max(points.values()) if points else float("nan")

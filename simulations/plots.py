@@ -41,7 +41,8 @@ def plot_convergence(rows: list[dict] | dict[str, list[dict]], out: str | Path, 
         ax.plot(list(mean), list(mean.values()), color="black", linewidth=2.5, marker="o",
                 markersize=4, label=f"mean of {len(curves)}")
     for i, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, linestyle="--", color=f"C{len(curves) + i}", label=f"{label} ({value:.3f})")
+        ax.axhline(value, linestyle="--", color=f"C{len(curves) + i}",
+                   label=f"{label} ({value:.3f})")
     ax.set_xlabel("round")
     ax.set_ylabel(key.upper())
     ax.set_title(title)
