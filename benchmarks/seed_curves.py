@@ -40,8 +40,8 @@ def main() -> None:
         label = f"seed {json.loads(run.manifest_path.read_text())['seed']}"
         rows[label if label not in rows else f"{label} ({path.name})"] = run.read_metrics()
     curves = {label: curve(r) for label, r in rows.items()}
-    curves[f"mean of {len(rows)}"] = mean_curve(list(curves.values()))
-    rounds = sorted(curves[f"mean of {len(rows)}"])
+    mean = curves[f"mean of {len(rows)}"] = mean_curve(list(curves.values()))
+    rounds = sorted(mean)
     print("| run | " + " | ".join(str(r) for r in rounds)
           + f" | best | first round ≥ {args.bar} |")
     print("|---" * (len(rounds) + 3) + "|")

@@ -24,6 +24,21 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def parse_fit(spec: str) -> tuple[int, float, int]:
+    """``passes:decay[:average]`` -> (passes, decay, average); ValueError if malformed."""
+    parts = spec.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        passes, decay = int(parts[0]), float(parts[1])
+        average = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise ValueError(f"fit {spec!r}: expected passes:decay[:average]") from None
+    if passes < 1 or average < 1:
+        raise ValueError(f"fit {spec!r}: passes and average must be >= 1")
+    return passes, decay, average
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -50,10 +65,10 @@ def main() -> None:
     model = get_local_model(cfg.model, fed.item_features)
     users = [held_out(cfg, fed.client(u)) for u in range(fed.n_clients)]
     users = [d for d in users if d.evaluable]
-    fits = [(int(f.split(":")[0]), float(f.split(":")[1]),
-             int(f.split(":")[2]) if f.count(":") == 2 else 1) for f in args.fits]
-    if min(fit[0] for fit in fits) < 1:
-        parser.error("passes must be >= 1")
+    try:
+        fits = [parse_fit(spec) for spec in args.fits]
+    except ValueError as err:
+        parser.error(str(err))
     table = {fit: [] for fit in fits}
     for rnd in args.rounds:
         weights = run.load_checkpoint(rnd)[0]
