@@ -107,13 +107,25 @@ def _empirical(run_record, result: dict, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from simulations import audit_releases
+
     start = time.perf_counter()
+    out = args.out or args.run_dir
+    if audit_releases.is_release_run(args.run_dir):
+        result = audit_releases.audit(args.run_dir)
+        if args.empirical:
+            result["warnings"].append("--empirical: no canary design for release runs yet")
+        return _report(args, result, out, start)
     run_record = load_run(args.run_dir)
     result = audit_accounting(run_record)
-    out = args.out or args.run_dir
     if args.empirical:
         with console.status("empirical audit: canaries and membership inference..."):
             _empirical(run_record, result, out)
+    return _report(args, result, out, start)
+
+
+def _report(args: argparse.Namespace, result: dict, out, start: float) -> int:
+    """Write audit.json / audit.md, print the table; exit code 0 pass, 1 fail."""
     result["seconds"] = time.perf_counter() - start
     write_text_atomic(out / "audit.json", json.dumps(result, indent=2, default=to_json) + "\n")
     write_text_atomic(out / "audit.md", markdown(result))

@@ -123,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     add_runner_arguments(parser)
+    from simulations import release_cmd
+
+    release_cmd.add_arguments(parser)
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the centralized NeuMF reference")
 
@@ -357,6 +360,10 @@ def reference(cfg: RunConfig) -> dict | None:
 def run(args: argparse.Namespace) -> int:
     from shared.federated_data import federation_of
 
+    if args.pipeline != "neumf":
+        from simulations import release_cmd
+
+        return release_cmd.run(args)
     cfg = build_config(args)
     if not cfg.resume and RunDir(cfg.out).manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")

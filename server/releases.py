@@ -1,0 +1,164 @@
+"""One-shot statistics releases on the server: sum, bound, account, noise, release.
+
+The server asks every device for its contribution to a statistic (``shared.stats``),
+re-derives each contribution's norm bound itself (a device cannot inflate its weight),
+sums them, writes the release's DpEvent to the ledger *before* drawing the noise
+(write-ahead: a crash after the noise never releases an unrecorded aggregate), adds one
+Gaussian draw, and releases. How contributions travel (Flower messages, or an in-process
+loop in a simulation) is the caller's :data:`Collect`; everything else is here, once.
+
+Noise randomness: a ``numpy`` Generator on PCG64DXSM seeded with 128 bits of OS entropy
+(``secrets``); a seed is for tests only and makes the run's ledger mark the release as
+not private.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared import knn, stats
+from shared.ledger import Ledger
+
+log = logging.getLogger("fedrec.releases")
+
+#: ``collect(statistic, request) -> contributions`` asks every device once. A popularity
+#: contribution is the device's (n_items,) vector (``stats.popularity_contribution``); a
+#: co-occurrence one its head positions (newest first, ``stats.recent_head_items``).
+Collect = Callable[[str, dict], Sequence[np.ndarray]]
+
+
+def noise_generator(seed: int | None) -> np.random.Generator:
+    """Secret noise (128 bits of OS entropy) unless a test seed is given."""
+    if seed is None:
+        return np.random.Generator(np.random.PCG64DXSM(secrets.randbits(128)))
+    return np.random.Generator(np.random.PCG64DXSM([seed, 0x5EED]))
+
+
+def popularity_sum(contributions: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """Sum of popularity vectors, each clipped here to L2 norm 1 (whatever a device sent,
+    its share of the sum is bounded: the sensitivity the accounting assumes)."""
+    total = np.zeros(n_items)
+    for vector in contributions:
+        vector = np.asarray(vector, np.float64).ravel()
+        if vector.shape != (n_items,) or not np.all(np.isfinite(vector)):
+            raise ValueError(f"a popularity contribution must be {n_items} finite numbers")
+        total += vector / max(1.0, float(np.linalg.norm(vector)))
+    return total
+
+
+def cooccurrence_total(contributions: Sequence[np.ndarray], h: int, cap: int) -> np.ndarray:
+    """Sum of co-occurrence contributions, each cut to ``cap`` distinct positions and
+    weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device sent)."""
+    kept = []
+    for pos in contributions:
+        pos = _checked(pos, h)
+        _, first = np.unique(pos, return_index=True)
+        kept.append(pos[np.sort(first)][:cap])
+    return stats.cooccurrence_sum(kept, h)
+
+
+def _checked(indices: np.ndarray, size: int) -> np.ndarray:
+    indices = np.asarray(indices, np.int64).ravel()
+    if len(indices) and (indices.min() < 0 or indices.max() >= size):
+        raise ValueError(f"a contribution names index outside [0, {size})")
+    return indices
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """What a statistics pipeline releases and how (one source: ``RunConfig``).
+
+    Attributes:
+        releases: ``("popularity",)`` or ``("popularity", "cooccurrence")``.
+        popularity_decay, popularity_cap: recency weighting of a device's popularity
+            vector, and how many of its newest items it covers (0: all).
+        noise_multiplier: z of the composed releases (0: no noise, not private).
+        popularity_share: share of the budget (1/z^2) that popularity gets.
+        head: items in the co-occurrence head (chosen from released popularity).
+        cap: a device's most recent head items that contribute.
+        knn: the post-processing and scoring settings.
+        noise_seed: test-only seed for the noise (None: secret).
+    """
+
+    releases: tuple[str, ...]
+    popularity_decay: float
+    popularity_cap: int
+    noise_multiplier: float
+    popularity_share: float
+    head: int
+    cap: int
+    knn: knn.KnnSettings
+    noise_seed: int | None = None
+
+    def budget(self) -> stats.BudgetSplit:
+        return stats.split_budget(self.noise_multiplier, self.popularity_share, self.releases)
+
+
+def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
+                 ledger: Ledger, save_ledger: Callable[[Ledger], None]) -> knn.Released:
+    """Run every release once and return what devices receive.
+
+    ``save_ledger`` persists the ledger durably; it is called after each release's event
+    is recorded and before that release's noise is drawn or anything leaves.
+    """
+    budget, rng = settings.budget(), noise_generator(settings.noise_seed)
+    events = budget.events()
+    total = popularity_sum(collect("popularity", {"decay": settings.popularity_decay,
+                                             "cap": settings.popularity_cap}), n_items)
+    popularity = _release(total, "popularity", budget, events, ledger, save_ledger, rng)
+    if "cooccurrence" not in settings.releases:
+        return knn.Released(popularity, np.zeros(0, np.int64), None)
+    head = stats.choose_head(popularity, settings.head)
+    contributions = collect("cooccurrence", {"head": head, "cap": settings.cap})
+    total = cooccurrence_total(contributions, len(head), settings.cap)
+    noisy = _release(total, "cooccurrence", budget, events, ledger, save_ledger, rng,
+                     symmetric=True)
+    return knn.Released(popularity, head, knn.similarity(noisy, popularity[head], settings.knn))
+
+
+def _release(total: np.ndarray, name: str, budget: stats.BudgetSplit, events: dict,
+             ledger: Ledger, save_ledger: Callable[[Ledger], None], rng: np.random.Generator,
+             symmetric: bool = False) -> np.ndarray:
+    ledger.record(len(ledger.history) + 1, events[name])
+    save_ledger(ledger)          # write-ahead: recorded before the noise is drawn
+    z = budget.multiplier(name)
+    log.info("release %s: noise multiplier %.4g (std %.4g per coordinate)", name, z,
+             stats.SENSITIVITY * z)
+    return stats.add_noise(total, z, rng, symmetric=symmetric) if z else total
+
+
+@functools.lru_cache(maxsize=64)
+def calibrate_total(target_epsilon: float, delta: float, shares: tuple[tuple[str, float], ...]
+                    ) -> float:
+    """Noise multiplier z of releases sharing ``target_epsilon`` at ``delta``.
+
+    ``shares`` are ``(release, share)`` pairs (``stats.BudgetSplit``). The exact Gaussian
+    curve gives the starting z; it is then raised in 0.2 % steps until dp-accounting's
+    PLD ε of the composed split releases under REPLACE_ONE is within the target (the
+    PLD's discretisation is pessimistic, so the claim is what dp-accounting says).
+    """
+    from dp_accounting import dp_event as dpe
+
+    from shared import privacy
+
+    if math.isinf(target_epsilon):
+        return 0.0
+    lo, hi = 1e-3, 1e3            # z with gaussian_epsilon(z) = target, by bisection
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if stats.gaussian_epsilon(mid, delta) > target_epsilon else (lo, mid)
+    z = hi
+    for _ in range(200):
+        split = stats.BudgetSplit(z, dict(shares))
+        event = dpe.ComposedDpEvent(list(split.events().values()))
+        if privacy.epsilon(event, delta, "pld", stats.RELATION) <= target_epsilon:
+            return z
+        z *= 1.002
+    raise RuntimeError(f"could not calibrate noise for ε = {target_epsilon}")

@@ -1,0 +1,124 @@
+"""On-device recommendation from released statistics: DP item-kNN, popularity, fusion.
+
+Everything here is post-processing of the released (noisy) statistics plus the device's
+own history, so it costs no privacy: the server-side part (denoising, normalising the
+co-occurrence matrix) runs once on the release, and the device-side part (scoring) runs
+on the device and never leaves it.
+
+Scores are float64 over the whole catalogue; items outside the head have no kNN score and
+rank by popularity (fusion) or last (kNN alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.stats import head_positions
+
+
+@dataclass(frozen=True)
+class KnnSettings:
+    """How the released co-occurrence becomes a similarity, and how a device scores.
+
+    Attributes:
+        rank: keep the top ``rank`` eigenpairs of the noisy matrix (0: no projection).
+            Noise spreads over all h^2 coordinates, the co-occurrence signal over few
+            directions, so a low-rank projection removes most of the noise.
+        alpha: similarity ``S_ij / (d_i d_j)^alpha`` with d the released popularity
+            (0: raw co-occurrence, 0.5: cosine-like).
+        neighbours: a candidate counts only its ``neighbours`` most similar history
+            items (0: all).
+        decay: the r-th most recent history item weighs ``decay ** r`` (1: equal).
+        knn_weight: fusion weight of the standardised kNN scores next to standardised
+            popularity (0: popularity alone; large: kNN decides, popularity breaks ties).
+    """
+
+    rank: int = 0
+    alpha: float = 0.5
+    neighbours: int = 0
+    decay: float = 0.9
+    knn_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.rank < 0 or self.neighbours < 0:
+            raise ValueError("rank and neighbours must be >= 0")
+        if not 0 < self.decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {self.decay}")
+        if self.alpha < 0 or self.knn_weight < 0:
+            raise ValueError("alpha and kNN weight must be >= 0")
+
+
+@dataclass(frozen=True)
+class Released:
+    """What a device receives: noisy popularity, the head, and its similarity matrix."""
+
+    popularity: np.ndarray          # (n_items,)
+    head: np.ndarray                # (h,) item indices
+    similarity: np.ndarray | None   # (h, h), zero diagonal; None: popularity only
+
+    @property
+    def n_items(self) -> int:
+        return len(self.popularity)
+
+
+def low_rank(matrix: np.ndarray, rank: int) -> np.ndarray:
+    """Symmetric ``matrix`` projected on its ``rank`` largest eigenvalues (0: unchanged)."""
+    if rank <= 0 or rank >= matrix.shape[0]:
+        return matrix
+    values, vectors = np.linalg.eigh(matrix)
+    top = np.argsort(values)[::-1][:rank]
+    return (vectors[:, top] * values[top]) @ vectors[:, top].T
+
+
+def similarity(noisy: np.ndarray, popularity_head: np.ndarray, settings: KnnSettings) -> np.ndarray:
+    """The server-side post-processing: denoise, normalise, zero the diagonal."""
+    sim = low_rank(noisy, settings.rank)
+    if settings.alpha:
+        degree = np.maximum(popularity_head, 1.0) ** settings.alpha
+        sim = sim / np.outer(degree, degree)
+    sim = sim.copy()
+    np.fill_diagonal(sim, 0.0)
+    return sim
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    std = x.std()
+    return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
+
+
+def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
+    """(h,) kNN scores of the head items for a history (oldest first).
+
+    score(j) = sum over the device's head items i of ``decay ** r(i) * S[i, j]`` where r
+    counts more recent items (0 = newest), restricted to the ``neighbours`` history
+    items most similar to j when set.
+    """
+    pos = head_positions(released.head, released.n_items)[np.asarray(items, np.int64)]
+    keep = pos >= 0
+    recency = settings.decay ** np.arange(len(items))[::-1]      # newest: decay ** 0
+    pos, weight = pos[keep], recency[keep]
+    if not len(pos):
+        return np.zeros(len(released.head))
+    rows = released.similarity[pos]                               # (m, h)
+    if settings.neighbours and settings.neighbours < len(pos):
+        cut = np.partition(rows, -settings.neighbours, axis=0)[-settings.neighbours]
+        rows = np.where(rows >= cut, rows, 0.0)
+    return weight @ rows
+
+
+def device_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
+    """(n_items,) scores a device ranks with: fusion of kNN and popularity.
+
+    Standardised popularity everywhere plus ``knn_weight`` times the standardised kNN
+    scores on the head (items outside the head add the head's lowest kNN score). With
+    no similarity released (popularity-only pipeline) the scores are the popularity.
+    """
+    pop = _standardise(np.asarray(released.popularity, np.float64))
+    if released.similarity is None or not settings.knn_weight:
+        return pop
+    head_scores = _standardise(knn_scores(items, released, settings))
+    out = np.full(released.n_items, head_scores.min() if len(head_scores) else 0.0)
+    out[released.head] = head_scores
+    return pop + settings.knn_weight * out

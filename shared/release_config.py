@@ -1,0 +1,131 @@
+"""The typed configuration of a statistics-release run (``fedrec simulate --pipeline``).
+
+One frozen object per run, validated once here; ``fedrec simulate`` flags and sweep cells
+build it, the run's ``manifest.json`` stores it (``to_dict``), and
+``server.releases.ReleaseSettings`` / ``shared.knn.KnnSettings`` are derived from it.
+Defaults were chosen on the validation item of MovieLens-100k (docs/results).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from shared.errors import ConfigError
+from shared.knn import KnnSettings
+
+PIPELINES = ("popularity", "knn")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """Everything that defines a statistics-release run.
+
+    Attributes:
+        pipeline: ``popularity`` (one release: DP popularity) or ``knn`` (DP popularity,
+            then DP item co-occurrence on the head it picks; devices fuse kNN and
+            popularity on their own history).
+        dataset, synthetic_users, synthetic_items, seed: the data (as ``RunConfig``).
+        holdout: ``test`` or ``validation`` (choose settings on the latter only).
+        target_epsilon: user-level ε of all releases together (``inf``: no noise, not
+            private: the non-private reference of the same pipeline).
+        delta: user-level δ (0: 1 / N^1.1 for N users).
+        popularity_share: share of the budget (precision 1/z^2) spent on popularity.
+        popularity_decay, popularity_cap: a device's popularity vector weighs its r-th
+            newest item ``decay ** r`` over its ``cap`` newest items (0: all).
+        head: items whose co-occurrence is released (the most popular by the release).
+        cap: a device's newest head items that enter its co-occurrence contribution.
+        knn_rank, knn_alpha, knn_decay, knn_weight: ``shared.knn.KnnSettings``.
+        noise_seed: >= 0 seeds the noise (tests only: the run is then marked not
+            private); -1 draws it from 128 bits of OS entropy.
+        out: the run directory.
+    """
+
+    pipeline: str = "knn"
+    dataset: str = "synthetic"
+    synthetic_users: int = 20
+    synthetic_items: int = 200
+    seed: int = 0
+    holdout: str = "test"
+    target_epsilon: float = 8.0
+    delta: float = 0.0
+    popularity_share: float = 0.2
+    popularity_decay: float = 1.0
+    popularity_cap: int = 0
+    head: int = 700
+    cap: int = 100
+    knn_rank: int = 5
+    knn_alpha: float = 0.25
+    knn_decay: float = 0.8
+    knn_weight: float = 100.0
+    noise_seed: int = -1
+    out: str = "runs/release"
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ConfigError(f"pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
+        if self.holdout not in ("test", "validation"):
+            raise ConfigError(f"holdout must be test or validation, got {self.holdout!r}")
+        if not (self.target_epsilon > 0 or math.isinf(self.target_epsilon)):
+            raise ConfigError(f"target-epsilon must be > 0 (inf: no noise), got {self.target_epsilon}")
+        if not 0 <= self.delta < 1:
+            raise ConfigError(f"delta must be in [0, 1) (0: 1/N^1.1), got {self.delta}")
+        if not 0 < self.popularity_share < 1:
+            raise ConfigError(f"popularity-share must be in (0, 1), got {self.popularity_share}")
+        if not 0 < self.popularity_decay <= 1:
+            raise ConfigError(f"popularity-decay must be in (0, 1], got {self.popularity_decay}")
+        if self.head < 2 or self.cap < 2 or self.popularity_cap < 0:
+            raise ConfigError("head and cap must be >= 2, popularity-cap >= 0")
+        try:
+            self.knn
+        except ValueError as err:
+            raise ConfigError(f"knn settings: {err}") from None
+
+    @property
+    def private(self) -> bool:
+        """Noise is added and its randomness is secret."""
+        return math.isfinite(self.target_epsilon) and self.noise_seed < 0
+
+    @property
+    def releases(self) -> tuple[str, ...]:
+        return ("popularity",) if self.pipeline == "popularity" else ("popularity", "cooccurrence")
+
+    @property
+    def knn(self) -> KnnSettings:
+        return KnnSettings(rank=self.knn_rank, alpha=self.knn_alpha, decay=self.knn_decay,
+                           knn_weight=self.knn_weight if self.pipeline == "knn" else 0.0)
+
+    def user_delta(self, n_users: int) -> float:
+        if self.delta == 0:
+            return 1.0 / n_users ** 1.1
+        if self.delta >= 1.0 / n_users:
+            raise ConfigError(f"delta {self.delta:g} must be < 1/N = {1.0 / n_users:g}")
+        return self.delta
+
+    def to_dict(self) -> dict[str, Any]:
+        """Hyphenated keys (as flags and sweep cells name them); ε = inf as a string."""
+        out = {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+        if math.isinf(self.target_epsilon):
+            out["target-epsilon"] = "inf"
+        return out
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "ReleaseConfig":
+        """From hyphenated or underscored keys; unknown keys and bad values fail."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs = {}
+        for raw, value in values.items():
+            name = raw.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"unknown release setting {raw!r}")
+            kind = known[name].type
+            try:
+                kwargs[name] = {"int": int, "float": float, "str": str}[kind](value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{raw} must be {kind}, got {value!r}") from None
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "ReleaseConfig":
+        return dataclasses.replace(self, **changes)

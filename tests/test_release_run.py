@@ -1,0 +1,99 @@
+"""A statistics-release run end to end: run directory, ε claim, audit, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.release_config import ReleaseConfig
+from simulations import audit_releases, release_sim
+
+SMALL = dict(dataset="synthetic", synthetic_users=60, synthetic_items=80, head=40, cap=20)
+
+
+@pytest.fixture(scope="module")
+def private_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rel") / "run"
+    cfg = ReleaseConfig(**SMALL, target_epsilon=4.0, out=str(out))
+    return out, release_sim.run(cfg)
+
+
+def test_private_run_claims_its_target_and_audits(private_run):
+    out, results = private_run
+    claim = results["privacy"]
+    assert claim["private"] and claim["relation"] == "replace_one"
+    assert 3.9 <= claim["epsilon"] <= 4.0
+    assert claim["epsilons"]["rdp"] >= claim["epsilon"]     # RDP is the looser bound
+    assert results["evaluated_users"] > 0 and 0 <= results["metrics"]["hr@10"] <= 1
+    assert results["upload_bytes"]["cooccurrence"] == 4 * 40 * 39 // 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "participants" not in json.dumps(manifest)
+    result = audit_releases.audit(out)
+    assert result["passed"], result["checks"]
+
+
+def test_audit_catches_a_declared_noise_that_was_not_spent(private_run, tmp_path):
+    out, _ = private_run
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("manifest.json", "ledger.json", "privacy.json"):
+        (bad / name).write_text((out / name).read_text())
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["privacy"]["releases"]["cooccurrence"]["noise_multiplier"] *= 1.5
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    result = audit_releases.audit(bad)
+    assert not result["passed"]
+    assert not next(c for c in result["checks"] if c["name"].startswith("declared"))["passed"]
+
+
+def test_seeded_or_noiseless_runs_claim_infinity(tmp_path):
+    seeded = release_sim.run(ReleaseConfig(**SMALL, noise_seed=3, out=str(tmp_path / "s")))
+    assert seeded["privacy"]["epsilon"] == math.inf and not seeded["privacy"]["private"]
+    again = release_sim.run(ReleaseConfig(**SMALL, noise_seed=3, out=str(tmp_path / "s2")))
+    assert again["metrics"] == seeded["metrics"]            # seeded: reproducible
+    exact = release_sim.run(ReleaseConfig(**SMALL, target_epsilon=math.inf,
+                                          out=str(tmp_path / "inf")))
+    assert exact["privacy"]["epsilon"] == math.inf
+    assert audit_releases.audit(tmp_path / "inf")["passed"]
+
+
+def test_more_budget_is_not_worse_on_average(tmp_path):
+    """Sanity of the pipeline: with no noise kNN beats popularity on the generator's
+    clustered users; popularity-only ignores the co-occurrence release."""
+    knn_run = release_sim.run(ReleaseConfig(**SMALL, target_epsilon=math.inf,
+                                            out=str(tmp_path / "k")))
+    pop_run = release_sim.run(ReleaseConfig(**SMALL, pipeline="popularity",
+                                            target_epsilon=math.inf, out=str(tmp_path / "p")))
+    assert "cooccurrence" not in pop_run["upload_bytes"]
+    assert knn_run["metrics"]["hr@10"] > pop_run["metrics"]["hr@10"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(pipeline="als"), "pipeline must be one of"),
+    (dict(target_epsilon=0.0), "target-epsilon must be > 0"),
+    (dict(popularity_share=1.0), "popularity-share"),
+    (dict(knn_decay=0.0), "knn settings"),
+])
+def test_bad_settings_are_one_clear_error(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ReleaseConfig(**changes)
+
+
+def test_cli_runs_and_refuses_an_existing_run(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "shared.cli", "simulate", "--pipeline", "knn", "--dataset",
+           "synthetic", "--synthetic-users", "30", "--synthetic-items", "40", "--head", "20",
+           "--target-epsilon", "8", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "results.json").read_text())["pipeline"] == "knn"
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "already holds a run" in again.stderr
+    audit = subprocess.run([sys.executable, "-m", "shared.cli", "audit", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
