@@ -69,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="neumf-dp: per-interaction gradient L2 clipping norm")
     parser.add_argument("--delta", type=float, default=None,
                         help="neumf-dp: δ (default 1/rows^1.1)")
+    parser.add_argument("--user-epsilon", type=float, default=8.0,
+                        help="popularity-dp: user-level ε of the released popularity")
     parser.add_argument("--neighbours", type=int, default=None,
                         help="itemknn: neighbourhood size (default: chosen on validation "
                              "from 20, 50, 100, 200)")
@@ -133,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
                                           data.test_negatives, seed, neumf=configs[model],
                                           affinity=data.dataset.affinity, progress=progress,
                                           knn_neighbours=args.neighbours,
-                                          knn_decay=args.recency_decay)
+                                          knn_decay=args.recency_decay,
+                                          user_epsilon=args.user_epsilon)
                 except ValueError as err:   # e.g. delta >= 1/rows, known only with the data
                     raise ConfigError(f"{model}: {err}") from None
             records.append({"dataset": data.dataset.name, **result,
@@ -149,7 +152,7 @@ def results_table(records: list[dict]) -> Table:
     CTR@10 (synthetic data only), ε and wall time."""
     table = Table(title="fedrec baselines (leave-last-out, 99 sampled negatives)")
     for col in ("dataset", "model", "seed", "HR@10", "NDCG@10", "full HR@10",
-                "coverage@10", "CTR@10", "ε (example)", "seconds"):
+                "coverage@10", "CTR@10", "ε", "seconds"):
         table.add_column(col, justify="right" if col not in ("dataset", "model") else "left")
     for r in records:
         m, p = r["metrics"], r["privacy"]
@@ -157,6 +160,6 @@ def results_table(records: list[dict]) -> Table:
                       f"{m['ndcg@10']:.4f}", f"{m.get('full_hr@10', float('nan')):.4f}",
                       f"{m.get('coverage@10', float('nan')):.3f}",
                       f"{m['ctr@10']:.3f}" if "ctr@10" in m else "-",
-                      "∞ (no DP)" if p is None else f"{p['epsilon']:.2f}",
+                      "∞ (no DP)" if p is None else f"{p['epsilon']:.2f} ({p['level']})",
                       f"{r['wall_seconds']:.1f}")
     return table

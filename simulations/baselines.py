@@ -20,13 +20,42 @@ from shared.interactions import Interactions, Split, rows_from_end
 from shared.model import ModelConfig
 
 log = logging.getLogger("fedrec.baselines")
-MODELS = ("popularity", "itemknn", "neumf", "neumf-dp")
+MODELS = ("popularity", "popularity-dp", "itemknn", "neumf", "neumf-dp")
 
 
 def popularity_scorer(split: Split) -> Scorer:
     """Score = number of users with a training positive on the item (same for everyone)."""
     pop = np.bincount(split.train_items, minlength=split.n_items).astype(np.float32)
     return lambda users: np.broadcast_to(pop, (len(users), split.n_items)).copy()
+
+
+def dp_popularity_scorer(split: Split, epsilon: float, delta: float,
+                         rng: np.random.Generator | None = None) -> tuple[Scorer, dict]:
+    """Popularity released with user-level DP, as the federated release computes it.
+
+    Each user's unit-norm vector (``shared.stats.popularity_contribution``) is summed and
+    one Gaussian draw calibrated to ``epsilon`` (PLD, REPLACE_ONE: sensitivity 2) is
+    added; ``rng`` None draws the noise from 128 bits of OS entropy.
+    """
+    from server import releases
+    from shared import stats
+
+    users = np.unique(split.train_users)
+    order = np.argsort(split.train_users, kind="stable")
+    bounds = np.searchsorted(split.train_users[order], users, side="left")
+    ends = np.searchsorted(split.train_users[order], users, side="right")
+    items = split.train_items[order]
+    total = sum((stats.popularity_contribution(items[a:b], split.n_items)
+                 for a, b in zip(bounds, ends)), np.zeros(split.n_items))
+    z = releases.calibrate_total(epsilon, delta, (("popularity", 1.0),))
+    noisy = stats.add_noise(total, z, rng or releases.noise_generator(None))
+    event = stats.release_event(z)
+    eps = {acc: privacy.epsilon(event, delta, acc, stats.RELATION) for acc in privacy.ACCOUNTANTS}
+    record = {"epsilon": eps["pld"], "delta": delta, "level": "user", "accountant": "pld",
+              "epsilon_by_accountant": eps, "neighbouring_relation": stats.RELATION,
+              "unit": "one user's entire history", "noise_multiplier": z,
+              "dp_event": privacy.event_to_dict(event), "finite": True}
+    return (lambda u: np.broadcast_to(noisy, (len(u), split.n_items)).copy()), record
 
 
 KNN_NEIGHBOURS = (20, 50, 100, 200)
@@ -290,7 +319,7 @@ def _compiled_model(config: NeuMFConfig, plan: DpPlan | None, inter: Interaction
 def run_baseline(model_name: str, inter: Interactions, split: Split, val_negatives: np.ndarray,
                  test_negatives: np.ndarray, seed: int, neumf: NeuMFConfig | None = None,
                  affinity=None, progress=None, knn_neighbours: int | None = None,
-                 knn_decay: float | None = None) -> dict:
+                 knn_decay: float | None = None, user_epsilon: float = 8.0) -> dict:
     """Train/evaluate one baseline; return the ``results.json`` payload (minus dataset).
 
     Item-kNN settings left ``None`` are chosen on the validation item
@@ -299,9 +328,12 @@ def run_baseline(model_name: str, inter: Interactions, split: Split, val_negativ
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; use one of {', '.join(MODELS)}")
     start = time.perf_counter()
-    history, plan, params = [], None, {}
+    history, plan, params, record = [], None, {}, None
     if model_name == "popularity":
         scorer = popularity_scorer(split.with_validation_in_train())
+    elif model_name == "popularity-dp":
+        scorer, record = dp_popularity_scorer(split.with_validation_in_train(), user_epsilon,
+                                              1.0 / split.n_users ** 1.1)
     elif model_name == "itemknn":
         params, history = select_itemknn(
             split, val_negatives,
@@ -320,7 +352,7 @@ def run_baseline(model_name: str, inter: Interactions, split: Split, val_negativ
     metrics = evaluate(scorer, split, test_negatives, which="test", inter=inter,
                        affinity=affinity, rng=np.random.default_rng([seed, 11]))
     return {"model": model_name, "seed": seed, "metrics": metrics,
-            "privacy": _privacy_record(plan, len(split.train_users)), "params": params,
+            "privacy": record or _privacy_record(plan, len(split.train_users)), "params": params,
             "history": history, "wall_seconds": time.perf_counter() - start}
 
 

@@ -8,7 +8,9 @@ default pipeline (``neumf``) is ``simulations.simulate_cmd``'s federated trainin
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from pathlib import Path
 
 from rich.table import Table
 
@@ -45,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--knn-alpha", type=float, help=f"popularity normalisation ({d.knn_alpha})")
     group.add_argument("--knn-decay", type=float, help=f"recency weight in scoring ({d.knn_decay})")
     group.add_argument("--knn-weight", type=float,
-                       help=f"weight of kNN next to popularity on the device ({d.knn_weight})")
+                       help=f"weight of kNN next to popularity on the device, -1: each "
+                       f"device picks it ({d.knn_weight})")
+    group.add_argument("--compare", type=Path, metavar="BASELINES_JSON",
+                       help="print these `fedrec baseline` results (same data) beside the run")
 
 
 def build_config(args: argparse.Namespace) -> ReleaseConfig:
@@ -69,19 +74,36 @@ def run(args: argparse.Namespace) -> int:
                   f"{cfg.target_epsilon:g} -> {cfg.out}")
     with console.status("calibrating the noise, collecting contributions, releasing..."):
         results = release_sim.run(cfg)
-    report.print(table(results))
+    report.print(table(results, _baselines(args.compare)))
     return 0
 
 
-def table(results: dict) -> Table:
+def _baselines(path: Path | None) -> list[dict]:
+    if path is None:
+        return []
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--compare {path}: not a readable baselines file ({err})") from None
+    return records if isinstance(records, list) else [records]
+
+
+def table(results: dict, baselines: list[dict] = ()) -> Table:
     privacy = results["privacy"]
     eps = privacy["epsilon"]
-    out = Table(title=f"{results['pipeline']} release on {results['dataset']} "
-                      f"(seed {results['seed']}, {results['holdout']} item)")
-    for col in ("HR@10", "NDCG@10", "user ε", "δ", "upload / device"):
+    out = Table(title=f"{results['dataset']}, seed {results['seed']}, {results['holdout']} "
+                      "item (leave-last-out, 99 sampled negatives)")
+    for col in ("model", "HR@10", "NDCG@10", "ε", "upload / device"):
         out.add_column(col)
     upload = sum(results["upload_bytes"].values())
-    out.add_row(f"{results['metrics']['hr@10']:.4f}", f"{results['metrics']['ndcg@10']:.4f}",
-                "inf (not private)" if math.isinf(eps) else f"{eps:.3f} ({privacy['relation']})",
-                f"{privacy['delta']:.2g}", f"{upload / 1e6:.2f} MB")
+    out.add_row(f"federated DP {results['pipeline']} (releases)",
+                f"{results['metrics']['hr@10']:.4f}", f"{results['metrics']['ndcg@10']:.4f}",
+                "inf (not private)" if math.isinf(eps)
+                else f"{eps:.2f} (user, {privacy['relation']}, δ {privacy['delta']:.1g})",
+                f"{upload / 1e6:.2f} MB")
+    for r in baselines:
+        p = r.get("privacy")
+        out.add_row(f"centralized {r['model']}", f"{r['metrics']['hr@10']:.4f}",
+                    f"{r['metrics']['ndcg@10']:.4f}",
+                    "inf (no DP)" if p is None else f"{p['epsilon']:.2f} ({p['level']})", "-")
     return out

@@ -149,3 +149,18 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
                            str(tmp_path / "missing.csv")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_popularity_dp_is_user_level_and_close_to_popularity_at_large_epsilon(events_csv, tmp_path):
+    out = tmp_path / "pdp.json"
+    assert main(["baseline", "--dataset", str(events_csv), "--model", "popularity,popularity-dp",
+                 "--user-epsilon", "50", "--out", str(out)]) == 0
+    plain, dp = json.loads(out.read_text())
+    p = dp["privacy"]
+    assert p["level"] == "user" and p["neighbouring_relation"] == "replace_one"
+    assert p["epsilon"] <= 50.0 and p["epsilon"] == pytest.approx(50.0, rel=0.02)
+    recomputed = privacy.epsilon(privacy.event_from_dict(p["dp_event"]), p["delta"], "pld",
+                                 "replace_one")
+    assert recomputed == pytest.approx(p["epsilon"])
+    # ε = 50: noise std ~0.06 on unit-norm sums, so the ranking is popularity's
+    assert dp["metrics"]["hr@10"] == pytest.approx(plain["metrics"]["hr@10"], abs=0.1)
