@@ -215,6 +215,7 @@ def server_data(cfg: RunConfig) -> ServerData:
     return ServerData(fed.name, clients, fed.n_items, fed.item_features,
                       {"name": fed.name, "fingerprint": fed.fingerprint, "clients": clients,
                        "users": fed.n_clients, "canaries": cfg.canaries,
+                       "example_canaries": len(fed.canary_users) if cfg.example_canaries else 0,
                        "items": fed.n_items, "training_interactions": fed.training_interactions,
                        **({"generated": "lazily, per client (lazy-clients)"}
                           if cfg.lazy_clients else {})})

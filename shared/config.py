@@ -126,6 +126,14 @@ class RunConfig:
             reply with the global weights moved by ``clip`` along a fixed random unit
             direction (``shared.canary``); ``fedrec audit --empirical`` then estimates ε
             from the final model. 0: none (every production run).
+        example_canaries: simulation only: m users (drawn by seed among those with
+            training data) each get one *canary interaction* for the example-level
+            empirical audit (Steinke, Nasr, Jagielski, NeurIPS 2023): one of two random
+            items the user never interacted with, chosen by a fair coin drawn from (seed,
+            user) before training (``shared.canary.interaction_canary``). ``fedrec audit
+            --empirical`` guesses the coins from the device models and turns the correct
+            guesses into an ε lower bound. Each such user trains on one fake interaction.
+            0: none (every production run).
         synthetic_heterogeneity, synthetic_activity_skew: the synthetic generator's
             non-IID knob in [0, 1] and the sigma (0-3) of its log-normal activity skew.
         lazy_clients: scale runs (synthetic data, simulation): a client exists only
@@ -219,6 +227,7 @@ class RunConfig:
     catalogue: str = ""
     clients: int = 0
     canaries: int = 0
+    example_canaries: int = 0
     synthetic_heterogeneity: float = 0.8
     synthetic_activity_skew: float = 0.6
     lazy_clients: bool = False
@@ -242,7 +251,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim",
-                     "canaries", "serve_passes"):
+                     "canaries", "example_canaries", "serve_passes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
         for name in ("dropout", "straggler_fraction"):
@@ -292,9 +301,13 @@ class RunConfig:
         self._check_dp()
         if self.lazy_clients:
             self._check_lazy()
-        if self.catalogue and self.canaries:
+        if self.catalogue and (self.canaries or self.example_canaries):
             raise ConfigError("canaries are for simulated audit runs; a deployment "
                               "(catalogue is set) cannot have them")
+        if self.example_canaries and self.new_items:
+            raise ConfigError("example-canaries cannot be combined with new-items: a canary "
+                              "item released late would make the user's example count "
+                              "depend on the coin")
         if self.catalogue and self.clients < 1:
             raise ConfigError("clients must be >= 1 in a deployment (catalogue is set): "
                               "the number of devices taking part")
@@ -306,7 +319,7 @@ class RunConfig:
         if self.clients_per_round < 1 or self.eval_clients < 1:
             raise ConfigError("lazy-clients needs clients-per-round and eval-clients > 0: "
                               "a round runs as many simulation nodes as it samples clients")
-        for name in ("secagg", "canaries", "catalogue"):
+        for name in ("secagg", "canaries", "example_canaries", "catalogue"):
             if getattr(self, name):
                 raise ConfigError(f"lazy-clients cannot be combined with {_key(name)}")
 

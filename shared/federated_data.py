@@ -5,6 +5,10 @@ client only its own user's slice, built on demand (lazily) when that client is c
 A client's evaluation candidates are drawn from its own positives and the seed alone
 (``shared.interactions.user_negatives``), so federated evaluation ranks exactly the
 candidates a centralized evaluation of the same model ranks.
+
+An audit run (``example-canaries`` = m) adds one canary interaction to m users' data
+(``shared.canary.interaction_canary``); every view of the data (clients, train sizes)
+includes it, so the server, the devices and the audit see the same federation.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from shared import canary
 from shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, Interactions,
                                  Split, build_interactions, leave_last_out, user_negatives)
 from shared.schema import Dataset, fingerprint
@@ -84,6 +89,7 @@ class Federation:
     fingerprint: str
     eval_negatives: int = 99
     seed: int = 0
+    example_canaries: int = 0
 
     @property
     def n_clients(self) -> int:
@@ -109,12 +115,33 @@ class Federation:
         catalogue (held-out items are not counted)."""
         return np.bincount(self.split.train_items, minlength=self.split.n_items).astype(np.float32)
 
-    def train_sizes(self) -> np.ndarray:
-        """(U,) training examples of every client: its train items plus its validation
-        item, as :meth:`client` hands them out (counted without building the slices)."""
+    def _data_sizes(self) -> np.ndarray:
         s = self.split
         return (np.bincount(s.train_users, minlength=self.n_clients)
                 + np.bincount(s.val_users, minlength=self.n_clients))
+
+    def train_sizes(self) -> np.ndarray:
+        """(U,) training examples of every client: its train items plus its validation
+        item (plus its canary interaction, if any), as :meth:`client` hands them out
+        (counted without building the slices)."""
+        sizes = self._data_sizes()
+        sizes[self.canary_users] += 1
+        return sizes
+
+    @functools.cached_property
+    def canary_users(self) -> np.ndarray:
+        """Sorted users holding an example-level canary interaction (none: empty)."""
+        return canary.interaction_users(self.seed, self._data_sizes(), self.example_canaries)
+
+    def interaction_canary(self, user: int) -> canary.InteractionCanary | None:
+        """User ``user``'s canary interaction (None: the user has none)."""
+        pos = int(np.searchsorted(self.canary_users, user))
+        if pos == len(self.canary_users) or self.canary_users[pos] != user:
+            return None
+        data = self._client(user, None)
+        return canary.interaction_canary(
+            self.seed, user, np.append(data.train_items, data.test_item), self.n_items,
+            avoid=np.concatenate([data.test_negatives, data.val_negatives]))
 
     def client(self, user: int, stream_user: int | None = None) -> ClientData:
         """The slice of user ``user`` (built now, not stored).
@@ -124,6 +151,12 @@ class Federation:
         """
         if not 0 <= user < self.n_clients:
             raise ValueError(f"no client {user}: the federation has {self.n_clients} users")
+        data = self._client(user, stream_user)
+        slot = self.interaction_canary(user)
+        return data if slot is None else with_interaction(data, slot.inserted)
+
+    def _client(self, user: int, stream_user: int | None) -> ClientData:
+        """The user's own slice (no canary interaction)."""
         s = self.split
         seed_user = user if stream_user is None else stream_user
         train = s.train_users == user
@@ -148,18 +181,29 @@ class Federation:
                           negs(STREAM_TEST_NEGATIVES), negs(STREAM_VAL_NEGATIVES), s.n_items)
 
 
-def federation_from_dataset(dataset: Dataset, seed: int) -> Federation:
+def with_interaction(data: ClientData, item: int) -> ClientData:
+    """``data`` with one more training positive ``item`` (weight 1), placed second newest
+    when the newest is the validation item (which must stay last), else newest."""
+    at = len(data.train_items) - (1 if data.val_item >= 0 else 0)
+    return replace(data, train_items=np.insert(data.train_items, at, item),
+                   train_weights=np.insert(data.train_weights, at, np.float32(1.0)))
+
+
+def federation_from_dataset(dataset: Dataset, seed: int, example_canaries: int = 0) -> Federation:
     inter = build_interactions(dataset)
-    return Federation(dataset.name, inter, leave_last_out(inter), fingerprint(dataset), seed=seed)
+    return Federation(dataset.name, inter, leave_last_out(inter), fingerprint(dataset), seed=seed,
+                      example_canaries=example_canaries)
 
 
 @functools.lru_cache(maxsize=2)
 def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_items: int,
-                    heterogeneity: float = 0.8, activity_skew: float = 0.6) -> Federation:
+                    heterogeneity: float = 0.8, activity_skew: float = 0.6,
+                    example_canaries: int = 0) -> Federation:
     """Load and prepare once per process (every simulated client of a worker shares it).
 
     ``heterogeneity`` and ``activity_skew`` are the synthetic generator's non-IID and
     activity-skew knobs (``shared.synthetic.SyntheticConfig``); real data ignores them.
+    ``example_canaries``: users that get a canary interaction (audit runs).
     """
     if dataset == "synthetic":
         from shared.synthetic import SyntheticConfig, generate
@@ -171,7 +215,7 @@ def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_ite
         from shared.datasets import load_dataset
 
         data = load_dataset(dataset, seed=seed)
-    return federation_from_dataset(data, seed)
+    return federation_from_dataset(data, seed, example_canaries)
 
 
 def federation_of(cfg) -> Federation:
@@ -184,4 +228,5 @@ def federation_of(cfg) -> Federation:
         return load_lazy_federation(cfg.seed, cfg.synthetic_users, cfg.synthetic_items,
                                     cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew)
     return load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items,
-                           cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew)
+                           cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew,
+                           cfg.example_canaries)

@@ -94,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dp.add_argument("--noise-seed", type=int, help="seeds the DP noise only")
     dp.add_argument("--canaries", type=int, help="audit runs: k canary clients for "
                     "`fedrec audit --empirical` (0: none)")
+    dp.add_argument("--example-canaries", type=int, metavar="M",
+                    help="audit runs: M users each train on one canary interaction chosen by "
+                    "a coin, for the example-level one-run audit of `fedrec audit "
+                    "--empirical` (0: none)")
     dp.add_argument("--secagg", action="store_const", const=True,
                     help="secure aggregation (Flower SecAgg+): the server only sees the sum; "
                     "needs --dp server --dp-clipping client-fixed")
@@ -145,7 +149,8 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
           "clipped_count_stddev", "client_noise_multiplier", "client_clip",
-          "client_target_epsilon", "client_delta", "noise_seed", "canaries", "dropout",
+          "client_target_epsilon", "client_delta", "noise_seed", "canaries", "example_canaries",
+          "dropout",
           "straggler_fraction", "straggler_delay", "round_timeout", "participation_window",
           "synthetic_heterogeneity", "synthetic_activity_skew", "lazy_clients", "late_users",
           "join_round", "new_items", "items_round", "secagg", "secagg_shares",
