@@ -6,10 +6,16 @@ Pure functions, unit-tested against closed forms:
   Andrew et al. (ICLR 2024) fit one Gaussian to the cosines of inserted canaries and one
   to held-out canaries; this turns the pair into their one-shot ε estimate. For equal
   variances it is the Gaussian mechanism with μ = |μ1 - μ0| / σ.
-* :func:`auc`, :func:`roc`: a score-threshold membership attack's quality.
-* :func:`epsilon_lower_bound`: an (ε, δ)-DP mechanism bounds any attack by
-  TPR <= e^ε FPR + δ and TNR <= e^ε FNR + δ; with Clopper-Pearson intervals on the
-  attack's TPR and FPR this gives an ε that holds with the stated confidence.
+* :func:`auc`, :func:`roc`: how well a score separates members from non-members
+  (descriptive: AUC is not a privacy bound).
+* :func:`one_run_audit`: Steinke, Nasr & Jagielski's one-run audit (NeurIPS 2023). m
+  canaries, each in or out by its own fair coin drawn before training; the auditor
+  guesses r of the coins from the trained model. If training is (ε, δ)-DP with respect
+  to each coin, the number of correct guesses W obeys (their Theorem, with δ)
+  P[W >= v] <= P[Binomial(r, q) >= v] + 2 m δ α,  q = e^ε / (1 + e^ε),
+  α = max_{1<=i<=v} P[v > Binomial(r, q) >= v - i] / i
+  (:func:`one_run_p_value`); the largest ε that an outcome rejects at the stated
+  confidence is a lower bound on the true ε (:func:`one_run_epsilon`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 #: ε above this is reported as this (the estimate is then "as large as can be measured").
 EPSILON_CAP = 100.0
@@ -114,7 +120,7 @@ def canary_epsilon(inserted: np.ndarray, held_out: np.ndarray, delta: float) -> 
     return CanaryEstimate(eps, delta, m1, s1, m0, s0, len(inserted), len(held_out))
 
 
-# ----- membership inference -----
+# ----- membership inference: description and the one-run audit -----
 
 def auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
     """P(member score > non-member score) + P(tie) / 2 (Mann-Whitney U / n1 n0)."""
@@ -135,73 +141,99 @@ def roc(member_scores: np.ndarray, non_member_scores: np.ndarray
     return fpr, tpr, np.concatenate([[np.inf], thresholds])
 
 
-def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Two-sided Clopper-Pearson interval of a binomial proportion."""
-    alpha = 1 - confidence
-    lo = 0.0 if successes == 0 else float(stats.beta.ppf(alpha / 2, successes,
-                                                          trials - successes + 1))
-    hi = 1.0 if successes == trials else float(stats.beta.ppf(1 - alpha / 2, successes + 1,
-                                                               trials - successes))
-    return lo, hi
+def one_run_p_value(canaries: int, guesses: int, correct: int, eps: float,
+                    delta: float) -> float:
+    """Upper bound on P[>= ``correct`` right among ``guesses``] under (ε, δ)-DP (see the
+    module docstring; Steinke, Nasr & Jagielski 2023). For 2 m δ <= 1 it is
+    non-decreasing in ε, so the ε an outcome rejects form an interval [0, ε_lower).
 
-
-def epsilon_lower_bound(true_pos: int, members: int, false_pos: int, non_members: int,
-                        delta: float, confidence: float = 0.95) -> float:
-    """ε that any (ε, δ)-DP training must exceed for this attack outcome to be possible.
-
-    TPR's lower and FPR's upper Clopper-Pearson limits (each two-sided at ``confidence``)
-    go into TPR <= e^ε FPR + δ and its mirror TNR <= e^ε FNR + δ; 0 when neither binds.
+    Args:
+        canaries: m, every canary whose coin was drawn (guessed or not).
+        guesses, correct: r and v, 0 <= v <= r <= m.
+        eps, delta: the (ε, δ) claim per coin under test (natural log).
     """
-    tpr_lo, _ = clopper_pearson(true_pos, members, confidence)
-    _, fpr_hi = clopper_pearson(false_pos, non_members, confidence)
-    bounds = [0.0]
-    if tpr_lo - delta > 0 and fpr_hi > 0:
-        bounds.append(math.log((tpr_lo - delta) / fpr_hi))
-    if (1 - fpr_hi) - delta > 0 and 1 - tpr_lo > 0:
-        bounds.append(math.log((1 - fpr_hi - delta) / (1 - tpr_lo)))
-    return max(bounds)
+    if not 0 <= correct <= guesses <= canaries:
+        raise ValueError(f"need 0 <= correct <= guesses <= canaries, got {correct}, "
+                         f"{guesses}, {canaries}")
+    if not (eps >= 0 and 0 <= delta <= 1):
+        raise ValueError(f"need eps >= 0 and delta in [0, 1], got {eps}, {delta}")
+    q = float(special.expit(eps))
+    beta = float(stats.binom.sf(correct - 1, guesses, q))   # P[Binomial(r, q) >= v]
+    if delta == 0 or correct == 0:
+        return beta
+    i = np.arange(1, correct + 1)
+    below = stats.binom.sf(correct - i - 1, guesses, q) - beta   # P[v > Bin >= v - i]
+    alpha = max(0.0, float(np.max(below / i)))
+    return min(1.0, beta + 2 * canaries * delta * alpha)
 
 
-def best_threshold(member_scores: np.ndarray, non_member_scores: np.ndarray, delta: float,
-                   confidence: float = 0.95) -> float:
-    """The threshold with the largest ε lower bound on this (selection) sample."""
-    m, n = np.asarray(member_scores, float), np.asarray(non_member_scores, float)
-    _, _, thresholds = roc(m, n)
-    best, best_t = -1.0, math.inf
-    for t in thresholds[1:]:
-        eps = epsilon_lower_bound(int((m >= t).sum()), len(m), int((n >= t).sum()), len(n),
-                                  delta, confidence)
-        if eps > best:
-            best, best_t = eps, t
-    return float(best_t)
+def one_run_epsilon(canaries: int, guesses: int, correct: int, delta: float,
+                    significance: float) -> float:
+    """The largest ε whose (ε, δ) claim this outcome rejects at ``significance``: a lower
+    bound on the true ε with confidence 1 - significance. 0 when no claim is rejected,
+    and also when 2 m δ > 1 (the δ term then forbids nothing: no power, no bound)."""
+    if not 0 < significance < 1:
+        raise ValueError(f"significance must be in (0, 1), got {significance}")
+
+    def p(eps: float) -> float:
+        return one_run_p_value(canaries, guesses, correct, eps, delta)
+
+    if guesses == 0 or 2 * canaries * delta > 1 or p(0.0) >= significance:
+        return 0.0
+    if p(EPSILON_CAP) < significance:
+        return EPSILON_CAP
+    lo, hi = 0.0, 1.0
+    while p(hi) < significance:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1e-6 * max(1.0, hi):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if p(mid) < significance else (lo, mid)
+    return lo
+
+
+#: Fractions of the scored canaries guessed (half on the highest scores as "in", half on
+#: the lowest as "out"), fixed in advance; the confidence is split over them (Bonferroni).
+GUESS_FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
-class MembershipResult:
-    auc: float
-    advantage: float
+class OneRunResult:
+    """A one-run audit: the lower bound and the guess count that gave it."""
+
     epsilon_lower: float
     confidence: float
-    threshold: float
-    members: int
-    non_members: int
+    delta: float
+    canaries: int
+    scored: int
+    guesses: int
+    correct: int
+    tried: tuple[tuple[int, int, float], ...]   # (guesses, correct, ε) per fraction
 
 
-def membership_audit(member_scores: np.ndarray, non_member_scores: np.ndarray, delta: float,
-                     rng: np.random.Generator, confidence: float = 0.95) -> MembershipResult:
-    """Loss-threshold attack, honestly evaluated.
+def one_run_audit(scores: np.ndarray, truth: np.ndarray, canaries: int, delta: float,
+                  confidence: float = 0.95,
+                  fractions: tuple[float, ...] = GUESS_FRACTIONS) -> OneRunResult:
+    """Guess coins from scores, then count against the coins (Steinke et al. 2023).
 
-    The threshold is chosen on a random half of members and non-members and the ε lower
-    bound measured on the other half, so the choice cannot overfit the bound. AUC and
-    advantage (max TPR - FPR) describe the attack on all of the data.
+    Args:
+        scores: (k,) one per scored canary, high meaning "in" (a function of the trained
+            model only; the coins must not have been looked at to compute it).
+        truth: (k,) bool, each scored canary's coin (True: in).
+        canaries: m >= k, all canaries whose coins were drawn (unscored ones abstain).
+        delta: δ of the per-coin claim under test.
+        confidence: of the bound, over all ``fractions`` together.
     """
-    m, n = np.asarray(member_scores, float), np.asarray(non_member_scores, float)
-    pm, pn = rng.permutation(len(m)), rng.permutation(len(n))
-    sel_m, test_m = m[pm[: len(m) // 2]], m[pm[len(m) // 2:]]
-    sel_n, test_n = n[pn[: len(n) // 2]], n[pn[len(n) // 2:]]
-    t = best_threshold(sel_m, sel_n, delta, confidence)
-    eps = epsilon_lower_bound(int((test_m >= t).sum()), len(test_m), int((test_n >= t).sum()),
-                              len(test_n), delta, confidence)
-    fpr, tpr, _ = roc(m, n)
-    return MembershipResult(auc(m, n), float(np.max(tpr - fpr)), eps, confidence, t,
-                            len(m), len(n))
+    scores, truth = np.asarray(scores, float), np.asarray(truth, bool)
+    k = len(scores)
+    if len(truth) != k or k > canaries:
+        raise ValueError(f"{k} scores, {len(truth)} coins, {canaries} canaries")
+    order = np.lexsort((np.arange(k), -scores))   # highest first; ties by position
+    significance = (1 - confidence) / len(fractions)
+    tried = []
+    for f in fractions:
+        r = min(k, max(1, round(f * k))) if k else 0
+        top, bottom = (r + 1) // 2, r // 2
+        v = int(truth[order[:top]].sum() + (~truth[order[k - bottom:]]).sum()) if r else 0
+        tried.append((r, v, one_run_epsilon(canaries, r, v, delta, significance)))
+    best = max(tried, key=lambda t: t[2])
+    return OneRunResult(best[2], confidence, delta, canaries, k, best[0], best[1], tuple(tried))
