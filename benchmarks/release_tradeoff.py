@@ -49,7 +49,15 @@ def table(rows: list[dict], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def parse_reference(spec: str | None) -> tuple[str, dict[float, float]] | None:
+    """``"LABEL:8=0.41,4=0.38"`` -> (LABEL, {8.0: 0.41, 4.0: 0.38})."""
+    if not spec:
+        return None
+    label, _, points = spec.rpartition(":")
+    return label, {float(e): float(h) for e, h in (p.split("=") for p in points.split(","))}
+
+
+def plot(rows: list[dict], path: Path, reference=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +74,14 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.axhline(np.mean([r["hr@10"] for r in rows if r["pipeline"] == pipeline
                                 and math.isinf(r["epsilon"])]), ls=":", color=line.get_color(),
                        label=f"{pipeline}, no noise")
+    if reference:
+        label, points = reference
+        ax.plot(sorted(points), [points[e] for e in sorted(points)], marker="s", color="grey",
+                ls="--", label=label)
     ax.set_xscale("log")
+    ticks = sorted({r["epsilon"] for r in rows if math.isfinite(r["epsilon"])})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("user-level ε (replace one user, δ = 1/N^1.1)")
     ax.set_ylabel("HR@10 (mean over seeds)")
     ax.legend(fontsize=8)
@@ -84,13 +99,15 @@ def main() -> None:
     parser.add_argument("--holdout", default="test", choices=("test", "validation"))
     parser.add_argument("--set", default="{}", help="JSON of other ReleaseConfig settings")
     parser.add_argument("--png", type=Path)
+    parser.add_argument("--reference", help="another method's points for the plot, "
+                        "'LABEL:EPS=HR,EPS=HR'")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = [cell(args, p, float(e), s, json.loads(args.set))
             for p in args.pipelines.split(",") for e in args.epsilons.split(",") for s in seeds]
     print(table(rows, seeds))
     if args.png:
-        plot(rows, args.png)
+        plot(rows, args.png, parse_reference(args.reference))
 
 
 if __name__ == "__main__":
