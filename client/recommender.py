@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from client.local import LocalSettings, get_local_model  # noqa: E402
 from client.store import EventStore, SdkInputError  # noqa: E402
-from shared import privacy  # noqa: E402
+from shared import knn, privacy  # noqa: E402
 from shared.catalogue import Catalogue  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import ClientData  # noqa: E402
@@ -37,11 +37,15 @@ class Recommender:
         config: the federation's run config (model sizes, reconstruction settings).
         popularity: optional (N,) item popularity shipped with the catalogue, used only
             before the device has any global model.
+        release: optional path of a statistics release (a run's ``release.npz``,
+            ``shared.knn.save_released``): the device then ranks with DP popularity and
+            item-kNN on its own events (``shared.knn.device_scores``), no model needed.
     """
 
     def __init__(self, store: EventStore, catalogue: Catalogue, config: RunConfig | None = None,
-                 popularity: np.ndarray | None = None) -> None:
+                 popularity: np.ndarray | None = None, release: str | Path | None = None) -> None:
         self.store = store
+        self.release = None if release is None else _load_release(release, catalogue.n_items)
         self.catalogue = catalogue
         self.config = config or RunConfig()
         self.popularity = None if popularity is None else np.asarray(popularity, np.float64)
@@ -87,6 +91,9 @@ class Recommender:
 
     def scores(self) -> np.ndarray:
         """(N,) scores of every catalogue item for this user."""
+        if self.release is not None:
+            released, settings = self.release
+            return knn.device_scores(self._client_data().train_items, released, settings)
         weights = self.store.global_model()
         if weights is None:
             if self.popularity is None:
@@ -195,6 +202,17 @@ class Recommender:
         empty = np.zeros(0, np.int64)
         return ClientData(0, inter.items, inter.weights, -1, -1, empty, empty,
                           self.catalogue.n_items)
+
+
+def _load_release(path: str | Path, n_items: int) -> tuple:
+    try:
+        released, settings = knn.load_released(path)
+    except (OSError, KeyError, ValueError) as err:
+        raise SdkInputError(f"{path}: not a statistics release ({err})") from None
+    if released.n_items != n_items:
+        raise SdkInputError(f"{path}: the release covers {released.n_items} items, the "
+                            f"catalogue has {n_items}")
+    return released, settings
 
 
 def _next_eligibility(ledger, target: float | None, last: int | None, window: int) -> dict:

@@ -74,6 +74,33 @@ class Released:
         return len(self.popularity)
 
 
+def save_released(path, released: Released, settings: KnnSettings) -> None:
+    """Write what devices receive (``release.npz`` of a run directory): the noisy
+    popularity, the head, the post-processed similarity and the scoring settings."""
+    import dataclasses
+
+    np.savez(path, popularity=released.popularity, head=released.head,
+             similarity=(np.zeros((0, 0)) if released.similarity is None
+                         else released.similarity),
+             settings=np.array([getattr(settings, f.name) for f in dataclasses.fields(settings)],
+                               np.float64))
+
+
+def load_released(path) -> tuple[Released, KnnSettings]:
+    """Inverse of :func:`save_released`."""
+    import dataclasses
+
+    with np.load(path) as data:
+        sim = data["similarity"]
+        released = Released(data["popularity"], data["head"].astype(np.int64),
+                            None if sim.size == 0 else sim)
+        values = data["settings"].tolist()
+    names = [f.name for f in dataclasses.fields(KnnSettings)]
+    kinds = {f.name: f.type for f in dataclasses.fields(KnnSettings)}
+    return released, KnnSettings(**{n: int(v) if kinds[n] == "int" else float(v)
+                                    for n, v in zip(names, values)})
+
+
 def low_rank(matrix: np.ndarray, rank: int) -> np.ndarray:
     """Symmetric ``matrix`` projected on its ``rank`` largest eigenvalues (0: unchanged)."""
     if rank <= 0 or rank >= matrix.shape[0]:

@@ -9,7 +9,8 @@ transport is a loop instead of Flower messages.
 
 Run directory (``out``): ``manifest.json`` (config, data, declared mechanism, the ledger
 under ``accounting``), ``ledger.json`` (the server's ledger, written before each
-release's noise is drawn), ``privacy.json`` and ``results.json``. No file records who
+release's noise is drawn), ``release.npz`` (what devices receive: the SDK's
+``Recommender(release=...)`` serves it), ``privacy.json`` and ``results.json``. No file records who
 took part: every user contributes exactly once, so participation is the public roster.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 from client import releases as device
 from server import releases
 from server.rundir import RunDir
-from shared import stats
+from shared import knn, stats
 from shared.federated_data import load_federation
 from shared.ledger import Ledger
 from shared.release_config import ReleaseConfig
@@ -87,6 +88,7 @@ def run(cfg: ReleaseConfig) -> dict[str, Any]:
         return [device.contribution(statistic, request, c) for c in clients]
 
     released = releases.run_releases(collect, fed.n_items, settings_for(cfg, z), ledger, save)
+    knn.save_released(run_dir.path / "release.npz", released, cfg.knn)
     evaluable = [c for c in clients if c.evaluable]
     per_user = [device.evaluate(c, released, cfg.knn) for c in evaluable]
     metrics = {k: float(np.mean([m[k] for m in per_user])) for k in per_user[0]}

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from shared import knn
 from shared.errors import ConfigError
 from shared.release_config import ReleaseConfig
 from simulations import audit_releases, release_sim
@@ -33,6 +34,8 @@ def test_private_run_claims_its_target_and_audits(private_run):
     assert results["upload_bytes"]["cooccurrence"] == 4 * 40 * 39 // 2
     manifest = json.loads((out / "manifest.json").read_text())
     assert "participants" not in json.dumps(manifest)
+    released, settings = knn.load_released(out / "release.npz")      # what devices get
+    assert len(released.head) == 40 and settings.knn_weight == 100.0
     result = audit_releases.audit(out)
     assert result["passed"], result["checks"]
 
