@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--knn-weight", type=float,
                        help=f"weight of kNN next to popularity on the device, -1: each "
                        f"device picks it ({d.knn_weight})")
+    group.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess",
+                       help="inprocess: the devices' and server's code in one loop (seconds); "
+                       "flower: Flower's simulation engine, one SuperNode per user, the "
+                       "contributions and the release as Flower messages")
     group.add_argument("--compare", type=Path, metavar="BASELINES_JSON",
                        help="print these `fedrec baseline` results (same data) beside the run")
 
@@ -72,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{cfg.out} already holds a run; choose another --out")
     console.print(f"{cfg.pipeline} release pipeline on {cfg.dataset}, user-level ε "
                   f"{cfg.target_epsilon:g} -> {cfg.out}")
-    with console.status("calibrating the noise, collecting contributions, releasing..."):
-        results = release_sim.run(cfg)
+    with console.status(f"{args.engine}: calibrating the noise, collecting contributions, "
+                        "releasing, evaluating on the devices..."):
+        results = (release_sim.run_flower(cfg, args.workers) if args.engine == "flower"
+                   else release_sim.run(cfg))
     report.print(table(results, _baselines(args.compare)))
     return 0
 

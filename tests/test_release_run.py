@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from shared import knn
@@ -100,3 +101,20 @@ def test_cli_runs_and_refuses_an_existing_run(tmp_path):
     audit = subprocess.run([sys.executable, "-m", "shared.cli", "audit", str(out)],
                            capture_output=True, text=True, timeout=300)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+@pytest.mark.slow
+def test_flower_engine_releases_what_the_in_process_engine_releases(tmp_path):
+    """The same devices and server through Flower's simulation engine (messages, one
+    SuperNode per user): with the same test seed the release and metrics are equal."""
+    cfg = ReleaseConfig(dataset="synthetic", synthetic_users=12, synthetic_items=30, head=15,
+                        cap=8, noise_seed=5, out=str(tmp_path / "flower"))
+    flower = release_sim.run_flower(cfg)
+    local = release_sim.run(cfg.replace(out=str(tmp_path / "local")))
+    assert flower["engine"] == "flower" and local["engine"] == "inprocess"
+    for key, value in local["metrics"].items():
+        assert flower["metrics"][key] == pytest.approx(value, abs=1e-9)
+    a, _ = knn.load_released(tmp_path / "flower" / "release.npz")
+    b, _ = knn.load_released(tmp_path / "local" / "release.npz")
+    np.testing.assert_allclose(a.similarity, b.similarity, atol=1e-9)
+    assert audit_releases.audit(tmp_path / "flower")["passed"]

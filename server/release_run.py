@@ -1,0 +1,123 @@
+"""A statistics-release run on the server side: calibrate, release, write the run directory.
+
+How devices are reached is the caller's: ``collect`` asks every device for its
+contribution (``server.releases.Collect``) and ``evaluate`` hands the release to the
+devices and averages the metrics they report. The in-process simulation
+(``simulations.release_sim``) and the Flower ServerApp (``server.release_app``) pass
+their own; the releases, the ledger and every file written are the same.
+
+Run directory (``cfg.out``): ``manifest.json`` (config, data, declared mechanism, the
+ledger under ``accounting``), ``ledger.json`` (the server's ledger, written before each
+release's noise is drawn), ``release.npz`` (what devices receive: the SDK's
+``Recommender(release=...)`` serves it), ``privacy.json`` and ``results.json``. No file
+records who took part: every device contributes exactly once, so participation is the
+public roster.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server import releases
+from server.rundir import RunDir
+from shared import knn, stats
+from shared.ledger import Ledger
+from shared.release_config import ReleaseConfig
+from shared.runinfo import versions, write_text_atomic
+
+KIND = "statistics-release"
+#: Who the user-level ε holds against (privacy.json, README threat model).
+ADVERSARY = ("anyone who sees the released statistics or what devices compute from them; "
+             "the server sees each contribution in the clear (central DP: trusted curator)")
+#: ``evaluate(released) -> (mean metrics, devices evaluated)``.
+Evaluate = Callable[[knn.Released], tuple[dict[str, float], int]]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the server knows of the data: the catalogue size and the roster."""
+
+    name: str
+    fingerprint: str
+    users: int
+    items: int
+
+
+def settings_for(cfg: ReleaseConfig, noise_multiplier: float) -> releases.ReleaseSettings:
+    return releases.ReleaseSettings(
+        releases=cfg.releases, popularity_decay=cfg.popularity_decay,
+        popularity_cap=cfg.popularity_cap, noise_multiplier=noise_multiplier,
+        popularity_share=cfg.popularity_share, head=cfg.head, cap=cfg.cap, knn=cfg.knn,
+        noise_seed=None if cfg.noise_seed < 0 else cfg.noise_seed)
+
+
+def noise_for(cfg: ReleaseConfig, n_users: int) -> float:
+    """The composed noise multiplier that meets the run's target ε (0 for ε = inf)."""
+    shares = tuple(sorted(settings_for(cfg, 1.0).budget().shares.items()))
+    return releases.calibrate_total(cfg.target_epsilon, cfg.user_delta(n_users), shares)
+
+
+def declared(cfg: ReleaseConfig, n_users: int, z: float) -> dict[str, Any]:
+    """The mechanism as declared in the manifest: what an auditor recomputes from."""
+    budget = settings_for(cfg, z).budget()
+    return {"level": "user", "relation": stats.RELATION, "sensitivity": stats.SENSITIVITY,
+            "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "pld",
+            "noise_multiplier": z, "secret_randomness": cfg.private,
+            "releases": {name: {"noise_multiplier": budget.multiplier(name),
+                                "noise_std": stats.SENSITIVITY * budget.multiplier(name),
+                                "share": budget.shares[name]} for name in cfg.releases}}
+
+
+def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
+                evaluate: Evaluate, engine: str) -> dict[str, Any]:
+    """Run the pipeline, write the run directory, return ``results.json``'s content."""
+    start = time.perf_counter()
+    z = noise_for(cfg, data.users)
+    run_dir = RunDir(cfg.out)
+    run_dir.create({"kind": KIND, "engine": engine, "config": cfg.to_dict(),
+                    "versions": versions(), "seed": cfg.seed,
+                    "privacy": declared(cfg, data.users, z),
+                    "data": {"name": data.name, "fingerprint": data.fingerprint,
+                             "users": data.users, "items": data.items}}, resume=False)
+    ledger = Ledger(stats.RELATION, cfg.user_delta(data.users))
+
+    def save(led: Ledger) -> None:
+        write_text_atomic(run_dir.path / "ledger.json", led.dumps() + "\n")
+        run_dir.record_accounting({"user": led.to_dict()})
+
+    released = releases.run_releases(collect, data.items, settings_for(cfg, z), ledger, save)
+    knn.save_released(run_dir.path / "release.npz", released, cfg.knn)
+    metrics, evaluated = evaluate(released)
+    privacy = privacy_record(cfg, ledger)
+    run_dir.write_privacy(privacy)
+    results = {"kind": KIND, "engine": engine, "pipeline": cfg.pipeline, "dataset": data.name,
+               "seed": cfg.seed, "holdout": cfg.holdout, "metrics": metrics,
+               "evaluated_users": evaluated, "privacy": privacy["user"],
+               "head": int(len(released.head)),
+               "upload_bytes": upload_bytes(cfg, data.items, len(released.head)),
+               "seconds": time.perf_counter() - start}
+    run_dir.write_results(results)
+    return results
+
+
+def privacy_record(cfg: ReleaseConfig, ledger: Ledger) -> dict[str, Any]:
+    """``privacy.json``: the user-level ε (PLD, the claim; RDP beside it) of the ledger."""
+    eps = ledger.epsilons()
+    claim = eps["pld"] if cfg.private else math.inf
+    return {"user": {"epsilon": claim, "epsilons": eps, "accountant": "pld",
+                     "delta": ledger.delta, "relation": stats.RELATION,
+                     "neighbours": "replace one user's entire history (the roster is public)",
+                     "adversary": ADVERSARY, "private": cfg.private,
+                     "releases": len(ledger.history)}}
+
+
+def upload_bytes(cfg: ReleaseConfig, n_items: int, head: int) -> dict[str, int]:
+    """Bytes one device uploads per release: dense float32 (what SecAgg+ would carry)."""
+    out = {"popularity": 4 * n_items}
+    if "cooccurrence" in cfg.releases:
+        out["cooccurrence"] = stats.upload_bytes(head)
+    return out
