@@ -43,37 +43,43 @@ def noise_generator(seed: int | None) -> np.random.Generator:
 
 def popularity_sum(contributions: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     """Sum of popularity vectors, each clipped here to L2 norm 1 (whatever a device sent,
-    its share of the sum is bounded: the sensitivity the accounting assumes)."""
-    total = np.zeros(n_items)
+    its share of the sum is bounded: the sensitivity the accounting assumes). A malformed
+    vector counts as zero, which is within the same bound."""
+    total, refused = np.zeros(n_items), 0
     for vector in contributions:
         vector = np.asarray(vector, np.float64).ravel()
         if vector.shape != (n_items,) or not np.all(np.isfinite(vector)):
-            raise ValueError(f"a popularity contribution must be {n_items} finite numbers")
+            refused += 1
+            continue
         total += vector / max(1.0, float(np.linalg.norm(vector)))
+    _log_refused("popularity", refused)
     return total
 
 
 def cooccurrence_total(contributions: Sequence[np.ndarray], h: int, cap: int) -> np.ndarray:
     """Sum of co-occurrence contributions, each cut to ``cap`` distinct positions and
-    weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device sent)."""
-    kept = []
+    weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device sent).
+    A contribution naming a position outside the head counts as zero."""
+    kept, refused = [], 0
     for pos in contributions:
-        pos = _checked(pos, h)
+        pos = np.asarray(pos, np.int64).ravel()
+        if len(pos) and (pos.min() < 0 or pos.max() >= h):
+            refused += 1
+            continue
         _, first = np.unique(pos, return_index=True)
         kept.append(pos[np.sort(first)][:cap])
+    _log_refused("co-occurrence", refused)
     return stats.cooccurrence_sum(kept, h)
 
 
-def _checked(indices: np.ndarray, size: int) -> np.ndarray:
-    indices = np.asarray(indices, np.int64).ravel()
-    if len(indices) and (indices.min() < 0 or indices.max() >= size):
-        raise ValueError(f"a contribution names index outside [0, {size})")
-    return indices
+def _log_refused(statistic: str, refused: int) -> None:
+    if refused:
+        log.warning("%s: %d malformed contributions counted as zero", statistic, refused)
 
 
 @dataclass(frozen=True)
 class ReleaseSettings:
-    """What a statistics pipeline releases and how (one source: ``RunConfig``).
+    """What a statistics pipeline releases and how (derived from ``ReleaseConfig``).
 
     Attributes:
         releases: ``("popularity",)`` or ``("popularity", "cooccurrence")``.

@@ -73,11 +73,14 @@ def test_replacing_one_user_moves_each_sum_by_at_most_two(seed):
     assert np.linalg.norm(base[np.triu_indices(h, k=1)] - removed) <= 1 + 1e-9
 
 
-def test_contribution_outside_catalogue_is_refused():
-    with pytest.raises(ValueError, match="outside"):
-        releases.cooccurrence_total([np.array([0, 9])], 5, 3)
-    with pytest.raises(ValueError, match="finite"):
-        releases.popularity_sum([np.full(4, np.nan)], 4)
+def test_a_malformed_contribution_counts_as_zero():
+    good = [np.array([0, 1]), np.array([1, 2])]
+    np.testing.assert_array_equal(releases.cooccurrence_total(good + [np.array([0, 9])], 5, 3),
+                                  releases.cooccurrence_total(good, 5, 3))
+    vectors = [stats.popularity_contribution(np.array([0, 1]), 4)]
+    bad = [np.full(4, np.nan), np.ones(3)]
+    np.testing.assert_array_equal(releases.popularity_sum(vectors + bad, 4),
+                                  releases.popularity_sum(vectors, 4))
 
 
 def test_exact_gaussian_curve_agrees_with_dp_accounting():
