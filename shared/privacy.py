@@ -53,15 +53,17 @@ REPLACE_ONE_SENSITIVITY = 2.0
 
 
 def user_level_event(n_clients: int, sampled: int, replied: int, noise_std: float,
-                     clip: float, count_noise_std: float | None = None) -> dpe.DpEvent:
+                     clip: float, count_noise_std: float | None = None,
+                     rounding_l2: float = 0.0) -> dpe.DpEvent:
     """One round of DP-FedAvg as Flower's DP wrappers run it.
 
     Flower samples ``sampled`` of ``n_clients`` clients without replacement, averages the
     ``replied`` clipped updates with equal weights (sum / replied), and adds Gaussian
     noise of standard deviation ``noise_std`` (= z * clip / sampled) to that average.
-    Under the REPLACE_ONE relation the average's sensitivity is 2 * clip / replied, so
-    the Gaussian's noise multiplier is ``noise_std * replied / (2 * clip)`` (z / 2 when
-    every sampled client replies).
+    Under the REPLACE_ONE relation the average's sensitivity is
+    2 * (clip + rounding_l2) / replied, so the Gaussian's noise multiplier is
+    ``noise_std * replied / (2 * (clip + rounding_l2))`` (z / 2 when every sampled client
+    replies and nothing is rounded).
 
     Args:
         n_clients: N, clients that can be sampled.
@@ -71,14 +73,19 @@ def user_level_event(n_clients: int, sampled: int, replied: int, noise_std: floa
         clip: L2 bound that the averaged updates were clipped to this round.
         count_noise_std: adaptive clipping only: std of the noise on the count of
             clipped updates (sensitivity 1 under REPLACE_ONE), composed with the update.
+        rounding_l2: L2 bound on how far an update the sum received lies from the
+            clipped one (SecAgg+'s quantization, ``server.secagg_bounds.rounding_l2``;
+            0 where updates are summed in floating point).
     """
     if not 0 < sampled <= n_clients or not 0 < replied <= sampled:
         raise ValueError(f"need 0 < replied ({replied}) <= sampled ({sampled}) <= N ({n_clients})")
-    if clip <= 0 or noise_std < 0:
-        raise ValueError(f"need clip > 0 and noise std >= 0, got {clip}, {noise_std}")
+    if clip <= 0 or noise_std < 0 or rounding_l2 < 0:
+        raise ValueError(f"need clip > 0, noise std >= 0 and rounding >= 0, got {clip}, "
+                         f"{noise_std}, {rounding_l2}")
     if noise_std == 0:  # no noise: not private at all, whatever else happened
         return dpe.NonPrivateDpEvent()
-    update = dpe.GaussianDpEvent(noise_std * replied / (REPLACE_ONE_SENSITIVITY * clip))
+    update = dpe.GaussianDpEvent(
+        noise_std * replied / (REPLACE_ONE_SENSITIVITY * (clip + rounding_l2)))
     inner: dpe.DpEvent = update
     if count_noise_std is not None:
         inner = dpe.ComposedDpEvent([update, dpe.GaussianDpEvent(count_noise_std)])
