@@ -8,6 +8,7 @@ stop cleanly; the aggregation itself is always Flower's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -125,7 +126,6 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                         timeout=cfg.round_timeout)
     else:
         grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
-    secagg = SecAggTrainer(cfg, grid, fed.n_clients, sampled, dp) if cfg.secagg else None
     start_round = 1
     weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
     if cfg.resume:
@@ -145,6 +145,10 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             if cfg.dp != "none":   # the manifest's events again match the rounds kept
                 run.record_accounting(accounting_record(cfg, dp, run.read_metrics()))
             log.info("resuming %s after round %d", run.path, done)
+    # after a resume: the trainer records into the restored ledger
+    secagg = (SecAggTrainer(cfg, grid, fed.n_clients, sampled, dp,
+                            sum(int(np.size(w)) for w in weights.values()))
+              if cfg.secagg else None)
     arrays = to_record(weights)
     started = time.perf_counter()
     last_eval, stopped = None, None
@@ -267,9 +271,8 @@ def _train(grid: Grid, strategy, cfg: RunConfig, n_clients: int, dp: ServerPriva
         raise RuntimeError(f"round {rnd}: {len(ok)} usable updates < min-replies {cfg.min_replies}"
                            f" ({len(declined)} declined, {len(failed)} failed, "
                            f"{len(rejected)} rejected)")
-    if dp is not None:
-        dp.before_aggregation(strategy, rnd)
-    new_arrays, train_metrics = strategy.aggregate_train(rnd, ok)
+    with dp.aggregating(strategy, rnd) if dp is not None else contextlib.nullcontext():
+        new_arrays, train_metrics = strategy.aggregate_train(rnd, ok)
     line: dict[str, Any] = {
         "clients_sampled": len(messages), "clients_replied": len(ok),
         "clients_failed": len(failed), "clients_declined": len(declined),

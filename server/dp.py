@@ -10,30 +10,40 @@ where PLD applies). With a target ε it refuses a round that would exceed it.
 Sampling: Flower's strategies draw a fixed number of clients without replacement, so the
 event is ``SampledWithoutReplacementDpEvent`` under the REPLACE_ONE relation.
 
-Noise: the wrappers draw from the global ``np.random``; :func:`seed_noise` seeds it right
-before aggregation: from 128 bits of OS entropy by default (secret: nobody can subtract
-it), or, with ``noise-seed`` >= 0, from (seed, noise-seed, round) for reproducible
-experiments that are not private against whoever knows the seeds.
+Noise: Flower's wrappers draw from numpy's global ``np.random`` and take no generator.
+:meth:`ServerPrivacy.aggregating` installs the round's generator as that global one's bit
+generator for the aggregation only (:func:`seed_noise`), then puts the previous one back:
+by default PCG64DXSM keyed with 128 bits of OS entropy (secret, fresh every round; unlike
+MT19937 its outputs are not a linear function of its state), or, with ``noise-seed``
+>= 0, MT19937 seeded from (seed, noise-seed, round) for reproducible experiments that are
+not private against whoever knows the seeds.
+
+Adaptive clipping is :class:`server.adaptive.AdaptiveClipping` around Flower's
+server-side fixed clipping (Flower's adaptive wrapper steps the clip the wrong way and
+noises a round with the next round's clip; see that module).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from dp_accounting import dp_event as dpe
 from flwr.common.differential_privacy import compute_adaptive_noise_params, compute_stdv
 from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
-                                     DifferentialPrivacyServerSideAdaptiveClipping,
                                      DifferentialPrivacyServerSideFixedClipping)
 
 from shared import privacy
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.ledger import Ledger
+from server.adaptive import AdaptiveClipping
+from server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
 from server.strategy import server_lr
 
 RELATION = "replace_one"
@@ -57,43 +67,95 @@ def wrap_strategy(strategy, cfg: RunConfig, sampled: int):
         if cfg.dp_clipping == "client-fixed":
             return DifferentialPrivacyClientSideFixedClipping(
                 strategy, cfg.noise_multiplier, cfg.clip, sampled)
-        return DifferentialPrivacyServerSideAdaptiveClipping(
-            strategy, cfg.noise_multiplier, sampled, initial_clipping_norm=cfg.clip,
-            target_clipped_quantile=cfg.clip_quantile, clip_norm_lr=cfg.clip_lr,
-            clipped_count_stddev=cfg.clipped_count_stddev or None)
+        count_std, z_update = compute_adaptive_noise_params(   # Flower's split of z
+            cfg.noise_multiplier, sampled, cfg.clipped_count_stddev or None)
+        fixed = DifferentialPrivacyServerSideFixedClipping(strategy, z_update, cfg.clip, sampled)
+        return AdaptiveClipping(fixed, count_std, cfg.clip_quantile, cfg.clip_lr,
+                                adaptive_range(cfg))
     except ValueError as err:  # Flower's own argument checks, e.g. adaptive noise split
         raise ConfigError(f"dp settings: {err}") from None
 
 
+def adaptive_range(cfg: RunConfig) -> tuple[float, float]:
+    """[C_lo, C_hi] that an adaptive clip stays in, fixed before the run."""
+    return cfg.clip / cfg.clip_adapt_range, cfg.clip * cfg.clip_adapt_range
+
+
+def noise_bit_generator(cfg: RunConfig, round_: int) -> np.random.BitGenerator:
+    """The bit generator of round ``round_``'s server noise (module docstring): secret
+    PCG64DXSM keyed with 128 bits of OS entropy, or (``noise-seed`` >= 0, tests and
+    reproducible experiments only, not private) MT19937 seeded exactly as
+    ``np.random.seed`` would be from (seed, noise-seed, round)."""
+    if cfg.noise_seed < 0:
+        return np.random.PCG64DXSM(secrets.randbits(128))
+    state = np.random.SeedSequence([cfg.seed, cfg.noise_seed, round_, 2]).generate_state(4)
+    legacy = np.random.RandomState(state)       # numpy's legacy seeding of MT19937
+    generator = np.random.MT19937()
+    generator.state = legacy.get_state(legacy=False)
+    return generator
+
+
 def seed_noise(cfg: RunConfig, round_: int) -> None:
-    """Seed the global ``np.random`` the DP wrappers draw noise from (see module doc)."""
-    entropy = secrets.randbits(128) if cfg.noise_seed < 0 else [cfg.seed, cfg.noise_seed, round_, 2]
-    np.random.seed(np.random.SeedSequence(entropy).generate_state(4))
+    """Make round ``round_``'s noise generator numpy's global one, which Flower's DP
+    wrappers draw from (they take no generator); :meth:`ServerPrivacy.aggregating` puts
+    the previous one back afterwards."""
+    np.random.set_bit_generator(noise_bit_generator(cfg, round_))
 
 
 def noise_std(wrapper) -> float:
-    """Standard deviation of the noise the wrapper adds to the average (its own formula)."""
+    """Standard deviation of the noise the wrapper added to the last average: what
+    :class:`AdaptiveClipping` recorded, else Flower's formula on the wrapper's clip."""
+    added = getattr(wrapper, "last_noise_std", None)
+    if added is not None:
+        return float(added)
     return compute_stdv(wrapper.noise_multiplier, wrapper.clipping_norm,
                         wrapper.num_sampled_clients)
 
 
 def mechanism(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:
     """Every declared user-level mechanism parameter, for the manifest."""
-    return {"level": "user", "mechanism": "DP-FedAvg (Flower " + cfg.dp_clipping + ")",
+    how = ("fedrec adaptive clipping around Flower server-fixed"
+           if cfg.dp_clipping == "server-adaptive" else "Flower " + cfg.dp_clipping)
+    return {"level": "user", "mechanism": f"DP-FedAvg ({how})",
             "noise_multiplier": cfg.noise_multiplier, "clip": cfg.clip,
             "sampling": "fixed size without replacement", "clients": n_clients,
             "clients_per_round": sampled, "sampling_rate": sampled / n_clients,
             "rounds": cfg.rounds, "delta": cfg.user_delta(n_clients),
             "relation": RELATION, "accountant": "rdp", "second_opinion": "pld",
             "target_epsilon": cfg.target_epsilon or None,
-            "sensitivity": f"{privacy.REPLACE_ONE_SENSITIVITY:g} * clip / replies",
-            "adaptive": ({"target_quantile": cfg.clip_quantile, "clip_lr": cfg.clip_lr,
-                          "clipped_count_stddev": cfg.clipped_count_stddev or sampled / 20}
-                         if cfg.dp_clipping == "server-adaptive" else None),
+            "noise_generator": ("PCG64DXSM keyed with 128 bits of OS entropy, every round"
+                                if cfg.noise_seed < 0 else
+                                "MT19937 seeded from (seed, noise-seed, round): not private"),
+            "sensitivity": (f"{privacy.REPLACE_ONE_SENSITIVITY:g} * (clip + rounding_l2) / "
+                            "replies (rounding_l2: SecAgg+ quantization, per round in "
+                            "metrics as dp_rounding_l2; 0 without secagg)"),
+            "adaptive": _adaptive_declared(cfg, sampled),
+            "secagg": _secagg_declared(cfg) if cfg.secagg else None,
             # applied to the released (noised) averages only: no privacy cost
             "post_processing": ({"server_momentum": cfg.server_momentum,
                                  "server_learning_rate": server_lr(cfg)}
                                 if cfg.strategy == "fedavgm" else None)}
+
+
+def _adaptive_declared(cfg: RunConfig, sampled: int) -> dict[str, Any] | None:
+    """How the adaptive clip moves (``server.adaptive``), for the manifest."""
+    if cfg.dp_clipping != "server-adaptive":
+        return None
+    return {"target_quantile": cfg.clip_quantile, "clip_lr": cfg.clip_lr,
+            "clipped_count_stddev": cfg.clipped_count_stddev or sampled / 20,
+            "clip_range": list(adaptive_range(cfg)),
+            "rule": "C_{t+1} = clamp(C_t * exp(-clip_lr * (noisy unclipped fraction - "
+                    "target_quantile)), clip_range)",
+            "noise": "z_update * C_t / clients_per_round, C_t the clip of the same round "
+                     "(per-round event independent of C_t)"}
+
+
+def _secagg_declared(cfg: RunConfig) -> dict[str, Any]:
+    """SecAgg+'s integer arithmetic (``server.secagg_bounds``), for the manifest."""
+    q, r = cfg.secagg_quantization_range, cfg.secagg_clipping_range
+    return {"quantization_range": q, "modulus_range": FLOWER_MODULUS_RANGE,
+            "clipping_range": r, "max_clients_per_round": max_clients(q),
+            "rounding_l2": f"sqrt(d) * 2 * {r:g} / {q} * (1 + 2^-20), d = weights summed"}
 
 
 class ServerPrivacy:
@@ -105,6 +167,9 @@ class ServerPrivacy:
         self.n_clients = n_clients
         self.sampled = sampled
         self.ledger = ledger or Ledger(RELATION, cfg.user_delta(n_clients))
+        #: L2 bound on an update's distance from its clipped value in the sum (SecAgg+'s
+        #: quantization: set by ``server.secagg.SecAggTrainer``; 0 in floating point)
+        self.rounding_l2 = 0.0
         self._clip_before = cfg.clip
         self._spent: tuple[int, float] = (-1, 0.0)
 
@@ -128,7 +193,7 @@ class ServerPrivacy:
             z = compute_adaptive_noise_params(z, self.sampled, count)[1]
         return privacy.user_level_event(self.n_clients, self.sampled, self.sampled,
                                         z * self._clip_before / self.sampled,
-                                        self._clip_before, count)
+                                        self._clip_before, count, self.rounding_l2)
 
     def _count_std(self) -> float:
         return self.cfg.clipped_count_stddev or self.sampled / 20
@@ -155,8 +220,21 @@ class ServerPrivacy:
         return None
 
     def before_aggregation(self, strategy, round_: int) -> None:
+        """Note the clip the round's updates are clipped to; install its noise generator
+        (:func:`seed_noise`; :meth:`aggregating` also restores the previous one)."""
         self._clip_before = float(dp_wrapper(strategy).clipping_norm)
         seed_noise(self.cfg, round_)
+
+    @contextlib.contextmanager
+    def aggregating(self, strategy, round_: int) -> Iterator[None]:
+        """:meth:`before_aggregation`, and numpy's previous global bit generator back
+        afterwards (later ``np.random.seed`` calls then seed MT19937 again)."""
+        previous = np.random.get_bit_generator()
+        self.before_aggregation(strategy, round_)
+        try:
+            yield
+        finally:
+            np.random.set_bit_generator(previous)
 
     def after_aggregation(self, strategy, round_: int, replied: int) -> dict[str, Any]:
         """Record what ``strategy``'s DP wrapper just did; return the round's privacy fields."""
@@ -166,12 +244,13 @@ class ServerPrivacy:
                  if self.cfg.dp_clipping == "server-adaptive" else None)
         clip_used = self._clip_before
         event = privacy.user_level_event(self.n_clients, self.sampled, replied, std,
-                                         clip_used, count)
+                                         clip_used, count, self.rounding_l2)
         self.ledger.record(round_, event)
         self._clip_before = float(wrapper.clipping_norm)
         eps = self.ledger.epsilon("rdp")
         self._spent = (len(self.ledger.history), float(eps or 0.0))   # for spent(): no recompute
-        return {"dp_clip": clip_used, "dp_noise_std": std, "dp_replied": replied,
+        rounding = {"dp_rounding_l2": self.rounding_l2} if self.rounding_l2 else {}
+        return {"dp_clip": clip_used, "dp_noise_std": std, "dp_replied": replied, **rounding,
                 "dp_event": privacy.event_to_dict(event),
                 "epsilon": eps, "epsilon_pld": self.ledger.epsilon("pld")}
 
@@ -198,6 +277,8 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
     if cfg.secagg and per_round(cfg.clients_per_round, n_clients) < 3:
         raise ConfigError(f"secagg needs at least 3 clients per round, got "
                           f"{per_round(cfg.clients_per_round, n_clients)}")
+    if cfg.secagg:   # SecAgg+ sums modulo 2^32: refuse a cohort whose sum can wrap
+        check_no_wrap(per_round(cfg.clients_per_round, n_clients), cfg.secagg_quantization_range)
     if cfg.server_dp:
         cfg.user_delta(n_clients)
     if cfg.server_dp and cfg.target_epsilon:

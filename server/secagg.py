@@ -17,15 +17,21 @@ unmasking, so it sees the un-noised average (user-level DP protects against ever
 after the server); it cannot validate single updates (``max-update-norm``,
 ``server.validate``): the bound on an update is the devices' clipping.
 
-Quantization: a device's weights are clipped to ±``secagg-clipping-range`` and quantized
-to 2^22 levels before masking. The server knows the global weights, and every update's
-L2 norm is at most ``clip``, so before each round it checks max|w| + clip against the
-range (beyond it weights would be clipped silently) and stops with a clear reason.
+Quantization: a device's weights are clipped to ±``secagg-clipping-range`` (R) and
+quantized to ``secagg-quantization-range`` (Q, 2^22) levels before masking; the sum is
+taken modulo 2^32. The server knows the global weights, and every update's L2 norm is at
+most ``clip``, so before each round it checks max|w| + clip against the range (beyond it
+weights would be clipped silently) and stops with a clear reason. A cohort whose sum can
+wrap the modulus (more than 1023 clients per round at Q = 2^22) is refused before the
+run, and the stochastic rounding's error (at most ``rho = sqrt(d) 2R/Q`` in L2 per
+device) is added to the clip in the accounting (``server.secagg_bounds``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -39,17 +45,19 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
 from client.secagg import NAMES_KEY
+from server.secagg_bounds import check_no_wrap, rounding_l2
 from shared.config import RunConfig
 
 
 class _Recorder(Strategy):
-    """The legacy strategy the workflow talks to: everything goes to ``strategy``; right
-    before aggregation the DP noise is seeded (``before_aggregation``), and what
-    aggregation received is recorded."""
+    """The legacy strategy the workflow talks to: everything goes to ``strategy``; the
+    aggregation runs inside ``aggregating(round)`` (the DP noise generator installed:
+    ``ServerPrivacy.aggregating``), and what aggregation received is recorded."""
 
-    def __init__(self, strategy: Strategy, before_aggregation) -> None:
+    def __init__(self, strategy: Strategy,
+                 aggregating: Callable[[int], AbstractContextManager]) -> None:
         self.strategy = strategy
-        self.before_aggregation = before_aggregation
+        self.aggregating = aggregating
         self.reset()
 
     def reset(self) -> None:
@@ -66,8 +74,8 @@ class _Recorder(Strategy):
     def aggregate_fit(self, server_round, results, failures):
         self.results, self.failures = list(results), len(failures)
         self.distinct_updates = len({id(res.parameters) for _, res in results})
-        self.before_aggregation(server_round)
-        params, metrics = self.strategy.aggregate_fit(server_round, results, failures)
+        with self.aggregating(server_round):
+            params, metrics = self.strategy.aggregate_fit(server_round, results, failures)
         self.aggregated = params is not None
         return params, metrics
 
@@ -123,20 +131,24 @@ class SecAggTrainer:
         grid: the ServerApp's grid (an ``OrderedGrid``: positions, stable node order).
         n_clients: N, nodes in the federation.
         sampled: clients drawn per round (without replacement, as the accountant assumes).
-        dp: the server's user-level ledger.
+        dp: the server's user-level ledger (its ``rounding_l2`` is set here).
+        n_weights: d, weights in the global model (every one of them is summed).
     """
 
-    def __init__(self, cfg: RunConfig, grid, n_clients: int, sampled: int, dp) -> None:
+    def __init__(self, cfg: RunConfig, grid, n_clients: int, sampled: int, dp,
+                 n_weights: int) -> None:
         if sampled < 3:
             raise ValueError(f"secagg needs at least 3 clients per round, got {sampled}")
+        check_no_wrap(sampled, cfg.secagg_quantization_range)
         self.cfg, self.dp = cfg, dp
+        self.set_rounding(n_weights)
         self.grid = _CountingGrid(grid)
         self.fedavg = FedAvg(fraction_fit=sampled / n_clients, fraction_evaluate=0.0,
                              min_fit_clients=sampled, min_evaluate_clients=0,
                              min_available_clients=n_clients)
         self.wrapper = DifferentialPrivacyClientSideFixedClipping(
             self.fedavg, cfg.noise_multiplier, cfg.clip, sampled)
-        self.recorder = _Recorder(self.wrapper, lambda rnd: dp.before_aggregation(self.wrapper, rnd))
+        self.recorder = _Recorder(self.wrapper, lambda rnd: self.dp.aggregating(self.wrapper, rnd))
         empty = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         self.context = LegacyContext(context=empty, config=ServerConfig(num_rounds=cfg.rounds),
                                      strategy=self.recorder)
@@ -146,7 +158,13 @@ class SecAggTrainer:
         shares = cfg.secagg_shares or 1.0      # 0: every sampled client holds a share
         self.workflow = SecAggPlusWorkflow(
             num_shares=shares, reconstruction_threshold=cfg.secagg_threshold, max_weight=1.0,
-            clipping_range=cfg.secagg_clipping_range, timeout=cfg.round_timeout)
+            clipping_range=cfg.secagg_clipping_range,
+            quantization_range=cfg.secagg_quantization_range, timeout=cfg.round_timeout)
+
+    def set_rounding(self, n_weights: int) -> None:
+        """Tell the ledger how far quantization can move one update (``rounding_l2``)."""
+        self.dp.rounding_l2 = rounding_l2(n_weights, self.cfg.secagg_clipping_range,
+                                          self.cfg.secagg_quantization_range)
 
     def check_range(self, rnd: int, weights: list[np.ndarray]) -> None:
         """Refuse a round whose weights SecAgg+ would clip silently (module docstring)."""
@@ -165,6 +183,7 @@ class SecAggTrainer:
         names = list(arrays.keys())
         weights = [arrays[n].numpy() for n in names]
         self.check_range(rnd, weights)
+        self.set_rounding(sum(int(w.size) for w in weights))
         fit_config = {**dict(config), NAMES_KEY: ",".join(names)}
         self.fedavg.on_fit_config_fn = lambda _round: dict(fit_config)
         state = self.context.state

@@ -96,7 +96,8 @@ class RunConfig:
             ``client``: example-level DP-SGD on every client (tensorflow-privacy);
             ``both``.
         dp_clipping: user-level clipping: ``server-fixed``, ``server-adaptive`` (Andrew
-            et al. 2019) or ``client-fixed`` (Flower's ``fixedclipping_mod`` on clients).
+            et al. 2019, ``server.adaptive`` around Flower's server-side fixed clipping)
+            or ``client-fixed`` (Flower's ``fixedclipping_mod`` on clients).
         noise_multiplier: z, user-level noise std over the clipping norm (Flower's
             definition: std of the average = z * clip / clients-per-round).
         clip: L2 norm bound on one client's model update (initial norm when adaptive).
@@ -107,6 +108,8 @@ class RunConfig:
             geometric update step.
         clipped_count_stddev: std of the noise on the clipped count (adaptive; 0: Flower's
             default, clients-per-round / 20).
+        clip_adapt_range: adaptive: the clip stays within [clip / r, clip * r], a range
+            fixed before the run (>= 1; 1 keeps it fixed).
         client_noise_multiplier: local DP-SGD noise std over ``client_clip``.
         client_clip: per-example gradient L2 norm bound of local DP-SGD.
         client_target_epsilon: example-level ε budget of every client; a client declines
@@ -172,8 +175,11 @@ class RunConfig:
         secagg_threshold: fraction in (0, 1] of those shares needed to reconstruct a
             dropped device's mask (higher: more private against colluders, less
             tolerant of dropouts).
-        secagg_clipping_range: weights are clipped to ± this before quantization (2^22
-            levels); a round whose global weights plus the clip would exceed it stops.
+        secagg_clipping_range: weights are clipped to ± this before quantization; a round
+            whose global weights plus the clip would exceed it stops.
+        secagg_quantization_range: Q, SecAgg+'s quantization levels (Flower's default
+            2^22); sums are taken modulo 2^32, so at most (2^32 - 1) // (Q + 1) clients
+            per round (1023 by default; ``server.secagg_bounds``).
     """
 
     dataset: str = "synthetic"
@@ -219,6 +225,7 @@ class RunConfig:
     clip_quantile: float = 0.5
     clip_lr: float = 0.2
     clipped_count_stddev: float = 0.0
+    clip_adapt_range: float = 100.0
     client_noise_multiplier: float = 1.0
     client_clip: float = 1.0
     client_target_epsilon: float = 0.0
@@ -243,6 +250,7 @@ class RunConfig:
     secagg_shares: int = 0
     secagg_threshold: float = 0.6
     secagg_clipping_range: float = 8.0
+    secagg_quantization_range: int = 4194304
 
     def __post_init__(self) -> None:
         positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
@@ -354,6 +362,12 @@ class RunConfig:
             raise ConfigError(f"secagg-threshold must be in (0, 1], got {self.secagg_threshold}")
         if not self.secagg_clipping_range > 0:
             raise ConfigError(f"secagg-clipping-range must be > 0, got {self.secagg_clipping_range}")
+        if not 1 <= self.secagg_quantization_range <= 2 ** 31 - 2:   # Q + 1 fits int32
+            raise ConfigError(f"secagg-quantization-range must be in [1, 2^31 - 2], "
+                              f"got {self.secagg_quantization_range}")
+        if not self.clip_adapt_range >= 1 or not math.isfinite(self.clip_adapt_range):
+            raise ConfigError(f"clip-adapt-range must be a finite number >= 1, "
+                              f"got {self.clip_adapt_range}")
         if self.client_dp and self.recency_decay != 1:
             raise ConfigError(f"recency-decay must be 1 with client-level DP (got "
                               f"{self.recency_decay:g}): an example's weight would depend on "

@@ -107,14 +107,17 @@ def _noise_checks(declared: dict[str, Any], rows: list[dict]) -> Check:
     """The noise in the logs is the noise the manifest declares, every round."""
     m, z, clip = declared["clients_per_round"], declared["noise_multiplier"], declared["clip"]
     bad = []
-    for i, r in enumerate(rows):
+    for r in rows:
         std = r.get("dp_noise_std")
         if std is None:
             bad.append(f"round {r['round']}: no noise logged")
-        elif declared.get("adaptive"):
-            nxt = rows[i + 1].get("dp_clip") if i + 1 < len(rows) else None
-            if nxt is not None and not _close(std, _adaptive_update_noise(declared) * nxt / m):
-                bad.append(f"round {r['round']}: std {std:g} != z_update * next clip / m")
+        elif declared.get("adaptive"):   # server.adaptive: noise scales with this round's clip
+            if not _close(std, _adaptive_update_noise(declared) * r.get("dp_clip", -1) / m):
+                bad.append(f"round {r['round']}: std {std:g} != z_update * clip / m")
+            low, high = declared["adaptive"].get("clip_range", (0.0, math.inf))
+            if not low * (1 - 1e-9) <= r.get("dp_clip", -1) <= high * (1 + 1e-9):
+                bad.append(f"round {r['round']}: clip {r.get('dp_clip')} outside the declared "
+                           f"range [{low:g}, {high:g}]")
             if z > 0 and std <= 0:
                 bad.append(f"round {r['round']}: noise switched off")
         elif not (_close(std, z * clip / m) and _close(r.get("dp_clip", -1), clip)):
@@ -128,7 +131,8 @@ def _events_from_log(declared: dict[str, Any], rows: list[dict]) -> list:
     count = declared["adaptive"]["clipped_count_stddev"] if declared.get("adaptive") else None
     return [privacy.user_level_event(declared["clients"], declared["clients_per_round"],
                                      int(r["dp_replied"]), float(r["dp_noise_std"]),
-                                     float(r["dp_clip"]), count)
+                                     float(r["dp_clip"]), count,
+                                     float(r.get("dp_rounding_l2", 0.0)))
             for r in rows if r.get("dp_noise_std") is not None]
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from server.app import run_federation, server_data
+from server.secagg_bounds import rounding_l2
+from shared import privacy as privacy_lib
 from server.rundir import RunDir
 from shared.cli import main as fedrec
 from shared.config import RunConfig
@@ -67,6 +69,12 @@ def test_secagg_with_dp_noise_is_accounted_and_audited(tmp_path):
     run, _ = _run(tmp_path, "dp", noise_multiplier=1.0, secagg=True)
     rows = run.read_metrics()
     assert all(r["dp_noise_std"] == pytest.approx(1.0 * 0.5 / 5) for r in rows)
+    # the sensitivity counts SecAgg+'s rounding: clip + sqrt(d) * 2R/Q (issue 19, item 4)
+    weights, _ = run.load_checkpoint(1)
+    rho = rounding_l2(sum(w.size for w in weights.values()), 8.0, 2 ** 22)
+    assert all(r["dp_rounding_l2"] == pytest.approx(rho) for r in rows)
+    event = privacy_lib.event_from_dict(rows[0]["dp_event"])
+    assert event.noise_multiplier == pytest.approx(1.0 * 0.5 / 5 * 5 / (2 * (0.5 + rho)))
     assert [r["participants"] for r in rows] == [[0, 1, 2, 3, 4]] * 2
     privacy = json.loads((run.path / "privacy.json").read_text())
     assert privacy["user"]["rounds"] == 2 and np.isfinite(privacy["user"]["epsilon"])
@@ -74,6 +82,17 @@ def test_secagg_with_dp_noise_is_accounted_and_audited(tmp_path):
     audit = json.loads((run.path / "audit.json").read_text())
     assert audit["levels"]["user"]["recomputed"]["rdp"] == pytest.approx(
         privacy["user"]["epsilon"], rel=1e-9)
+
+
+def test_a_resumed_secagg_run_records_its_rounds_in_the_restored_ledger(tmp_path):
+    cfg = RunConfig(out=str(tmp_path / "resumed"), **{**BASE, "noise_multiplier": 1.0,
+                                                       "secagg": True, "rounds": 1})
+    run_federation(RecordingGrid(cfg, 5), cfg)
+    more = cfg.replace(rounds=2, resume=True)
+    run_federation(RecordingGrid(more, 5), more)
+    privacy = json.loads((RunDir(cfg.out).path / "privacy.json").read_text())
+    assert privacy["user"]["rounds"] == 2                 # round 2 was counted, not lost
+    assert fedrec(["audit", cfg.out]) == 0
 
 
 def test_secagg_settings_are_checked_at_the_edge(tmp_path):
