@@ -86,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dp.add_argument("--clip-quantile", type=float, help="adaptive clipping target quantile")
     dp.add_argument("--clip-lr", type=float, help="adaptive clipping step")
     dp.add_argument("--clipped-count-stddev", type=float, help="adaptive: count noise std")
+    dp.add_argument("--clip-adapt-range", type=float,
+                    help="adaptive: the clip stays in [clip / r, clip * r] (default 100)")
     dp.add_argument("--client-noise-multiplier", type=float, help="local DP-SGD noise / clip")
     dp.add_argument("--client-clip", type=float, help="local DP-SGD per-example L2 bound")
     dp.add_argument("--client-target-epsilon", type=float,
@@ -148,7 +150,7 @@ _FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every"
           "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "mlp_dim",
           "dp", "dp_clipping",
           "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
-          "clipped_count_stddev", "client_noise_multiplier", "client_clip",
+          "clipped_count_stddev", "clip_adapt_range", "client_noise_multiplier", "client_clip",
           "client_target_epsilon", "client_delta", "noise_seed", "canaries", "example_canaries",
           "dropout",
           "straggler_fraction", "straggler_delay", "round_timeout", "participation_window",

@@ -14,10 +14,11 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideAdaptiveClippin
 import client.app as capp
 from server.adaptive import next_clip
 from server.app import round_config
-from server.dp import ServerPrivacy, wrap_strategy
+from server.dp import ServerPrivacy, adaptive_range, wrap_strategy
 from server.strategy import get_state, set_state
 from shared import privacy
 from shared.config import RunConfig
+from shared.errors import ConfigError
 
 N, M = 8, 4           # M of N sampled: RDP only (PLD would make a full round slow)
 ADAPTIVE = dict(dp="server", dp_clipping="server-adaptive", noise_multiplier=0.5, clip=1.0,
@@ -114,3 +115,18 @@ def test_a_checkpoint_restores_the_adapted_clip(tmp_path):
     set_state(fresh, get_state(strategy))
     assert fresh.clipping_norm == strategy.clipping_norm != 1.0
     assert fresh.strategy.clipping_norm == strategy.clipping_norm        # Flower's wrapper
+
+
+def test_the_range_is_a_setting_and_a_flag():
+    import argparse
+
+    from simulations.simulate_cmd import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = build_config(parser.parse_args(["--dp", "server", "--dp-clipping", "server-adaptive",
+                                          "--clip", "0.5", "--clip-adapt-range", "4"]))
+    assert cfg.clip_adapt_range == 4.0 and RunConfig().clip_adapt_range == 100.0
+    assert adaptive_range(cfg) == (0.125, 2.0)
+    with pytest.raises(ConfigError, match="clip-adapt-range must be a finite number >= 1"):
+        RunConfig(clip_adapt_range=0.5)
