@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +29,16 @@ from client.app import (USER_DELTA_KEY, USER_EPSILON_KEY, from_record,  # noqa: 
 from client.local import LocalSettings  # noqa: E402
 from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
                        final_privacy, reported_events)
-from server.rundir import RunDir  # noqa: E402
+from server.private_log import (crash_point, ledger_from_releases, release_entry,  # noqa: E402
+                                resumed_ledger, split_fields, user_scope)
+from server.rundir import PRIVATE_SECTION, RunDir  # noqa: E402
 from server.secagg import SecAggTrainer  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.slots import SlotGrid, slots_needed  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state, wait_for_nodes)
 from shared.config import RunConfig  # noqa: E402
+from shared.budget import BudgetRegistry, run_entry  # noqa: E402
 from shared.ledger import Ledger  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
 from shared.catalogue import load_catalogue  # noqa: E402
@@ -117,38 +122,39 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     dp = ServerPrivacy(cfg, fed.n_clients, sampled) if cfg.server_dp else None
     run = RunDir(cfg.out)
     run.create({"config": cfg.to_flower(), "versions": versions(), "seed": cfg.seed,
-                "data": fed.manifest,
+                "run_id": secrets.token_hex(8), "data": fed.manifest,
                 "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction",
-                "privacy": declared_privacy(cfg, fed.n_clients, sampled)},
+                "privacy": declared_privacy(cfg, fed.n_clients, sampled),
+                "server_private": PRIVATE_SECTION},
                resume=cfg.resume)
     if cfg.lazy_clients:   # one virtual node per user, served by a few slots
         grid = SlotGrid(grid, fed.n_clients, slots_needed(cfg, fed.n_clients),
                         timeout=cfg.round_timeout)
     else:
         grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
-    start_round = 1
     weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
+    releases = run.read_releases() if cfg.resume else []
+    start_round = 1
     if cfg.resume:
-        done = run.last_complete_round()
-        run.truncate_metrics(done)          # also drops a torn line from a crash
-        if done:
-            weights, state = run.load_checkpoint(done)
-            ledger = state.pop(LEDGER_KEY, None)
-            set_state(strategy, state)
-            if dp is not None:
-                if ledger is None:
-                    raise RuntimeError(f"{run.path}: checkpoint of round {done} holds no privacy "
-                                       "ledger; cannot resume a DP run without it")
-                dp = ServerPrivacy(cfg, fed.n_clients, sampled, Ledger.loads(str(ledger)))
-                dp.resume(strategy)
-            start_round = done + 1
-            if cfg.dp != "none":   # the manifest's events again match the rounds kept
-                run.record_accounting(accounting_record(cfg, dp, run.read_metrics()))
-            log.info("resuming %s after round %d", run.path, done)
+        start_round, weights, dp = _resume(run, cfg, strategy, weights, dp, releases,
+                                           fed.n_clients, sampled)
     # after a resume: the trainer records into the restored ledger
     secagg = (SecAggTrainer(cfg, grid, fed.n_clients, sampled, dp,
                             sum(int(np.size(w)) for w in weights.values()))
               if cfg.secagg else None)
+    budget = BudgetRegistry.for_run(cfg.budget_dir, cfg.out)
+    users = fed.manifest.get("users")
+
+    def write_ahead(rnd: int, public: dict[str, Any], private: dict[str, Any]) -> None:
+        """Record the round's release durably before its aggregate leaves the server."""
+        entry = release_entry(rnd, len(releases) + 1, public, private)
+        run.write_ahead(entry)
+        releases.append(entry)
+        accounting = accounting_record(cfg, dp, releases)
+        if accounting is not None:
+            run.record_accounting(accounting)
+        budget.record(run_entry(run.manifest(), accounting, len(releases), run.path))
+
     arrays = to_record(weights)
     started = time.perf_counter()
     last_eval, stopped = None, None
@@ -158,14 +164,14 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             stopped = {"round": rnd, "reason": reason}
             log.warning("stopping before round %d: %s", rnd, reason)
             break
-        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients, dp, secagg)
+        arrays, line = _one_round(grid, strategy, cfg, rnd, arrays, fed.n_clients, dp, secagg,
+                                  write_ahead)
+        crash_point(rnd)                    # tests only: a crash after the release
         state = get_state(strategy)
         if dp is not None:
             state[LEDGER_KEY] = np.array(dp.ledger.dumps())
         run.save_checkpoint(rnd, from_record(arrays), state)
         run.append_metrics(line)
-        if cfg.dp != "none":
-            run.record_accounting(accounting_record(cfg, dp, run.read_metrics()))
         if dp is not None and (over := dp.exceeded(rnd)):
             stopped = {"round": rnd + 1, "reason": over}
             log.warning("stopping: %s", over)
@@ -177,6 +183,8 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     history = run.read_metrics()
     last_eval = next((r for r in reversed(history) if r.get("hr@10") is not None), last_eval)
     privacy_record = final_privacy(cfg, dp, history, stopped)
+    if privacy_record is not None and privacy_record.get("user") is not None:
+        privacy_record["user"] = user_scope(privacy_record["user"], releases, users)
     if privacy_record is not None:
         run.write_privacy(privacy_record)
     results = {
@@ -192,6 +200,33 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     }
     run.write_results(results)
     return results
+
+
+def _resume(run: RunDir, cfg: RunConfig, strategy, weights: dict, dp: ServerPrivacy | None,
+            releases: list[dict], n_clients: int, sampled: int
+            ) -> tuple[int, dict, ServerPrivacy | None]:
+    """Reopen ``run`` after its last complete round: (first round to run, weights, the
+    user-level ledger holding every release in the write-ahead log, re-runs included)."""
+    done = run.last_complete_round()
+    run.truncate_metrics(done)          # also drops a torn line from a crash
+    saved = None
+    if done:
+        weights, state = run.load_checkpoint(done)
+        saved = state.pop(LEDGER_KEY, None)
+        set_state(strategy, state)
+    if dp is not None:
+        if done and saved is None and not releases:
+            raise RuntimeError(f"{run.path}: checkpoint of round {done} holds no privacy "
+                               "ledger; cannot resume a DP run without it")
+        from_log = ledger_from_releases(releases, dp.ledger.relation, dp.ledger.delta)
+        ledger = resumed_ledger(from_log, None if saved is None else Ledger.loads(str(saved)))
+        dp = ServerPrivacy(cfg, n_clients, sampled, ledger)
+        if done:
+            dp.resume(strategy)
+    if cfg.dp != "none":   # the manifest's events again match the releases logged
+        run.record_accounting(accounting_record(cfg, dp, releases or run.read_metrics()))
+    log.info("resuming %s after round %d (%d releases logged)", run.path, done, len(releases))
+    return done + 1, weights, dp
 
 
 @dataclass(frozen=True)
@@ -302,15 +337,24 @@ def _train(grid: Grid, strategy, cfg: RunConfig, n_clients: int, dp: ServerPriva
 
 
 def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayRecord,
-               n_clients: int, dp: ServerPrivacy | None = None, secagg: SecAggTrainer | None = None
+               n_clients: int, dp: ServerPrivacy | None = None, secagg: SecAggTrainer | None = None,
+               write_ahead: Callable[[int, dict, dict], None] | None = None
                ) -> tuple[ArrayRecord, dict[str, Any]]:
-    """Train (and maybe evaluate) one round; return new arrays and the metrics line."""
+    """Train (and maybe evaluate) one round; return new arrays and the metrics line.
+
+    ``write_ahead(round, public fields, private fields)`` runs after aggregation and
+    before anything carries the aggregate away (evaluation here, then the caller's
+    checkpoint and next round). Who took part goes there, never into the metrics line.
+    """
     t0 = time.perf_counter()
     seed_sampling(cfg.seed, rnd, 0, cfg.secret_randomness)
     config = round_config(cfg, rnd, dp)
     new_arrays, fields, client_seconds = (
         secagg.train(rnd, arrays, config) if secagg is not None
         else _train(grid, strategy, cfg, n_clients, dp, rnd, arrays, config))
+    fields, private = split_fields(fields)
+    if write_ahead is not None:
+        write_ahead(rnd, fields, private)
     arrays = new_arrays if new_arrays is not None else arrays
     line: dict[str, Any] = {"round": rnd, **fields}
     if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:

@@ -258,7 +258,9 @@ class ServerPrivacy:
         eps = self.ledger.epsilons()
         return {"level": "user", "epsilon": eps["rdp"], "delta": self.ledger.delta,
                 "accountant": "rdp", "epsilon_by_accountant": eps, "relation": RELATION,
-                "rounds": len(self.ledger.rounds),
+                "rounds": len(set(self.ledger.rounds)),
+                # a round re-run after a crash that followed its release counts twice
+                "releases": len(self.ledger.history),
                 "finite": eps["rdp"] is not None and math.isfinite(eps["rdp"]),
                 "dp_event": privacy.event_to_dict(self.ledger.event())}
 

@@ -1,19 +1,37 @@
 """The run directory: everything needed to understand, resume and audit a run.
 
-Layout::
+Layout (released: may be handed to anyone who receives the model; server-private: only
+the server and its auditor may read it, mode 0600 in a 0700 folder)::
 
-    manifest.json          full config, versions, seed, data fingerprint (written first);
-                           under DP its ``accounting`` section holds every DpEvent that
-                           ran, rewritten after each round
-    metrics.jsonl          one JSON line per completed round
-    checkpoints/round-N.npz  global weights + server-optimiser state after round N
-    results.json           final metrics, same shape as the baselines' results
-    privacy.json           under DP: final ε per level and accountant, why a run stopped
-    client_state/          simulated devices' own storage (private embeddings)
+    manifest.json          released. Config, versions, seed, data fingerprint (written
+                           first); under DP its ``accounting`` section holds the server's
+                           user-level ledger (every release's DpEvent, rewritten
+                           write-ahead); the per-device part lives in server-private
+    metrics.jsonl          released. One JSON line per completed round: counts, clip, noise
+                           std, the round's DpEvent, ε so far; never who took part
+    checkpoints/round-N.npz  released. Global weights + server-optimiser state + ledger
+    results.json           released. Final metrics, same shape as the baselines' results
+    privacy.json           released. Under DP: final ε per level and accountant, against
+                           whom it holds, why a run stopped
+    server-private/participation.jsonl  server-private, the write-ahead log: one line per
+                           release of a round's aggregate, written (fsync) after
+                           aggregation and before the aggregate leaves the server: who
+                           took part, declined, was rejected, the DP-SGD events devices
+                           reported, the round's mechanism and DpEvent
+    server-private/client-accounting.json  server-private: per device, the example-level
+                           events it reported and the rounds (releases) it ran each
+    client_state/          simulated devices' own storage (embeddings, ledgers): the
+                           devices', neither released nor the server's
 
-Write order per round: checkpoint (atomic rename), then the metrics line. A round is
-complete when both exist; ``--resume`` restarts after the last complete round and drops
-any metrics line beyond it, so a crash never leaves a half-counted round.
+Who took part in which round is what sampling hides: user-level ε is amplified by it,
+so a file that records it next to the released model would cancel that amplification.
+
+Write order per round: aggregation, write-ahead (participation line, then the manifest's
+ledger, both durable), evaluation (the aggregate leaves), checkpoint (atomic rename),
+metrics line. A round is complete when checkpoint and metrics line exist; ``--resume``
+restarts after the last complete round and drops any metrics line beyond it, but keeps
+every write-ahead line: a release that happened before a crash stays counted, and the
+re-run of its round is a new release.
 """
 
 from __future__ import annotations
@@ -26,10 +44,20 @@ from typing import Any
 
 import numpy as np
 
-from shared.runinfo import to_json, write_text_atomic
+from shared.runinfo import fsync_dir, to_json, write_text_atomic
 
 _CKPT = re.compile(r"round-(\d+)\.npz$")
 STATE_PREFIX = "state|"
+PRIVATE_DIR = "server-private"
+PARTICIPATION = f"{PRIVATE_DIR}/participation.jsonl"
+CLIENT_ACCOUNTING = f"{PRIVATE_DIR}/client-accounting.json"
+#: Fields of a round that say who took part: written to the server-private log only.
+PRIVATE_FIELDS = ("participants", "declined", "rejected", "client_events", "declined_reasons")
+#: The manifest's pointer to the server-private records (an auditor reads them there).
+PRIVATE_SECTION = {
+    "participation": PARTICIPATION, "client_accounting": CLIENT_ACCOUNTING,
+    "note": "server-private, not released: who took part in which round (releasing it "
+            "cancels the amplification by sampling that the user-level epsilon relies on)"}
 #: Settings a resumed run may change (everything else must equal the manifest).
 RESUMABLE_CHANGES = {"resume", "rounds", "round-timeout", "out", "client-state-dir"}
 
@@ -43,6 +71,8 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.manifest_path = self.path / "manifest.json"
         self.results_path = self.path / "results.json"
+        self.participation_path = self.path / PARTICIPATION
+        self.client_accounting_path = self.path / CLIENT_ACCOUNTING
 
     def create(self, manifest: dict[str, Any], resume: bool) -> None:
         """Start a run (refusing to overwrite one) or reopen it for ``--resume``."""
@@ -69,10 +99,61 @@ class RunDir:
         return json.loads(self.manifest_path.read_text())
 
     def record_accounting(self, record: dict[str, Any] | None) -> None:
-        """Replace the manifest's ``accounting`` section (every DpEvent so far), atomically."""
+        """Replace the manifest's ``accounting`` section (every DpEvent so far), durably.
+
+        The per-device part (``example.clients``: which rounds each device ran) is
+        participation, so it goes to ``server-private/client-accounting.json`` and the
+        manifest names that file instead.
+        """
         manifest = self.manifest()
+        example = (record or {}).get("example")
+        if example is not None and "clients" in example:
+            self._write_private(self.client_accounting_path,
+                                json.dumps(example, indent=2, default=to_json) + "\n")
+            public = {k: v for k, v in example.items() if k != "clients"}
+            record = {**record, "example": {**public, "clients_file": CLIENT_ACCOUNTING}}
         manifest["accounting"] = record
-        write_text_atomic(self.manifest_path, json.dumps(manifest, indent=2, default=to_json) + "\n")
+        write_text_atomic(self.manifest_path,
+                          json.dumps(manifest, indent=2, default=to_json) + "\n", durable=True)
+
+    # ----- server-private records -----
+    def _private_dir(self) -> Path:
+        folder = self.path / PRIVATE_DIR
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+            fsync_dir(self.path)
+        return folder
+
+    def _write_private(self, path: Path, text: str) -> None:
+        self._private_dir()
+        write_text_atomic(path, text, durable=True, mode=0o600)
+
+    def write_ahead(self, entry: dict[str, Any]) -> None:
+        """Append one release to ``server-private/participation.jsonl`` and fsync it.
+
+        Called before the release leaves the server; a torn last line (a crash while
+        writing) is ignored on reading, which is right: nothing was released after it.
+        """
+        self._private_dir()
+        _drop_torn_tail(self.participation_path)
+        fd = os.open(self.participation_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.write(json.dumps(entry, default=to_json) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read_releases(self) -> list[dict[str, Any]]:
+        """Every release in the write-ahead log, oldest first (a torn last line dropped)."""
+        return _read_jsonl(self.participation_path)
+
+    def private_rows(self) -> list[dict[str, Any]]:
+        """Metrics lines joined with who took part (server-side readers only)."""
+        return with_participation(self.read_metrics(), self.read_releases())
+
+    def read_client_accounting(self) -> dict[str, Any] | None:
+        path = self.client_accounting_path
+        return json.loads(path.read_text()) if path.exists() else None
 
     # ----- checkpoints -----
     def save_checkpoint(self, round_: int, weights: dict[str, np.ndarray],
@@ -107,15 +188,7 @@ class RunDir:
             os.fsync(fh.fileno())
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        rows = []
-        for text in self.metrics_path.read_text().splitlines():
-            try:
-                rows.append(json.loads(text))
-            except json.JSONDecodeError:
-                break  # a torn last line from a crash: everything after it is ignored
-        return rows
+        return _read_jsonl(self.metrics_path)
 
     def truncate_metrics(self, last_round: int) -> None:
         """Keep only lines of rounds <= ``last_round`` (before resuming)."""
@@ -129,6 +202,46 @@ class RunDir:
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_text_atomic(self.results_path, json.dumps(results, indent=2, default=to_json) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for text in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(text))
+        except json.JSONDecodeError:
+            break  # a torn last line from a crash: everything after it is ignored
+    return rows
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a torn last line (no newline: a crash mid-write) so the next line stands alone."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        fh.seek(0)
+        data = fh.read()
+        fh.truncate(data.rfind(b"\n") + 1)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def with_participation(rows: list[dict[str, Any]],
+                       releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics lines joined with the server-private fields of their round's release.
+
+    A completed round's metrics line belongs to the *last* release of that round (earlier
+    ones were cut short by a crash and re-run). Rows without a release keep what they
+    hold (runs from before the split logged participation in metrics.jsonl).
+    """
+    last = {int(r["round"]): r for r in releases}
+    return [{**row, **{k: last[row["round"]][k] for k in PRIVATE_FIELDS
+                       if k in last.get(row["round"], {})}} for row in rows]
 
 
 def participation(rows: list[dict[str, Any]], users: int | None = None,

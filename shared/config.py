@@ -88,6 +88,10 @@ class RunConfig:
         client_state_dir: where simulated devices keep their private embeddings
             (default ``<out>/client_state``).
         resume: continue ``out`` from its last complete round.
+        budget_dir: the dataset-level budget registry every run on the same data records
+            its releases in (``shared.budget``; ``fedrec audit --budget DIR`` composes
+            them). Default "": ``.fedrec-budget`` next to ``out`` (shared by the runs
+            under one parent folder, such as a sweep's cells).
         round_timeout: seconds to wait for client replies in one round.
         min_replies: fewest successful training replies for a round to count.
         max_update_norm: replies whose update (new minus sent weights) has a larger L2
@@ -213,6 +217,7 @@ class RunConfig:
     out: str = "runs/flwr"
     client_state_dir: str = ""
     resume: bool = False
+    budget_dir: str = ""
     round_timeout: float = 3600.0
     min_replies: int = 1
     max_update_norm: float = 0.0

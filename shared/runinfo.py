@@ -39,13 +39,41 @@ def to_json(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write via a temp file and rename: a crash never leaves half a file."""
+def write_text_atomic(path: str | Path, text: str, durable: bool = False,
+                      mode: int | None = None) -> None:
+    """Write via a temp file and rename: a crash never leaves half a file.
+
+    ``durable``: fsync the file before the rename and the folder after it, so the new
+    content survives a power loss once this returns (write-ahead records need that).
+    ``mode``: permission bits of the new file (e.g. 0o600 for server-private records).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    with tmp.open("w") as fh:
+        if mode is not None:
+            os.chmod(tmp, mode)
+        fh.write(text)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:

@@ -1,12 +1,19 @@
 """Accounting audit of a run directory: recompute every ε claim, check it against the logs.
 
-Independent of the code path that made the claim: ε is recomputed with a fresh
-dp-accounting accountant (RDP and PLD) from the DpEvents stored in ``manifest.json``'s
-``accounting`` section alone, and compared with ``privacy.json``. Those events are
-checked against the *logged mechanism* (each round's DpEvent rebuilt from the noise std
-added, clip used and replies averaged in ``metrics.jsonl``), which is checked against the
-*declared mechanism* in the manifest. Client ledgers are checked against the
-participation log and the manifest's per-client events.
+ε is recomputed with a fresh dp-accounting accountant (RDP and PLD) from the DpEvents
+stored in ``manifest.json``'s ``accounting`` section, and compared with ``privacy.json``.
+Those events are checked against the *logged mechanism* of every release (noise std
+added, clip used, replies averaged: ``server-private/participation.jsonl``, the
+write-ahead log, which also holds releases cut short by a crash; ``metrics.jsonl`` for
+runs from before it), which is checked against the *declared mechanism* in the manifest.
+Two derivations of each round's event: the consistency check rebuilds it with the
+training code's own ``privacy.user_level_event``; the independent one
+(:func:`_independent_check`) re-derives the Gaussian's noise multiplier from the logged
+std, clip and replies with this module's arithmetic, builds the events from
+dp-accounting's classes and composes them with dp-accounting's default RDP accountant.
+What both trust: the logged std is what Flower's DP wrapper reports
+(``compute_stdv`` over its own attributes), not a measurement of the noise drawn.
+Client ledgers are checked against the participation log and the per-client events.
 
 Every check is a :class:`Check`; a run passes when all do. Pure functions over a loaded
 :class:`RunRecord`; file reading is in :func:`load_run`.
@@ -20,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.rundir import RunDir, participation
+from server.rundir import RunDir, participation, with_participation
 from shared import privacy
 from shared.errors import FedrecError
 from shared.ledger import Ledger, largest, read_ledgers
+from simulations.audit_independent import independent_events, participation_known
 
 #: A claim may be this much (relative) below the recomputation: accountants' numerics.
 TOLERANCE = 0.01
@@ -43,11 +51,18 @@ class Check:
 
 @dataclass
 class RunRecord:
+    """A loaded run. ``rows``: metrics lines joined with their round's server-private
+    participation; ``releases``: the write-ahead log (every release, crash re-runs
+    included; None for runs from before it); ``private_missing``: the run keeps a
+    server-private log that is not there (an auditor given the released files only)."""
+
     path: Path
     manifest: dict[str, Any]
     rows: list[dict[str, Any]]
     privacy: dict[str, Any] | None
     ledgers: dict[int, Ledger] = field(default_factory=dict)
+    releases: list[dict[str, Any]] | None = None
+    private_missing: bool = False
 
 
 def _json(path: Path) -> Any:
@@ -67,7 +82,8 @@ def load_run(path: str | Path) -> RunRecord:
     manifest = _json(path / "manifest.json")
     if "config" not in manifest:
         raise UnusableRun(f"{path / 'manifest.json'}: no config (not a fedrec run manifest)")
-    rows = RunDir(path).read_metrics()
+    run = RunDir(path)
+    rows = run.read_metrics()
     if not rows:
         raise UnusableRun(f"{path}: no completed round in metrics.jsonl")
     priv = _json(path / "privacy.json") if (path / "privacy.json").exists() else None
@@ -76,7 +92,18 @@ def load_run(path: str | Path) -> RunRecord:
         ledgers = read_ledgers(state)
     except ValueError as err:
         raise UnusableRun(str(err)) from None
-    return RunRecord(path, manifest, rows, priv, ledgers)
+    releases, missing = None, False
+    if "server_private" in manifest:     # participation lives in server-private files
+        missing = not run.participation_path.exists()
+        if not missing:
+            releases = run.read_releases()
+            rows = with_participation(rows, releases)
+        stored = (manifest.get("accounting") or {}).get("example")
+        if stored is not None and "clients" not in stored:
+            private = run.read_client_accounting()
+            manifest["accounting"]["example"] = (None if private is None else
+                                                 {**stored, "clients": private["clients"]})
+    return RunRecord(path, manifest, rows, priv, ledgers, releases, missing)
 
 
 def _close(a: float, b: float, rel: float = 1e-6) -> bool:
@@ -139,47 +166,79 @@ def _events_from_log(declared: dict[str, Any], rows: list[dict]) -> list:
 def audit_user(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
     declared = run.manifest["privacy"]["user"]
     rows = run.rows
+    # every release's mechanism: the write-ahead log (crash re-runs too), else the metrics
+    mech = run.releases if run.releases is not None else rows
     checks = [Check("sampling as declared", "user",
-                    all(r["clients_sampled"] == declared["clients_per_round"] for r in rows),
+                    all(r["clients_sampled"] == declared["clients_per_round"] for r in mech),
                     f"declared {declared['clients_per_round']} of {declared['clients']} per round "
-                    f"without replacement; logged {sorted({r['clients_sampled'] for r in rows})}"),
-              _noise_checks(declared, rows)]
-    mismatch = [r["round"] for r in rows if r.get("dp_replied") != r.get("clients_replied")
+                    f"without replacement; logged {sorted({r['clients_sampled'] for r in mech})}"),
+              _noise_checks(declared, mech)]
+    merged = rows if run.releases is None else mech
+    mismatch = [r["round"] for r in merged if r.get("dp_replied") != r.get("clients_replied")
                 or ("participants" in r and len(r["participants"]) != r.get("dp_replied"))]
     checks.append(Check("averaged replies match the participation log", "user", not mismatch,
                         f"rounds where they differ: {mismatch[:10]}"))
-    events = _events_from_log(declared, rows)
-    logged = [privacy.event_from_dict(r["dp_event"]) for r in rows if "dp_event" in r]
+    events = _events_from_log(declared, mech)
+    logged = [privacy.event_from_dict(r["dp_event"]) for r in mech if "dp_event" in r]
     checks.append(Check("logged events match the logged mechanism", "user",
-                        logged == events and len(events) == len(rows),
-                        f"{len(events)} rebuilt, {len(logged)} logged, {len(rows)} rounds"))
+                        logged == events and len(events) == len(mech),
+                        f"{len(events)} rebuilt, {len(logged)} logged, {len(mech)} releases"))
+    if run.releases is not None:
+        checks.append(_metrics_match_log(rows, run.releases))
     ledger = Ledger(declared["relation"], declared["delta"])
-    for r, event in zip(rows, events):
+    for r, event in zip(mech, events):
         ledger.record(r["round"], event)
     recomputed = from_log = ledger.epsilons()
     stored = ((run.manifest.get("accounting") or {}).get("user"))
+    manifest_events = None
     if stored is not None:   # the manifest alone: its events, a fresh accountant
         from_manifest = Ledger.from_dict(stored)
+        manifest_events = [h[1] for h in from_manifest.history]
         same = ([h[:2] for h in from_manifest.history]
-                == [[r["round"], privacy.event_to_dict(e)] for r, e in zip(rows, events)]
+                == [[r["round"], privacy.event_to_dict(e)] for r, e in zip(mech, events)]
                 and from_manifest.relation == declared["relation"]
                 and _close(from_manifest.delta, declared["delta"]))
         checks.append(Check("manifest events match the logged mechanism", "user", same,
                             f"{len(from_manifest.history)} events in manifest.json, "
-                            f"{len(events)} rebuilt from metrics.jsonl"))
+                            f"{len(events)} rebuilt from the log of releases"))
         recomputed = from_manifest.epsilons()
     claim = (run.privacy or {}).get("user") or {}
-    checks.append(Check("rounds reported", "user", claim.get("rounds") == len(rows),
-                        f"claimed {claim.get('rounds')}, run {len(rows)}"))
-    # the claim must cover both the manifest's events and the mechanism the logs show
-    worst = max(recomputed["rdp"], from_log["rdp"])
+    releases_ok = claim.get("releases", len(mech)) == len(mech)
+    checks.append(Check("rounds reported", "user",
+                        claim.get("rounds") == len(rows) and releases_ok,
+                        f"claimed {claim.get('rounds')} rounds, {claim.get('releases')} releases; "
+                        f"run {len(rows)} rounds, {len(mech)} releases"))
+    ok, detail, own_eps = independent_events(declared, mech, manifest_events)
+    checks.append(Check("events re-derived independently", "user", ok, detail))
+    # the claim must cover the manifest's events, the logged mechanism and our own events
+    worst = max(e for e in (recomputed["rdp"], from_log["rdp"], own_eps) if e is not None)
     checks.append(Check("epsilon claim not below recomputation", "user",
                         _claim_ok(claim.get("epsilon"), worst),
                         f"claimed {claim.get('epsilon')}, recomputed RDP {recomputed['rdp']} "
-                        f"(from the logged mechanism {from_log['rdp']})"))
+                        f"(from the logged mechanism {from_log['rdp']}, independently {own_eps})"))
+    known = None
+    if run.releases is not None:
+        known = participation_known(declared, run.releases,
+                                    run.manifest.get("data", {}).get("users"))
+        stated = (claim.get("participation_known") or {}).get("epsilon")
+        checks.append(Check("epsilon with the participation log known not under-reported",
+                            "user", _claim_ok(stated, known),
+                            f"claimed {stated}, recomputed {known} (every round a user was "
+                            "sampled in, as an unsampled Gaussian; the worst user)"))
     return checks, {"claimed": claim.get("epsilon"), "recomputed": recomputed,
-                    "delta": declared["delta"],
+                    "independent_rdp": own_eps, "delta": declared["delta"],
+                    "participation_known": known,
                     "source": "manifest.json" if stored is not None else "metrics.jsonl"}
+
+
+def _metrics_match_log(rows: list[dict], releases: list[dict]) -> Check:
+    """Each metrics line is the last release of its round in the write-ahead log."""
+    last = {int(r["round"]): r for r in releases}
+    keys = ("dp_clip", "dp_noise_std", "dp_replied", "dp_event")
+    bad = [r["round"] for r in rows
+           if r["round"] not in last or any(r.get(k) != last[r["round"]].get(k) for k in keys)]
+    return Check("metrics match the write-ahead log", "user", not bad,
+                 f"{len(releases)} releases logged for {len(rows)} rounds; differ: {bad[:10]}")
 
 
 # ----- example level -----
@@ -233,7 +292,7 @@ def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
                             "no manifest events and no device ledgers"))
     if not all("participants" in r for r in run.rows):
         checks.append(Check("ledgers match the participation log", "example", False,
-                            "metrics.jsonl has no participation log"))
+                            "no participation log (server-private/participation.jsonl)"))
     else:
         log = participation(run.rows, run.manifest.get("data", {}).get("users"), SPENT)
         if run.ledgers:   # a ledger may hold more (a round spent, then the reply lost)
@@ -312,6 +371,11 @@ def audit_accounting(run: RunRecord) -> dict[str, Any]:
     levels: dict[str, Any] = {}
     if declared.get("mode", "none") != "none" and run.privacy is None:
         checks.append(Check("privacy.json present", "run", False, "DP declared, no privacy.json"))
+    if declared.get("mode", "none") != "none" and run.private_missing:
+        checks.append(Check("server-private participation log present", "run", False,
+                            f"{run.manifest['server_private']['participation']} is missing: "
+                            "the checks that need who took part cannot run (an auditor needs "
+                            "the server-private files, not only the released ones)"))
     if declared.get("user"):
         found, levels["user"] = audit_user(run)
         checks += found

@@ -1,5 +1,8 @@
 """``fedrec audit RUN_DIR [--empirical]``: recompute and check every ε claim of a run.
 
+``fedrec audit --budget DIR``: the ε spent per dataset over every run recorded in a
+budget registry (``simulations.budget_cmd``).
+
 Exit 0 when every check passes, 1 when any fails, 2 when the run directory is unusable.
 Writes ``audit.json`` and ``audit.md`` into ``--out`` (default: the run directory); with
 ``--empirical`` also the attacks' plots (``audit_canaries.png``, ``audit_roc.png``).
@@ -15,13 +18,18 @@ from pathlib import Path
 
 from rich.table import Table
 
+from shared.errors import FedrecError
 from shared.runinfo import to_json, write_text_atomic
 from simulations.audit import audit_accounting, load_run
 from simulations.progress import console, report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, help="a fedrec run directory")
+    parser.add_argument("run_dir", type=Path, nargs="?", help="a fedrec run directory")
+    parser.add_argument("--budget", type=Path, metavar="DIR",
+                        help="instead of one run: the ε composed over every run recorded in "
+                             "this budget registry, per dataset (default registry of a run: "
+                             ".fedrec-budget next to its directory)")
     parser.add_argument("--out", type=Path, help="where audit.json/audit.md go (default RUN_DIR)")
     parser.add_argument("--empirical", action="store_true",
                         help="also attack the run: canary estimate (runs trained with "
@@ -130,6 +138,12 @@ def _empirical(run_record, result: dict, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from simulations import audit_releases
 
+    if args.budget is not None:
+        from simulations import budget_cmd
+
+        return budget_cmd.run(args.budget, args.out)
+    if args.run_dir is None:
+        raise FedrecError("fedrec audit needs a RUN_DIR or --budget DIR")
     start = time.perf_counter()
     out = args.out or args.run_dir
     if audit_releases.is_release_run(args.run_dir):

@@ -126,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument("--lazy", dest="lazy_clients", action="store_const", const=True,
                     help="synthetic data: generate each client when it is called (scale runs: "
                     "memory bounded by the clients of a round)")
+    parser.add_argument("--budget-dir", type=Path,
+                        help="dataset-level budget registry this run records its releases in "
+                        "(default: .fedrec-budget next to --out; see fedrec audit --budget)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue RUN_DIR from its last complete round")
     add_runner_arguments(parser)
@@ -173,6 +176,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     changes = {**dims, **{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}}
     if args.out is not None:
         changes["out"] = str(args.out)
+    if getattr(args, "budget_dir", None) is not None:
+        changes["budget_dir"] = str(args.budget_dir)
     try:
         return absolute_paths(cfg.replace(**changes))
     except (TypeError, ValueError) as err:
@@ -184,6 +189,8 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     changes = {"out": str(Path(cfg.out).resolve())}
     if cfg.client_state_dir:
         changes["client_state_dir"] = str(Path(cfg.client_state_dir).resolve())
+    if cfg.budget_dir:
+        changes["budget_dir"] = str(Path(cfg.budget_dir).resolve())
     if Path(cfg.dataset).exists():
         changes["dataset"] = str(Path(cfg.dataset).resolve())
     return cfg.replace(**changes)

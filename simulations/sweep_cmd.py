@@ -67,6 +67,17 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def print_spent(sweep: Sweep) -> None:
+    """The ε the sweep's runs spent together on their data, and the registry's total
+    (``fedrec audit --budget``): each cell's stand-alone ε understates both."""
+    from simulations.budget_cmd import spent_by
+
+    for _title, table, notes in spent_by([c.config for c in sweep.cells]):
+        report.print(table)
+        for line in notes:
+            report.print(line, markup=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from simulations.sweep_report import write_report
 
@@ -98,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             write_report(sweep, args.out, neumf, command)
     rows = write_report(sweep, args.out, neumf, command)
     report.print((args.out / "report.md").read_text().split("\n## Every run")[0], markup=False)
+    print_spent(sweep)
     console.print(f"{len(rows)} runs; report: {args.out / 'report.md'} and report.html")
     if failed:
         raise FedrecError(f"{len(failed)} cell(s) failed ({', '.join(failed)}); "

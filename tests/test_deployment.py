@@ -65,7 +65,7 @@ def test_two_dp_rounds_over_tls_then_every_sdk_recommends_from_the_new_model(dep
     assert privacy["user"]["rounds"] == 2 and math.isfinite(privacy["user"]["epsilon"])
     # example level: the manifest holds the events the devices reported; an auditor
     # recomputes the largest client ε from it, and it is what the devices' ledgers say
-    clients = run.manifest()["accounting"]["example"]["clients"]
+    clients = run.read_client_accounting()["clients"]   # per device: server-private
     assert sorted(clients) == ["1", "2", "3"]
     for index, path in enumerate(stores, start=1):
         with EventStore(path) as store:
@@ -194,7 +194,7 @@ def test_faults_under_dp_a_node_killed_mid_round_then_the_server_killed_and_resu
     with EventStore(stores[2]) as store:          # the restarted device kept its state
         assert len(store.events()) == events_before
         assert store.user_embedding() is not None and store.global_model() is not None
-    clients = run.manifest()["accounting"]["example"]["clients"]
+    clients = run.read_client_accounting()["clients"]   # per device: server-private
     spent = {u: sorted(r for e in c for r in e["rounds"]) for u, c in clients.items()}
     assert spent == {"1": [1, 2, 3], "2": [1, 2, 3], "3": [2, 3]}   # 3 died before training
     for index, path in enumerate(stores, start=1):   # ledgers survived both restarts (a

@@ -19,7 +19,10 @@ SMALL = dict(synthetic_users=12, synthetic_items=60, gmf_dim=8, mlp_dim=8, conte
 
 
 def _rows(cfg: RunConfig) -> list[dict]:
-    return [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+    """Metrics lines with who took part (server-private) joined in."""
+    from server.rundir import RunDir
+
+    return RunDir(cfg.out).private_rows()
 
 
 def test_dropouts_fail_mid_round_and_the_round_goes_on(tmp_path):

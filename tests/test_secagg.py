@@ -75,7 +75,7 @@ def test_secagg_with_dp_noise_is_accounted_and_audited(tmp_path):
     assert all(r["dp_rounding_l2"] == pytest.approx(rho) for r in rows)
     event = privacy_lib.event_from_dict(rows[0]["dp_event"])
     assert event.noise_multiplier == pytest.approx(1.0 * 0.5 / 5 * 5 / (2 * (0.5 + rho)))
-    assert [r["participants"] for r in rows] == [[0, 1, 2, 3, 4]] * 2
+    assert [r["participants"] for r in run.private_rows()] == [[0, 1, 2, 3, 4]] * 2
     privacy = json.loads((run.path / "privacy.json").read_text())
     assert privacy["user"]["rounds"] == 2 and np.isfinite(privacy["user"]["epsilon"])
     assert fedrec(["audit", str(run.path)]) == 0

@@ -143,7 +143,7 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
         assert {lvl["source"] for lvl in audit["levels"].values()} == {"manifest.json"}
         accounting = run.manifest()["accounting"]          # every round once, after a resume too
         assert [h[0] for h in accounting["user"]["history"]] == [1, 2, 3]
-        clients = accounting["example"]["clients"]      # the events the devices reported
+        clients = run.read_client_accounting()["clients"]   # reported events: server-private
         assert {u: sorted(r for e in c for r in e["rounds"]) for u, c in clients.items()} == {
             u: sorted(r) for u, r in _client_ledgers(run).items()}
 
@@ -174,7 +174,7 @@ def test_lazy_clients_serve_thousands_of_users_through_a_few_nodes(tmp_path):
             "--dp", "server", "--noise-multiplier", "0.5", "--noise-seed", "0",
             "--no-reference", "--out", str(out))
     run = RunDir(out)
-    rows = run.read_metrics()
+    rows = run.private_rows()
     joined = [p for r in rows for p in r["participants"]]
     assert all(len(set(r["participants"])) == 4 == r["clients_replied"] for r in rows)
     assert all(0 <= p < 5000 for p in joined) and max(joined) >= 6   # users, not nodes
