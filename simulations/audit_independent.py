@@ -56,8 +56,9 @@ def _own_inner(declared: dict[str, Any], r: dict[str, Any]) -> dpe.DpEvent:
     """The round's unsampled mechanism from dp-accounting's classes and this module's
     multiplier (plus the noised clipped count when adaptive: sensitivity 1)."""
     std, clip, replied = float(r["dp_noise_std"]), float(r["dp_clip"]), int(r["dp_replied"])
-    inner: dpe.DpEvent = (dpe.GaussianDpEvent(own_multiplier(std, clip, replied)) if std > 0
-                          else dpe.NonPrivateDpEvent())
+    if std <= 0:         # no noise: not private, whatever the sampling or the count
+        return dpe.NonPrivateDpEvent()
+    inner: dpe.DpEvent = dpe.GaussianDpEvent(own_multiplier(std, clip, replied))
     if declared.get("adaptive"):
         inner = dpe.ComposedDpEvent(
             [inner, dpe.GaussianDpEvent(float(declared["adaptive"]["clipped_count_stddev"]))])
@@ -68,7 +69,9 @@ def _own_event(declared: dict[str, Any], r: dict[str, Any]) -> dpe.DpEvent:
     """The round's event: its mechanism on m of N users sampled without replacement."""
     n, m = int(declared["clients"]), int(declared["clients_per_round"])
     inner = _own_inner(declared, r)
-    return inner if m == n else dpe.SampledWithoutReplacementDpEvent(n, m, inner)
+    if m == n or isinstance(inner, dpe.NonPrivateDpEvent):
+        return inner
+    return dpe.SampledWithoutReplacementDpEvent(n, m, inner)
 
 
 def _own_epsilon(events: list[dpe.DpEvent], delta: float) -> float:
