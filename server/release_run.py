@@ -25,6 +25,7 @@ from typing import Any
 from server import releases
 from server.rundir import RunDir
 from shared import knn, stats
+from shared.budget import BudgetRegistry, run_entry
 from shared.ledger import Ledger
 from shared.release_config import ReleaseConfig
 from shared.runinfo import versions, write_text_atomic
@@ -84,10 +85,13 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                     "data": {"name": data.name, "fingerprint": data.fingerprint,
                              "users": data.users, "items": data.items}}, resume=False)
     ledger = Ledger(stats.RELATION, cfg.user_delta(data.users))
+    budget = BudgetRegistry.for_run("", cfg.out)     # the dataset-level budget (shared.budget)
 
     def save(led: Ledger) -> None:
         write_text_atomic(run_dir.path / "ledger.json", led.dumps() + "\n")
         run_dir.record_accounting({"user": led.to_dict()})
+        budget.record(run_entry(run_dir.manifest(), {"user": led.to_dict()}, len(led.history),
+                                run_dir.path, mode=f"{cfg.pipeline} statistics release"))
 
     released = releases.run_releases(collect, data.items, settings_for(cfg, z), ledger, save)
     knn.save_released(run_dir.path / "release.npz", released, cfg.knn)

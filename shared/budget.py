@@ -49,19 +49,20 @@ def budget_dir(budget: str, out: str) -> Path:
 
 
 def run_entry(manifest: dict[str, Any], accounting: dict[str, Any] | None, releases: int,
-              path: str | Path) -> dict[str, Any]:
+              path: str | Path, mode: str | None = None) -> dict[str, Any]:
     """What a run contributes: its identity, data, mode and every DpEvent it released.
 
     ``accounting`` is the run's accounting record (``user``: the server's ledger dict;
     ``example``: relation, δ and per-device ``clients`` events with their rounds), None
-    for a run without DP. A level that is None had no mechanism in this run.
+    for a run without DP. A level that is None had no mechanism in this run. ``mode``
+    labels the run (default: the manifest's DP mode).
     """
     accounting = accounting or {}
     seed = int(manifest.get("config", {}).get("noise-seed", -1))
     return {"format": 1, "run_id": manifest.get("run_id") or _path_id(path),
             "run": str(Path(path).resolve()), "dataset": manifest.get("data", {}).get("name"),
             "fingerprint": manifest.get("data", {}).get("fingerprint") or "unknown",
-            "mode": (manifest.get("privacy") or {}).get("mode", "none"),
+            "mode": mode or (manifest.get("privacy") or {}).get("mode", "none"),
             "randomness": "secret" if seed < 0 else f"seeded (noise-seed {seed})",
             "releases": int(releases),
             "user": accounting.get("user"), "example": accounting.get("example")}

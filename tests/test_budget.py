@@ -128,3 +128,20 @@ def test_a_sweep_reports_what_its_runs_spent_together(tmp_path):
                                    {"user": _user(z, 3)}, 3, tmp_path / n)
                          for n, z in (("a", 1.0), ("b", 2.0))])["user"]["epsilon"]
     assert f"{sweep_eps:.4g}" in str(own.columns[3]._cells[0])
+
+
+def test_a_statistics_release_run_records_its_ledger_too(tmp_path):
+    from shared.release_config import ReleaseConfig
+    from simulations import release_sim
+
+    out = tmp_path / "runs" / "release"
+    results = release_sim.run(ReleaseConfig(dataset="synthetic", synthetic_users=60,
+                                            synthetic_items=80, head=40, cap=20,
+                                            target_epsilon=4.0, out=str(out)))
+    (entries,) = BudgetRegistry(tmp_path / "runs" / ".fedrec-budget").entries().values()
+    spent = compose(entries)
+    ledger = Ledger.loads((out / "ledger.json").read_text())
+    assert spent["user"]["releases"] == len(ledger.history) == results["privacy"]["releases"]
+    assert spent["user"]["epsilon"] == pytest.approx(ledger.epsilon("rdp"), rel=1e-9)
+    assert math.isinf(spent["example"]["epsilon"])     # the server saw each contribution
+    assert "statistics release" in spent["example"]["reason"]
