@@ -54,7 +54,8 @@ def summarise(root: str | Path, runs: set[str] | None = None) -> dict[str, dict[
 
 def table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     out = Table(title=title)
-    for col in ("data (fingerprint)", "runs", "releases", "user-level ε", "example-level ε (worst device)"):
+    for col in ("data (fingerprint)", "runs", "releases", "user-level ε",
+                "example-level ε (worst device)"):
         out.add_column(col)
     for fp, s in summary.items():
         out.add_row(f"{s['dataset']} ({fp[:12]})", str(s["runs"]), str(s["releases"]),

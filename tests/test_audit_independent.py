@@ -11,7 +11,6 @@ from server.dp import ServerPrivacy, accounting_record, declared_privacy
 from shared import privacy
 from shared.config import RunConfig
 from simulations.audit import audit_accounting, load_run
-from simulations.audit_independent import own_multiplier
 
 N, M, ROUNDS = 40, 4, 3
 
@@ -26,8 +25,9 @@ def _user_run(path, cfg: RunConfig, replied=(M, M, M - 1)):
         std = cfg.noise_multiplier * cfg.clip / M          # Flower's compute_stdv
         event = privacy.user_level_event(N, M, r, std, cfg.clip)
         sp.ledger.record(rnd, event)
-        rows.append({"round": rnd, "clients_sampled": M, "clients_replied": r, "dp_clip": cfg.clip,
-                     "dp_noise_std": std, "dp_replied": r, "dp_event": privacy.event_to_dict(event)})
+        rows.append({"round": rnd, "clients_sampled": M, "clients_replied": r,
+                     "dp_clip": cfg.clip, "dp_noise_std": std, "dp_replied": r,
+                     "dp_event": privacy.event_to_dict(event)})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (path / "manifest.json").write_text(json.dumps(
         {"config": cfg.to_flower(), "privacy": declared_privacy(cfg, N, M),
@@ -41,6 +41,8 @@ def _failed(result) -> set[str]:
 
 
 def test_own_multiplier_by_hand():
+    from simulations.audit_independent import own_multiplier
+
     # std 0.25 on the mean of 4 updates clipped to 0.5: sensitivity 2 * 0.5 / 4 = 0.25
     assert own_multiplier(0.25, 0.5, 4) == pytest.approx(1.0)
     assert own_multiplier(0.25, 0.5, 3) == pytest.approx(0.75)    # fewer replies, less noise

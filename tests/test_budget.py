@@ -51,17 +51,20 @@ def test_runs_on_the_same_data_compose_and_a_run_without_dp_makes_it_infinite(tm
     assert sorted(len(v) for v in by_fp.values()) == [1, 2]
     both = compose(by_fp["f" * 64])
     # user level: all 8 rounds of both runs in one composition, at the smaller δ
-    hand = privacy.epsilon(dpe.ComposedDpEvent(
-        [dpe.SelfComposedDpEvent(dpe.SampledWithoutReplacementDpEvent(N, M, dpe.GaussianDpEvent(z)), k)
-         for z, k in ((1.0, 3), (2.0, 5))]), DELTA / 2, relation="replace_one")
+    def rounds(z, k):
+        return dpe.SelfComposedDpEvent(
+            dpe.SampledWithoutReplacementDpEvent(N, M, dpe.GaussianDpEvent(z)), k)
+
+    hand = privacy.epsilon(dpe.ComposedDpEvent([rounds(1.0, 3), rounds(2.0, 5)]), DELTA / 2,
+                           relation="replace_one")
     assert both["user"]["epsilon"] == pytest.approx(hand, rel=1e-9)
     assert both["user"]["delta"] == DELTA / 2 and both["user"]["releases"] == 8
     alone = compose([a])["user"]["epsilon"]
     assert both["user"]["epsilon"] > alone
     # example level: device 0 ran 3 rounds in a and 1 in b: the worst device
     dev0 = privacy.epsilon(dpe.ComposedDpEvent(
-        [dpe.SelfComposedDpEvent(privacy.dpsgd_event(2.0, 0.5, 4), 3), privacy.dpsgd_event(1.0, 0.5, 4)]),
-        1e-5)
+        [dpe.SelfComposedDpEvent(privacy.dpsgd_event(2.0, 0.5, 4), 3),
+         privacy.dpsgd_event(1.0, 0.5, 4)]), 1e-5)
     assert both["example"]["epsilon"] == pytest.approx(dev0, rel=1e-9)
     assert both["example"]["devices"] == 3 and both["example"]["device_rounds"] == 4
     # a tuning run without DP on the same data: no ε covers it

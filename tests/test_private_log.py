@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event as dpe
 
-from server.private_log import CRASH_ENV, participation_known
-from server.rundir import PRIVATE_FIELDS, RunDir
+from server.rundir import RunDir
 from shared import privacy
-from shared.budget import BudgetRegistry, compose
 from shared.cli import main as fedrec
 from shared.config import RunConfig
 from simulations.inprocess import InProcessGrid, run_inprocess
@@ -30,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(dataset="synthetic", synthetic_users=8, synthetic_items=40, gmf_dim=4, mlp_dim=4,
             content_dim=4, reconstruction_steps=1, clients_per_round=4)
 USER_DP = dict(dp="server", noise_multiplier=1.0, clip=0.5)
+#: Who took part: never in a released file (server.rundir.PRIVATE_FIELDS).
+WHO = ("participants", "declined", "rejected", "client_events", "declined_reasons")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def _released(run: RunDir) -> dict[str, str]:
 def test_released_files_hold_no_participation(dp_run):
     rows = dp_run.read_metrics()
     assert [r["round"] for r in rows] == [1, 2]
-    assert not [k for r in rows for k in PRIVATE_FIELDS if k in r]
+    assert not [k for r in rows for k in WHO if k in r]
     for name, text in _released(dp_run).items():
         assert "participants" not in text and "client_events" not in text, name
     manifest = dp_run.manifest()
@@ -106,6 +106,8 @@ def test_the_audit_reads_participation_from_the_private_log(dp_run, tmp_path):
 
 
 def test_participation_known_epsilon_by_hand():
+    from server.private_log import participation_known
+
     def release(rnd, z, **who):
         event = dpe.SampledWithoutReplacementDpEvent(10, 2, dpe.GaussianDpEvent(z))
         return {"round": rnd, "dp_event": privacy.event_to_dict(event), **who}
@@ -137,13 +139,13 @@ class CrashAtEvaluation(InProcessGrid):
 
 def _check_every_release_counted(run: RunDir) -> None:
     """3 rounds, round 2 released twice: 4 events, in the ledger, manifest and claim."""
-    releases = run.read_releases()
-    assert [(r["round"], r["release"]) for r in releases] == [(1, 1), (2, 2), (2, 3), (3, 4)]
     assert [r["round"] for r in run.read_metrics()] == [1, 2, 3]
     history = run.manifest()["accounting"]["user"]["history"]
     assert [h[0] for h in history] == [1, 2, 2, 3]
     user = json.loads((run.path / "privacy.json").read_text())["user"]
     assert (user["rounds"], user["releases"]) == (3, 4)
+    releases = run.read_releases()
+    assert [(r["round"], r["release"]) for r in releases] == [(1, 1), (2, 2), (2, 3), (3, 4)]
     events = [privacy.event_from_dict(r["dp_event"]) for r in releases]
     hand = privacy.epsilon(dpe.ComposedDpEvent(events), user["delta"], relation="replace_one")
     assert user["epsilon"] == pytest.approx(hand, rel=1e-9)
@@ -171,8 +173,8 @@ def test_a_killed_server_process_resumes_with_every_release_counted(tmp_path):
               "run_inprocess(RunConfig.from_mapping(json.loads(sys.argv[1])))")
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     first = subprocess.run([sys.executable, "-c", script, json.dumps(cfg.to_flower())],
-                           env={**env, CRASH_ENV: "2"}, cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
+                           env={**env, "FEDREC_TEST_CRASH_AFTER_AGGREGATE": "2"}, cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
     assert first.returncode == 75, first.stderr[-2000:]
     assert [r["round"] for r in RunDir(out).read_metrics()] == [1]
     again = subprocess.run([sys.executable, "-c", script,
@@ -183,6 +185,8 @@ def test_a_killed_server_process_resumes_with_every_release_counted(tmp_path):
 
 
 def test_every_run_on_the_data_lands_in_the_budget_registry(dp_run, tmp_path):
+    from shared.budget import BudgetRegistry, compose
+
     registry = BudgetRegistry(dp_run.path.parent / ".fedrec-budget")
     (entries,) = registry.entries().values()
     (entry,) = [e for e in entries if e["run"] == str(dp_run.path.resolve())]
