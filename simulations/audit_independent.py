@@ -31,11 +31,20 @@ from shared import privacy
 AUDIT_REPLACE_ONE_SENSITIVITY = 2.0
 
 
-def own_multiplier(std: float, clip: float, replied: int) -> float:
+def own_multiplier(std: float, clip: float, replied: int, rounding: float = 0.0) -> float:
     """Noise multiplier of one round's Gaussian, by this module's arithmetic: Flower adds
-    N(0, std²) to the mean of ``replied`` updates clipped to ``clip``; the mean's
-    replace-one sensitivity is 2·clip/replied, so the multiplier is std·replied/(2·clip)."""
-    return std * replied / (AUDIT_REPLACE_ONE_SENSITIVITY * clip)
+    N(0, std²) to the mean of ``replied`` updates clipped to ``clip``, each moved by at
+    most ``rounding`` in L2 on its way into the sum (SecAgg+'s quantization, logged as
+    ``dp_rounding_l2``; 0 otherwise). One update then lies within clip + rounding of the
+    origin, the mean's replace-one sensitivity is 2·(clip + rounding)/replied, and the
+    multiplier is std·replied/(2·(clip + rounding))."""
+    return std * replied / (AUDIT_REPLACE_ONE_SENSITIVITY * (clip + rounding))
+
+
+def _multiplier(r: dict[str, Any]) -> float:
+    """:func:`own_multiplier` of a logged release."""
+    return own_multiplier(float(r["dp_noise_std"]), float(r["dp_clip"]), int(r["dp_replied"]),
+                          float(r.get("dp_rounding_l2", 0.0)))
 
 
 def _gaussians(event: dict[str, Any]) -> tuple[tuple[int, int] | None, list[float | None]]:
@@ -55,10 +64,9 @@ def _gaussians(event: dict[str, Any]) -> tuple[tuple[int, int] | None, list[floa
 def _own_inner(declared: dict[str, Any], r: dict[str, Any]) -> dpe.DpEvent:
     """The round's unsampled mechanism from dp-accounting's classes and this module's
     multiplier (plus the noised clipped count when adaptive: sensitivity 1)."""
-    std, clip, replied = float(r["dp_noise_std"]), float(r["dp_clip"]), int(r["dp_replied"])
-    if std <= 0:         # no noise: not private, whatever the sampling or the count
+    if float(r["dp_noise_std"]) <= 0:   # no noise: not private, whatever else ran
         return dpe.NonPrivateDpEvent()
-    inner: dpe.DpEvent = dpe.GaussianDpEvent(own_multiplier(std, clip, replied))
+    inner: dpe.DpEvent = dpe.GaussianDpEvent(_multiplier(r))
     if declared.get("adaptive"):
         inner = dpe.ComposedDpEvent(
             [inner, dpe.GaussianDpEvent(float(declared["adaptive"]["clipped_count_stddev"]))])
@@ -98,8 +106,7 @@ def independent_events(declared: dict[str, Any], mech: list[dict],
             bad.append(f"release {i + 1} (round {r['round']}): no mechanism logged")
             continue
         own.append(_own_event(declared, r))
-        z = (own_multiplier(r["dp_noise_std"], r["dp_clip"], r["dp_replied"])
-             if r["dp_noise_std"] > 0 else None)
+        z = _multiplier(r) if r["dp_noise_std"] > 0 else None
         sampling, zs = _gaussians(claimed[i]) if i < len(claimed) else (None, [])
         want = [z] + ([float(declared["adaptive"]["clipped_count_stddev"])]
                       if declared.get("adaptive") else [])
@@ -109,8 +116,8 @@ def independent_events(declared: dict[str, Any], mech: list[dict],
     eps = _own_epsilon(own, float(declared["delta"])) if own else None
     if len(claimed) != len(mech):
         bad.append(f"{len(claimed)} claimed events for {len(mech)} releases")
-    return (not bad, "; ".join(bad[:3]) or f"{len(own)} releases: z = std·replies/(2·clip) "
-            f"matches every claimed event; own RDP ε {eps}", eps)
+    return (not bad, "; ".join(bad[:3]) or f"{len(own)} releases: z = std·replies/"
+            f"(2·(clip + rounding)) matches every claimed event; own RDP ε {eps}", eps)
 
 
 def _same(a: list[float | None], b: list[float | None]) -> bool:

@@ -46,6 +46,8 @@ def test_own_multiplier_by_hand():
     # std 0.25 on the mean of 4 updates clipped to 0.5: sensitivity 2 * 0.5 / 4 = 0.25
     assert own_multiplier(0.25, 0.5, 4) == pytest.approx(1.0)
     assert own_multiplier(0.25, 0.5, 3) == pytest.approx(0.75)    # fewer replies, less noise
+    # SecAgg+ rounding moves each update by up to 0.1 more: sensitivity 2 * 0.6 / 4
+    assert own_multiplier(0.25, 0.5, 4, rounding=0.1) == pytest.approx(0.25 / 0.3)
 
 
 def test_a_correct_run_agrees_with_the_independent_derivation(tmp_path):
