@@ -403,7 +403,9 @@ def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
     """Example level, per accountant: read the simulated devices' own ledgers.
 
     A real server only hears the ε each client reports; in simulation the devices' storage
-    is at hand, so ``privacy.json`` also gets the largest client ε by RDP and PLD.
+    is at hand, so ``privacy.json`` also gets the largest client ε by RDP and PLD. Not
+    *which* device that is: privacy.json is released, and the device with the largest ε
+    is the one that took part most (for its data size).
     """
     from shared.ledger import largest, read_ledgers
     from shared.runinfo import write_json_atomic
@@ -416,7 +418,7 @@ def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
     record = json.loads(path.read_text())
     record["example"].update({
         "epsilon_by_accountant": {"rdp": rdp[worst], "pld": ledgers[worst].epsilon("pld")},
-        "max_client": str(worst), "clients_with_ledger": len(ledgers),
+        "clients_with_ledger": len(ledgers),
         "median_client_epsilon": float(sorted(rdp.values())[len(rdp) // 2])})
     write_json_atomic(path, record)
 

@@ -52,6 +52,11 @@ def _released(run: RunDir) -> dict[str, str]:
 
 
 def test_released_files_hold_no_participation(dp_run):
+    from simulations.simulate_cmd import add_ledger_summary
+
+    add_ledger_summary(dp_run, RunConfig.from_mapping(dp_run.manifest()["config"]))
+    example = json.loads((dp_run.path / "privacy.json").read_text())["example"]
+    assert "max_client" not in example and example["clients_with_ledger"] > 0
     rows = dp_run.read_metrics()
     assert [r["round"] for r in rows] == [1, 2]
     assert not [k for r in rows for k in WHO if k in r]
