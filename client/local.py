@@ -40,8 +40,8 @@ ITEM_TABLES = ("item_gmf_embedding", "item_mlp_embedding")
 STEP_STREAM, LAZY_STREAM = 0, 1
 KEY_BITS = 128   # a device's DP noise key: two 64-bit words, all of them secret
 #: Philox on every device: TF scrambles both seed words into Philox's 64-bit key and
-#: 64 bits of its counter (``auto_select`` would pick ThreeFry on a TPU, which keeps
-#: only 64 bits of the seed).
+#: 64 bits of its counter (``auto_select`` leaves that to the device, ThreeFry on a TPU,
+#: and TF's explicit ThreeFry path keeps only 64 bits of the seed).
 NOISE_ALG = "philox"
 #: DP-SGD pads each Poisson batch to a multiple of this many rows (weight 0, see
 #: ``shared.training.pad_batch``): a few static shapes instead of one per batch size.
