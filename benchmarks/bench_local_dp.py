@@ -64,7 +64,7 @@ def main() -> None:
         if plan is None:
             model.train_global(data, settings, rng)
         else:
-            model.train_dp(data, settings, plan, rng, noise_seed=user)
+            model.train_dp(data, settings, plan, rng, noise_key=user)
         return time.perf_counter() - start
 
     settings = {"plain": plain, "dp-sgd": dp}

@@ -10,6 +10,7 @@ what makes ``--resume`` give the same results as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -23,8 +24,8 @@ from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message,  # noq
                       MetricRecord, RecordDict)
 from flwr.clientapp import ClientApp  # noqa: E402
 
-from client.local import (STREAM_DP_NOISE, STREAM_LOCAL_TRAIN, LocalSettings,  # noqa: E402
-                          evaluate_scores, get_local_model)
+from client.local import (KEY_BITS, STREAM_DP_NOISE, STREAM_LOCAL_TRAIN,  # noqa: E402
+                          LocalSettings, evaluate_scores, get_local_model)
 from client.mods import optional_fixedclipping_mod  # noqa: E402
 from client.secagg import secagg_mod  # noqa: E402
 from client.scenarios import is_late, new_items, released, scenario  # noqa: E402
@@ -41,6 +42,10 @@ app = ClientApp(mods=[secagg_mod, optional_fixedclipping_mod])
 
 #: Round-config keys under which the server reports its user-level (ε, δ) so far.
 USER_EPSILON_KEY, USER_DELTA_KEY = "user-epsilon", "user-delta"
+#: Node-config key (the device's own configuration, not the server's run config): true
+#: lets this device run example-level DP on randomness seeded by the server's
+#: ``noise-seed`` (tests, reproducible experiments). Deployed devices default to false.
+ALLOW_SEEDED_KEY = "allow-seeded-noise"
 
 
 def to_record(weights: dict[str, np.ndarray]) -> ArrayRecord:
@@ -114,11 +119,28 @@ def _stores(cfg: RunConfig, context: Context, data: ClientData):
 
 
 def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData, max_round: int,
-                store):
-    """The worker's model holding the server's global weights and this user's embedding."""
+                store, private: dict[str, np.ndarray] | None = None):
+    """The worker's model holding the server's global weights and this user's embedding
+    (``private``, else the stored one of a round <= ``max_round``)."""
     model = get_local_model(cfg.model, fed.item_features)
-    model.load(from_record(msg.content["arrays"]), store.load(max_round), (cfg.seed, data.user))
+    model.load(from_record(msg.content["arrays"]),
+               store.load(max_round) if private is None else private, (cfg.seed, data.user))
     return model
+
+
+def allows_seeded_noise(node_config) -> bool:
+    """Whether this device accepts a round whose DP randomness the server seeded.
+
+    Its own node config decides (``allow-seeded-noise``). Without that key a deployed
+    device (``store-path`` or ``events-path``) refuses, and a simulated one (only a
+    ``partition-id``) accepts: the simulation's operator runs the devices and holds the
+    seed anyway.
+    """
+    if ALLOW_SEEDED_KEY in node_config:
+        value = node_config[ALLOW_SEEDED_KEY]
+        return value.strip().lower() in ("true", "1", "yes") if isinstance(value, str) \
+            else bool(value)
+    return not ("store-path" in node_config or "events-path" in node_config)
 
 
 @app.query()
@@ -150,31 +172,62 @@ def is_declined(msg: Message) -> bool:
             and int(msg.content["metrics"].get("declined", 0)) == 1)
 
 
-def release_key(msg: Message, settings: LocalSettings, seed: int, user: int) -> str | None:
-    """Digest of everything a seeded DP round's output is a function of (None: secret).
+def release_key(msg: Message, settings: LocalSettings, seed: int, data: ClientData,
+                private: dict[str, np.ndarray] | None) -> str | None:
+    """Digest of everything a seeded DP round's output is a function of (None: secret):
+    the seeds and settings, the global weights received, the device's data
+    (:func:`data_digest`) and the stored embedding the round starts from (None: the
+    user's seeded initial draw, a function of (seed, user)).
 
-    Same key, same output: a replay releases nothing new (``shared.ledger``).
+    Same key, same output: a replay releases nothing new (``shared.ledger``); any other
+    input gives another key, so that release is counted.
     """
     if settings.noise_seed < 0:
         return None
-    digest = hashlib.sha256(repr((seed, settings.noise_seed, user, settings)).encode())
-    for name in msg.content["arrays"].keys():
-        digest.update(name.encode())
-        digest.update(msg.content["arrays"][name].numpy().tobytes())
+    digest = hashlib.sha256(repr((seed, settings.noise_seed, data.user, settings)).encode())
+    _update_arrays(digest, {k: msg.content["arrays"][k].numpy()
+                            for k in msg.content["arrays"].keys()})
+    digest.update(data_digest(data).encode())
+    digest.update(b"initial" if private is None else b"stored")
+    _update_arrays(digest, private or {})
     return digest.hexdigest()
 
 
-def _dp_randomness(settings: LocalSettings, seed: int, user: int, rnd: int):
-    """Batch sampling rng and noise seed of local DP-SGD: OS entropy unless seeded.
+def data_digest(data: ClientData) -> str:
+    """SHA-256 of every field of the device's data (arrays by dtype, shape and bytes)."""
+    digest = hashlib.sha256()
+    for f in dataclasses.fields(data):
+        value = getattr(data, f.name)
+        digest.update(f.name.encode())
+        if isinstance(value, np.ndarray):
+            _update_arrays(digest, {"": value})
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
 
-    Public seeds would let the server know which examples each Poisson batch took and
-    subtract the noise; they are only for reproducible experiments.
+
+def _update_arrays(digest, arrays: dict[str, np.ndarray]) -> None:
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(repr((name, value.dtype.str, value.shape)).encode())
+        digest.update(value.tobytes())
+
+
+def _dp_randomness(settings: LocalSettings, seed: int, user: int, rnd: int):
+    """Batch sampling rng and 128-bit noise key of local DP-SGD: OS entropy unless seeded.
+
+    Secret: a Philox generator (its output does not give away its state) and a noise key
+    of ``KEY_BITS`` = 128 bits, each from ``secrets``. Public seeds would let the server
+    know which examples each Poisson batch took and subtract the noise; they are only for
+    reproducible experiments (the device must allow them: :func:`allows_seeded_noise`).
     """
     if settings.noise_seed < 0:
-        return np.random.default_rng(secrets.randbits(128)), secrets.randbits(63)
+        return (np.random.Generator(np.random.Philox(secrets.randbits(128))),
+                secrets.randbits(KEY_BITS))
     rng = np.random.default_rng([seed, user, rnd, STREAM_LOCAL_TRAIN])
     noise = np.random.SeedSequence([seed, settings.noise_seed, user, rnd, STREAM_DP_NOISE])
-    return rng, int(noise.generate_state(1)[0])
+    words = noise.generate_state(2, np.uint64)
+    return rng, (int(words[0]) << 64) | int(words[1])
 
 
 def canary_index(context: Context) -> int | None:
@@ -237,6 +290,10 @@ def train(msg: Message, context: Context) -> Message:
     plan = settings.dp_plan(len(data.train_items))
     if (settings.client_dp or settings.uniform_weight) and len(data.train_items) == 0:
         return decline(msg, "no local training data", start)
+    if plan and settings.noise_seed >= 0 and not allows_seeded_noise(context.node_config):
+        return decline(msg, f"refused: the server seeded this round's DP noise (noise-seed "
+                            f"{settings.noise_seed}); this device allows that only with "
+                            f"{ALLOW_SEEDED_KEY} = true in its node config", start)
     store, ledgers, sdk = _stores(cfg, context, data)
     try:
         reply = _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers)
@@ -271,7 +328,8 @@ def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> M
     if (reason := scenario(cfg, data.user, rnd, store)) is not None:
         return decline(msg, reason, start)
     ledger = ledgers.load(settings.client_delta) if plan else None
-    key = release_key(msg, settings, cfg.seed, data.user) if plan else None
+    private = store.load(rnd - 1)
+    key = release_key(msg, settings, cfg.seed, data, private) if plan else None
     replay = key is not None and ledger.has(rnd, key)
     if plan and settings.client_target_epsilon and not replay:
         exceed, eps = ledger.would_exceed(plan.event(), settings.client_target_epsilon)
@@ -279,11 +337,11 @@ def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> M
             return decline(msg, f"example-level budget: this round would raise epsilon to "
                                 f"{eps:.3f} > {settings.client_target_epsilon:g}", start,
                            ledger.epsilon("rdp"))
-    model = _load_local(msg, cfg, fed, data, max_round=rnd - 1, store=store)
+    model = _load_local(msg, cfg, fed, data, max_round=rnd - 1, store=store, private=private)
     if plan:
-        rng, noise_seed = _dp_randomness(settings, cfg.seed, data.user, rnd)
-        loss, n = model.train_dp(data, settings, plan, rng, noise_seed)
-        ledger.record(rnd, plan.event(), key)
+        rng, noise_key = _dp_randomness(settings, cfg.seed, data.user, rnd)
+        loss, n = model.train_dp(data, settings, plan, rng, noise_key)
+        ledger.record(rnd, plan.event(), key, seeded=settings.noise_seed >= 0)
         ledgers.save(ledger)  # spent before it is released
     else:
         rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN])

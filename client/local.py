@@ -36,7 +36,13 @@ STREAM_DP_NOISE = 22
 USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
 #: The item embedding tables (layer names), noised lazily under DP-SGD with plain SGD.
 ITEM_TABLES = ("item_gmf_embedding", "item_mlp_embedding")
-LAZY_STREAM = 1000  # noise fold-in offset of the lazy catch-up draws (apart from step draws)
+#: Noise streams of a step: its own draw and the lazy catch-up draw (apart by key).
+STEP_STREAM, LAZY_STREAM = 0, 1
+KEY_BITS = 128   # a device's DP noise key: two 64-bit words, all of them secret
+#: Philox on every device: TF scrambles both seed words into Philox's 64-bit key and
+#: 64 bits of its counter (``auto_select`` leaves that to the device, ThreeFry on a TPU,
+#: and TF's explicit ThreeFry path keeps only 64 bits of the seed).
+NOISE_ALG = "philox"
 #: DP-SGD pads each Poisson batch to a multiple of this many rows (weight 0, see
 #: ``shared.training.pad_batch``): a few static shapes instead of one per batch size.
 DP_PAD_ROWS = 16
@@ -100,6 +106,16 @@ class LocalSettings:
         kinds = {"int": int, "float": float, "bool": bool, "str": str}
         return cls(**{f.name: kinds[f.type](record[f.name.replace("_", "-")])
                       for f in fields(cls)})
+
+
+def noise_key_words(key: int) -> tuple[int, int]:
+    """A 128-bit DP noise key (an int in [0, 2^128)) as two signed int64 words, the form
+    of a TF stateless seed. TF scrambles the two words through Philox into a 64-bit key
+    and 64 bits of counter, so all 128 bits of the key shape every draw."""
+    if not 0 <= key < 1 << KEY_BITS:
+        raise ValueError(f"the DP noise key must be in [0, 2^{KEY_BITS}), got {key}")
+    words = (key >> 64, key & ((1 << 64) - 1))
+    return tuple(w - (1 << 64) if w >= 1 << 63 else w for w in words)
 
 
 def mean_noise_std(noise_multiplier, clip, batch):
@@ -225,9 +241,12 @@ class LocalModel:
         self._last_noised = tf.Variable(tf.zeros([self.n_items], tf.int32), trainable=False)
         # (clip, noise multiplier, expected batch size) of the round being trained
         self._dp_mechanism = tf.Variable(tf.zeros([3], tf.float32), trainable=False)
-        # (client noise seed, step, lazy-noise step): each step adds (0, 1, 1) before it
-        # draws, so a step takes no per-call counter argument (less call overhead)
-        self._dp_counters = tf.Variable(tf.zeros([3], tf.int64), trainable=False)
+        # the round's 128-bit noise key as two int64 words (noise_key_words)
+        self._dp_key = tf.Variable(tf.zeros([2], tf.int64), trainable=False)
+        # (step, lazy-noise step): each step adds (1, 1) before it draws, so a step takes
+        # no per-call counter argument (less call overhead)
+        self._dp_counters = tf.Variable(tf.zeros([2], tf.int64), trainable=False)
+        self.dp_steps_run = 0        # noisy steps of the last round (each draws its noise)
         self._lazy_pending = False   # lazy noise owed since the last flush (a round broke off)
         # (phase, id of the optimiser, lazy) -> traced (step, last step)
         self._dp_steps: dict[tuple[str, int, bool], tuple[Any, Any]] = {}
@@ -243,7 +262,8 @@ class LocalModel:
         Noise: std ``noise_multiplier * clip / B`` on the mean of clipped gradients over the
         *expected* batch size B, tensorflow-privacy's ``add_aggregate_noise`` scale for a
         mean loss (``tests/test_dp.py`` checks the two agree). It is drawn here with a *stateless*
-        generator keyed by (client noise seed, step) because tf-privacy's helper
+        Philox generator keyed by the round's 128-bit key and the step
+        (:meth:`_step_seed`) because tf-privacy's helper
         draws from TF's global generator, whose seed a traced function freezes at trace
         time: every client served by one worker would then add the same noise.
 
@@ -268,18 +288,18 @@ class LocalModel:
             # the round's mechanism and the step's counters are read from variables:
             # fewer arguments, less call overhead
             clip, expected_batch, scale, step_scale = mechanism()
-            counters = self._dp_counters.assign_add(tf.constant([0, 1, 1], tf.int64))
-            seed, t = counters[:2], tf.cast(counters[2], tf.int32)
+            counters = self._dp_counters.assign_add(tf.constant([1, 1], tf.int64))
+            seed, t = self._step_seed(counters[0], STEP_STREAM), tf.cast(counters[1], tf.int32)
             if tables:   # the rows this step reads get the noise of the steps before it
                 rows = tf.unique(tf.reshape(x["item"], [-1]))[0]
                 self._add_missed_noise(tables, rows, t - 1, step_scale,
-                                       tf.random.experimental.stateless_fold_in(seed, LAZY_STREAM))
+                                       self._step_seed(counters[0], LAZY_STREAM))
             clipped, loss = self._clipped_sum(variables, x, y, w, clip, expected_batch)
             # every other gradient gets its noise now, in one draw (one op, not one per
             # variable: at this model size a step's cost is mostly its number of ops)
             flat = tf.concat([tf.reshape(tf.convert_to_tensor(clipped[i]), [-1])
                               for i in dense], axis=0)
-            flat = flat + scale * tf.random.stateless_normal(tf.shape(flat), seed)
+            flat = flat + scale * tf.random.stateless_normal(tf.shape(flat), seed, alg=NOISE_ALG)
             noisy = dict(zip(dense, (tf.reshape(part, variables[i].shape) for i, part in
                                      zip(dense, tf.split(flat, sizes)))))
             noisy.update({i: clipped[i] for i in tables})   # their noise: at the next read
@@ -290,8 +310,8 @@ class LocalModel:
             """Every row of the lazy tables gets the noise of the steps it missed, with
             the seed of the step after the last; the next round starts with none owed."""
             counters = self._dp_counters.read_value()
-            self._add_missed_noise(tables, None, tf.cast(counters[2], tf.int32), mechanism()[3],
-                                   counters[:2] + tf.constant([0, 1], tf.int64))
+            self._add_missed_noise(tables, None, tf.cast(counters[1], tf.int32), mechanism()[3],
+                                   self._step_seed(counters[0] + 1, STEP_STREAM))
 
         traced = tf.function(step)
         if not tables:
@@ -302,6 +322,13 @@ class LocalModel:
             flush()
             return loss
         return traced, tf.function(last_step)
+
+    def _step_seed(self, step, stream: int):
+        """The stateless seed of one draw: the round's key with (2 step + stream) XORed
+        into its second word. Distinct draws get distinct seeds, each as secret as the
+        128-bit key (no fold-in: TF's ``stateless_fold_in`` keeps 64 bits)."""
+        tweak = 2 * tf.cast(step, tf.int64) + stream
+        return tf.stack([self._dp_key[0], tf.bitwise.bitwise_xor(self._dp_key[1], tweak)])
 
     def _clipped_sum(self, variables, x, y, w, clip, expected_batch):
         """(sum over the batch of per-example gradients clipped to L2 norm ``clip``,
@@ -383,8 +410,8 @@ class LocalModel:
         last = self._last_noised if rows is None else tf.gather(self._last_noised, rows)
         missed = tf.sqrt(tf.cast(through - last, tf.float32))[:, None]
         dims = [table.shape[1] for table in tables.values()]
-        draws = tf.split(tf.random.stateless_normal([tf.size(last), sum(dims)], seed), dims,
-                         axis=1)
+        draws = tf.split(tf.random.stateless_normal([tf.size(last), sum(dims)], seed,
+                                                    alg=NOISE_ALG), dims, axis=1)
         for table, draw in zip(tables.values(), draws):
             if rows is None:   # the end of the round: dense, cheaper than a full scatter
                 table.assign_sub(step_scale * missed * draw)
@@ -398,15 +425,19 @@ class LocalModel:
                                                               rows))
 
     def train_dp(self, data: ClientData, settings: LocalSettings, plan: "DpSgdPlan",
-                 rng: np.random.Generator, noise_seed: int) -> tuple[float, int]:
+                 rng: np.random.Generator, noise_key: int) -> tuple[float, int]:
         """Reconstruction and global training, every step DP-SGD on Poisson batches.
 
-        Returns (mean clipped loss of the global steps, examples). See :class:`DpSgdPlan`;
-        with ``local_optimizer`` = sgd the item tables are noised lazily (same mechanism,
-        see :meth:`_lazy_tables`).
+        ``noise_key``: the round's 128-bit key of every noise draw (secret: 128 bits of OS
+        entropy; tests and seeded runs pass a derived one). Returns (mean clipped loss of
+        the global steps with examples, examples). See :class:`DpSgdPlan`; with
+        ``local_optimizer`` = sgd the item tables are noised lazily (same mechanism, see
+        :meth:`_lazy_tables`).
         """
         if not hasattr(self, "_dp_steps"):
             self._build_dp()
+        self._dp_key.assign(noise_key_words(noise_key))
+        self.dp_steps_run = 0
         rows = self.rows(data, settings, rng)
         if plan.reconstruction_steps:
             self.user_opt.learning_rate.assign(settings.reconstruction_lr)
@@ -426,34 +457,40 @@ class LocalModel:
                 self._last_noised.assign(tf.zeros_like(self._last_noised))
             self._lazy_pending = lazy
             phase_losses, counter = self._dp_phase(self._dp_steps[key], rows, plan.rate,
-                                                   steps, rng, noise_seed, counter)
+                                                   steps, rng, counter)
             self._lazy_pending = False   # the last step added what was owed
             if phase == "global":
                 losses = phase_losses
         return (float(np.mean(losses)) if losses else float("nan")), len(data.train_items)
 
     def _dp_phase(self, steps_fn, rows: TrainingRows, rate: float, steps: int,
-                  rng: np.random.Generator, noise_seed: int, counter: int
-                  ) -> tuple[list[float], int]:
+                  rng: np.random.Generator, counter: int) -> tuple[list[float], int]:
         """``steps`` DP-SGD steps on Poisson(``rate``) batches of ``rows`` with the traced
-        (step, last step) ``steps_fn``; returns their losses and the round's step counter
-        after them (``counter`` before). If every batch is empty no row owes lazy noise."""
+        (step, last step) ``steps_fn``; returns the losses of the steps that had
+        examples and the round's step counter after them (``counter`` before).
+
+        Every step runs and draws its noise, an empty Poisson batch too (a batch of
+        weight-0 rows: a zero clipped sum plus the noise): skipping it would leave its
+        noise out of the upload, and the upload would tell how many batches were empty.
+        """
         batches = poisson_batches(len(rows), rate, steps, rng)
-        last = max((i for i, idx in enumerate(batches) if len(idx)), default=-1)
-        done, losses = 0, []
-        # (noise seed, step): a step's noise seed; done: its lazy-noise step. The step
-        # adds (0, 1, 1) itself; an empty batch only advances the step.
-        self._dp_counters.assign([noise_seed, counter, done])
+        losses = []
+        self._dp_counters.assign([counter, 0])   # (the step's seed, its lazy-noise step)
         for i, idx in enumerate(batches):
-            counter += 1
-            if not len(idx):  # an empty Poisson batch: see shared.training.poisson_batches
-                self._dp_counters.assign([noise_seed, counter, done])
-                continue
-            done += 1
-            step = steps_fn[1] if i == last else steps_fn[0]
-            batch = pad_batch(batch_arrays(rows, idx, self.item_features), DP_PAD_ROWS)
-            losses.append(float(step(*batch)))
-        return losses, counter
+            step = steps_fn[1] if i == len(batches) - 1 else steps_fn[0]
+            if len(idx):
+                batch = pad_batch(batch_arrays(rows, idx, self.item_features), DP_PAD_ROWS)
+                losses.append(float(step(*batch)))
+            else:
+                step(*self._noise_only_batch(rows))
+            self.dp_steps_run += 1
+        return losses, counter + len(batches)
+
+    def _noise_only_batch(self, rows: TrainingRows):
+        """``DP_PAD_ROWS`` copies of row 0 at weight 0: loss 0, so a zero gradient and a
+        zero clipped sum (``shared.training.pad_batch`` pads with such rows too)."""
+        x, y, w = batch_arrays(rows, np.zeros(DP_PAD_ROWS, np.int64), self.item_features)
+        return x, y, np.zeros_like(w)
 
     # ----- state in and out -----
     def load(self, global_weights: dict[str, np.ndarray], private: dict[str, np.ndarray] | None,

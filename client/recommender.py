@@ -124,9 +124,12 @@ class Recommender:
     def privacy_status(self, target_epsilon: float | None = None) -> dict:
         """This device's privacy, per level, and when it may train next.
 
-        ``example``: ε (δ, RDP) spent by this device's own DP-SGD (its ledger), the
-        target (``target_epsilon``, else the run's ``client-target-epsilon``) and what
-        remains. ``user``: the federation's user-level (ε, δ) as the server last
+        ``example``: ε (δ, RDP, replace-one) spent by this device's own DP-SGD (its
+        ledger), the target (``target_epsilon``, else the run's
+        ``client-target-epsilon``) and what remains; ``private`` is False and
+        ``seeded_rounds`` lists the rounds whose noise the server seeded (accepted only
+        with ``allow-seeded-noise``): ε holds only against parties without that seed,
+        and ``epsilon_against_seed_holder`` is then infinite. ``user``: the federation's user-level (ε, δ) as the server last
         reported it, and as of which round (None before any report, or without
         user-level DP). ``rounds_joined``, ``last_round``; ``next_eligibility``: the
         earliest round the participation window lets it train again (None: no limit)
@@ -143,9 +146,12 @@ class Recommender:
         if federation.get("user_epsilon") is not None:
             user = {"epsilon": federation["user_epsilon"], "delta": federation["user_delta"],
                     "accountant": "rdp", "as_of_round": federation["round"]}
+        seeded = ledger.seeded_rounds
         return {"example": {"epsilon": spent, "delta": ledger.delta, "accountant": "rdp",
-                            "target_epsilon": target,
-                            "remaining": None if target is None else max(0.0, target - spent)},
+                            "relation": ledger.relation, "target_epsilon": target,
+                            "remaining": None if target is None else max(0.0, target - spent),
+                            "private": not seeded, "seeded_rounds": seeded,
+                            "epsilon_against_seed_holder": float("inf") if seeded else spent},
                 "user": user, "rounds_joined": len(joined), "last_round": last,
                 "next_eligibility": _next_eligibility(ledger, target, last,
                                                       federation.get("participation_window", 0))}

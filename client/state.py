@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.ledger import Ledger
+from shared.ledger import Ledger, restated
+from shared.privacy import EXAMPLE_RELATION
 from shared.runinfo import write_text_atomic
 
 KINDS = ("round", "eval")
@@ -76,10 +77,12 @@ class LedgerStore:
         self.path = Path(root) / str(user) / "ledger.json"
 
     def load(self, delta: float) -> Ledger:
-        """The stored ledger, or a new empty one at ``delta`` (add-or-remove-one)."""
+        """The stored ledger, or a new empty one at ``delta``, under replace-one
+        (``EXAMPLE_RELATION``; a ledger kept under another relation is restated: its
+        events describe what ran)."""
         if not self.path.exists():
-            return Ledger("add_or_remove_one", delta)
-        ledger = Ledger.loads(self.path.read_text())
+            return Ledger(EXAMPLE_RELATION, delta)
+        ledger = restated(Ledger.loads(self.path.read_text()), EXAMPLE_RELATION)
         if ledger.delta != delta:
             raise ValueError(f"{self.path}: ledger kept at delta {ledger.delta:g}, "
                              f"run asks for {delta:g}")

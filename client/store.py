@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared.ledger import Ledger
+from shared.ledger import Ledger, restated
+from shared.privacy import EXAMPLE_RELATION
 from shared.schema import EVENT_TYPES, normalize_events
 
 #: Schema migrations: MIGRATIONS[v] takes a file from version v to v + 1.
@@ -170,8 +171,12 @@ class EventStore:
         return {} if data is None else json.loads(data.decode())
 
     def ledger(self, delta: float = 1e-5) -> Ledger:
+        """The device's example-level ledger under replace-one (``EXAMPLE_RELATION``; one
+        stored under another relation is restated), or a new empty one at ``delta``."""
         data = self._get("ledger")
-        return Ledger("add_or_remove_one", delta) if data is None else Ledger.loads(data.decode())
+        if data is None:
+            return Ledger(EXAMPLE_RELATION, delta)
+        return restated(Ledger.loads(data.decode()), EXAMPLE_RELATION)
 
 
 def _item_id(item_id: object) -> str:

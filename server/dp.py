@@ -298,7 +298,7 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
                               f"for the largest client ({largest} examples)")
         if cfg.client_target_epsilon and largest:
             plan = LocalSettings.from_run_config(cfg).dp_plan(largest)
-            eps = Ledger("add_or_remove_one", cfg.client_delta).epsilon("rdp", plan.event())
+            eps = Ledger(privacy.EXAMPLE_RELATION, cfg.client_delta).epsilon("rdp", plan.event())
             if eps > cfg.client_target_epsilon:
                 raise ConfigError(f"client-target-epsilon {cfg.client_target_epsilon:g} is already "
                                   f"exceeded by one round on every client (at least {eps:.3f})")
@@ -315,8 +315,11 @@ def declared_privacy(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, 
             "sampling_rate": "min(1, batch_size / client examples)",
             "steps_per_round": "reconstruction_steps + ceil(local_epochs / sampling_rate)",
             "reconstruction_steps": cfg.reconstruction_steps, "local_epochs": cfg.local_epochs,
-            "delta": cfg.client_delta, "relation": "add_or_remove_one", "accountant": "rdp",
-            "second_opinion": "pld", "target_epsilon": cfg.client_target_epsilon or None,
+            "delta": cfg.client_delta, "relation": privacy.EXAMPLE_RELATION,
+            "relation_why": "a device's number of examples is public (its reply and its "
+                            "DpEvent's rate carry it): neighbours replace one interaction",
+            "accountant": "rdp", "rdp_under_replace_one": privacy.EXAMPLE_RDP_METHOD,
+            "second_opinion": None, "target_epsilon": cfg.client_target_epsilon or None,
             "ledgers": "client_state/<user>/ledger.json"}
     return {"mode": cfg.dp,
             "randomness": ("secret (OS entropy)" if cfg.secret_randomness else
@@ -337,6 +340,7 @@ def final_privacy(cfg: RunConfig, dp: ServerPrivacy | None, history: list[dict],
         reported = [r["client_epsilon_max"] for r in history
                     if r.get("client_epsilon_max") is not None]
         record["example"] = {"level": "example", "delta": cfg.client_delta, "accountant": "rdp",
+                             "relation": privacy.EXAMPLE_RELATION,
                              "max_client_epsilon": max(reported) if reported else None,
                              "source": "clients' own ledgers, as reported in their replies"}
     main = record["user"] or record.get("example") or {}
@@ -393,6 +397,6 @@ def accounting_record(cfg: RunConfig, dp: ServerPrivacy | None,
         return None
     record: dict[str, Any] = {"user": dp.ledger.to_dict() if dp is not None else None}
     if cfg.client_dp:
-        record["example"] = {"relation": "add_or_remove_one", "delta": cfg.client_delta,
+        record["example"] = {"relation": privacy.EXAMPLE_RELATION, "delta": cfg.client_delta,
                              "clients": client_accounting(history)}
     return record

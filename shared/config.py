@@ -116,14 +116,18 @@ class RunConfig:
             fixed before the run (>= 1; 1 keeps it fixed).
         client_noise_multiplier: local DP-SGD noise std over ``client_clip``.
         client_clip: per-example gradient L2 norm bound of local DP-SGD.
-        client_target_epsilon: example-level ε budget of every client; a client declines
-            a round that would exceed it (0: no budget).
+        client_target_epsilon: example-level ε budget of every client (replace-one: the
+            device's number of examples is public); a client declines a round that would
+            exceed it (0: no budget).
         client_delta: example-level δ of every client.
         noise_seed: -1 (default): DP noise, and the client sampling and local batches of
             DP runs, come from the operating system's entropy: secret, so nobody can
             subtract the noise or tell who was sampled. >= 0: all of it is seeded from
             (seed, noise-seed) for reproducible experiments; then it is **not private**
             against anyone who knows the seeds (they are in the run config and manifest).
+            A deployed device runs a seeded example-level round only if its own node
+            config says ``allow-seeded-noise = true`` (simulated devices allow it), and
+            marks it not private in its ledger (``client.app.allows_seeded_noise``).
         catalogue: deployment only: the item catalogue file (CSV/Parquet items) that the
             server and every device share; the server then loads nothing else, and each
             device reads its own events from ``events-path`` in its node config.

@@ -14,6 +14,11 @@ simulation with a noise seed) releases exactly the same output, a deterministic 
 of the first release; the caller passes a ``release_key`` (a digest of those inputs) and a
 second record with the same key is a no-op. Without a key (secret randomness) every
 record counts, even for a round number already in the ledger: a new draw is a new release.
+
+Seeded releases: an entry recorded with ``seeded=True`` ran on randomness derived from
+seeds the server chose (``noise-seed``). Its event is the mechanism's ε against parties
+who do not hold that seed; against the seed's holder it is not private at all
+(:attr:`Ledger.seeded_rounds`, :meth:`Ledger.private`).
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ class Ledger:
     """Composed mechanism history of one party.
 
     Attributes:
-        relation: neighbouring relation the events are stated under
-            (``replace_one`` for fixed-size client sampling, ``add_or_remove_one`` for
-            Poisson-subsampled DP-SGD).
+        relation: neighbouring relation the events are accounted under: ``replace_one``
+            for both fedrec levels (fixed-size client sampling; example-level DP-SGD,
+            whose n is public: ``shared.privacy``); ``add_or_remove_one`` remains for
+            ledgers and experiments that state it.
         delta: δ at which ε is reported.
-        history: ``[round, event_dict, release_key]`` in the order they happened.
+        history: ``[round, event_dict, release_key, seeded]`` in the order they happened.
     """
 
     relation: str
@@ -56,11 +62,27 @@ class Ledger:
     def rounds(self) -> list[int]:
         return [int(entry[0]) for entry in self.history]
 
-    def record(self, round_: int, event: dpe.DpEvent, release_key: str | None = None) -> bool:
-        """Add what round ``round_`` released; False if this exact release is already in."""
+    @property
+    def seeded_rounds(self) -> list[int]:
+        """Rounds whose release ran on seeded randomness: not private against the seed's
+        holder (the server that sent it)."""
+        return [int(entry[0]) for entry in self.history if len(entry) > 3 and entry[3]]
+
+    def private(self) -> bool:
+        """False when any recorded release was seeded (see :attr:`seeded_rounds`)."""
+        return not self.seeded_rounds
+
+    def record(self, round_: int, event: dpe.DpEvent, release_key: str | None = None,
+               seeded: bool = False) -> bool:
+        """Add what round ``round_`` released; False if this exact release is already in.
+
+        ``seeded``: the release's randomness came from public seeds (not private against
+        their holder); the entry is marked so.
+        """
         if release_key is not None and self.has(round_, release_key):
             return False
-        self.history.append([int(round_), privacy.event_to_dict(event), release_key])
+        self.history.append([int(round_), privacy.event_to_dict(event), release_key,
+                             bool(seeded)])
         return True
 
     def has(self, round_: int, release_key: str) -> bool:
@@ -115,8 +137,7 @@ class Ledger:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Ledger":
         return cls(relation=data["relation"], delta=float(data["delta"]),
-                   history=[[int(h[0]), h[1], h[2] if len(h) > 2 else None]
-                            for h in data.get("history", [])])
+                   history=[_entry(h) for h in data.get("history", [])])
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -124,6 +145,19 @@ class Ledger:
     @classmethod
     def loads(cls, text: str) -> "Ledger":
         return cls.from_dict(json.loads(text))
+
+
+def _entry(h: list) -> list:
+    """A stored history entry as ``[round, event, key, seeded]``. Entries written before
+    the flag existed had a release key exactly when their round was seeded."""
+    key = h[2] if len(h) > 2 else None
+    return [int(h[0]), h[1], key, bool(h[3]) if len(h) > 3 else key is not None]
+
+
+def restated(ledger: Ledger, relation: str) -> Ledger:
+    """``ledger``'s releases accounted under ``relation`` (its events describe what ran,
+    whatever relation they were first accounted under)."""
+    return Ledger(relation, ledger.delta, [list(h) for h in ledger.history])
 
 
 def read_ledgers(root: str | Path) -> dict[int, Ledger]:

@@ -8,8 +8,12 @@ from the stored event with a fresh accountant. Nothing here re-implements accoun
 every ε comes from dp-accounting's RDP or PLD accountant.
 
 Units: ε is the privacy-loss bound (natural log), δ the failure probability; both refer
-to the neighbouring relation stored next to the event (``add_or_remove_one`` for
-Poisson sampling, ``replace_one`` for fixed-size sampling without replacement).
+to the neighbouring relation stored next to the event. fedrec states both levels under
+``replace_one``: user level because Flower samples a fixed number of clients without
+replacement, example level because a device's number of examples n is public (its reply
+and its DpEvent's rate B/n carry it), so neighbouring datasets have the same n. RDP of
+Poisson-sampled events under ``replace_one`` comes from :mod:`shared.substitution`
+(dp-accounting only accounts them under add-or-remove); PLD has no such route.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dp_accounting import dp_event as dpe
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from shared.substitution import ReplaceOneRdpAccountant
+
 NeighborRel = dp_accounting.NeighboringRelation
 ACCOUNTANTS = ("rdp", "pld")
 #: RDP orders: dense near 1 for small ε, sparse up to 512 for large noise.
@@ -32,6 +38,13 @@ RDP_ORDERS = ([1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64))
               + [128, 256, 512])
 RELATIONS = {"add_or_remove_one": NeighborRel.ADD_OR_REMOVE_ONE,
              "replace_one": NeighborRel.REPLACE_ONE}
+#: Relation of example-level DP-SGD (on devices and in central DP-NeuMF): substitution
+#: of one interaction, because n is public (see the module docstring).
+EXAMPLE_RELATION = "replace_one"
+#: How RDP under replace-one is obtained for Poisson-sampled events (manifests say so).
+EXAMPLE_RDP_METHOD = ("q = 1: Gaussian with half the noise multiplier (sensitivity 2C); "
+                      "q < 1: Mironov's weak triangle inequality (RDP, Prop. 11, p = 2) over "
+                      "dp-accounting's add-or-remove RDP at orders 2a and 2a - 1")
 
 
 def dpsgd_event(noise_multiplier: float, sampling_rate: float, steps: int) -> dpe.DpEvent:
@@ -104,9 +117,16 @@ def _check_mechanism(noise_multiplier: float, rate: float, steps: int) -> None:
 
 
 def make_accountant(kind: str, relation: str):
-    """A fresh dp-accounting accountant (``rdp`` or ``pld``) for a neighbouring relation."""
+    """A fresh accountant (``rdp`` or ``pld``) for a neighbouring relation.
+
+    dp-accounting's own, except RDP under ``replace_one``: :class:`ReplaceOneRdpAccountant`,
+    which passes every event dp-accounting supports under REPLACE_ONE to it unchanged and
+    adds Poisson-sampled Gaussians (weak triangle over dp-accounting's add-or-remove RDP).
+    """
     if relation not in RELATIONS:
         raise ValueError(f"unknown neighbouring relation {relation!r}; use one of {sorted(RELATIONS)}")
+    if kind == "rdp" and relation == "replace_one":
+        return ReplaceOneRdpAccountant(RDP_ORDERS)
     if kind == "rdp":
         return rdp_privacy_accountant.RdpAccountant(RDP_ORDERS, RELATIONS[relation])
     if kind == "pld":
@@ -122,6 +142,16 @@ def epsilon(event: dpe.DpEvent, delta: float, accountant: str = "rdp",
     acc = make_accountant(accountant, relation)
     acc.compose(event)
     return float(acc.get_epsilon(delta))
+
+
+def epsilons(event: dpe.DpEvent, delta: float, relation: str) -> dict[str, float | None]:
+    """ε of ``event`` by accountant (RDP the claim, PLD the second opinion); None where
+    an accountant cannot account the event under ``relation``."""
+    out: dict[str, float | None] = {}
+    for kind in ACCOUNTANTS:
+        acc = make_accountant(kind, relation)
+        out[kind] = float(acc.compose(event).get_epsilon(delta)) if acc.supports(event) else None
+    return out
 
 
 def calibrate_noise(target_epsilon: float, delta: float,

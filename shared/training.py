@@ -66,11 +66,11 @@ def poisson_batches(n_rows: int, rate: float, steps: int,
                     rng: np.random.Generator) -> list[np.ndarray]:
     """``steps`` Poisson-subsampled batches: every row joins each batch with prob ``rate``.
 
-    Empty batches are returned (the accounting counts every step) and :func:`iterate`
-    skips them: DP-SGD proper would still apply a noise-only update there, and skipping it
-    reveals that the batch was empty. That happens with probability ``(1 - rate)^rows``,
-    about ``exp(-expected batch size)``: e^-256 for fedrec's defaults, i.e. never; keep the
-    expected batch size well above ~20 when DP matters.
+    Empty batches are returned (the accounting counts every step). On devices DP-SGD
+    runs a noise-only step for each (``client.local.LocalModel._dp_phase``): skipping it
+    would show in the upload how many batches were empty. :func:`iterate` (central
+    DP-NeuMF through tf-privacy's ``DPModel``) still skips them; there a batch is empty
+    with probability ``(1 - rate)^rows`` ~ ``exp(-256)`` per step at batch 256.
     """
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"sampling rate must be in (0, 1], got {rate}")

@@ -30,7 +30,7 @@ from typing import Any
 from server.rundir import RunDir, participation, with_participation
 from shared import privacy
 from shared.errors import FedrecError
-from shared.ledger import Ledger, largest, read_ledgers
+from shared.ledger import Ledger, largest, read_ledgers, restated
 from simulations.audit_independent import independent_events, participation_known
 
 #: A claim may be this much (relative) below the recomputation: accountants' numerics.
@@ -277,17 +277,35 @@ def _double_counts(ledgers: dict[int, Ledger]) -> Check:
 SPENT = ("participants", "rejected")
 
 
+def _relation_check(declared: dict[str, Any], stored: dict[str, Any] | None,
+                    ledgers: dict[int, Ledger]) -> Check:
+    """The declared relation is replace-one (a device's n is public, so add-or-remove
+    neighbours are told apart with certainty), and the manifest's accounting and the
+    device ledgers state the same relation."""
+    relation = declared.get("relation", "add_or_remove_one")
+    stated = {relation} | ({stored["relation"]} if stored else set()) | {
+        led.relation for led in ledgers.values()}
+    ok = relation == privacy.EXAMPLE_RELATION and stated == {relation}
+    return Check("example-level relation is replace-one (n is public)", "example", ok,
+                 f"declared {relation}; stated by manifest and ledgers: {sorted(stated)}")
+
+
 def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
     """Example level: the manifest's device-reported events recomputed with fresh
-    accountants, checked against the participation log and, where the run directory
-    holds them (simulation), the device ledgers."""
+    accountants under the relation the manifest declares, checked against the
+    participation log and, where the run directory holds them (simulation), the device
+    ledgers; plus the recomputation under replace-one whatever was declared."""
     declared = run.manifest["privacy"]["example"]
+    relation = declared.get("relation", "add_or_remove_one")
     stored = (run.manifest.get("accounting") or {}).get("example")
+    checks = [_relation_check(declared, stored, run.ledgers)]
+    if stored is not None:
+        stored = {**stored, "relation": relation}
     from_manifest = _ledgers_from_manifest(stored) if stored is not None else None
-    checks = []
-    if run.ledgers:
-        checks += [_ledger_event_check(declared, run.ledgers), _double_counts(run.ledgers)]
-    if from_manifest is None and not run.ledgers:
+    ledgers = {u: restated(led, relation) for u, led in run.ledgers.items()}
+    if ledgers:
+        checks += [_ledger_event_check(declared, ledgers), _double_counts(ledgers)]
+    if from_manifest is None and not ledgers:
         checks.append(Check("example-level events recorded", "example", False,
                             "no manifest events and no device ledgers"))
     if not all("participants" in r for r in run.rows):
@@ -295,23 +313,27 @@ def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
                             "no participation log (server-private/participation.jsonl)"))
     else:
         log = participation(run.rows, run.manifest.get("data", {}).get("users"), SPENT)
-        if run.ledgers:   # a ledger may hold more (a round spent, then the reply lost)
+        if ledgers:   # a ledger may hold more (a round spent, then the reply lost)
             checks.append(_covers("every participation is in the client's ledger", log,
-                                  run.ledgers))
+                                  ledgers))
         if from_manifest is not None:
             checks.append(_covers("every participation is in the manifest", log, from_manifest))
-    if stored is not None and run.ledgers:
-        checks.append(_manifest_vs_ledgers(stored, run.ledgers))
-    worst, eps = largest(from_manifest if from_manifest is not None else run.ledgers)
-    device_worst, device_eps = largest(run.ledgers)
+    if stored is not None and ledgers:
+        checks.append(_manifest_vs_ledgers(stored, ledgers))
+    source = from_manifest if from_manifest is not None else ledgers
+    worst, eps = largest(source)
+    device_worst, device_eps = largest(ledgers)
     target = declared.get("target_epsilon")
     over = sorted(u for u, e in {**eps, **device_eps}.items()
                   if target and e > target * (1 + 1e-9))
     checks.append(Check("no client over its budget", "example", not over,
                         f"target {target}; over: {over[:10]}"))
-    source = (from_manifest if from_manifest is not None else run.ledgers)
     recomputed = {"rdp": eps.get(worst),
                   "pld": source[worst].epsilon("pld") if worst is not None else None}
+    if relation != privacy.EXAMPLE_RELATION:   # what the declared relation hides
+        recomputed[privacy.EXAMPLE_RELATION] = max(largest(
+            {u: restated(led, privacy.EXAMPLE_RELATION) for u, led in source.items()})[1]
+            .values(), default=None)
     on_devices = device_eps.get(device_worst)
     claim = ((run.privacy or {}).get("example") or {}).get("max_client_epsilon")
     checks.append(Check("largest client epsilon not under-reported", "example",
@@ -320,7 +342,7 @@ def audit_example(run: RunRecord) -> tuple[list[Check], dict[str, Any]]:
                         f"claimed {claim}, recomputed RDP {recomputed['rdp']} (client {worst}; "
                         f"device ledgers {on_devices})"))
     return checks, {"claimed": claim, "recomputed": recomputed, "client": worst,
-                    "delta": declared["delta"], "clients": len(eps),
+                    "relation": relation, "delta": declared["delta"], "clients": len(eps),
                     "source": "manifest.json" if stored is not None else "device ledgers"}
 
 

@@ -217,7 +217,8 @@ def plan_dp(config: NeuMFConfig, n_rows: int) -> DpPlan:
     sigma = config.noise_multiplier
     if sigma is None:
         sigma = privacy.calibrate_noise(
-            config.target_epsilon, delta, lambda s: privacy.dpsgd_event(s, rate, steps))
+            config.target_epsilon, delta, lambda s: privacy.dpsgd_event(s, rate, steps),
+            relation=privacy.EXAMPLE_RELATION)
     return DpPlan(rate, steps_per_epoch, steps, sigma, config.l2_norm_clip, delta)
 
 
@@ -366,12 +367,15 @@ def _privacy_record(plan: DpPlan | None, n_rows: int) -> dict | None:
     if plan is None:
         return None
     event = plan.event()
-    eps = {acc: privacy.epsilon(event, plan.delta, acc) for acc in privacy.ACCOUNTANTS}
+    eps = privacy.epsilons(event, plan.delta, privacy.EXAMPLE_RELATION)
     return {
         "epsilon": eps["rdp"], "delta": plan.delta, "level": "example",
         "unit": "one interaction (a positive with its sampled negatives)",
         "accountant": "rdp", "epsilon_by_accountant": eps,
-        "neighbouring_relation": "add_or_remove_one", "sampling": "poisson",
+        "neighbouring_relation": privacy.EXAMPLE_RELATION,
+        "relation_why": "q and the step count are computed from the number of rows, which "
+                        "the record states: neighbours replace one interaction",
+        "rdp_under_replace_one": privacy.EXAMPLE_RDP_METHOD, "sampling": "poisson",
         "sampling_rate": plan.sampling_rate, "steps": plan.steps, "examples": n_rows,
         "noise_multiplier": plan.noise_multiplier, "l2_norm_clip": plan.l2_norm_clip,
         "dp_event": privacy.event_to_dict(event),

@@ -30,7 +30,8 @@ def user_noise_multiplier(cfg: RunConfig, n_clients: int, target_epsilon: float)
 
 def example_noise_multiplier(cfg: RunConfig, examples: int, target_epsilon: float) -> float:
     """σ such that a client with ``examples`` examples reaches ``target_epsilon`` after
-    taking part in all ``cfg.rounds`` rounds (example level, δ = ``cfg.client_delta``)."""
+    taking part in all ``cfg.rounds`` rounds (example level, δ = ``cfg.client_delta``,
+    replace-one: the device's n is public)."""
     from client.local import LocalSettings
 
     def event(sigma: float) -> dpe.DpEvent:
@@ -38,4 +39,5 @@ def example_noise_multiplier(cfg: RunConfig, examples: int, target_epsilon: floa
                                                           client_noise_multiplier=sigma))
         return dpe.SelfComposedDpEvent(local.dp_plan(examples).event(), cfg.rounds)
 
-    return privacy.calibrate_noise(target_epsilon, cfg.client_delta, event)
+    return privacy.calibrate_noise(target_epsilon, cfg.client_delta, event,
+                                   relation=privacy.EXAMPLE_RELATION)

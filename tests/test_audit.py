@@ -24,7 +24,7 @@ def _write_run(path, cfg: RunConfig, participants=None):
     """A run directory as fedrec writes it, built from the same functions the server uses."""
     path.mkdir(parents=True, exist_ok=True)
     sp = ServerPrivacy(cfg, N, M)
-    rows, ledgers = [], {u: Ledger("add_or_remove_one", cfg.client_delta) for u in EXAMPLES}
+    rows, ledgers = [], {u: Ledger(privacy.EXAMPLE_RELATION, cfg.client_delta) for u in EXAMPLES}
     settings = LocalSettings.from_run_config(cfg)
     for rnd in range(1, ROUNDS + 1):
         row = {"round": rnd, "clients_sampled": M, "clients_replied": M}
@@ -58,7 +58,7 @@ def _write_run(path, cfg: RunConfig, participants=None):
 @pytest.fixture
 def cfg(tmp_path):
     return RunConfig(out=str(tmp_path / "run"), dp="both", noise_multiplier=1.5, clip=0.7,
-                     client_noise_multiplier=2.0, client_target_epsilon=50.0)
+                     client_noise_multiplier=2.0, client_target_epsilon=120.0)
 
 
 def _failed(result):
@@ -100,6 +100,32 @@ def test_epsilon_is_recomputed_from_the_manifest_alone(cfg, tmp_path):
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert {"manifest events match the logged mechanism",
             "manifest events match the device ledgers"} <= _failed(audit_accounting(load_run(run)))
+
+
+def test_example_level_is_recomputed_under_the_declared_relation(cfg, tmp_path):
+    """The audit recomputes example-level ε under the relation the manifest declares; a
+    run that declared add-or-remove (fedrec before issue 19: its devices' n is public)
+    fails the relation check, and the audit also gives its ε under replace-one."""
+    run = _write_run(tmp_path / "run", cfg)
+    example = audit_accounting(load_run(run))["levels"]["example"]
+    assert example["relation"] == "replace_one"
+    worst = Ledger.loads((run / "client_state" / str(example["client"]) / "ledger.json")
+                         .read_text())
+    assert example["recomputed"]["rdp"] == pytest.approx(
+        Ledger("replace_one", worst.delta, worst.history).epsilon(), rel=1e-12)
+    old = _write_run(tmp_path / "old", cfg)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["privacy"]["example"]["relation"] = "add_or_remove_one"
+    manifest["accounting"]["example"]["relation"] = "add_or_remove_one"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    for path in (old / "client_state").glob("*/ledger.json"):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "relation": "add_or_remove_one"}))
+    result = audit_accounting(load_run(old))
+    assert "example-level relation is replace-one (n is public)" in _failed(result)
+    levels = result["levels"]["example"]
+    assert levels["recomputed"]["rdp"] < levels["recomputed"]["replace_one"]
+    assert levels["recomputed"]["replace_one"] == pytest.approx(example["recomputed"]["rdp"])
 
 
 def test_dp_claimed_with_noise_switched_off_fails(cfg, tmp_path):

@@ -123,7 +123,8 @@ def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_pa
     assert p["level"] == "example" and p["accountant"] == "rdp"
     assert p["epsilon"] == pytest.approx(3.0, abs=0.01)
     event = privacy.event_from_dict(p["dp_event"])
-    assert privacy.epsilon(event, p["delta"]) == pytest.approx(p["epsilon"])
+    assert p["neighbouring_relation"] == privacy.EXAMPLE_RELATION == "replace_one"
+    assert privacy.epsilon(event, p["delta"], relation="replace_one") == pytest.approx(p["epsilon"])
     assert event.count == p["steps"] and p["noise_multiplier"] > 0
     assert len(r["history"]) == 2 and "val_hr@10" in r["history"][0]
 

@@ -120,7 +120,9 @@ def test_client_dp_ledger_persists_and_matches_the_plan(tmp_path, fed):
     plan = LocalSettings.from_run_config(cfg).dp_plan(len(fed.client(user).train_items))
     ledger = LedgerStore(cfg.client_state_root, user).load(cfg.client_delta)  # a "restart"
     assert ledger.rounds == [1, 2]
-    expected = privacy.epsilon(dpe.SelfComposedDpEvent(plan.event(), 2), cfg.client_delta)
+    expected = privacy.epsilon(dpe.SelfComposedDpEvent(plan.event(), 2), cfg.client_delta,
+                               relation="replace_one")            # n is public: substitution
+    assert ledger.relation == "replace_one"
     assert ledger.epsilon() == pytest.approx(expected, rel=1e-9)
     eps = [r.content["metrics"]["client-epsilon"] for r in replies]
     assert eps[0] < eps[1] == pytest.approx(expected, rel=1e-9)
@@ -129,8 +131,9 @@ def test_client_dp_ledger_persists_and_matches_the_plan(tmp_path, fed):
 def test_client_declines_a_round_past_its_budget(tmp_path, fed):
     probe = _cfg(tmp_path / "probe", dp="client")
     plan = LocalSettings.from_run_config(probe).dp_plan(len(fed.client(5).train_items))
-    one = privacy.epsilon(plan.event(), probe.client_delta)
-    two = privacy.epsilon(dpe.SelfComposedDpEvent(plan.event(), 2), probe.client_delta)
+    one = privacy.epsilon(plan.event(), probe.client_delta, relation="replace_one")
+    two = privacy.epsilon(dpe.SelfComposedDpEvent(plan.event(), 2), probe.client_delta,
+                          relation="replace_one")
     cfg = _cfg(tmp_path / "run", dp="client", client_target_epsilon=(one + two) / 2)
     weights = _weights(cfg, fed)
     first = _call(cfg, weights, 5, "train", rnd=1)
@@ -169,7 +172,7 @@ def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
     for z in (0.0, 3.0):
         plan = DpSgdPlan(z, clip=0.5, rate=1.0, reconstruction_steps=0, training_steps=1)
         model.load(start, None, (0, 2))
-        model.train_dp(data, settings, plan, np.random.default_rng(5), noise_seed=11)
+        model.train_dp(data, settings, plan, np.random.default_rng(5), noise_key=11)
         moved[z] = model.global_weights()
     noise = np.concatenate([(moved[3.0][k] - moved[0.0][k]).ravel() for k in start])
     expected = 3.0 * 0.5 / len(data.train_items)       # rate 1: every example, every step
@@ -192,7 +195,7 @@ def _sgd_dp_update(tmp_path, fed, z, lazy, zero_weights=False, steps=6):
     model.load(start, None, (0, 2))
     plan = DpSgdPlan(z, clip=0.5, rate=0.5, reconstruction_steps=0, training_steps=steps)
     model.train_dp(data, LocalSettings.from_run_config(cfg), plan, np.random.default_rng(5),
-                   noise_seed=11)
+                   noise_key=11)
     return {k: v - start[k] for k, v in model.global_weights().items()}, data
 
 
@@ -230,7 +233,7 @@ def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed
     start = _weights(cfg, fed)
     model.load(start, None, (0, 2))
     plan = DpSgdPlan(0.0, clip=0.05, rate=0.5, reconstruction_steps=0, training_steps=1)
-    model.train_dp(data, settings, plan, np.random.default_rng(5), noise_seed=1)
+    model.train_dp(data, settings, plan, np.random.default_rng(5), noise_key=1)
     moved = {k: v - start[k] for k, v in model.global_weights().items()}
 
     rng = np.random.default_rng(5)                       # the same draws, by hand

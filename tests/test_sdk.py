@@ -140,12 +140,13 @@ def test_fallbacks_before_any_model(tmp_path, catalogue, cfg):
 
 
 def test_privacy_status_per_level_with_next_eligibility(tmp_path, catalogue, cfg):
+    target = 15.0   # the two rounds below spend about 5.7 under replace-one
     store, rec = _device(tmp_path, catalogue, cfg)
-    fresh = rec.privacy_status(target_epsilon=5.0)
-    assert fresh["example"]["epsilon"] == 0.0 and fresh["example"]["remaining"] == 5.0
+    fresh = rec.privacy_status(target_epsilon=target)
+    assert fresh["example"]["epsilon"] == 0.0 and fresh["example"]["remaining"] == target
     assert fresh["user"] is None and fresh["rounds_joined"] == 0 and fresh["last_round"] is None
     assert fresh["next_eligibility"] == {"round": None, "budget_allows_another_round": None}
-    ledger = Ledger("add_or_remove_one", cfg.client_delta)
+    ledger = Ledger(privacy.EXAMPLE_RELATION, cfg.client_delta)
     event = privacy.dpsgd_event(2.0, 0.2, 10)
     for rnd in (1, 2):
         ledger.record(rnd, event)
@@ -153,13 +154,13 @@ def test_privacy_status_per_level_with_next_eligibility(tmp_path, catalogue, cfg
         "round": 3, "rounds_joined": [1, 2], "participation_window": 2,
         "client_target_epsilon": None, "user_epsilon": 1.5, "user_delta": 1e-3})
     spent, one_more = ledger.epsilon("rdp"), ledger.epsilon("rdp", extra=event)
-    status = rec.privacy_status(target_epsilon=5.0)
+    status = rec.privacy_status(target_epsilon=target)
     assert status["example"]["epsilon"] == pytest.approx(spent)
-    assert status["example"]["remaining"] == pytest.approx(5.0 - spent)
+    assert status["example"]["remaining"] == pytest.approx(target - spent)
     assert status["user"] == {"epsilon": 1.5, "delta": 1e-3, "accountant": "rdp", "as_of_round": 3}
     assert status["rounds_joined"] == 2 and status["last_round"] == 2
     assert status["next_eligibility"] == {"round": 4,           # last round 2 + window 2
-                                         "budget_allows_another_round": one_more <= 5.0}
+                                         "budget_allows_another_round": one_more <= target}
     tight = rec.privacy_status(target_epsilon=(spent + one_more) / 2)
     assert tight["next_eligibility"]["budget_allows_another_round"] is False
     assert tight["example"]["remaining"] == pytest.approx((one_more - spent) / 2)
