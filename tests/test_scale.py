@@ -93,7 +93,7 @@ def test_a_lazy_federation_runs_its_users_through_a_few_nodes(tmp_path):
     manifest = json.loads((Path(cfg.out) / "manifest.json").read_text())
     assert manifest["data"]["users"] == 300 and manifest["data"]["training_interactions"] is None
     # user-level accounting samples 6 of the 300 users, not of the 10 nodes
-    events = [e for _, e, _ in manifest["accounting"]["user"]["history"]]
+    events = [entry[1] for entry in manifest["accounting"]["user"]["history"]]
     assert len(events) == 3 and all(e["class_name"] == "SampledWithoutReplacementDpEvent"
                                     and e["source_dataset_size"] == 300
                                     and e["sample_size"] == 6 for e in events)
