@@ -66,8 +66,7 @@ def cooccurrence_total(contributions: Sequence[np.ndarray], h: int, cap: int) ->
         if len(pos) and (pos.min() < 0 or pos.max() >= h):
             refused += 1
             continue
-        _, first = np.unique(pos, return_index=True)
-        kept.append(pos[np.sort(first)][:cap])
+        kept.append(stats.distinct_in_order(pos)[:cap])
     _log_refused("co-occurrence", refused)
     return stats.cooccurrence_sum(kept, h)
 

@@ -40,11 +40,16 @@ STATISTICS = ("popularity", "cooccurrence")
 
 # ----- what a device contributes (pure; the device runs these on its own history) -----
 
+def distinct_in_order(values: np.ndarray) -> np.ndarray:
+    """``values`` without repeats, each kept at its first occurrence."""
+    values = np.asarray(values, np.int64).ravel()
+    _, first = np.unique(values, return_index=True)
+    return values[np.sort(first)]
+
+
 def newest_distinct(items: np.ndarray) -> np.ndarray:
     """Distinct items of a history (oldest first), newest first."""
-    items = np.asarray(items, np.int64)[::-1]
-    _, first = np.unique(items, return_index=True)
-    return items[np.sort(first)]
+    return distinct_in_order(np.asarray(items, np.int64)[::-1])
 
 
 def popularity_contribution(items: np.ndarray, n_items: int, decay: float = 1.0,
