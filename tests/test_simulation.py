@@ -181,6 +181,6 @@ def test_lazy_clients_serve_thousands_of_users_through_a_few_nodes(tmp_path):
     assert all(r["eval_clients"] == 6 for r in rows)
     results = json.loads(run.results_path.read_text())
     assert results["resources"]["simulation_nodes"] == 6
-    events = [e for _, e, _ in run.manifest()["accounting"]["user"]["history"]]
+    events = [entry[1] for entry in run.manifest()["accounting"]["user"]["history"]]
     assert [(e["source_dataset_size"], e["sample_size"]) for e in events] == [(5000, 4)] * 2
     assert "Sampled 4 nodes (out of 5000)" in (out / "simulation.log").read_text()
