@@ -199,12 +199,18 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
 def backend_config(workers: int, ray_address: str | None = None) -> dict:
     """Flower's simulation backend config: ``workers`` parallel clients on a local Ray,
     or every client on the existing Ray cluster at ``ray_address`` (``ray.init(address=...)``,
-    e.g. ``auto`` or ``ray://head:10001``); one CPU per client either way."""
+    e.g. ``127.0.0.1:6379``, ``auto`` or ``ray://head:10001``); one CPU per client either way.
+
+    A local run says ``address = "local"``: without an address ``ray.init`` joins the
+    cluster named by ``RAY_ADDRESS`` or by the last ``ray start`` on this machine
+    (``/tmp/ray/ray_current_cluster``), where it fails on ``num_cpus`` (a cluster's
+    resources are its own); "local" always starts a private Ray of ``workers`` CPUs.
+    """
     init: dict = {"log-to-driver": False}
     if ray_address:
         init["address"] = ray_address
     else:
-        init["num-cpus"] = max(1, workers)
+        init.update({"address": "local", "num-cpus": max(1, workers)})
     return {"client-resources": {"num-cpus": 1, "num-gpus": 0.0}, "init-args": init}
 
 
@@ -328,20 +334,27 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
     if cfg.client_dp:
         add_ledger_summary(run_dir, cfg)
     write_events(cfg.out)
-    return add_resources(run_dir, peak_mb, nodes)
+    return add_resources(run_dir, peak_mb, nodes, ray_address)
 
 
-def add_resources(run_dir: RunDir, peak_mb: float, nodes: int) -> dict:
+def add_resources(run_dir: RunDir, peak_mb: float, nodes: int,
+                  ray_address: str | None = None) -> dict:
     """Put what the run used into results.json: peak memory (MiB) of the command that
     finished the run (an earlier, interrupted command's peak is not known), mean seconds
-    per round over every round in metrics.jsonl, simulation nodes."""
+    per round over every round in metrics.jsonl, simulation nodes. On a Ray cluster
+    (``ray_address``) the clients' worker processes belong to the cluster, not to this
+    command's process tree, so the peak leaves them out (and the measure says so)."""
     from shared.runinfo import write_json_atomic
 
     results = json.loads(run_dir.results_path.read_text())
     rounds = [r["wall_seconds"] for r in run_dir.read_metrics() if "wall_seconds" in r]
+    measure = "sum of PSS over the fedrec command's process tree, sampled each second"
+    if ray_address:
+        measure += (f"; the clients ran on the Ray cluster at {ray_address}, whose worker "
+                    "processes are not in that tree")
     results["resources"] = {
         "peak_memory_mb": peak_mb,
-        "memory_measure": "sum of PSS over the fedrec command's process tree, sampled each second",
+        "memory_measure": measure,
         "seconds_per_round": sum(rounds) / len(rounds) if rounds else None,
         "simulation_nodes": nodes}
     write_json_atomic(run_dir.results_path, results)

@@ -94,7 +94,9 @@ def test_slugs_are_file_system_safe():
 
 
 def test_ray_address_goes_to_flowers_backend_config():
-    assert backend_config(3)["init-args"] == {"log-to-driver": False, "num-cpus": 3}
+    # local: "local" so that RAY_ADDRESS or an earlier `ray start` cannot capture the run
+    assert backend_config(3)["init-args"] == {"log-to-driver": False, "address": "local",
+                                              "num-cpus": 3}
     remote = backend_config(3, "ray://head:10001")["init-args"]
     assert remote["address"] == "ray://head:10001" and "num-cpus" not in remote
 
