@@ -31,6 +31,7 @@ from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # no
                        final_privacy, reported_events)
 from server.private_log import (crash_point, ledger_from_releases, release_entry,  # noqa: E402
                                 resumed_ledger, split_fields, user_scope)
+from server.reply_order import eval_order, train_order  # noqa: E402
 from server.rundir import PRIVATE_SECTION, RunDir  # noqa: E402
 from server.secagg import SecAggTrainer  # noqa: E402
 from server.validate import check_update  # noqa: E402
@@ -81,19 +82,6 @@ def _client_seconds(replies: list[Message]) -> float:
     return float(sum(float(m.content["metrics"]["client-seconds"]) for m in replies
                      if not m.has_error() and "metrics" in m.content
                      and "client-seconds" in m.content["metrics"]))
-
-
-def _reply_order(msg: Message) -> tuple:
-    """A run-independent order for aggregation.
-
-    Replies arrive in whatever order clients finish, and float sums depend on order; the
-    clients' local Adam steps then amplify those last-bit differences. Sorting by the
-    replies' own content makes aggregation, and so the whole run, reproducible.
-    """
-    if msg.has_error() or "metrics" not in msg.content:
-        return (1, 0.0, 0.0)
-    m = msg.content["metrics"]
-    return (0, float(m.get("num-examples", 0)), float(m.get("train-loss", 0.0)))
 
 
 def _users_loss(replies: list[Message], grid, users: int) -> float | None:
@@ -299,7 +287,7 @@ def _train(grid: Grid, strategy, cfg: RunConfig, n_clients: int, dp: ServerPriva
     """One training round on the Message API: the new arrays (None: no aggregate), the
     round's metrics fields and the clients' compute seconds."""
     messages = list(strategy.configure_train(rnd, arrays, config, grid))
-    replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=_reply_order)
+    replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout), key=train_order)
     ok, declined, failed, rejected = _usable(replies, arrays, cfg.max_update_norm,
                                              unit_weight=cfg.server_dp)
     if len(ok) < cfg.min_replies:
@@ -361,7 +349,8 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
         seed_sampling(cfg.seed, rnd, 1, cfg.secret_randomness)
         eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd, dp),
                                                          grid))
-        eval_replies = list(grid.send_and_receive(eval_messages, timeout=cfg.round_timeout))
+        eval_replies = sorted(grid.send_and_receive(eval_messages, timeout=cfg.round_timeout),
+                              key=eval_order)
         eval_ok = [m for m in eval_replies if not m.has_error()]
         agg = strategy.aggregate_evaluate(rnd, eval_replies)
         line.update({k: _metric(agg, k) for k in EVAL_KEYS})

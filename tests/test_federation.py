@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-from flwr.app import Context, Message, RecordDict
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy.strategy_utils import (aggregate_arrayrecords,
+                                                    aggregate_metricrecords)
 
 from client import app as capp
 from client.state import PrivateStore
 from server.app import initial_global_weights, round_config
+from server.reply_order import eval_order, train_order
 from shared.config import RunConfig
 from shared.evaluate import evaluate
 from shared.federated_data import federation_of
@@ -148,3 +152,42 @@ def test_the_validation_view_holds_out_the_validation_item(setup):
     run = cfg.replace(holdout="validation")
     reply = _call(run, weights, 3, "train", rnd=1).content["metrics"]
     assert reply["num-examples"] == len(view.train_items)
+
+
+def _reply(arrays: dict | None, metrics: dict) -> Message:
+    """A client's reply as the server receives it (to a train message for node 1)."""
+    sent = Message(RecordDict(), dst_node_id=1, message_type="train")
+    content = {"metrics": MetricRecord(metrics)}
+    if arrays is not None:
+        content["arrays"] = capp.to_record(arrays)
+    return Message(RecordDict(content), reply_to=sent)
+
+
+def _permutations(items: list) -> list[list]:
+    return [list(p) for p in itertools.permutations(items)]
+
+
+def test_training_aggregation_is_the_same_in_every_reply_order():
+    # equal weight and loss (an audit run's canaries): only the arrays tell them apart
+    values = [np.float32(0.1), np.float32(0.2), np.float32(0.7), np.float32(1e-3)]
+    replies = [_reply({"w": np.array([v])}, {"num-examples": 1, "train-loss": 0.0})
+               for v in values]
+    unsorted = {aggregate_arrayrecords([m.content for m in p], "num-examples")["w"].numpy()
+                .tobytes() for p in _permutations(replies)}
+    assert len(unsorted) > 1   # Flower's float sum does depend on the order
+    in_order = {aggregate_arrayrecords([m.content for m in sorted(p, key=train_order)],
+                                       "num-examples")["w"].numpy().tobytes()
+                for p in _permutations(replies)}
+    assert len(in_order) == 1
+
+
+def test_evaluation_average_is_the_same_in_every_reply_order():
+    replies = [_reply(None, {"num-examples": 1, "ndcg@10": v, "client-seconds": 9.0 - v})
+               for v in (0.1, 0.2, 0.3, 0.7)]
+    unsorted = {aggregate_metricrecords([m.content for m in p], "num-examples")["ndcg@10"]
+                for p in _permutations(replies)}
+    assert len(unsorted) > 1
+    in_order = {aggregate_metricrecords([m.content for m in sorted(p, key=eval_order)],
+                                        "num-examples")["ndcg@10"]
+                for p in _permutations(replies)}
+    assert len(in_order) == 1
