@@ -26,7 +26,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 
 from client.local import (KEY_BITS, STREAM_DP_NOISE, STREAM_LOCAL_TRAIN,  # noqa: E402
                           LocalSettings, evaluate_scores, get_local_model)
-from client.mods import optional_fixedclipping_mod  # noqa: E402
+from client.mods import optional_fixedclipping_mod, simulation_node_mod  # noqa: E402
 from client.secagg import secagg_mod  # noqa: E402
 from client.scenarios import is_late, new_items, released, scenario  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
@@ -36,8 +36,9 @@ from shared.catalogue import device_federation, load_catalogue, load_device  # n
 from shared.config import RunConfig  # noqa: E402
 from shared.federated_data import USER_KEY, ClientData, Federation, federation_of  # noqa: E402
 
-# SecAgg+ outermost: it masks what the clipping mod left (client.secagg)
-app = ClientApp(mods=[secagg_mod, optional_fixedclipping_mod])
+# SecAgg+ masks what the clipping mod left (client.secagg); outside both, a simulated
+# client names its Ray node (diagnostics the server takes off the reply)
+app = ClientApp(mods=[simulation_node_mod, secagg_mod, optional_fixedclipping_mod])
 
 
 #: Round-config keys under which the server reports its user-level (ε, δ) so far.

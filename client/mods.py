@@ -1,4 +1,5 @@
-"""Client mods: Flower's ``fixedclipping_mod``, applied only where it applies.
+"""Client mods: Flower's ``fixedclipping_mod``, applied only where it applies; and, in a
+simulation, the name of the Ray node that ran the client (:func:`simulation_node_mod`).
 
 Flower's mod expects the clipping norm in every train message and divides by the update's
 norm. fedrec's ClientApp serves runs with and without client-side clipping, and replies
@@ -11,11 +12,15 @@ carries a non-zero update (an all-zero update is within any norm already, and Fl
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.mod import fixedclipping_mod
 from flwr.common.constant import MessageType
 from flwr.common.differential_privacy_constants import KEY_CLIPPING_NORM
+
+from shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY
 
 
 def _update_is_zero(sent: Message, reply: Message) -> bool:
@@ -33,3 +38,30 @@ def optional_fixedclipping_mod(msg: Message, context: Context, call_next) -> Mes
             or _update_is_zero(msg, reply)):
         return reply
     return fixedclipping_mod(msg, context, lambda _msg, _ctx: reply)
+
+
+def ray_node_id() -> str | None:
+    """Hex id of the Ray node this process runs on, or None outside Ray.
+
+    Only a process where Ray is already imported and initialised has one (a simulation's
+    worker); a deployed device never imports Ray, and this function does not either.
+    """
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def simulation_node_mod(msg: Message, context: Context, call_next) -> Message:
+    """Put the Ray node that ran this client into its reply (``SIMULATION_NODE_KEY``).
+
+    Simulation diagnostics: which machine of a Ray cluster ran each client (the server
+    counts replies per node into ``simulation-nodes.json`` and takes the record off).
+    A Ray node id names a simulation worker, not a user. Outermost mod, so SecAgg+ and
+    clipping never see the record. Replies outside Ray are returned unchanged.
+    """
+    reply = call_next(msg, context)
+    node = ray_node_id()
+    if node is not None and not reply.has_error():
+        reply.content[SIMULATION_NODE_KEY] = ConfigRecord({RAY_NODE_ID: node})
+    return reply

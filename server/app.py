@@ -34,6 +34,7 @@ from server.private_log import (crash_point, ledger_from_releases, release_entry
 from server.reply_order import eval_order, train_order  # noqa: E402
 from server.rundir import PRIVATE_SECTION, RunDir  # noqa: E402
 from server.secagg import SecAggTrainer  # noqa: E402
+from server.simnodes import SIMULATION_NODES, NodeLog  # noqa: E402
 from server.validate import check_update  # noqa: E402
 from server.slots import SlotGrid, slots_needed  # noqa: E402
 from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
@@ -115,6 +116,8 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                 "privacy": declared_privacy(cfg, fed.n_clients, sampled),
                 "server_private": PRIVATE_SECTION},
                resume=cfg.resume)
+    if not cfg.catalogue:   # simulation: count which Ray node ran each reply
+        grid = NodeLog(grid, run.path / SIMULATION_NODES)
     if cfg.lazy_clients:   # one virtual node per user, served by a few slots
         grid = SlotGrid(grid, fed.n_clients, slots_needed(cfg, fed.n_clients),
                         timeout=cfg.round_timeout)

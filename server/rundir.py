@@ -22,6 +22,9 @@ the server and its auditor may read it, mode 0600 in a 0700 folder)::
                            events it reported and the rounds (releases) it ran each
     client_state/          simulated devices' own storage (embeddings, ledgers): the
                            devices', neither released nor the server's
+    simulation-nodes.json  simulation diagnostics, not released: replies per Ray node,
+                           per round and message type (``server.simnodes``); counts
+                           only, no user ids; never written by a deployment
 
 Who took part in which round is what sampling hides: user-level ε is amplified by it,
 so a file that records it next to the released model would cancel that amplification.
