@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
 
     from server.rundir import RunDir
-    from shared.cli import main as fedrec
+    from simulations.cli import main as fedrec
     from simulations.plots import plot_convergence
 
     run = RunDir(args.out)

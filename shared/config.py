@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
-from shared.model import ModelConfig
+from shared.model_config import ModelConfig
 
 STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
 LOCAL_OPTIMIZERS = ("adam", "sgd")
@@ -83,7 +83,7 @@ class RunConfig:
         server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg); 0 picks
             the strategy's default (FedAvgM 1.0, FedAdam/FedYogi 0.01).
         server_momentum: momentum of FedAvgM.
-        gmf_dim, mlp_dim, content_dim: model sizes (see ``shared.model.ModelConfig``).
+        gmf_dim, mlp_dim, content_dim: model sizes (see ``shared.model_config.ModelConfig``).
         out: run directory (manifest, metrics.jsonl, results.json, checkpoints).
         client_state_dir: where simulated devices keep their private embeddings
             (default ``<out>/client_state``).

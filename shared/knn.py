@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.stats import head_positions
-
 
 #: ``knn_weight`` that lets each device choose its own fusion weight.
 AUTO = -1.0
@@ -133,6 +131,10 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> 
     counts more recent items (0 = newest), restricted to the ``neighbours`` history
     items most similar to j when set.
     """
+    # Imported here: shared.stats pulls in dp_accounting and scipy, and KnnSettings is read
+    # by every `fedrec simulate --help` (through ReleaseConfig's defaults).
+    from shared.stats import head_positions
+
     pos = head_positions(released.head, released.n_items)[np.asarray(items, np.int64)]
     keep = pos >= 0
     recency = settings.decay ** np.arange(len(items))[::-1]      # newest: decay ** 0

@@ -24,19 +24,6 @@ from simulations.audit import audit_accounting, load_run
 from simulations.progress import console, report
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, nargs="?", help="a fedrec run directory")
-    parser.add_argument("--budget", type=Path, metavar="DIR",
-                        help="instead of one run: the ε composed over every run recorded in "
-                             "this budget registry, per dataset (default registry of a run: "
-                             ".fedrec-budget next to its directory)")
-    parser.add_argument("--out", type=Path, help="where audit.json/audit.md go (default RUN_DIR)")
-    parser.add_argument("--empirical", action="store_true",
-                        help="also attack the run: canary estimate (runs trained with "
-                             "--canaries), one-run membership audit of the device models "
-                             "(runs trained with --example-canaries; otherwise a heuristic)")
-
-
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from rich.table import Table
@@ -45,40 +44,6 @@ def prepare(dataset: Dataset, seed: int, n_negatives: int = 99) -> Prepared:
                     evaluation_negatives(split, n_negatives, seed, "val"),
                     evaluation_negatives(split, n_negatives, seed, "test"),
                     fingerprint(dataset))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="synthetic",
-                        help="movielens-100k, synthetic, or a path (CSV/Parquet file or folder)")
-    parser.add_argument("--model", default="popularity,itemknn,neumf",
-                        help=f"comma-separated: {', '.join(MODELS)} (or 'all')")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1")
-    parser.add_argument("--out", type=Path, default=Path("results.json"),
-                        help="results file (JSON; a list when several runs)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--negatives", type=int, default=8, help="training negatives per positive")
-    parser.add_argument("--dim", type=int, default=16, help="embedding size (MLP layers 2d-d-d/2)")
-    parser.add_argument("--target-epsilon", type=float, default=None,
-                        help="neumf-dp: calibrate the noise to this example-level ε (default 8)")
-    parser.add_argument("--noise-multiplier", type=float, default=None,
-                        help="neumf-dp: fixed noise multiplier σ instead of a target ε")
-    parser.add_argument("--clip", type=float, default=1.0,
-                        help="neumf-dp: per-interaction gradient L2 clipping norm")
-    parser.add_argument("--delta", type=float, default=None,
-                        help="neumf-dp: δ (default 1/rows^1.1)")
-    parser.add_argument("--user-epsilon", type=float, default=8.0,
-                        help="popularity-dp: user-level ε of the released popularity")
-    parser.add_argument("--neighbours", type=int, default=None,
-                        help="itemknn: neighbourhood size (default: chosen on validation "
-                             "from 20, 50, 100, 200)")
-    parser.add_argument("--recency-decay", type=float, default=None,
-                        help="weight factor per more recent interaction of the same user, in "
-                             "(0, 1]; 1 weighs all alike. itemknn: profile weights (default: "
-                             "chosen on validation from 1, 0.95, 0.9, 0.8); neumf: training "
-                             "weights (default 0.95); neumf-dp: must be 1")
 
 
 def parse_models(spec: str) -> list[str]:

@@ -1,8 +1,9 @@
 """``fedrec simulate --pipeline popularity|knn``: one-shot DP statistics releases.
 
 The flags shared with the DP-FedAvg pipeline (dataset, seed, holdout, target ε, δ,
-noise seed, out) keep their meaning; the release settings have their own group. The
-default pipeline (``neumf``) is ``simulations.simulate_cmd``'s federated training.
+noise seed, out) keep their meaning; the release settings have their own group
+(``simulations.simulate_args.add_release_arguments``). The default pipeline (``neumf``)
+is ``simulations.simulate_cmd``'s federated training.
 """
 
 from __future__ import annotations
@@ -15,56 +16,8 @@ from pathlib import Path
 from rich.table import Table
 
 from shared.errors import ConfigError
-from shared.release_config import PIPELINES, ReleaseConfig
 from simulations.progress import console, report
-
-PIPELINE_CHOICES = ("neumf",) + PIPELINES
-#: flag dest -> ReleaseConfig field, for the release-only flags.
-_RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "head", "cap",
-                  "knn_rank", "knn_alpha", "knn_decay", "knn_weight")
-#: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
-_SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
-                 "target_epsilon", "delta", "noise_seed")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--pipeline`` switch and the release settings (defaults: ``ReleaseConfig``)."""
-    parser.add_argument("--pipeline", choices=PIPELINE_CHOICES, default="neumf",
-                        help="neumf: federated training (DP-FedAvg under --dp server); "
-                        "popularity / knn: one-shot DP statistics releases, recommended on "
-                        "the device (--target-epsilon is their total budget, inf: no noise)")
-    group = parser.add_argument_group("statistics releases (--pipeline popularity|knn)")
-    d = ReleaseConfig()
-    group.add_argument("--popularity-share", type=float,
-                       help=f"share of the budget for popularity (default {d.popularity_share})")
-    group.add_argument("--popularity-decay", type=float,
-                       help=f"recency weight of a device's popularity vector ({d.popularity_decay})")
-    group.add_argument("--popularity-cap", type=int,
-                       help=f"newest items in it, 0: all ({d.popularity_cap})")
-    group.add_argument("--head", type=int, help=f"items in the co-occurrence release ({d.head})")
-    group.add_argument("--cap", type=int, help=f"a device's newest head items used ({d.cap})")
-    group.add_argument("--knn-rank", type=int, help=f"low-rank denoising, 0: none ({d.knn_rank})")
-    group.add_argument("--knn-alpha", type=float, help=f"popularity normalisation ({d.knn_alpha})")
-    group.add_argument("--knn-decay", type=float, help=f"recency weight in scoring ({d.knn_decay})")
-    group.add_argument("--knn-weight", type=float,
-                       help=f"weight of kNN next to popularity on the device, -1: each "
-                       f"device picks it ({d.knn_weight})")
-    group.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess",
-                       help="inprocess: the devices' and server's code in one loop (seconds); "
-                       "flower: Flower's simulation engine, one SuperNode per user, the "
-                       "contributions and the release as Flower messages")
-    group.add_argument("--compare", type=Path, metavar="BASELINES_JSON",
-                       help="print these `fedrec baseline` results (same data) beside the run")
-
-
-def build_config(args: argparse.Namespace) -> ReleaseConfig:
-    values = {k: getattr(args, k) for k in _SHARED_FLAGS + _RELEASE_FLAGS
-              if getattr(args, k, None) is not None}
-    if values.get("target_epsilon") == 0:
-        raise ConfigError("--target-epsilon must be > 0 for a release pipeline (inf: no noise)")
-    if args.out is not None:
-        values["out"] = str(args.out)
-    return ReleaseConfig(pipeline=args.pipeline, **values)
+from simulations.simulate_args import build_release_config as build_config
 
 
 def run(args: argparse.Namespace) -> int:

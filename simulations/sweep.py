@@ -134,7 +134,7 @@ def _label(name: str | None, grid: dict, settings: dict) -> str:
 
 def _cell(base: dict, params: dict, label: str, seed: int, out: Path, source: str) -> Cell:
     settings = {k: v for k, v in {**base, **params}.items() if k not in TARGETS}
-    from simulations.simulate_cmd import absolute_paths
+    from simulations.simulate_args import absolute_paths
 
     cfg = RunConfig.from_mapping({**settings, "seed": seed}, source=f"{source} ({label})")
     cfg = calibrated(cfg, {**base, **params}, f"{source} ({label})")

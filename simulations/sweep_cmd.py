@@ -19,15 +19,8 @@ from rich.progress import Progress
 from server.rundir import RunDir
 from shared.errors import FedrecError
 from simulations.progress import console, report, run_progress
-from simulations.simulate_cmd import WORKERS, add_runner_arguments
+from simulations.simulate_args import WORKERS
 from simulations.sweep import Cell, Sweep, load_sweep
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]])")
-    parser.add_argument("--out", type=Path, required=True, help="sweep directory")
-    add_runner_arguments(parser)
-    parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
 
 
 def _neumf(sweep: Sweep) -> dict | None:

@@ -120,7 +120,7 @@ def test_a_checkpoint_restores_the_adapted_clip(tmp_path):
 def test_the_range_is_a_setting_and_a_flag():
     import argparse
 
-    from simulations.simulate_cmd import add_arguments, build_config
+    from simulations.simulate_args import add_arguments, build_config
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -11,7 +11,7 @@ from dp_accounting import dp_event as dpe
 from client.local import LocalSettings
 from server.dp import ServerPrivacy, accounting_record, declared_privacy
 from shared import privacy
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from shared.ledger import Ledger
 from simulations.audit import audit_accounting, load_run

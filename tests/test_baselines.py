@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shared import privacy
-from shared.cli import main
+from simulations.cli import main
 from shared.interactions import build_interactions, leave_last_out
 from simulations.baselines import (NeuMFConfig, itemknn_scorer, popularity_scorer, recency_profile,
                                    select_itemknn, training_weights)
@@ -146,7 +146,7 @@ def test_user_errors_are_one_line_and_exit_2(argv, needle, tmp_path, capsys):
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "shared.cli", "data", "validate",
+    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "data", "validate",
                            str(tmp_path / "missing.csv")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -10,7 +10,7 @@ from dp_accounting import dp_event as dpe
 
 from shared import privacy
 from shared.budget import BudgetRegistry, compose, run_entry
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from shared.ledger import Ledger
 

@@ -75,7 +75,7 @@ def test_two_dp_rounds_over_tls_then_every_sdk_recommends_from_the_new_model(dep
             history = store.ledger().history
         assert [(h[0], h[1]) for h in history] == [
             (r, e["event"]) for e in clients[str(index)] for r in e["rounds"]]
-    from shared.cli import main as fedrec
+    from simulations.cli import main as fedrec
     assert fedrec(["audit", str(run.path)]) == 0
     audit = json.loads((run.path / "audit.json").read_text())
     assert audit["levels"]["example"]["source"] == "manifest.json"
@@ -105,7 +105,7 @@ def test_secure_aggregation_over_tls_the_server_only_holds_the_sum(deployment):
     rows = run.read_metrics()
     assert [(r["clients_replied"], r["secagg_distinct_updates"]) for r in rows] == [(3, 1)] * 2
     assert all(r["dp_noise_std"] == pytest.approx(0.3 * 1.0 / 3) for r in rows)
-    from shared.cli import main as fedrec
+    from simulations.cli import main as fedrec
     assert fedrec(["audit", str(run.path)]) == 0
 
 
@@ -196,7 +196,7 @@ def test_faults_under_dp_a_node_killed_mid_round_then_the_server_killed_and_resu
     for entry in releases:                        # every release logged, composed once each
         ledger.record(entry["round"], dp.event_from_dict(entry["dp_event"]))
     assert privacy["user"]["epsilon"] == pytest.approx(ledger.epsilon("rdp"), rel=1e-12)
-    from shared.cli import main as fedrec
+    from simulations.cli import main as fedrec
     assert fedrec(["audit", str(run.path)]) == 0
     with EventStore(stores[2]) as store:          # the restarted device kept its state
         assert len(store.events()) == events_before

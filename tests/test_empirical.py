@@ -13,7 +13,7 @@ from dp_accounting.pld import pld_privacy_accountant
 from scipy import stats
 
 from shared import canary
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import ConfigError, RunConfig
 from shared.federated_data import federation_of
 from simulations import empirical

@@ -152,7 +152,7 @@ def test_bad_local_settings_fail_with_one_line(changes, message):
 def test_simulate_flags_reach_the_run_config(tmp_path):
     import argparse
 
-    from simulations.simulate_cmd import add_arguments, build_config
+    from simulations.simulate_args import add_arguments, build_config
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -20,7 +20,7 @@ from dp_accounting import dp_event as dpe
 
 from server.rundir import RunDir
 from shared import privacy
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from simulations.inprocess import InProcessGrid, run_inprocess
 

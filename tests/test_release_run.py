@@ -90,7 +90,7 @@ def test_bad_settings_are_one_clear_error(changes, message):
 
 def test_cli_runs_and_refuses_an_existing_run(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "shared.cli", "simulate", "--pipeline", "knn", "--dataset",
+    cmd = [sys.executable, "-m", "simulations.cli", "simulate", "--pipeline", "knn", "--dataset",
            "synthetic", "--synthetic-users", "30", "--synthetic-items", "40", "--head", "20",
            "--target-epsilon", "8", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -98,7 +98,7 @@ def test_cli_runs_and_refuses_an_existing_run(tmp_path):
     assert json.loads((out / "results.json").read_text())["pipeline"] == "knn"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already holds a run" in again.stderr
-    audit = subprocess.run([sys.executable, "-m", "shared.cli", "audit", str(out)],
+    audit = subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(out)],
                            capture_output=True, text=True, timeout=300)
     assert audit.returncode == 0, audit.stdout + audit.stderr
 

@@ -13,7 +13,7 @@ from server.app import run_federation, server_data
 from server.secagg_bounds import rounding_l2
 from shared import privacy as privacy_lib
 from server.rundir import RunDir
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from simulations.inprocess import InProcessGrid

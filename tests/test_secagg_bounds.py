@@ -16,7 +16,7 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from server import secagg_bounds as sb
 from server.dp import ServerPrivacy, check_settings
 from shared import privacy
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from shared.errors import ConfigError
 

@@ -27,7 +27,7 @@ def _env() -> dict[str, str]:
 
 
 def _fedrec(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "shared.cli", "simulate", *args],
+    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", *args],
                           capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -134,7 +134,7 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
     assert all(len(r) > 0 for r in _client_ledgers(part).values())
     ra, rb = full.read_metrics(), part.read_metrics()
     assert [r["hr@10"] for r in rb] == pytest.approx([r["hr@10"] for r in ra], abs=1e-5)
-    from shared.cli import main as fedrec
+    from simulations.cli import main as fedrec
     for run in (full, part):               # an independent auditor agrees with both runs
         assert fedrec(["audit", str(run.path)]) == 0
         audit = json.loads((run.path / "audit.json").read_text())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main as fedrec
+from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from simulations.calibrate import user_noise_multiplier
@@ -136,7 +136,7 @@ def test_sweep_runs_every_cell_then_skips_finished_ones(tmp_path):
                   .replace("local-epochs = [1, 2]", "local-epochs = [1]"))
     out = tmp_path / "out"
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    cmd = [sys.executable, "-m", "shared.cli", "sweep", str(path), "--out", str(out)]
+    cmd = [sys.executable, "-m", "simulations.cli", "sweep", str(path), "--out", str(out)]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())

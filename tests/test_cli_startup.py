@@ -1,0 +1,100 @@
+"""`fedrec` answers at once: the commands that need no model never import TensorFlow.
+
+Each command runs in a fresh interpreter (``simulations.cli.main`` in-process there), which
+then reports its exit code and whether ``tensorflow`` is in ``sys.modules``. And the CLI
+sits on top of the layers: nothing in ``shared/`` imports ``client``, ``server`` or
+``simulations``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = """
+import contextlib, io, sys
+from simulations.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as stop:
+        code = stop.code
+print("probe", code, "tensorflow" in sys.modules)
+"""
+
+
+def fresh_fedrec(*argv: str) -> tuple[int, bool]:
+    """Run ``fedrec argv`` in a new interpreter: (exit code, tensorflow imported)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+    last = proc.stdout.strip().splitlines()[-1:]
+    assert last and last[0].startswith("probe "), proc.stdout + proc.stderr
+    _, code, tf = last[0].split()
+    return int(code), tf == "True"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 4-round run with user- and example-level DP, as the audit tests write it."""
+    from shared.config import RunConfig
+    from tests.test_audit import _write_run
+
+    out = tmp_path_factory.mktemp("startup") / "run"
+    return _write_run(out, RunConfig(out=str(out), dp="both", noise_multiplier=1.5, clip=0.7,
+                                     client_noise_multiplier=2.0, client_target_epsilon=120.0))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["simulate", "--help"], ["baseline", "--help"],
+                                  ["sweep", "--help"], ["audit", "--help"]],
+                         ids=lambda a: " ".join(a))
+def test_help_does_not_import_tensorflow(argv):
+    assert fresh_fedrec(*argv) == (0, False)
+
+
+def test_data_validate_does_not_import_tensorflow(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,event,timestamp\nu1,i1,click,1\nu2,i1,purchase,2\n")
+    assert fresh_fedrec("data", "validate", str(events)) == (0, False)
+
+
+def test_audit_without_empirical_does_not_import_tensorflow(run_dir):
+    (run_dir / "audit.json").unlink(missing_ok=True)
+    assert fresh_fedrec("audit", str(run_dir)) == (0, False)
+    assert (run_dir / "audit.json").exists()                # it did audit the run
+
+
+def test_certs_does_not_import_tensorflow(tmp_path):
+    assert fresh_fedrec("certs", "--out", str(tmp_path / "c"), "--nodes", "1") == (0, False)
+    assert (tmp_path / "c" / "ca.crt").exists() and (tmp_path / "c" / "node-1.pub").exists()
+
+
+def test_baseline_help_lists_the_baselines_it_runs():
+    from simulations.baselines import MODELS
+    from simulations.cli_args import BASELINE_MODELS
+
+    assert BASELINE_MODELS == MODELS
+
+
+def _imported(path: Path) -> set[str]:
+    """Top-level package names that a module imports (anywhere in it, lazily too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_shared_imports_nothing_above_it():
+    above = {"client", "server", "simulations"}
+    offenders = {p.name: sorted(_imported(p) & above) for p in (ROOT / "shared").glob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
