@@ -47,9 +47,9 @@ def contribute(msg: Message, context: Context) -> Message:
 def recommend(msg: Message, context: Context) -> Message:
     _, data = device_data(context)
     arrays = msg.content["arrays"]
-    sim = arrays["similarity"].numpy()
+    sim, ease = arrays["similarity"].numpy(), arrays["ease"].numpy()
     released = knn.Released(arrays["popularity"].numpy(), arrays["head"].numpy(),
-                            None if sim.size == 0 else sim)
+                            None if sim.size == 0 else sim, None if ease.size == 0 else ease)
     settings = knn_settings(msg.content["config"])
     metrics = device.evaluate(data, released, settings) if data.evaluable else {}
     return Message(RecordDict({"metrics": MetricRecord({**metrics,
@@ -60,4 +60,6 @@ def recommend(msg: Message, context: Context) -> Message:
 def knn_settings(config: ConfigRecord) -> knn.KnnSettings:
     return knn.KnnSettings(rank=int(config["rank"]), alpha=float(config["alpha"]),
                            neighbours=int(config["neighbours"]), decay=float(config["decay"]),
-                           knn_weight=float(config["knn-weight"]))
+                           knn_weight=float(config["knn-weight"]), top_k=int(config["top-k"]),
+                           ease_lambda=float(config["ease-lambda"]),
+                           ease_weight=float(config["ease-weight"]))

@@ -19,7 +19,8 @@ def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
     """This device's contribution to ``statistic`` (see ``server.releases.Collect``)."""
     if statistic == "popularity":
         return stats.popularity_contribution(data.train_items, data.n_items,
-                                             float(request["decay"]), int(request["cap"]))
+                                             float(request["decay"]), int(request["cap"]),
+                                             bool(int(request.get("bounded", 1))))
     if statistic == "cooccurrence":
         positions = stats.head_positions(np.asarray(request["head"], np.int64), data.n_items)
         return stats.recent_head_items(data.train_items, positions, int(request["cap"]))

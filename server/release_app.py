@@ -62,9 +62,12 @@ def flower_evaluate(grid: Grid, nodes: list[int], cfg: ReleaseConfig):
     def evaluate(released: knn.Released) -> tuple[dict[str, float], int]:
         s = cfg.knn
         config = {"rank": s.rank, "alpha": s.alpha, "neighbours": s.neighbours,
-                  "decay": s.decay, "knn-weight": s.knn_weight}
-        sim = np.zeros((0, 0)) if released.similarity is None else released.similarity
-        arrays = {"popularity": released.popularity, "head": released.head, "similarity": sim}
+                  "decay": s.decay, "knn-weight": s.knn_weight, "top-k": s.top_k,
+                  "ease-lambda": s.ease_lambda, "ease-weight": s.ease_weight}
+        empty = np.zeros((0, 0))
+        arrays = {"popularity": released.popularity, "head": released.head,
+                  "similarity": empty if released.similarity is None else released.similarity,
+                  "ease": empty if released.ease is None else released.ease}
         reports = [r.content["metrics"] for r in _ask(grid, nodes, "recommend", config, arrays)]
         reports = [m for m in reports if int(m["evaluated"])]
         keys = [k for k in reports[0].keys() if k != "evaluated"] if reports else []

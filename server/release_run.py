@@ -53,12 +53,13 @@ def settings_for(cfg: ReleaseConfig, noise_multiplier: float) -> releases.Releas
         releases=cfg.releases, popularity_decay=cfg.popularity_decay,
         popularity_cap=cfg.popularity_cap, noise_multiplier=noise_multiplier,
         popularity_share=cfg.popularity_share, head=cfg.head, cap=cfg.cap, knn=cfg.knn,
-        noise_seed=None if cfg.noise_seed < 0 else cfg.noise_seed)
+        noise_seed=None if cfg.noise_seed < 0 else cfg.noise_seed,
+        bounded=cfg.contributions == "bounded")
 
 
 def noise_for(cfg: ReleaseConfig, n_users: int) -> float:
     """The composed noise multiplier that meets the run's target ε (0 for ε = inf)."""
-    shares = tuple(sorted(settings_for(cfg, 1.0).budget().shares.items()))
+    shares = tuple(sorted(settings_for(cfg, 0.0).budget().shares.items()))
     return releases.calibrate_total(cfg.target_epsilon, cfg.user_delta(n_users), shares)
 
 

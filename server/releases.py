@@ -41,34 +41,39 @@ def noise_generator(seed: int | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64DXSM([seed, 0x5EED]))
 
 
-def popularity_sum(contributions: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+def popularity_sum(contributions: Sequence[np.ndarray], n_items: int,
+                   bounded: bool = True) -> np.ndarray:
     """Sum of popularity vectors, each clipped here to L2 norm 1 (whatever a device sent,
     its share of the sum is bounded: the sensitivity the accounting assumes). A malformed
-    vector counts as zero, which is within the same bound."""
+    vector counts as zero, which is within the same bound. ``bounded=False`` (no DP):
+    the plain sum."""
     total, refused = np.zeros(n_items), 0
     for vector in contributions:
         vector = np.asarray(vector, np.float64).ravel()
         if vector.shape != (n_items,) or not np.all(np.isfinite(vector)):
             refused += 1
             continue
-        total += vector / max(1.0, float(np.linalg.norm(vector)))
+        total += vector / (max(1.0, float(np.linalg.norm(vector))) if bounded else 1.0)
     _log_refused("popularity", refused)
     return total
 
 
-def cooccurrence_total(contributions: Sequence[np.ndarray], h: int, cap: int) -> np.ndarray:
-    """Sum of co-occurrence contributions, each cut to ``cap`` distinct positions and
-    weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device sent).
-    A contribution naming a position outside the head counts as zero."""
+def cooccurrence_total(contributions: Sequence[np.ndarray], h: int, cap: int,
+                       bounded: bool = True) -> np.ndarray:
+    """Sum of co-occurrence contributions, each cut to ``cap`` distinct positions (0: all)
+    and weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device
+    sent; ``bounded=False``: weight 1, the raw counts). A contribution naming a position
+    outside the head counts as zero."""
     kept, refused = [], 0
     for pos in contributions:
         pos = np.asarray(pos, np.int64).ravel()
         if len(pos) and (pos.min() < 0 or pos.max() >= h):
             refused += 1
             continue
-        kept.append(stats.distinct_in_order(pos)[:cap])
+        pos = stats.distinct_in_order(pos)
+        kept.append(pos if cap <= 0 else pos[:cap])
     _log_refused("co-occurrence", refused)
-    return stats.cooccurrence_sum(kept, h)
+    return stats.cooccurrence_sum(kept, h, bounded)
 
 
 def _log_refused(statistic: str, refused: int) -> None:
@@ -86,10 +91,12 @@ class ReleaseSettings:
             vector, and how many of its newest items it covers (0: all).
         noise_multiplier: z of the composed releases (0: no noise, not private).
         popularity_share: share of the budget (1/z^2) that popularity gets.
-        head: items in the co-occurrence head (chosen from released popularity).
-        cap: a device's most recent head items that contribute.
+        head: items in the co-occurrence head (chosen from released popularity; 0: all).
+        cap: a device's most recent head items that contribute (0: all).
         knn: the post-processing and scoring settings.
         noise_seed: test-only seed for the noise (None: secret).
+        bounded: contributions bounded to norm 1 (DP); False: raw counts, no noise
+            allowed (the non-private federation equal to centralized statistics).
     """
 
     releases: tuple[str, ...]
@@ -101,6 +108,12 @@ class ReleaseSettings:
     cap: int
     knn: knn.KnnSettings
     noise_seed: int | None = None
+    bounded: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.bounded and self.noise_multiplier:
+            raise ValueError("raw (unbounded) contributions have no sensitivity bound: "
+                             "they cannot be released with DP noise")
 
     def budget(self) -> stats.BudgetSplit:
         return stats.split_budget(self.noise_multiplier, self.popularity_share, self.releases)
@@ -116,16 +129,28 @@ def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
     budget, rng = settings.budget(), noise_generator(settings.noise_seed)
     events = budget.events()
     total = popularity_sum(collect("popularity", {"decay": settings.popularity_decay,
-                                             "cap": settings.popularity_cap}), n_items)
+                                             "cap": settings.popularity_cap,
+                                             "bounded": int(settings.bounded)}),
+                           n_items, settings.bounded)
     popularity = _release(total, "popularity", budget, events, ledger, save_ledger, rng)
     if "cooccurrence" not in settings.releases:
         return knn.Released(popularity, np.zeros(0, np.int64), None)
     head = stats.choose_head(popularity, settings.head)
     contributions = collect("cooccurrence", {"head": head, "cap": settings.cap})
-    total = cooccurrence_total(contributions, len(head), settings.cap)
+    total = cooccurrence_total(contributions, len(head), settings.cap, settings.bounded)
     noisy = _release(total, "cooccurrence", budget, events, ledger, save_ledger, rng,
                      symmetric=True)
-    return knn.Released(popularity, head, knn.similarity(noisy, popularity[head], settings.knn))
+    return post_process(popularity, head, noisy, settings.knn)
+
+
+def post_process(popularity: np.ndarray, head: np.ndarray, noisy: np.ndarray,
+                 settings: knn.KnnSettings) -> knn.Released:
+    """What devices receive, computed from the releases alone (so it costs nothing):
+    the kNN similarity and, when asked, the EASE weights on the head."""
+    weights = (knn.ease(noisy, np.maximum(popularity[head], 0.0), settings.ease_lambda)
+               if settings.ease_lambda else None)
+    return knn.Released(popularity, head, knn.similarity(noisy, popularity[head], settings),
+                        weights)
 
 
 def _release(total: np.ndarray, name: str, budget: stats.BudgetSplit, events: dict,

@@ -42,6 +42,13 @@ class KnnSettings:
             popularity (0: popularity alone; large: kNN decides, popularity breaks ties;
             -1: each device picks it from :data:`FUSION_WEIGHTS` on its own history,
             :func:`choose_fusion_weight`).
+        top_k: the server keeps, for each candidate item, only its ``top_k`` most
+            similar head items (the candidate's neighbourhood of classic item-kNN,
+            Sarwar et al. 2001; 0: all).
+        ease_lambda: also release EASE weights (Steck, WWW 2019) solved from the
+            released co-occurrence with this ridge penalty (0: no EASE).
+        ease_weight: fusion weight of the standardised EASE scores (same scale as
+            ``knn_weight``).
     """
 
     rank: int = 0
@@ -49,10 +56,15 @@ class KnnSettings:
     neighbours: int = 0
     decay: float = 0.9
     knn_weight: float = 1.0
+    top_k: int = 0
+    ease_lambda: float = 0.0
+    ease_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rank < 0 or self.neighbours < 0:
-            raise ValueError("rank and neighbours must be >= 0")
+        if self.rank < 0 or self.neighbours < 0 or self.top_k < 0:
+            raise ValueError("rank, neighbours and top-k must be >= 0")
+        if self.ease_lambda < 0 or self.ease_weight < 0:
+            raise ValueError("EASE lambda and weight must be >= 0")
         if not 0 < self.decay <= 1:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
         if self.alpha < 0 or (self.knn_weight < 0 and self.knn_weight != AUTO):
@@ -66,6 +78,7 @@ class Released:
     popularity: np.ndarray          # (n_items,)
     head: np.ndarray                # (h,) item indices
     similarity: np.ndarray | None   # (h, h), zero diagonal; None: popularity only
+    ease: np.ndarray | None = None  # (h, h) EASE weights, zero diagonal; None: no EASE
 
     @property
     def n_items(self) -> int:
@@ -77,9 +90,10 @@ def save_released(path, released: Released, settings: KnnSettings) -> None:
     popularity, the head, the post-processed similarity and the scoring settings."""
     import dataclasses
 
+    empty = np.zeros((0, 0))
     np.savez(path, popularity=released.popularity, head=released.head,
-             similarity=(np.zeros((0, 0)) if released.similarity is None
-                         else released.similarity),
+             similarity=empty if released.similarity is None else released.similarity,
+             ease=empty if released.ease is None else released.ease,
              settings=np.array([getattr(settings, f.name) for f in dataclasses.fields(settings)],
                                np.float64))
 
@@ -90,13 +104,14 @@ def load_released(path) -> tuple[Released, KnnSettings]:
 
     with np.load(path) as data:
         sim = data["similarity"]
+        ease = data["ease"] if "ease" in data.files else np.zeros((0, 0))
         released = Released(data["popularity"], data["head"].astype(np.int64),
-                            None if sim.size == 0 else sim)
+                            None if sim.size == 0 else sim, None if ease.size == 0 else ease)
         values = data["settings"].tolist()
     names = [f.name for f in dataclasses.fields(KnnSettings)]
     kinds = {f.name: f.type for f in dataclasses.fields(KnnSettings)}
     return released, KnnSettings(**{n: int(v) if kinds[n] == "int" else float(v)
-                                    for n, v in zip(names, values)})
+                                    for n, v in zip(names, values)})   # older files: defaults
 
 
 def low_rank(matrix: np.ndarray, rank: int) -> np.ndarray:
@@ -109,14 +124,33 @@ def low_rank(matrix: np.ndarray, rank: int) -> np.ndarray:
 
 
 def similarity(noisy: np.ndarray, popularity_head: np.ndarray, settings: KnnSettings) -> np.ndarray:
-    """The server-side post-processing: denoise, normalise, zero the diagonal."""
+    """The server-side post-processing: denoise, normalise, zero the diagonal, and keep
+    each candidate's (column's) ``top_k`` most similar items."""
     sim = low_rank(noisy, settings.rank)
     if settings.alpha:
         degree = np.maximum(popularity_head, 1.0) ** settings.alpha
         sim = sim / np.outer(degree, degree)
     sim = sim.copy()
     np.fill_diagonal(sim, 0.0)
+    if 0 < settings.top_k < len(sim) - 1:
+        drop = np.argpartition(-sim, settings.top_k, axis=0)[settings.top_k:, :]
+        np.put_along_axis(sim, drop, 0.0, axis=0)
     return sim
+
+
+def ease(cooccurrence: np.ndarray, counts: np.ndarray, penalty: float) -> np.ndarray:
+    """EASE item-item weights (Steck, WWW 2019) from released statistics.
+
+    With the Gram matrix ``G = C + diag(counts)`` (C: the co-occurrence with zero
+    diagonal, counts: each head item's popularity), ``P = (G + penalty I)^-1`` and
+    ``B = -P / diag(P)`` by column, zero diagonal: the closed-form ridge regression of
+    each item on all others. A server-side post-processing of the releases.
+    """
+    gram = cooccurrence + np.diag(np.asarray(counts, np.float64))
+    inverse = np.linalg.inv(gram + penalty * np.eye(len(gram)))
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -124,12 +158,13 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 
 
-def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
+def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings,
+               matrix: np.ndarray | None = None) -> np.ndarray:
     """(h,) kNN scores of the head items for a history (oldest first).
 
     score(j) = sum over the device's head items i of ``decay ** r(i) * S[i, j]`` where r
     counts more recent items (0 = newest), restricted to the ``neighbours`` history
-    items most similar to j when set.
+    items most similar to j when set. ``matrix`` replaces S (the EASE weights).
     """
     # Imported here: shared.stats pulls in dp_accounting and scipy, and KnnSettings is read
     # by every `fedrec simulate --help` (through ReleaseConfig's defaults).
@@ -141,7 +176,7 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> 
     pos, weight = pos[keep], recency[keep]
     if not len(pos):
         return np.zeros(len(released.head))
-    rows = released.similarity[pos]                               # (m, h)
+    rows = (released.similarity if matrix is None else matrix)[pos]   # (m, h)
     if settings.neighbours and settings.neighbours < len(pos):
         cut = np.partition(rows, -settings.neighbours, axis=0)[-settings.neighbours]
         rows = np.where(rows >= cut, rows, 0.0)
@@ -149,13 +184,17 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> 
 
 
 def device_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
-    """(n_items,) scores a device ranks with: fusion of kNN and popularity.
+    """(n_items,) scores a device ranks with: fusion of kNN, EASE and popularity.
 
     Standardised popularity everywhere plus ``knn_weight`` times the standardised kNN
-    scores on the head (items outside the head add the head's lowest kNN score). With
-    no similarity released (popularity-only pipeline) the scores are the popularity.
+    scores on the head plus ``ease_weight`` times the standardised EASE scores (items
+    outside the head add the head's lowest score). With no similarity released
+    (popularity-only pipeline) the scores are the popularity.
     """
     pop = _standardise(np.asarray(released.popularity, np.float64))
+    if released.ease is not None and settings.ease_weight:
+        pop = pop + settings.ease_weight * _knn_everywhere(items, released, settings,
+                                                           released.ease)
     if released.similarity is None or not settings.knn_weight:
         return pop
     weight = settings.knn_weight
@@ -164,8 +203,9 @@ def device_scores(items: np.ndarray, released: Released, settings: KnnSettings) 
     return pop + weight * _knn_everywhere(items, released, settings)
 
 
-def _knn_everywhere(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
-    head_scores = _standardise(knn_scores(items, released, settings))
+def _knn_everywhere(items: np.ndarray, released: Released, settings: KnnSettings,
+                    matrix: np.ndarray | None = None) -> np.ndarray:
+    head_scores = _standardise(knn_scores(items, released, settings, matrix))
     out = np.full(released.n_items, head_scores.min() if len(head_scores) else 0.0)
     out[released.head] = head_scores
     return out

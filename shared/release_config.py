@@ -17,6 +17,13 @@ from shared.errors import ConfigError
 from shared.knn import KnnSettings
 
 PIPELINES = ("popularity", "knn")
+CONTRIBUTIONS = ("bounded", "raw")
+#: Defaults of a run with raw contributions (no DP) where the user set nothing: every
+#: item and every interaction counts, the released statistics equal the centralized
+#: ones, and devices fuse classic item-kNN (cosine, top-200 neighbourhood) with EASE.
+#: Chosen on the validation item of MovieLens-100k (docs/results/2026-12-03-*).
+RAW_DEFAULTS = {"target_epsilon": math.inf, "head": 0, "cap": 0, "knn_rank": 0,
+                "knn_alpha": 0.5, "knn_top": 200, "ease_lambda": 2000.0, "ease_weight": 100.0}
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,15 @@ class ReleaseConfig:
         popularity_share: share of the budget (precision 1/z^2) spent on popularity.
         popularity_decay, popularity_cap: a device's popularity vector weighs its r-th
             newest item ``decay ** r`` over its ``cap`` newest items (0: all).
-        head: items whose co-occurrence is released (the most popular by the release).
-        cap: a device's newest head items that enter its co-occurrence contribution.
-        knn_rank, knn_alpha, knn_decay, knn_weight: ``shared.knn.KnnSettings``.
+        head: items whose co-occurrence is released (the most popular by the release;
+            0: every item).
+        cap: a device's newest head items that enter its co-occurrence contribution
+            (0: all).
+        knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight:
+            ``shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``).
+        contributions: ``bounded`` (each device's vector has L2 norm <= 1: DP) or
+            ``raw`` (counts: the sums equal the centralized statistics; no DP, so
+            ``target_epsilon`` must be ``inf``).
         noise_seed: >= 0 seeds the noise (tests only: the run is then marked not
             private); -1 draws it from 128 bits of OS entropy.
         out: the run directory.
@@ -60,6 +73,10 @@ class ReleaseConfig:
     knn_alpha: float = 0.25
     knn_decay: float = 0.8
     knn_weight: float = 100.0
+    knn_top: int = 0
+    ease_lambda: float = 0.0
+    ease_weight: float = 0.0
+    contributions: str = "bounded"
     noise_seed: int = -1
     out: str = "runs/release"
 
@@ -76,8 +93,13 @@ class ReleaseConfig:
             raise ConfigError(f"popularity-share must be in (0, 1), got {self.popularity_share}")
         if not 0 < self.popularity_decay <= 1:
             raise ConfigError(f"popularity-decay must be in (0, 1], got {self.popularity_decay}")
-        if self.head < 2 or self.cap < 2 or self.popularity_cap < 0:
-            raise ConfigError("head and cap must be >= 2, popularity-cap >= 0")
+        if 1 in (self.head, self.cap) or min(self.head, self.cap, self.popularity_cap) < 0:
+            raise ConfigError("head and cap must be >= 2 or 0 (all), popularity-cap >= 0")
+        if self.contributions not in CONTRIBUTIONS:
+            raise ConfigError(f"contributions must be bounded or raw, got {self.contributions!r}")
+        if self.contributions == "raw" and math.isfinite(self.target_epsilon):
+            raise ConfigError("raw contributions have no sensitivity bound, so no noise makes "
+                              "them private: use --target-epsilon inf, or bounded contributions")
         try:
             self.knn
         except ValueError as err:
@@ -94,8 +116,11 @@ class ReleaseConfig:
 
     @property
     def knn(self) -> KnnSettings:
+        knn = self.pipeline == "knn"
         return KnnSettings(rank=self.knn_rank, alpha=self.knn_alpha, decay=self.knn_decay,
-                           knn_weight=self.knn_weight if self.pipeline == "knn" else 0.0)
+                           knn_weight=self.knn_weight if knn else 0.0, top_k=self.knn_top,
+                           ease_lambda=self.ease_lambda if knn else 0.0,
+                           ease_weight=self.ease_weight if knn else 0.0)
 
     def user_delta(self, n_users: int) -> float:
         if self.delta == 0:

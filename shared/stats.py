@@ -14,7 +14,11 @@ systems"):
   strict upper triangle of ``v_u * 1 1^T`` on them, with ``v_u = sqrt(2 / (m (m - 1)))``:
   m (m - 1) / 2 pairs of value v_u have L2 norm exactly 1.
 
-Both are sums over devices of vectors of L2 norm <= 1. fedrec states user-level DP under
+Both are sums over devices of vectors of L2 norm <= 1. Without DP (``bounded=False``) a
+device contributes the raw indicators instead (1 per item, 1 per pair of its items), so
+the sums are exactly the centralized item counts and co-occurrence counts ``X^T X``; their
+sensitivity is unbounded, so no noise can make them private and the pipeline refuses it.
+fedrec states user-level DP under
 **replace one user's entire history** (REPLACE_ONE: the roster size is public, as for
 DP-FedAvg), so a sum's sensitivity is ``||p_u - p_u'||_2 <= 2`` and a release with noise
 standard deviation ``sigma`` per coordinate is ``GaussianDpEvent(sigma / 2)``.
@@ -53,13 +57,14 @@ def newest_distinct(items: np.ndarray) -> np.ndarray:
 
 
 def popularity_contribution(items: np.ndarray, n_items: int, decay: float = 1.0,
-                            cap: int = 0) -> np.ndarray:
+                            cap: int = 0, bounded: bool = True) -> np.ndarray:
     """(n_items,) float64 of L2 norm 1 over the device's distinct items (its ``cap``
     newest when ``cap > 0``): the r-th newest weighs ``decay ** r`` before normalising
     (``decay = 1``: ``1/sqrt(m)`` on each).
 
     Recent items say more about what a user wants next, so a recency-weighted
-    popularity is the stronger prior (MovieLens-100k: docs/results).
+    popularity is the stronger prior (MovieLens-100k: docs/results). ``bounded=False``
+    (no DP): 1 on each distinct item, so the sum over devices is the item counts.
     """
     if not 0 < decay <= 1:
         raise ValueError(f"decay must be in (0, 1], got {decay}")
@@ -67,7 +72,9 @@ def popularity_contribution(items: np.ndarray, n_items: int, decay: float = 1.0,
     distinct = newest_distinct(items)
     if cap > 0:
         distinct = distinct[:cap]
-    if len(distinct):
+    if len(distinct) and not bounded:
+        out[distinct] = 1.0
+    elif len(distinct):
         weight = decay ** np.arange(len(distinct), dtype=np.float64)
         out[distinct] = weight / np.linalg.norm(weight)
     return out
@@ -79,27 +86,31 @@ def recent_head_items(items: np.ndarray, head_position: np.ndarray, cap: int) ->
     Args:
         items: the device's items, oldest first (repeats allowed).
         head_position: (n_items,) position of each catalogue item in the head, -1 if not.
-        cap: at most this many items (the most recent) contribute.
+        cap: at most this many items (the most recent) contribute (0: all).
     """
     pos = head_position[newest_distinct(items)]
-    return pos[pos >= 0][:cap]
+    pos = pos[pos >= 0]
+    return pos if cap <= 0 else pos[:cap]
 
 
-def pair_weight(m: int) -> float:
-    """Value of each of the m (m - 1) / 2 pairs so that their L2 norm is 1 (0 if m < 2)."""
-    return math.sqrt(2.0 / (m * (m - 1))) if m >= 2 else 0.0
+def pair_weight(m: int, bounded: bool = True) -> float:
+    """Value of each of the m (m - 1) / 2 pairs so that their L2 norm is 1 (0 if m < 2);
+    1 when not ``bounded`` (no DP: raw co-occurrence counts)."""
+    if m < 2:
+        return 0.0
+    return math.sqrt(2.0 / (m * (m - 1))) if bounded else 1.0
 
 
-def cooccurrence_contribution(positions: np.ndarray, h: int) -> np.ndarray:
+def cooccurrence_contribution(positions: np.ndarray, h: int, bounded: bool = True) -> np.ndarray:
     """The packed strict upper triangle (length h (h - 1) / 2) a device uploads: its
     pairs of head positions at :func:`pair_weight`. Dense, so it can go through SecAgg+."""
     full = np.zeros((h, h), np.float64)
     positions = np.asarray(positions, np.int64)
-    full[np.ix_(positions, positions)] = pair_weight(len(positions))
+    full[np.ix_(positions, positions)] = pair_weight(len(positions), bounded)
     return full[np.triu_indices(h, k=1)]
 
 
-def cooccurrence_sum(histories: list[np.ndarray], h: int) -> np.ndarray:
+def cooccurrence_sum(histories: list[np.ndarray], h: int, bounded: bool = True) -> np.ndarray:
     """(h, h) symmetric sum of many devices' co-occurrence contributions, zero diagonal.
 
     The server's sum of the packed triangles, computed sparsely (for simulations: equal
@@ -110,7 +121,7 @@ def cooccurrence_sum(histories: list[np.ndarray], h: int) -> np.ndarray:
         if len(pos) >= 2:
             rows.append(np.full(len(pos), u))
             cols.append(np.asarray(pos, np.int64))
-            vals.append(np.full(len(pos), math.sqrt(pair_weight(len(pos)))))
+            vals.append(np.full(len(pos), math.sqrt(pair_weight(len(pos), bounded))))
     if not rows:
         return np.zeros((h, h))
     w = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -222,8 +233,8 @@ def composed_multiplier(multipliers: list[float]) -> float:
 
 def choose_head(noisy_popularity: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` items with the largest released popularity, by item index (sorted):
-    post-processing of the popularity release, so choosing it costs nothing."""
-    size = min(size, len(noisy_popularity))
+    post-processing of the popularity release, so choosing it costs nothing (0: all)."""
+    size = len(noisy_popularity) if size <= 0 else min(size, len(noisy_popularity))
     top = np.argpartition(-noisy_popularity, size - 1)[:size]
     return np.sort(top)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
                            RunConfig)
 from shared.errors import ConfigError
-from shared.release_config import PIPELINES, ReleaseConfig
+from shared.release_config import CONTRIBUTIONS, PIPELINES, RAW_DEFAULTS, ReleaseConfig
 
 #: Simulated clients running in parallel by default (one per core of a 2-core machine).
 WORKERS = 2
@@ -184,7 +184,8 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
 PIPELINE_CHOICES = ("neumf",) + PIPELINES
 #: flag dest -> ReleaseConfig field, for the release-only flags.
 _RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "head", "cap",
-                  "knn_rank", "knn_alpha", "knn_decay", "knn_weight")
+                  "knn_rank", "knn_alpha", "knn_decay", "knn_weight", "knn_top", "ease_lambda",
+                  "ease_weight", "contributions")
 #: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
 _SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
                  "target_epsilon", "delta", "noise_seed")
@@ -204,14 +205,27 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"recency weight of a device's popularity vector ({d.popularity_decay})")
     group.add_argument("--popularity-cap", type=int,
                        help=f"newest items in it, 0: all ({d.popularity_cap})")
-    group.add_argument("--head", type=int, help=f"items in the co-occurrence release ({d.head})")
-    group.add_argument("--cap", type=int, help=f"a device's newest head items used ({d.cap})")
+    group.add_argument("--head", type=int,
+                       help=f"items in the co-occurrence release, 0: all ({d.head})")
+    group.add_argument("--cap", type=int, help=f"a device's newest head items used, 0: all ({d.cap})")
     group.add_argument("--knn-rank", type=int, help=f"low-rank denoising, 0: none ({d.knn_rank})")
     group.add_argument("--knn-alpha", type=float, help=f"popularity normalisation ({d.knn_alpha})")
     group.add_argument("--knn-decay", type=float, help=f"recency weight in scoring ({d.knn_decay})")
     group.add_argument("--knn-weight", type=float,
                        help=f"weight of kNN next to popularity on the device, -1: each "
                        f"device picks it ({d.knn_weight})")
+    group.add_argument("--knn-top", type=int,
+                       help=f"a candidate's most similar items kept, 0: all ({d.knn_top})")
+    group.add_argument("--ease-lambda", type=float,
+                       help=f"also release EASE weights with this ridge penalty, 0: no ({d.ease_lambda})")
+    group.add_argument("--ease-weight", type=float,
+                       help=f"weight of EASE next to popularity on the device ({d.ease_weight})")
+    group.add_argument("--contributions", choices=CONTRIBUTIONS,
+                       help="bounded: norm-1 contributions (DP); raw: counts, the federated "
+                       "statistics equal the centralized ones, no DP (implies --target-epsilon "
+                       "inf; unset settings take the no-DP defaults: "
+                       + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in RAW_DEFAULTS.items()
+                                   if k != "target_epsilon") + ")")
     group.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess",
                        help="inprocess: the devices' and server's code in one loop (seconds); "
                        "flower: Flower's simulation engine, one SuperNode per user, the "
@@ -226,6 +240,8 @@ def build_release_config(args: argparse.Namespace) -> ReleaseConfig:
               if getattr(args, k, None) is not None}
     if values.get("target_epsilon") == 0:
         raise ConfigError("--target-epsilon must be > 0 for a release pipeline (inf: no noise)")
+    if values.get("contributions") == "raw":
+        values = {**RAW_DEFAULTS, **values}
     if args.out is not None:
         values["out"] = str(args.out)
     return ReleaseConfig(pipeline=args.pipeline, **values)

@@ -118,3 +118,28 @@ def test_flower_engine_releases_what_the_in_process_engine_releases(tmp_path):
     b, _ = knn.load_released(tmp_path / "local" / "release.npz")
     np.testing.assert_allclose(a.similarity, b.similarity, atol=1e-9)
     assert audit_releases.audit(tmp_path / "flower")["passed"]
+
+
+def test_without_dp_the_federated_similarity_is_the_centralized_one(tmp_path):
+    """Raw contributions over every item: the released cosine similarity equals the
+    centralized item-kNN's (simulations.baselines.item_similarity) on the same data."""
+    from shared.federated_data import load_federation
+    from simulations.baselines import item_similarity
+
+    cfg = ReleaseConfig(dataset="synthetic", synthetic_users=40, synthetic_items=50,
+                        contributions="raw", target_epsilon=math.inf, head=0, cap=0,
+                        knn_rank=0, knn_alpha=0.5, ease_lambda=10.0, ease_weight=100.0,
+                        out=str(tmp_path / "raw"))
+    results = release_sim.run(cfg)
+    assert results["privacy"]["epsilon"] == math.inf and not results["privacy"]["private"]
+    released, _ = knn.load_released(tmp_path / "raw" / "release.npz")
+    split = load_federation("synthetic", 0, 40, 50).split.with_validation_in_train()
+    assert list(released.head) == list(range(split.n_items))
+    counts = np.asarray(split.train_matrix().sum(axis=0)).ravel()
+    seen = counts > 0                   # an unseen item's degree is floored at 1 here
+    central = item_similarity(split)
+    np.testing.assert_allclose(released.similarity[np.ix_(seen, seen)],
+                               central[np.ix_(seen, seen)], rtol=1e-6, atol=1e-9)
+    assert released.ease is not None and released.ease.shape == (50, 50)
+    with pytest.raises(ConfigError, match="no sensitivity bound"):
+        cfg.replace(target_epsilon=8.0)

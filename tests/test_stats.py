@@ -161,3 +161,63 @@ def test_knn_scores_hand_computed():
     np.testing.assert_allclose(pop_only, (released.popularity - 2.5) / np.std(released.popularity))
     fused = knn.device_scores(np.array([0, 1]), released, knn.KnnSettings(decay=0.5))
     assert fused[3] < fused[2]          # item 3 is outside the head: popularity alone
+
+
+def test_raw_contributions_sum_to_the_centralized_counts():
+    """Without DP a device sends indicators: the server's sums are X^T X exactly
+    (item counts on the diagonal, co-occurrence counts off it)."""
+    rng = np.random.default_rng(2)
+    n = 7
+    users = [rng.choice(n, size=rng.integers(1, 6), replace=True) for _ in range(9)]
+    x = np.zeros((len(users), n))
+    for u, items in enumerate(users):
+        x[u, items] = 1.0
+    gram = x.T @ x
+    pops = [stats.popularity_contribution(u, n, bounded=False) for u in users]
+    np.testing.assert_allclose(releases.popularity_sum(pops, n, bounded=False), np.diag(gram))
+    everything = stats.head_positions(np.arange(n), n)
+    heads = [stats.recent_head_items(u, everything, cap=0) for u in users]
+    co = releases.cooccurrence_total(heads, n, cap=0, bounded=False)
+    np.testing.assert_allclose(co, gram - np.diag(np.diag(gram)))
+    assert stats.pair_weight(4, bounded=False) == 1.0
+    assert list(stats.choose_head(np.array([3.0, 1.0, 2.0]), 0)) == [0, 1, 2]   # 0: all
+
+
+def test_raw_contributions_refuse_noise():
+    settings = dict(releases=("popularity",), popularity_decay=1.0, popularity_cap=0,
+                    popularity_share=0.5, head=0, cap=0, knn=knn.KnnSettings(), bounded=False)
+    releases.ReleaseSettings(noise_multiplier=0.0, **settings)
+    with pytest.raises(ValueError, match="no sensitivity bound"):
+        releases.ReleaseSettings(noise_multiplier=1.0, **settings)
+
+
+def test_ease_weights_hand_computed():
+    """2 items, counts 3 and 5, co-occurrence 2, penalty 1: each item's ridge
+    regression on the other is c / (count + penalty): 2/4 and 2/6."""
+    weights = knn.ease(np.array([[0.0, 2.0], [2.0, 0.0]]), np.array([3.0, 5.0]), 1.0)
+    np.testing.assert_allclose(weights, [[0.0, 2 / 4], [2 / 6, 0.0]])
+
+
+def test_top_k_keeps_each_candidates_nearest_items():
+    co = np.array([[0, 5.0, 1.0, 2.0], [5.0, 0, 3.0, 0.5], [1.0, 3.0, 0, 4.0],
+                   [2.0, 0.5, 4.0, 0]])
+    sim = knn.similarity(co, np.ones(4), knn.KnnSettings(alpha=0.0, top_k=2))
+    # column j keeps its two largest entries (its candidate neighbourhood)
+    np.testing.assert_allclose(sim[:, 0], [0, 5.0, 0, 2.0])
+    np.testing.assert_allclose(sim[:, 3], [2.0, 0, 4.0, 0])
+    assert (np.count_nonzero(sim, axis=0) == 2).all()
+
+
+def test_ease_scores_fuse_on_the_device(tmp_path):
+    sim = np.array([[0, 1.0, 0.0], [1.0, 0, 0.0], [0.0, 0.0, 0]])
+    weights = np.array([[0, 0.0, 2.0], [0.0, 0, 0.0], [2.0, 0.0, 0]])
+    released = knn.Released(np.array([1.0, 1.0, 1.0, 2.0]), np.arange(3), sim, weights)
+    knn_only = knn.KnnSettings(knn_weight=100.0)
+    both = knn.KnnSettings(knn_weight=100.0, ease_lambda=1.0, ease_weight=300.0)
+    history = np.array([0])
+    assert np.argmax(knn.device_scores(history, released, knn_only)[:3]) == 1
+    assert np.argmax(knn.device_scores(history, released, both)[:3]) == 2   # EASE decides
+    knn.save_released(tmp_path / "r.npz", released, both)
+    loaded, settings = knn.load_released(tmp_path / "r.npz")
+    assert settings == both
+    np.testing.assert_array_equal(loaded.ease, weights)
