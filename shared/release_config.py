@@ -23,7 +23,7 @@ CONTRIBUTIONS = ("bounded", "raw")
 #: ones, and devices fuse classic item-kNN (cosine, top-200 neighbourhood) with EASE.
 #: Chosen on the validation item of MovieLens-100k (docs/results/2026-12-03-*).
 RAW_DEFAULTS = {"target_epsilon": math.inf, "head": 0, "cap": 0, "knn_rank": 0,
-                "knn_alpha": 0.5, "knn_top": 200, "ease_lambda": 2000.0, "ease_weight": 100.0}
+                "knn_alpha": 0.5, "knn_top": 200, "ease_lambda": 2000.0, "ease_weight": 300.0}
 
 
 @dataclass(frozen=True)
