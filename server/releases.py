@@ -18,7 +18,7 @@ import functools
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +30,9 @@ log = logging.getLogger("fedrec.releases")
 
 #: ``collect(statistic, request) -> contributions`` asks every device once. A popularity
 #: contribution is the device's (n_items,) vector (``stats.popularity_contribution``); a
-#: co-occurrence one its head positions (newest first, ``stats.recent_head_items``).
-Collect = Callable[[str, dict], Sequence[np.ndarray]]
+#: co-occurrence one its head positions (newest first, ``stats.recent_head_items``). The
+#: server iterates over them once (a simulation may stream them).
+Collect = Callable[[str, dict], Iterable[np.ndarray]]
 
 
 def noise_generator(seed: int | None) -> np.random.Generator:
@@ -41,7 +42,7 @@ def noise_generator(seed: int | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64DXSM([seed, 0x5EED]))
 
 
-def popularity_sum(contributions: Sequence[np.ndarray], n_items: int,
+def popularity_sum(contributions: Iterable[np.ndarray], n_items: int,
                    bounded: bool = True) -> np.ndarray:
     """Sum of popularity vectors, each clipped here to L2 norm 1 (whatever a device sent,
     its share of the sum is bounded: the sensitivity the accounting assumes). A malformed
@@ -58,7 +59,7 @@ def popularity_sum(contributions: Sequence[np.ndarray], n_items: int,
     return total
 
 
-def cooccurrence_total(contributions: Sequence[np.ndarray], h: int, cap: int,
+def cooccurrence_total(contributions: Iterable[np.ndarray], h: int, cap: int,
                        bounded: bool = True) -> np.ndarray:
     """Sum of co-occurrence contributions, each cut to ``cap`` distinct positions (0: all)
     and weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device

@@ -13,6 +13,7 @@ Two engines run the same devices and the same server (``server.release_run``):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,18 @@ def mean_metrics(per_device: list[dict[str, float]]) -> tuple[dict[str, float], 
     return {k: float(np.mean([m[k] for m in per_device])) for k in per_device[0]}, len(per_device)
 
 
-def run(cfg: ReleaseConfig) -> dict[str, Any]:
-    """The in-process engine: same device and server code, a loop for transport."""
-    data, clients = devices(cfg)
+def run(cfg: ReleaseConfig,
+        roster: tuple[DataInfo, list[ClientData]] | None = None) -> dict[str, Any]:
+    """The in-process engine: same device and server code, a loop for transport.
 
-    def collect(statistic: str, request: dict) -> list[np.ndarray]:
-        return [device.contribution(statistic, request, c) for c in clients]
+    ``roster`` reuses :func:`devices` of the same data (several runs, one generation).
+    Contributions stream into the server's sum one device at a time, so memory does not
+    grow with the number of devices (100,000 synthetic users: benchmarks/release_scale.py).
+    """
+    data, clients = devices(cfg) if roster is None else roster
+
+    def collect(statistic: str, request: dict) -> Iterator[np.ndarray]:
+        return (device.contribution(statistic, request, c) for c in clients)
 
     def evaluate(released: knn.Released) -> tuple[dict[str, float], int]:
         return mean_metrics([device.evaluate(c, released, cfg.knn) for c in clients
