@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/example_eps_replace_one.py               # stored σ
     .venv/bin/python benchmarks/example_eps_replace_one.py --calibrate   # σ recalibrated
 
+About 5 CPU minutes (the max-client rows account every client size of MovieLens-100k);
+``--calibrate`` adds a σ search per row.
+
 The runs on the results pages of 2026-11-29/30 calibrated their noise multiplier σ under
 add-or-remove-one. Their mechanism (σ, batch, steps, clip) is what fedrec still runs;
 only the accounting relation changed: example-level DP is now stated under replace-one,
