@@ -26,7 +26,7 @@ from shared.interactions import rows_from_end
 from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           global_variables, make_scorer, private_variables, set_weights)
 from shared import privacy
-from shared.training import (TrainingRows, batch_arrays, make_rows, pad_batch,
+from shared.training import (TrainingRows, batch_arrays, make_dp_rows, make_rows, pad_batch,
                              poisson_batches, shuffled_batches)
 
 #: Stream tags for per-client seeds (see shared.interactions for the evaluation streams).
@@ -438,7 +438,7 @@ class LocalModel:
             self._build_dp()
         self._dp_key.assign(noise_key_words(noise_key))
         self.dp_steps_run = 0
-        rows = self.rows(data, settings, rng)
+        rows = self.rows(data, settings, rng, dp=True)
         if plan.reconstruction_steps:
             self.user_opt.learning_rate.assign(settings.reconstruction_lr)
         global_opt = self.global_optimizer(settings)[0]
@@ -527,20 +527,26 @@ class LocalModel:
 
     # ----- training -----
     def rows(self, data: ClientData, settings: LocalSettings,
-             rng: np.random.Generator) -> TrainingRows:
+             rng: np.random.Generator, dp: bool = False) -> TrainingRows:
         """This user's training rows (user index 0: the only row of the local user table).
 
         Each positive weighs its event weight times ``recency_decay ** r`` (r = 0 for the
-        newest: ``data.train_items`` is in time order). Negatives avoid the user's
-        positives and the items not released yet (``data.unavailable``)."""
+        newest: ``data.train_items`` is in time order). Negatives avoid the items not
+        released yet (``data.unavailable``) and, without ``dp``, all of the user's
+        positives; with ``dp`` (the rows DP-SGD trains on) only the row's own positive,
+        so that each row depends on its own interaction alone
+        (:func:`shared.training.make_dp_rows`)."""
+        n = len(data.train_items)
+        weights = (data.train_weights * np.power(settings.recency_decay, rows_from_end(
+            np.zeros(n, np.int64), 1))).astype(np.float32)
+        if dp:
+            return make_dp_rows(np.zeros(n, np.int64), data.train_items, weights, self.n_items,
+                                settings.negatives, rng, data.unavailable)
         avoid = np.union1d(data.train_items, data.unavailable)
         train = sp.csr_matrix((np.ones(len(avoid), np.float32),
                                (np.zeros(len(avoid), np.int64), avoid)), shape=(1, self.n_items))
-        n = len(data.train_items)
-        weights = data.train_weights * np.power(settings.recency_decay,
-                                                rows_from_end(np.zeros(n, np.int64), 1))
-        return make_rows(np.zeros(n, np.int64), data.train_items,
-                         weights.astype(np.float32), train, settings.negatives, rng)
+        return make_rows(np.zeros(n, np.int64), data.train_items, weights, train,
+                         settings.negatives, rng)
 
     def reconstruct(self, data: ClientData, settings: LocalSettings,
                     rng: np.random.Generator) -> float:

@@ -42,6 +42,7 @@ from shared import privacy
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.ledger import Ledger
+from shared.training import DP_NEGATIVES
 from server.adaptive import AdaptiveClipping
 from server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
 from server.strategy import server_lr
@@ -318,6 +319,7 @@ def declared_privacy(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, 
             "delta": cfg.client_delta, "relation": privacy.EXAMPLE_RELATION,
             "relation_why": "a device's number of examples is public (its reply and its "
                             "DpEvent's rate carry it): neighbours replace one interaction",
+            "negatives": DP_NEGATIVES,
             "accountant": "rdp", "rdp_under_replace_one": privacy.EXAMPLE_RDP_METHOD,
             "second_opinion": None, "target_epsilon": cfg.client_target_epsilon or None,
             "ledgers": "client_state/<user>/ledger.json"}

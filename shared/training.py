@@ -3,7 +3,12 @@
 One training *row* is one positive interaction with ``negatives`` sampled negatives:
 ``item`` (1 + negatives,), ``label`` ``[1, 0, ..., 0]`` and the positive's event weight.
 Rows are the unit that DP-SGD clips, so "example-level" privacy in fedrec protects one
-interaction (with the negatives drawn for it).
+interaction (with the negatives drawn for it). That holds only if a row is a function of
+its own interaction and fresh randomness: :func:`make_dp_rows` draws each row's negatives
+avoiding only its own positive, so replacing one interaction changes one row's
+distribution and no other. :func:`make_rows` (training without example-level DP) avoids
+all of a user's positives, which makes better negatives but lets one interaction shape
+the negatives of the user's other rows.
 
 Two samplers:
 
@@ -22,6 +27,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from shared.interactions import sample_training_negatives
+
+#: How example-level DP training draws negatives (manifests and DP records state it).
+DP_NEGATIVES = ("per row: uniform over the catalogue except the row's own positive (and "
+                "items not released yet, a public set), independent of the other rows")
 
 
 @dataclass
@@ -49,7 +58,44 @@ def make_rows(users: np.ndarray, items: np.ndarray, weights: np.ndarray,
         negatives: sampled negatives per positive (NCF uses 4).
         rng: seeded generator (negatives differ per epoch, reproducibly).
     """
-    neg = sample_training_negatives(train, users, negatives, rng)
+    return _assemble(users, items, sample_training_negatives(train, users, negatives, rng),
+                     weights)
+
+
+def make_dp_rows(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_items: int,
+                 negatives: int, rng: np.random.Generator,
+                 public_avoid: np.ndarray | None = None) -> TrainingRows:
+    """Rows for example-level DP-SGD: fresh negatives that depend on their own row only.
+
+    Row i's ``negatives`` are uniform over the ``n_items`` catalogue except ``items[i]``
+    and ``public_avoid`` (items no row may draw, a set fixed without looking at the data:
+    on a device, the items not released yet). Rejection sampling redraws each position on
+    its own, so the rows are independent given the positives and row i's distribution is
+    a function of ``items[i]`` alone: substituting one interaction changes one row, the
+    unit that DP-SGD clips, and leaves the distribution of every other row as it was.
+    (A negative may be another of the user's positives: a noisier label, the price of
+    that independence.) Weights must not couple rows either (recency decay 1).
+    """
+    avoid = own_positive_matrix(items, n_items, public_avoid)
+    neg = sample_training_negatives(avoid, np.arange(len(items)), negatives, rng)
+    return _assemble(users, items, neg, weights)
+
+
+def own_positive_matrix(items: np.ndarray, n_items: int,
+                        public_avoid: np.ndarray | None = None) -> sp.csr_matrix:
+    """(R, n_items) binary matrix whose row i holds ``items[i]`` and ``public_avoid``."""
+    items = np.asarray(items, np.int64)
+    public = np.unique(np.asarray([] if public_avoid is None else public_avoid, np.int64))
+    rows = np.repeat(np.arange(len(items)), 1 + len(public))
+    cols = np.column_stack([items, np.broadcast_to(public, (len(items), len(public)))]).ravel()
+    matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)),
+                           shape=(len(items), n_items))
+    matrix.data[:] = 1.0   # a positive that is also public was summed to 2
+    return matrix
+
+
+def _assemble(users: np.ndarray, items: np.ndarray, neg: np.ndarray,
+              weights: np.ndarray) -> TrainingRows:
     item = np.concatenate([items[:, None], neg], axis=1).astype(np.int32)
     label = np.zeros(item.shape, np.float32)
     label[:, 0] = 1.0

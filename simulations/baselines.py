@@ -18,6 +18,7 @@ from shared import privacy
 from shared.evaluate import Scorer, evaluate
 from shared.interactions import Interactions, Split, rows_from_end
 from shared.model import ModelConfig
+from shared.training import DP_NEGATIVES
 
 log = logging.getLogger("fedrec.baselines")
 MODELS = ("popularity", "popularity-dp", "itemknn", "neumf", "neumf-dp")
@@ -139,7 +140,8 @@ class NeuMFConfig:
         batch_size: rows per step; under DP the *expected* batch size of Poisson
             sampling (rate q = batch_size / rows).
         learning_rate: Adam step size.
-        negatives: sampled negatives per positive, redrawn every epoch.
+        negatives: sampled negatives per positive, redrawn every epoch (under DP each
+            row's avoid only its own positive: ``shared.training.make_dp_rows``).
         use_event_weights: weight positives by event strength (purchase > cart > view).
         recency_decay: in (0, 1]; a training positive's weight is multiplied by
             ``recency_decay ** r``, r = the user's more recent training positives (as in
@@ -250,7 +252,8 @@ def _fit(inter: Interactions, split: Split, val_negatives: np.ndarray, config: N
     import tensorflow as tf
 
     from shared.model import make_scorer
-    from shared.training import keras_dataset, make_rows, poisson_batches, shuffled_batches
+    from shared.training import (keras_dataset, make_dp_rows, make_rows, poisson_batches,
+                                 shuffled_batches)
 
     tf.keras.utils.set_random_seed(seed)
     rng = np.random.default_rng([seed, 7])
@@ -262,8 +265,10 @@ def _fit(inter: Interactions, split: Split, val_negatives: np.ndarray, config: N
     history = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        rows = make_rows(split.train_users, split.train_items, weights, train,
-                         config.negatives, rng)
+        rows = (make_dp_rows(split.train_users, split.train_items, weights, split.n_items,
+                             config.negatives, rng) if plan else
+                make_rows(split.train_users, split.train_items, weights, train,
+                          config.negatives, rng))
         batches = (poisson_batches(n_rows, plan.sampling_rate, plan.steps_per_epoch, rng)
                    if plan else shuffled_batches(n_rows, config.batch_size, rng))
         fit = model.fit(keras_dataset(rows, batches, inter.item_features), epochs=1, verbose=0,
@@ -375,6 +380,7 @@ def _privacy_record(plan: DpPlan | None, n_rows: int) -> dict | None:
         "neighbouring_relation": privacy.EXAMPLE_RELATION,
         "relation_why": "q and the step count are computed from the number of rows, which "
                         "the record states: neighbours replace one interaction",
+        "negatives": DP_NEGATIVES,
         "rdp_under_replace_one": privacy.EXAMPLE_RDP_METHOD, "sampling": "poisson",
         "sampling_rate": plan.sampling_rate, "steps": plan.steps, "examples": n_rows,
         "noise_multiplier": plan.noise_multiplier, "l2_norm_clip": plan.l2_norm_clip,

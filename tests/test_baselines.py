@@ -113,7 +113,15 @@ def test_baseline_cli_writes_results_with_the_documented_shape(events_csv, tmp_p
         assert {"full_hr@10", "coverage@10", "novelty@10"} <= r["metrics"].keys()
 
 
-def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_path):
+def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_path,
+                                                              monkeypatch):
+    import shared.training
+
+    avoided = []     # under DP a row's negatives avoid its own positive only (issue #19)
+    sample = shared.training.sample_training_negatives
+    monkeypatch.setattr(shared.training, "sample_training_negatives",
+                        lambda train, users, *a: avoided.append((train, users))
+                        or sample(train, users, *a))
     out = tmp_path / "dp.json"
     assert main(["baseline", "--dataset", str(events_csv), "--model", "neumf-dp",
                  "--epochs", "2", "--batch-size", "64", "--target-epsilon", "3",
@@ -127,6 +135,10 @@ def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_pa
     assert privacy.epsilon(event, p["delta"], relation="replace_one") == pytest.approx(p["epsilon"])
     assert event.count == p["steps"] and p["noise_multiplier"] > 0
     assert len(r["history"]) == 2 and "val_hr@10" in r["history"][0]
+    assert p["negatives"].startswith("per row") and len(avoided) == 2
+    for train, users in avoided:
+        np.testing.assert_array_equal(users, np.arange(p["examples"]))
+        assert (np.diff(train.indptr) == 1).all()
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -140,6 +140,7 @@ def test_manifest_declares_replace_one_for_the_example_level(tmp_path):
     example = declared_privacy(RunConfig(dp="client", out=str(tmp_path)), 10, 10)["example"]
     assert example["relation"] == "replace_one" and "public" in example["relation_why"]
     assert example["second_opinion"] is None
+    assert example["negatives"].startswith("per row")   # negatives depend on their row only
 
 
 def test_an_old_add_or_remove_ledger_is_restated_under_replace_one(tmp_path):
@@ -286,7 +287,7 @@ def test_every_planned_step_runs_where_empty_batches_are_likely(tmp_path, fed):
     settings = LocalSettings.from_run_config(_cfg(tmp_path, dp="client", learning_rate=1.0,
                                                   local_optimizer="sgd"))
     rng = np.random.default_rng(5)                       # the same draws, by hand
-    rows = model.rows(data, settings, rng)
+    rows = model.rows(data, settings, rng, dp=True)
     empty = sum(len(b) == 0 for b in poisson_batches(len(rows), rate, steps, rng))
     assert empty >= 10
     assert model.dp_steps_run == steps

@@ -237,7 +237,7 @@ def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed
     moved = {k: v - start[k] for k, v in model.global_weights().items()}
 
     rng = np.random.default_rng(5)                       # the same draws, by hand
-    rows = model.rows(data, settings, rng)
+    rows = model.rows(data, settings, rng, dp=True)
     idx = poisson_batches(len(rows), 0.5, 1, rng)[0]
     assert 0 < len(idx) != 0.5 * len(rows)               # drawn and expected sizes differ
     model.load(start, None, (0, 2))
