@@ -212,7 +212,7 @@ def cluster():
 
 
 def _simulate(out: Path, *extra: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "simulate", *TINY,
+    return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", *TINY,
                              "--out", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=ROOT)
