@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared import protocol
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.federated_data import federation_of
@@ -74,7 +75,8 @@ def test_stragglers_answer_late(tmp_path):
                     **SMALL)
     fed = federation_of(cfg)
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
-    msg = Message(RecordDict({"arrays": capp.to_record(weights), "config": round_config(cfg, 1)}),
+    msg = Message(RecordDict({"arrays": protocol.to_record(weights),
+                              "config": round_config(cfg, 1)}),
                   dst_node_id=1, message_type="train")
     reply = InProcessGrid(cfg, 12).send_and_receive([msg])[0]
     assert reply.content["metrics"]["client-seconds"] >= 0.3
