@@ -41,7 +41,8 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from client.local import LocalModel, LocalSettings
+    from client.local import LocalModel
+    from shared.protocol import LocalSettings
     from server.app import initial_global_weights
     from shared.config import RunConfig
     from shared.federated_data import federation_of

@@ -38,7 +38,8 @@ def main() -> None:
 
     import numpy as np
 
-    from client.local import LocalSettings, configure_worker_threads, get_local_model
+    from client.local import configure_worker_threads, get_local_model
+    from shared.protocol import LocalSettings
 
     configure_worker_threads()   # as a simulation worker runs: before TF starts
     from server.app import initial_global_weights

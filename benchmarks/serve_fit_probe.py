@@ -49,7 +49,8 @@ def main() -> None:
     import numpy as np
 
     from client.app import held_out
-    from client.local import LocalSettings, get_local_model
+    from client.local import get_local_model
+    from shared.protocol import LocalSettings
     from server.rundir import RunDir
     from shared.config import RunConfig
     from shared.errors import ConfigError

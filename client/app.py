@@ -15,47 +15,36 @@ import hashlib
 import os
 import secrets
 import time
-from collections import OrderedDict
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message,  # noqa: E402
-                      MetricRecord, RecordDict)
+from flwr.app import Context, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.common.constant import MessageType  # noqa: E402
 
-from client.local import (KEY_BITS, STREAM_DP_NOISE, STREAM_LOCAL_TRAIN,  # noqa: E402
-                          LocalSettings, evaluate_scores, get_local_model)
+from client.local import KEY_BITS, evaluate_scores, get_local_model  # noqa: E402
 from client.mods import optional_fixedclipping_mod, simulation_node_mod  # noqa: E402
 from client.secagg import secagg_mod  # noqa: E402
 from client.scenarios import is_late, new_items, released, scenario  # noqa: E402
 from client.state import LedgerStore, PrivateStore  # noqa: E402
 from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
-from shared import canary, privacy  # noqa: E402
+from shared import canary  # noqa: E402
 from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
 from shared.config import RunConfig  # noqa: E402
-from shared.federated_data import USER_KEY, ClientData, Federation, federation_of  # noqa: E402
+from shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
+from shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
+                             COLD_USERS, CONFIG, EVAL_METRICS, LAZY_USER, METRICS,
+                             NEW_ITEM_HR, NEW_ITEM_USERS, NODE_ALLOW_SEEDED,
+                             NODE_DEVICE_INDEX, NODE_EVENTS_PATH, NODE_PARTITION_ID,
+                             NODE_STATE_DIR, NODE_STORE_PATH, NUM_EXAMPLES, STREAM_DP_NOISE,
+                             STREAM_LOCAL_TRAIN, STREAM_SERVE_FIT, TRAIN_LOSS, LocalSettings,
+                             decline_content, from_record, is_declined, position_content,
+                             server_round, to_record, user_budget, with_dp_event)
 
 # SecAgg+ masks what the clipping mod left (client.secagg); outside both, a simulated
 # client names its Ray node (diagnostics the server takes off the reply)
 app = ClientApp(mods=[simulation_node_mod, secagg_mod, optional_fixedclipping_mod])
-
-
-#: Round-config keys under which the server reports its user-level (ε, δ) so far.
-USER_EPSILON_KEY, USER_DELTA_KEY = "user-epsilon", "user-delta"
-#: Node-config key (the device's own configuration, not the server's run config): true
-#: lets this device run example-level DP on randomness seeded by the server's
-#: ``noise-seed`` (tests, reproducible experiments). Deployed devices default to false.
-ALLOW_SEEDED_KEY = "allow-seeded-noise"
-
-
-def to_record(weights: dict[str, np.ndarray]) -> ArrayRecord:
-    """Named arrays -> ArrayRecord (names travel with the arrays, order preserved)."""
-    return ArrayRecord(OrderedDict((k, Array.from_numpy_ndarray(v)) for k, v in weights.items()))
-
-
-def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
-    return {k: record[k].numpy() for k in record.keys()}
 
 
 def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, ClientData]:
@@ -70,32 +59,37 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
     """
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
     node = context.node_config
-    if "store-path" in node or "events-path" in node:
+    if _deployed(node):
         if not cfg.catalogue:
-            raise RuntimeError("a deployed device (store-path or events-path) needs "
-                               "'catalogue' in the run config")
-        if "store-path" in node:   # an app's SDK store: events, embedding, ledger, model
+            raise RuntimeError(f"a deployed device ({NODE_STORE_PATH} or {NODE_EVENTS_PATH}) "
+                               "needs 'catalogue' in the run config")
+        if NODE_STORE_PATH in node:   # an app's SDK store: events, embedding, ledger, model
             catalogue = load_catalogue(cfg.catalogue)
-            with EventStore(str(node["store-path"])) as store:
+            with EventStore(str(node[NODE_STORE_PATH])) as store:
                 events = store.events()
             events = events[events["item_id"].isin(catalogue.item_ids.astype(str))]
             fed = device_federation(events, catalogue, cfg.seed)
         else:
-            if "state-dir" in node:
-                cfg = cfg.replace(client_state_dir=str(node["state-dir"]))
-            fed = load_device(str(node["events-path"]), cfg.catalogue, cfg.seed)
-        data = fed.client(0, stream_user=int(node.get("device-index", 0)))
+            if NODE_STATE_DIR in node:
+                cfg = cfg.replace(client_state_dir=str(node[NODE_STATE_DIR]))
+            fed = load_device(str(node[NODE_EVENTS_PATH]), cfg.catalogue, cfg.seed)
+        data = fed.client(0, stream_user=int(node.get(NODE_DEVICE_INDEX, 0)))
         return cfg, fed, held_out(cfg, data)
-    config = msg.content["config"] if "config" in msg.content else {}
-    if USER_KEY in config:   # lazy-clients: this simulation node acts for the user named
-        user = int(config[USER_KEY])
-    elif "partition-id" in node:
-        user = int(node["partition-id"])
+    config = msg.content[CONFIG] if CONFIG in msg.content else {}
+    if LAZY_USER in config:   # lazy-clients: this simulation node acts for the user named
+        user = int(config[LAZY_USER])
+    elif NODE_PARTITION_ID in node:
+        user = int(node[NODE_PARTITION_ID])
     else:
-        raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation) "
-                           "or ['events-path'] (deployment)")
+        raise RuntimeError(f"this ClientApp needs node_config['{NODE_PARTITION_ID}'] "
+                           f"(simulation) or ['{NODE_EVENTS_PATH}'] (deployment)")
     fed = federation_of(cfg)
     return cfg, fed, held_out(cfg, fed.client(user))
+
+
+def _deployed(node_config) -> bool:
+    """A deployed device names its own data (an SDK store or an events file)."""
+    return NODE_STORE_PATH in node_config or NODE_EVENTS_PATH in node_config
 
 
 def held_out(cfg: RunConfig, data: ClientData) -> ClientData:
@@ -106,14 +100,14 @@ def held_out(cfg: RunConfig, data: ClientData) -> ClientData:
 
 def _settings(msg: Message) -> LocalSettings:
     """Local settings come from the round's config sent by the server."""
-    return LocalSettings.from_record(msg.content["config"])
+    return LocalSettings.from_record(msg.content[CONFIG])
 
 
 def _stores(cfg: RunConfig, context: Context, data: ClientData):
     """Where this device keeps its embedding and ledger: the SDK's SQLite store
     (``store-path``, which also keeps the latest global model) or per-user files."""
-    if "store-path" in context.node_config:
-        store = EventStore(str(context.node_config["store-path"]))
+    if NODE_STORE_PATH in context.node_config:
+        store = EventStore(str(context.node_config[NODE_STORE_PATH]))
         return StoreEmbedding(store), StoreLedger(store), store
     return (PrivateStore(cfg.client_state_root, data.user),
             LedgerStore(cfg.client_state_root, data.user), None)
@@ -124,7 +118,7 @@ def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData,
     """The worker's model holding the server's global weights and this user's embedding
     (``private``, else the stored one of a round <= ``max_round``)."""
     model = get_local_model(cfg.model, fed.item_features)
-    model.load(from_record(msg.content["arrays"]),
+    model.load(from_record(msg.content[ARRAYS]),
                store.load(max_round) if private is None else private, (cfg.seed, data.user))
     return model
 
@@ -137,11 +131,11 @@ def allows_seeded_noise(node_config) -> bool:
     ``partition-id``) accepts: the simulation's operator runs the devices and holds the
     seed anyway.
     """
-    if ALLOW_SEEDED_KEY in node_config:
-        value = node_config[ALLOW_SEEDED_KEY]
+    if NODE_ALLOW_SEEDED in node_config:
+        value = node_config[NODE_ALLOW_SEEDED]
         return value.strip().lower() in ("true", "1", "yes") if isinstance(value, str) \
             else bool(value)
-    return not ("store-path" in node_config or "events-path" in node_config)
+    return not _deployed(node_config)
 
 
 @app.query()
@@ -152,25 +146,14 @@ def query(msg: Message, context: Context) -> Message:
     samples, so that a seed picks the same users in every launch and after a resume.
     """
     node = context.node_config
-    position = int(node.get("partition-id", node.get("device-index", -1)))
-    return Message(content=RecordDict({"metrics": MetricRecord({"position": position})}),
-                   reply_to=msg)
+    position = int(node.get(NODE_PARTITION_ID, node.get(NODE_DEVICE_INDEX, -1)))
+    return Message(content=position_content(position), reply_to=msg)
 
 
 def decline(msg: Message, reason: str, start: float, epsilon: float | None = None) -> Message:
     """A reply that takes no part in this round: no arrays, the reason in words."""
-    metrics = MetricRecord({"declined": 1, "num-examples": 0,
-                            "client-seconds": time.perf_counter() - start})
-    if epsilon is not None:
-        metrics["client-epsilon"] = epsilon
-    return Message(content=RecordDict({"metrics": metrics,
-                                       "config": ConfigRecord({"declined-reason": reason})}),
+    return Message(content=decline_content(reason, time.perf_counter() - start, epsilon),
                    reply_to=msg)
-
-
-def is_declined(msg: Message) -> bool:
-    return (not msg.has_error() and "metrics" in msg.content
-            and int(msg.content["metrics"].get("declined", 0)) == 1)
 
 
 def release_key(msg: Message, settings: LocalSettings, seed: int, data: ClientData,
@@ -186,8 +169,7 @@ def release_key(msg: Message, settings: LocalSettings, seed: int, data: ClientDa
     if settings.noise_seed < 0:
         return None
     digest = hashlib.sha256(repr((seed, settings.noise_seed, data.user, settings)).encode())
-    _update_arrays(digest, {k: msg.content["arrays"][k].numpy()
-                            for k in msg.content["arrays"].keys()})
+    _update_arrays(digest, from_record(msg.content[ARRAYS]))
     digest.update(data_digest(data).encode())
     digest.update(b"initial" if private is None else b"stored")
     _update_arrays(digest, private or {})
@@ -238,13 +220,13 @@ def canary_index(context: Context) -> int | None:
     are canary clients of an audit run.
     """
     node = context.node_config
-    if "partition-id" not in node or not int(context.run_config.get("canaries", 0)):
+    if NODE_PARTITION_ID not in node or not int(context.run_config.get("canaries", 0)):
         return None
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
     fed = federation_of(cfg)
-    index = int(node["partition-id"]) - fed.n_clients
+    index = int(node[NODE_PARTITION_ID]) - fed.n_clients
     if index >= cfg.canaries:
-        raise RuntimeError(f"partition {node['partition-id']}: only {fed.n_clients} users "
+        raise RuntimeError(f"partition {node[NODE_PARTITION_ID]}: only {fed.n_clients} users "
                            f"and {cfg.canaries} canaries")
     return index if index >= 0 else None
 
@@ -257,19 +239,19 @@ def canary_reply(msg: Message, context: Context, index: int) -> Message:
     """
     start = time.perf_counter()
     cfg = RunConfig.from_mapping(dict(context.run_config), source="run config")
-    if msg.metadata.message_type != "train":   # evaluation: no data, no weight
+    if msg.metadata.message_type != MessageType.TRAIN:   # evaluation: no data, no weight
         return _eval_reply(msg, cfg, None, {}, False, start)
     settings = _settings(msg)
     fed = federation_of(cfg)
     weight = 1 if settings.uniform_weight else max(1, round(float(fed.train_sizes().mean())))
-    moved = canary.update(from_record(msg.content["arrays"]), cfg.seed, index, cfg.clip)
+    moved = canary.update(from_record(msg.content[ARRAYS]), cfg.seed, index, cfg.clip)
     # Flower aggregates only replies with the same metric keys; the server leaves
     # canaries out of the train loss it logs (``server.app``)
-    metrics = MetricRecord({"num-examples": weight, "train-loss": 0.0,
-                            "client-seconds": time.perf_counter() - start})
+    metrics = MetricRecord({NUM_EXAMPLES: weight, TRAIN_LOSS: 0.0,
+                            CLIENT_SECONDS: time.perf_counter() - start})
     if settings.client_dp:   # it spends no example-level budget: it holds no examples
-        metrics["client-epsilon"] = 0.0
-    return Message(content=RecordDict({"arrays": to_record(moved), "metrics": metrics}),
+        metrics[CLIENT_EPSILON] = 0.0
+    return Message(content=RecordDict({ARRAYS: to_record(moved), METRICS: metrics}),
                    reply_to=msg)
 
 
@@ -286,7 +268,7 @@ def train(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
-    rnd = int(msg.content["config"]["server-round"])
+    rnd = server_round(msg.content[CONFIG])
     data = released(cfg, data, rnd)
     plan = settings.dp_plan(len(data.train_items))
     if (settings.client_dp or settings.uniform_weight) and len(data.train_items) == 0:
@@ -294,7 +276,7 @@ def train(msg: Message, context: Context) -> Message:
     if plan and settings.noise_seed >= 0 and not allows_seeded_noise(context.node_config):
         return decline(msg, f"refused: the server seeded this round's DP noise (noise-seed "
                             f"{settings.noise_seed}); this device allows that only with "
-                            f"{ALLOW_SEEDED_KEY} = true in its node config", start)
+                            f"{NODE_ALLOW_SEEDED} = true in its node config", start)
     store, ledgers, sdk = _stores(cfg, context, data)
     try:
         reply = _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers)
@@ -310,18 +292,17 @@ def federation_status(sdk: EventStore, msg: Message, cfg: RunConfig, trained: bo
     """What the device learns of the federation this round, for the app's store: the
     rounds it trained in, the server's user-level ε as reported in the round config (the
     server's ledger is public to its devices), the participation window and budget."""
-    config = msg.content["config"]
+    config = msg.content[CONFIG]
     status = sdk.federation()
     rounds = set(status.get("rounds_joined", []))
     if trained:
-        rounds.add(int(config["server-round"]))
-    status.update({"round": int(config["server-round"]), "rounds_joined": sorted(rounds),
+        rounds.add(server_round(config))
+    status.update({"round": server_round(config), "rounds_joined": sorted(rounds),
                    "participation_window": cfg.participation_window,
                    "client_target_epsilon": cfg.client_target_epsilon or None,
                    "client_delta": cfg.client_delta})
-    if USER_EPSILON_KEY in config:
-        status.update({"user_epsilon": float(config[USER_EPSILON_KEY]),
-                       "user_delta": float(config[USER_DELTA_KEY])})
+    if (budget := user_budget(config)) is not None:
+        status.update({"user_epsilon": budget[0], "user_delta": budget[1]})
     return status
 
 
@@ -349,14 +330,14 @@ def _train(msg, cfg, fed, data, settings, rnd, plan, start, store, ledgers) -> M
         model.reconstruct(data, settings, rng)
         loss, n = model.train_global(data, settings, rng)
     store.save(rnd, model.private_weights())
-    metrics = {"num-examples": 1 if settings.uniform_weight else n,
-               "train-loss": 0.0 if np.isnan(loss) else loss,
-               "client-seconds": time.perf_counter() - start}
+    metrics = {NUM_EXAMPLES: 1 if settings.uniform_weight else n,
+               TRAIN_LOSS: 0.0 if np.isnan(loss) else loss,
+               CLIENT_SECONDS: time.perf_counter() - start}
     if plan:
-        metrics["client-epsilon"] = ledger.epsilon("rdp")
-    content = {"arrays": to_record(model.global_weights()), "metrics": MetricRecord(metrics)}
+        metrics[CLIENT_EPSILON] = ledger.epsilon("rdp")
+    content = {ARRAYS: to_record(model.global_weights()), METRICS: MetricRecord(metrics)}
     if plan:   # the event this round ran, for the server's manifest
-        content["config"] = ConfigRecord({privacy.DP_EVENT_KEY: privacy.event_json(plan.event())})
+        content = with_dp_event(content, plan.event())
     return Message(content=RecordDict(content), reply_to=msg)
 
 
@@ -373,7 +354,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
     cfg, fed, data = _setup(msg, context)
     settings = _settings(msg)
-    rnd = int(msg.content["config"]["server-round"])
+    rnd = server_round(msg.content[CONFIG])
     data = released(cfg, data, rnd)
     late = is_late(cfg, data.user)
     if late and rnd < cfg.join_round:   # not installed yet: what a new install shows
@@ -383,9 +364,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     try:
         model = _load_local(msg, cfg, fed, data, max_round=rnd, store=store)
         if sdk is not None:  # the newest global model, for on-device recommendations
-            sdk.save_state(global_model=from_record(msg.content["arrays"]),
+            sdk.save_state(global_model=from_record(msg.content[ARRAYS]),
                            federation=federation_status(sdk, msg, cfg, trained=False))
-        rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_LOCAL_TRAIN + 1])
+        rng = np.random.default_rng([cfg.seed, data.user, rnd, STREAM_SERVE_FIT])
         model.fit_for_serving(data, settings, (cfg.seed, data.user), rng)
         # the refreshed embedding serves this evaluation; it is kept apart so that
         # training never depends on when evaluation happened
@@ -397,9 +378,6 @@ def evaluate(msg: Message, context: Context) -> Message:
     return _eval_reply(msg, cfg, data, values, late, start)
 
 
-EVAL_METRICS = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")
-
-
 def _eval_reply(msg: Message, cfg: RunConfig, data: ClientData | None, values: dict,
                 late: bool, start: float) -> Message:
     """Metrics that Flower's weighted average (num-examples = 1 per evaluable user) turns
@@ -407,14 +385,14 @@ def _eval_reply(msg: Message, cfg: RunConfig, data: ClientData | None, values: d
     ``cold-users``, whose ratio is the late users' HR@10."""
     evaluable = data is not None and data.evaluable
     record = {k: values.get(k, 0.0) for k in EVAL_METRICS}
-    record["num-examples"] = 1 if evaluable else 0
+    record[NUM_EXAMPLES] = 1 if evaluable else 0
     if cfg.late_users:
-        record["cold-hr@10"] = values.get("hr@10", 0.0) if late else 0.0
-        record["cold-users"] = 1.0 if late and evaluable else 0.0
+        record[COLD_HR] = values.get("hr@10", 0.0) if late else 0.0
+        record[COLD_USERS] = 1.0 if late and evaluable else 0.0
     if cfg.new_items:   # the user's held-out item is one released mid-run
         new = evaluable and data.test_item in new_items(cfg, data.n_items)
-        record["new-item-hr@10"] = values.get("hr@10", 0.0) if new else 0.0
-        record["new-item-users"] = 1.0 if new else 0.0
-    record["client-seconds"] = time.perf_counter() - start
-    return Message(content=RecordDict({"metrics": MetricRecord(record)}), reply_to=msg)
+        record[NEW_ITEM_HR] = values.get("hr@10", 0.0) if new else 0.0
+        record[NEW_ITEM_USERS] = 1.0 if new else 0.0
+    record[CLIENT_SECONDS] = time.perf_counter() - start
+    return Message(content=RecordDict({METRICS: MetricRecord(record)}), reply_to=msg)
 

@@ -12,8 +12,7 @@ every client the worker serves; per client only weights are assigned, nothing re
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,14 +24,10 @@ from shared.federated_data import ClientData
 from shared.interactions import rows_from_end
 from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           global_variables, make_scorer, private_variables, set_weights)
-from shared import privacy
+from shared.protocol import STREAM_USER_INIT, DpSgdPlan, LocalSettings
 from shared.training import (TrainingRows, batch_arrays, make_dp_rows, make_rows, pad_batch,
                              poisson_batches, shuffled_batches)
 
-#: Stream tags for per-client seeds (see shared.interactions for the evaluation streams).
-STREAM_USER_INIT = 20
-STREAM_LOCAL_TRAIN = 21
-STREAM_DP_NOISE = 22
 USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
 #: The item embedding tables (layer names), noised lazily under DP-SGD with plain SGD.
 ITEM_TABLES = ("item_gmf_embedding", "item_mlp_embedding")
@@ -46,66 +41,6 @@ NOISE_ALG = "philox"
 #: DP-SGD pads each Poisson batch to a multiple of this many rows (weight 0, see
 #: ``shared.training.pad_batch``): a few static shapes instead of one per batch size.
 DP_PAD_ROWS = 16
-
-
-@dataclass(frozen=True)
-class LocalSettings:
-    """One round's local settings, sent by the server in the round's config.
-
-    The defaults live in :class:`shared.config.RunConfig` (same field names); this is the
-    part of it that travels to clients each round.
-    """
-
-    local_epochs: int
-    batch_size: int
-    learning_rate: float
-    negatives: int
-    reconstruction_steps: int
-    reconstruction_lr: float
-    client_dp: bool = False
-    client_noise_multiplier: float = 1.0
-    client_clip: float = 1.0
-    client_target_epsilon: float = 0.0
-    client_delta: float = 1e-5
-    noise_seed: int = 0
-    uniform_weight: bool = False
-    local_optimizer: str = "adam"
-    local_adam_eps: float = 1e-7
-    recency_decay: float = 1.0
-    serve_passes: int = 0
-    serve_recency_decay: float = 1.0
-    serve_average: int = 1
-
-    @classmethod
-    def from_run_config(cls, cfg, server_round: int = 1) -> "LocalSettings":
-        """The local part of a run config for one round: the learning rate decayed to
-        ``server_round``; ``uniform_weight`` is on under user-level DP (DP-FedAvg's
-        sensitivity assumes every client's update weighs the same)."""
-        derived = {"client_dp": cfg.client_dp, "uniform_weight": cfg.server_dp,
-                   "learning_rate": cfg.learning_rate * cfg.lr_decay ** (server_round - 1)}
-        return cls(**{f.name: derived[f.name] if f.name in derived else getattr(cfg, f.name)
-                      for f in fields(cls)})
-
-    def dp_plan(self, n_rows: int) -> "DpSgdPlan | None":
-        """What local DP-SGD will run this round on ``n_rows`` examples (None: no DP)."""
-        if not self.client_dp or n_rows == 0:
-            return None
-        rate = min(1.0, self.batch_size / n_rows)
-        # as tensorflow-privacy counts Poisson steps: ceil(epochs / sampling rate)
-        return DpSgdPlan(self.client_noise_multiplier, self.client_clip, rate,
-                         self.reconstruction_steps, math.ceil(self.local_epochs / rate))
-
-    def to_record(self, server_round: int) -> dict:
-        """Hyphenated keys plus ``server-round``, for a Flower ``ConfigRecord``."""
-        out = {"server-round": server_round}
-        out.update({f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)})
-        return out
-
-    @classmethod
-    def from_record(cls, record) -> "LocalSettings":
-        kinds = {"int": int, "float": float, "bool": bool, "str": str}
-        return cls(**{f.name: kinds[f.type](record[f.name.replace("_", "-")])
-                      for f in fields(cls)})
 
 
 def noise_key_words(key: int) -> tuple[int, int]:
@@ -122,36 +57,6 @@ def mean_noise_std(noise_multiplier, clip, batch):
     """Noise std on a mean of clipped gradients over ``batch`` examples: z * C / B
     (tensorflow-privacy's scale for a mean loss)."""
     return noise_multiplier * clip / batch
-
-
-@dataclass(frozen=True)
-class DpSgdPlan:
-    """One round of local DP-SGD, fixed before it runs (the mechanism that is accounted).
-
-    Sampling, as trained and as accounted: every step draws a Poisson batch in which each
-    of the client's examples (one positive with its sampled negatives) takes part with
-    probability ``rate`` = batch-size / examples; ``reconstruction_steps`` such steps fit
-    the private user embedding, then ``training_steps`` = ceil(local epochs / rate) (as
-    tensorflow-privacy counts Poisson steps) train the global weights. Each step clips
-    every example's gradient (over the weights the step updates: the user embedding,
-    then the global group) to ``clip`` in L2 (tf-privacy's fast gradient clipping), adds
-    Gaussian noise of std ``noise_multiplier * clip`` to the sum and divides by the
-    expected batch size. All steps touch the data, so all count.
-    """
-
-    noise_multiplier: float
-    clip: float
-    rate: float
-    reconstruction_steps: int
-    training_steps: int
-
-    @property
-    def steps(self) -> int:
-        return self.reconstruction_steps + self.training_steps
-
-    def event(self):
-        """The round's DpEvent: ``steps`` x Poisson(rate) o Gaussian(noise multiplier)."""
-        return privacy.dpsgd_event(self.noise_multiplier, self.rate, self.steps)
 
 
 class LocalModel:

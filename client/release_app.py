@@ -9,13 +9,13 @@ returns its metrics (a simulation's measurement: a deployment would not report t
 
 from __future__ import annotations
 
-from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord,
-                      RecordDict)
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from client import releases as device
-from shared import knn
+from shared import protocol_releases as wire
 from shared.federated_data import ClientData, load_federation
+from shared.protocol import NODE_PARTITION_ID
 from shared.release_config import ReleaseConfig
 
 app = ClientApp()
@@ -24,42 +24,24 @@ app = ClientApp()
 def device_data(context: Context) -> tuple[ReleaseConfig, ClientData]:
     """This simulated device's config and data (``partition-id`` picks the user)."""
     cfg = ReleaseConfig.from_mapping(dict(context.run_config))
-    if "partition-id" not in context.node_config:
-        raise RuntimeError("this ClientApp needs node_config['partition-id'] (simulation)")
+    if NODE_PARTITION_ID not in context.node_config:
+        raise RuntimeError(f"this ClientApp needs node_config['{NODE_PARTITION_ID}'] (simulation)")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    data = fed.client(int(context.node_config["partition-id"]))
+    data = fed.client(int(context.node_config[NODE_PARTITION_ID]))
     return cfg, data.for_validation() if cfg.holdout == "validation" else data
 
 
-@app.query("contribute")
+@app.query(wire.CONTRIBUTE_ACTION)
 def contribute(msg: Message, context: Context) -> Message:
     _, data = device_data(context)
-    config = msg.content["config"]
-    request = {key: config[key] for key in config.keys() if key != "statistic"}
-    if "arrays" in msg.content and "head" in msg.content["arrays"]:
-        request["head"] = msg.content["arrays"]["head"].numpy()
-    vector = device.contribution(str(config["statistic"]), request, data)
-    arrays = ArrayRecord({"contribution": Array.from_numpy_ndarray(vector)})
-    return Message(RecordDict({"arrays": arrays}), reply_to=msg)
+    statistic, request = wire.contribute_request(msg.content)
+    vector = device.contribution(statistic, request, data)
+    return Message(wire.contribution_content(vector), reply_to=msg)
 
 
-@app.query("recommend")
+@app.query(wire.RECOMMEND_ACTION)
 def recommend(msg: Message, context: Context) -> Message:
     _, data = device_data(context)
-    arrays = msg.content["arrays"]
-    sim, ease = arrays["similarity"].numpy(), arrays["ease"].numpy()
-    released = knn.Released(arrays["popularity"].numpy(), arrays["head"].numpy(),
-                            None if sim.size == 0 else sim, None if ease.size == 0 else ease)
-    settings = knn_settings(msg.content["config"])
+    released, settings = wire.recommend_request(msg.content)
     metrics = device.evaluate(data, released, settings) if data.evaluable else {}
-    return Message(RecordDict({"metrics": MetricRecord({**metrics,
-                                                        "evaluated": int(data.evaluable)})}),
-                   reply_to=msg)
-
-
-def knn_settings(config: ConfigRecord) -> knn.KnnSettings:
-    return knn.KnnSettings(rank=int(config["rank"]), alpha=float(config["alpha"]),
-                           neighbours=int(config["neighbours"]), decay=float(config["decay"]),
-                           knn_weight=float(config["knn-weight"]), top_k=int(config["top-k"]),
-                           ease_lambda=float(config["ease-lambda"]),
-                           ease_weight=float(config["ease-weight"]))
+    return Message(wire.evaluation_content(metrics, data.evaluable), reply_to=msg)

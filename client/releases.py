@@ -13,17 +13,18 @@ import numpy as np
 
 from shared import knn, metrics, stats
 from shared.federated_data import ClientData
+from shared.protocol_releases import BOUNDED, CAP, DECAY, HEAD
 
 
 def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
     """This device's contribution to ``statistic`` (see ``server.releases.Collect``)."""
-    if statistic == "popularity":
+    if statistic == stats.POPULARITY:
         return stats.popularity_contribution(data.train_items, data.n_items,
-                                             float(request["decay"]), int(request["cap"]),
-                                             bool(int(request.get("bounded", 1))))
-    if statistic == "cooccurrence":
-        positions = stats.head_positions(np.asarray(request["head"], np.int64), data.n_items)
-        return stats.recent_head_items(data.train_items, positions, int(request["cap"]))
+                                             float(request[DECAY]), int(request[CAP]),
+                                             bool(int(request.get(BOUNDED, 1))))
+    if statistic == stats.COOCCURRENCE:
+        positions = stats.head_positions(np.asarray(request[HEAD], np.int64), data.n_items)
+        return stats.recent_head_items(data.train_items, positions, int(request[CAP]))
     raise ValueError(f"unknown statistic {statistic!r}; use one of {stats.STATISTICS}")
 
 

@@ -13,9 +13,7 @@ import numpy as np
 
 from shared.config import RunConfig
 from shared.federated_data import ClientData
-
-#: Random stream of simulated scenarios (dropout, stragglers).
-STREAM_SCENARIO = 30
+from shared.protocol import STREAM_LATE_USER, STREAM_NEW_ITEMS, STREAM_SCENARIO, STREAM_STRAGGLER
 
 
 def scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
@@ -35,7 +33,7 @@ def scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
             < cfg.dropout:
         raise RuntimeError(f"simulated dropout of client {user} in round {rnd}")
     if cfg.straggler_fraction and np.random.default_rng(
-            [cfg.seed, user, STREAM_SCENARIO + 1]).random() < cfg.straggler_fraction:
+            [cfg.seed, user, STREAM_STRAGGLER]).random() < cfg.straggler_fraction:
         time.sleep(cfg.straggler_delay)
     return None
 
@@ -43,7 +41,7 @@ def scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:
 def is_late(cfg: RunConfig, user: int) -> bool:
     """Cold-start scenario: whether ``user`` is one of the ``late-users`` (seeded)."""
     return bool(cfg.late_users) and bool(
-        np.random.default_rng([cfg.seed, user, STREAM_SCENARIO + 2]).random() < cfg.late_users)
+        np.random.default_rng([cfg.seed, user, STREAM_LATE_USER]).random() < cfg.late_users)
 
 
 def new_items(cfg: RunConfig, n_items: int) -> np.ndarray:
@@ -51,7 +49,7 @@ def new_items(cfg: RunConfig, n_items: int) -> np.ndarray:
     ``items-round`` (a seeded ``new-items`` fraction of the catalogue; empty when off)."""
     if not cfg.new_items:
         return np.zeros(0, np.int64)
-    draw = np.random.default_rng([cfg.seed, STREAM_SCENARIO + 3]).random(n_items)
+    draw = np.random.default_rng([cfg.seed, STREAM_NEW_ITEMS]).random(n_items)
     return np.flatnonzero(draw < cfg.new_items)
 
 

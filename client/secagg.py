@@ -26,8 +26,8 @@ from flwr.common import recorddict_compat as compat
 from flwr.common.constant import MessageType
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-#: Fit-config key holding the global arrays' names, comma-separated, in order.
-NAMES_KEY = "fedrec-array-names"
+from shared.protocol import (ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, declined_reason,
+                             split_array_names, to_record)
 
 
 class DeclinedUnderSecAgg(RuntimeError):
@@ -44,26 +44,22 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
 
 def _legacy_fit(msg: Message, context: Context, call_next) -> Message:
     """Legacy fit message in, fedrec's app in the middle, legacy ``FitRes`` out."""
-    from client.app import to_record
-
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
-    names = str(fitins.config[NAMES_KEY]).split(",")
+    names, config = split_array_names(fitins.config)
     arrays = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
-    config = {k: v for k, v in fitins.config.items() if k != NAMES_KEY}
     original = msg.content
-    msg.content = RecordDict({"arrays": to_record(arrays), "config": ConfigRecord(config)})
+    msg.content = RecordDict({ARRAYS: to_record(arrays), CONFIG: ConfigRecord(config)})
     try:
         reply = call_next(msg, context)
     finally:
         msg.content = original
     if reply.has_error():
         return reply
-    if "arrays" not in reply.content:
-        reason = reply.content.config_records.get("config", {}).get("declined-reason", "declined")
-        raise DeclinedUnderSecAgg(f"declined a SecAgg+ round: {reason}")
-    metrics = dict(reply.content["metrics"])
-    weights = reply.content["arrays"]
+    if ARRAYS not in reply.content:
+        raise DeclinedUnderSecAgg(f"declined a SecAgg+ round: {declined_reason(reply.content)}")
+    metrics = dict(reply.content[METRICS])
+    weights = reply.content[ARRAYS]
     result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([weights[n].numpy() for n in names]),
-                    int(metrics.get("num-examples", 1)), metrics)
+                    int(metrics.get(NUM_EXAMPLES, 1)), metrics)
     reply.content = compat.fitres_to_recorddict(result, keep_input=False)
     return reply

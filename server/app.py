@@ -22,11 +22,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # noqa: E402
+from flwr.common.constant import MessageType  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
-from client.app import (USER_DELTA_KEY, USER_EPSILON_KEY, from_record,  # noqa: E402
-                        is_declined, to_record)
-from client.local import LocalSettings  # noqa: E402
 from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
                        final_privacy, reported_events)
 from server.private_log import (crash_point, ledger_from_releases, release_entry,  # noqa: E402
@@ -45,10 +43,15 @@ from shared.ledger import Ledger  # noqa: E402
 from shared.runinfo import versions  # noqa: E402
 from shared.catalogue import load_catalogue  # noqa: E402
 from shared.federated_data import federation_of  # noqa: E402
+from shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
+                             COLD_USERS, CONFIG, DECLINED_REASON, EVAL_METRICS, METRICS,
+                             NEW_ITEM_HR, NEW_ITEM_USERS, NUM_EXAMPLES, SAMPLE_EVALUATE,
+                             SAMPLE_TRAIN, TRAIN_LOSS, LocalSettings, from_record,
+                             is_declined, position_of, to_record)
+from shared.protocol import round_config as wire_round_config  # noqa: E402
 
 log = logging.getLogger("flwr")
 app = ServerApp()
-EVAL_KEYS = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10")
 #: The server's user-level ledger travels in each checkpoint, next to the model it paid for.
 LEDGER_KEY = "privacy-ledger"
 
@@ -67,27 +70,24 @@ def round_config(cfg: RunConfig, round_: int, dp: ServerPrivacy | None = None) -
     """What every sampled client is told for this round: local settings and, under
     user-level DP, the server's (ε, δ) so far (its ledger is no secret to its devices;
     the SDK shows it in ``privacy_status``)."""
-    record = ConfigRecord(LocalSettings.from_run_config(cfg, round_).to_record(round_))
-    if dp is not None:
-        record[USER_EPSILON_KEY] = dp.spent()
-        record[USER_DELTA_KEY] = float(dp.ledger.delta)
-    return record
+    return wire_round_config(LocalSettings.from_run_config(cfg, round_), round_,
+                             None if dp is None else (dp.spent(), dp.ledger.delta))
 
 
 def _bytes(messages: list[Message]) -> int:
-    return sum(m.content["arrays"].count_bytes() for m in messages
-               if not m.has_error() and "arrays" in m.content)
+    return sum(m.content[ARRAYS].count_bytes() for m in messages
+               if not m.has_error() and ARRAYS in m.content)
 
 
 def _client_seconds(replies: list[Message]) -> float:
-    return float(sum(float(m.content["metrics"]["client-seconds"]) for m in replies
-                     if not m.has_error() and "metrics" in m.content
-                     and "client-seconds" in m.content["metrics"]))
+    return float(sum(float(m.content[METRICS][CLIENT_SECONDS]) for m in replies
+                     if not m.has_error() and METRICS in m.content
+                     and CLIENT_SECONDS in m.content[METRICS]))
 
 
 def _users_loss(replies: list[Message], grid, users: int) -> float | None:
     """Mean train loss of real users' replies (an audit run's canaries trained nothing)."""
-    pairs = [(float(m.content["metrics"]["num-examples"]), float(m.content["metrics"]["train-loss"]))
+    pairs = [(float(m.content[METRICS][NUM_EXAMPLES]), float(m.content[METRICS][TRAIN_LOSS]))
              for m in replies if grid.position(m.metadata.src_node_id) < users]
     total = sum(w for w, _ in pairs)
     return sum(w * v for w, v in pairs) / total if total else None
@@ -180,7 +180,7 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         run.write_privacy(privacy_record)
     results = {
         "dataset": fed.name, "model": f"federated-{cfg.strategy}", "seed": cfg.seed,
-        "metrics": {k: last_eval[k] for k in EVAL_KEYS} if last_eval else {},
+        "metrics": {k: last_eval[k] for k in EVAL_METRICS} if last_eval else {},
         "privacy": privacy_record, "rounds": len(history), "rounds_planned": cfg.rounds,
         "stopped": stopped, "clients": fed.n_clients,
         "clients_per_round": sampled,
@@ -254,11 +254,12 @@ def server_data(cfg: RunConfig) -> ServerData:
 def node_positions(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
     """Ask every node for its stable position (partition id) once, before round 1."""
     nodes = wait_for_nodes(grid, expected)
-    queries = [Message(RecordDict(), dst_node_id=n, message_type="query") for n in nodes]
+    queries = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
+               for n in nodes]
     positions = {}
     for reply in grid.send_and_receive(queries, timeout=timeout):
         if not reply.has_error():
-            positions[reply.metadata.src_node_id] = int(reply.content["metrics"]["position"])
+            positions[reply.metadata.src_node_id] = position_of(reply.content)
     return positions
 
 
@@ -304,7 +305,7 @@ def _train(grid: Grid, strategy, cfg: RunConfig, n_clients: int, dp: ServerPriva
         "clients_failed": len(failed), "clients_declined": len(declined),
         "clients_rejected": len(rejected),
         "clients_timed_out": len(messages) - len(replies),   # no reply within round-timeout
-        "train_loss": (_metric(train_metrics, "train-loss") if not cfg.canaries
+        "train_loss": (_metric(train_metrics, TRAIN_LOSS) if not cfg.canaries
                        else _users_loss(ok, grid, n_clients - cfg.canaries)),
         "bytes_down": _bytes(messages), "bytes_up": _bytes(ok),
     }
@@ -317,12 +318,12 @@ def _train(grid: Grid, strategy, cfg: RunConfig, n_clients: int, dp: ServerPriva
         if cfg.client_dp:   # a rejected update's DP-SGD round was spent all the same
             line["client_events"] = reported_events(ok + rejected, grid.position)
     if cfg.client_dp:  # every reply that reports it: a rejected update was spent all the same
-        line["client_epsilon_max"] = max((float(m.content["metrics"]["client-epsilon"])
+        line["client_epsilon_max"] = max((float(m.content[METRICS][CLIENT_EPSILON])
                                           for m in ok + declined + rejected
-                                          if "client-epsilon" in m.content["metrics"]),
+                                          if CLIENT_EPSILON in m.content[METRICS]),
                                          default=None)
     if declined:
-        line["declined_reasons"] = sorted({str(m.content["config"]["declined-reason"])
+        line["declined_reasons"] = sorted({str(m.content[CONFIG][DECLINED_REASON])
                                            for m in declined})
     return new_arrays, line, _client_seconds(ok + declined)
 
@@ -338,7 +339,7 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     checkpoint and next round). Who took part goes there, never into the metrics line.
     """
     t0 = time.perf_counter()
-    seed_sampling(cfg.seed, rnd, 0, cfg.secret_randomness)
+    seed_sampling(cfg.seed, rnd, SAMPLE_TRAIN, cfg.secret_randomness)
     config = round_config(cfg, rnd, dp)
     new_arrays, fields, client_seconds = (
         secagg.train(rnd, arrays, config) if secagg is not None
@@ -349,19 +350,19 @@ def _one_round(grid: Grid, strategy, cfg: RunConfig, rnd: int, arrays: ArrayReco
     arrays = new_arrays if new_arrays is not None else arrays
     line: dict[str, Any] = {"round": rnd, **fields}
     if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-        seed_sampling(cfg.seed, rnd, 1, cfg.secret_randomness)
+        seed_sampling(cfg.seed, rnd, SAMPLE_EVALUATE, cfg.secret_randomness)
         eval_messages = list(strategy.configure_evaluate(rnd, arrays, round_config(cfg, rnd, dp),
                                                          grid))
         eval_replies = sorted(grid.send_and_receive(eval_messages, timeout=cfg.round_timeout),
                               key=eval_order)
         eval_ok = [m for m in eval_replies if not m.has_error()]
         agg = strategy.aggregate_evaluate(rnd, eval_replies)
-        line.update({k: _metric(agg, k) for k in EVAL_KEYS})
-        if (_metric(agg, "cold-users") or 0) > 0:   # cold-start scenario: late users only
-            line["cold_hr@10"] = _metric(agg, "cold-hr@10") / _metric(agg, "cold-users")
-        if (_metric(agg, "new-item-users") or 0) > 0:   # new-items scenario
-            line["new_item_hr@10"] = _metric(agg, "new-item-hr@10") / _metric(agg, "new-item-users")
-            line["new_item_users"] = int(sum(float(m.content["metrics"]["new-item-users"])
+        line.update({k: _metric(agg, k) for k in EVAL_METRICS})
+        if (_metric(agg, COLD_USERS) or 0) > 0:   # cold-start scenario: late users only
+            line["cold_hr@10"] = _metric(agg, COLD_HR) / _metric(agg, COLD_USERS)
+        if (_metric(agg, NEW_ITEM_USERS) or 0) > 0:   # new-items scenario
+            line["new_item_hr@10"] = _metric(agg, NEW_ITEM_HR) / _metric(agg, NEW_ITEM_USERS)
+            line["new_item_users"] = int(sum(float(m.content[METRICS][NEW_ITEM_USERS])
                                              for m in eval_ok))
         line["eval_clients"] = len(eval_ok)
         line["bytes_down"] += _bytes(eval_messages)

@@ -20,7 +20,9 @@ not private against whoever knows the seeds.
 
 Adaptive clipping is :class:`server.adaptive.AdaptiveClipping` around Flower's
 server-side fixed clipping (Flower's adaptive wrapper steps the clip the wrong way and
-noises a round with the next round's clip; see that module).
+noises a round with the next round's clip; see that module). Which wrapper a run gets is
+``server.wrappers`` (``server.strategy`` builds the strategy with it; this module only
+reads what the wrapper did).
 """
 
 from __future__ import annotations
@@ -35,51 +37,18 @@ from typing import Any
 import numpy as np
 from dp_accounting import dp_event as dpe
 from flwr.common.differential_privacy import compute_adaptive_noise_params, compute_stdv
-from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
-                                     DifferentialPrivacyServerSideFixedClipping)
 
 from shared import privacy
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.ledger import Ledger
 from shared.training import DP_NEGATIVES
-from server.adaptive import AdaptiveClipping
+from shared.protocol import STREAM_SERVER_NOISE, LocalSettings, reported_event
 from server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
-from server.strategy import server_lr
+from server.strategy import make_strategy, per_round, server_lr
+from server.wrappers import adaptive_range, dp_wrapper
 
 RELATION = "replace_one"
-
-
-def dp_wrapper(strategy):
-    """Flower's DP wrapper (Message API or legacy, as SecAgg+ uses): ``strategy`` itself
-    or the one it wraps (post-processing such as
-    :class:`server.momentum.ServerMomentumAfterNoise` sits outside it)."""
-    while not hasattr(strategy, "noise_multiplier"):
-        strategy = strategy.strategy
-    return strategy
-
-
-def wrap_strategy(strategy, cfg: RunConfig, sampled: int):
-    """``strategy`` wrapped in the Flower DP wrapper ``cfg.dp_clipping`` names."""
-    try:
-        if cfg.dp_clipping == "server-fixed":
-            return DifferentialPrivacyServerSideFixedClipping(
-                strategy, cfg.noise_multiplier, cfg.clip, sampled)
-        if cfg.dp_clipping == "client-fixed":
-            return DifferentialPrivacyClientSideFixedClipping(
-                strategy, cfg.noise_multiplier, cfg.clip, sampled)
-        count_std, z_update = compute_adaptive_noise_params(   # Flower's split of z
-            cfg.noise_multiplier, sampled, cfg.clipped_count_stddev or None)
-        fixed = DifferentialPrivacyServerSideFixedClipping(strategy, z_update, cfg.clip, sampled)
-        return AdaptiveClipping(fixed, count_std, cfg.clip_quantile, cfg.clip_lr,
-                                adaptive_range(cfg))
-    except ValueError as err:  # Flower's own argument checks, e.g. adaptive noise split
-        raise ConfigError(f"dp settings: {err}") from None
-
-
-def adaptive_range(cfg: RunConfig) -> tuple[float, float]:
-    """[C_lo, C_hi] that an adaptive clip stays in, fixed before the run."""
-    return cfg.clip / cfg.clip_adapt_range, cfg.clip * cfg.clip_adapt_range
 
 
 def noise_bit_generator(cfg: RunConfig, round_: int) -> np.random.BitGenerator:
@@ -89,7 +58,8 @@ def noise_bit_generator(cfg: RunConfig, round_: int) -> np.random.BitGenerator:
     ``np.random.seed`` would be from (seed, noise-seed, round)."""
     if cfg.noise_seed < 0:
         return np.random.PCG64DXSM(secrets.randbits(128))
-    state = np.random.SeedSequence([cfg.seed, cfg.noise_seed, round_, 2]).generate_state(4)
+    state = np.random.SeedSequence([cfg.seed, cfg.noise_seed, round_,
+                                    STREAM_SERVER_NOISE]).generate_state(4)
     legacy = np.random.RandomState(state)       # numpy's legacy seeding of MT19937
     generator = np.random.MT19937()
     generator.state = legacy.get_state(legacy=False)
@@ -274,8 +244,6 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
         client_examples: training examples of every client (read only under
             example-level DP).
     """
-    from server.strategy import make_strategy, per_round
-
     make_strategy(cfg, n_clients)  # Flower's own argument checks
     if cfg.secagg and per_round(cfg.clients_per_round, n_clients) < 3:
         raise ConfigError(f"secagg needs at least 3 clients per round, got "
@@ -291,8 +259,6 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
             raise ConfigError(f"target-epsilon {cfg.target_epsilon:g} is already exceeded by one "
                               f"round (epsilon {eps:.3f}); raise the noise multiplier or the target")
     if cfg.client_dp:
-        from client.local import LocalSettings
-
         largest = max(client_examples, default=0)
         if largest and cfg.client_delta >= 1.0 / largest:
             raise ConfigError(f"client-delta {cfg.client_delta:g} must be < 1/n = {1.0 / largest:g} "
@@ -361,10 +327,8 @@ def reported_events(replies: list, position) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[int]] = {}
     for m in replies:
-        config = m.content.config_records.get("config")
-        if config is not None and privacy.DP_EVENT_KEY in config:
-            groups.setdefault(str(config[privacy.DP_EVENT_KEY]), []).append(
-                position(m.metadata.src_node_id))
+        if (event := reported_event(m.content)) is not None:
+            groups.setdefault(event, []).append(position(m.metadata.src_node_id))
     return [{"event": json.loads(e), "clients": sorted(c)} for e, c in sorted(groups.items())]
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from shared import knn, stats
 from shared.ledger import Ledger
+from shared.protocol_releases import cooccurrence_request, popularity_request
 
 log = logging.getLogger("fedrec.releases")
 
@@ -129,17 +130,16 @@ def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
     """
     budget, rng = settings.budget(), noise_generator(settings.noise_seed)
     events = budget.events()
-    total = popularity_sum(collect("popularity", {"decay": settings.popularity_decay,
-                                             "cap": settings.popularity_cap,
-                                             "bounded": int(settings.bounded)}),
+    total = popularity_sum(collect(stats.POPULARITY, popularity_request(
+        settings.popularity_decay, settings.popularity_cap, settings.bounded)),
                            n_items, settings.bounded)
-    popularity = _release(total, "popularity", budget, events, ledger, save_ledger, rng)
-    if "cooccurrence" not in settings.releases:
+    popularity = _release(total, stats.POPULARITY, budget, events, ledger, save_ledger, rng)
+    if stats.COOCCURRENCE not in settings.releases:
         return knn.Released(popularity, np.zeros(0, np.int64), None)
     head = stats.choose_head(popularity, settings.head)
-    contributions = collect("cooccurrence", {"head": head, "cap": settings.cap})
+    contributions = collect(stats.COOCCURRENCE, cooccurrence_request(head, settings.cap))
     total = cooccurrence_total(contributions, len(head), settings.cap, settings.bounded)
-    noisy = _release(total, "cooccurrence", budget, events, ledger, save_ledger, rng,
+    noisy = _release(total, stats.COOCCURRENCE, budget, events, ledger, save_ledger, rng,
                      symmetric=True)
     return post_process(popularity, head, noisy, settings.knn)
 

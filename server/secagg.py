@@ -44,9 +44,9 @@ from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, Fed
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
-from client.secagg import NAMES_KEY
 from server.secagg_bounds import check_no_wrap, rounding_l2
 from shared.config import RunConfig
+from shared.protocol import CLIENT_SECONDS, TRAIN_LOSS, to_record, with_array_names
 
 
 class _Recorder(Strategy):
@@ -178,13 +178,11 @@ class SecAggTrainer:
               ) -> tuple[ArrayRecord | None, dict[str, Any], float]:
         """Run round ``rnd``; return the new arrays (None: no aggregate), the round's
         metrics fields and the clients' compute seconds."""
-        from client.app import to_record
-
         names = list(arrays.keys())
         weights = [arrays[n].numpy() for n in names]
         self.check_range(rnd, weights)
         self.set_rounding(sum(int(w.size) for w in weights))
-        fit_config = {**dict(config), NAMES_KEY: ",".join(names)}
+        fit_config = with_array_names(dict(config), names)
         self.fedavg.on_fit_config_fn = lambda _round: dict(fit_config)
         state = self.context.state
         state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
@@ -199,11 +197,11 @@ class SecAggTrainer:
         line = {"clients_sampled": len(rec.sampled), "clients_replied": len(rec.results),
                 "clients_failed": rec.failures, "clients_declined": 0, "clients_rejected": 0,
                 "clients_timed_out": len(rec.sampled) - len(rec.results) - rec.failures,
-                "train_loss": (float(np.mean([m.get("train-loss", np.nan) for m in metrics]))
+                "train_loss": (float(np.mean([m.get(TRAIN_LOSS, np.nan) for m in metrics]))
                                if metrics else None),
                 "bytes_down": self.grid.down, "bytes_up": self.grid.up,
                 "secagg_distinct_updates": rec.distinct_updates}
-        seconds = float(sum(m.get("client-seconds", 0.0) for m in metrics))
+        seconds = float(sum(m.get(CLIENT_SECONDS, 0.0) for m in metrics))
         averaged = (sorted(self.grid.position(proxy.node_id) for proxy, _ in rec.results)
                     if rec.aggregated else [])     # Flower's DP wrapper drops a round with failures
         line.update({"participants": averaged, "declined": [], "rejected": []})

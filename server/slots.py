@@ -7,7 +7,7 @@ A simulated user, though, needs a node only while it computes. :class:`SlotGrid`
 the strategy see one *virtual* node per user (ids 1..N, position = id - 1), samples
 through Flower's strategy as usual, and sends each message to one of a few real nodes
 (*slots*: as many as a round needs), naming the user in the message's config
-(:data:`USER_KEY`). Replies come back under the user's virtual id. The ClientApp then
+(``shared.protocol.LAZY_USER``). Replies come back under the user's virtual id. The ClientApp then
 acts as that user: its data is generated on demand, its embedding and ledger are files
 on disk, so nothing about a user lives in a slot between rounds.
 """
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from flwr.app import ConfigRecord, Message, RecordDict
 
 from server.strategy import per_round, wait_for_nodes
-from shared.federated_data import USER_KEY
+from shared.protocol import CONFIG, LAZY_USER
 
 
 class SlotGrid:
@@ -82,8 +82,8 @@ class SlotGrid:
         if user < 0:
             raise ValueError(f"message for unknown node {msg.metadata.dst_node_id}")
         content = RecordDict(dict(msg.content.items()))
-        config = dict(content["config"]) if "config" in content else {}
-        content["config"] = ConfigRecord({**config, USER_KEY: user})
+        config = dict(content[CONFIG]) if CONFIG in content else {}
+        content[CONFIG] = ConfigRecord({**config, LAZY_USER: user})
         return Message(content, dst_node_id=slot, message_type=msg.metadata.message_type,
                        group_id=msg.metadata.group_id)
 

@@ -17,7 +17,10 @@ from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedYogi
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from server.momentum import ServerMomentumAfterNoise
+from server.wrappers import wrap_strategy
 from shared.config import RunConfig
+from shared.protocol import METRICS
 
 log = logging.getLogger("flwr")
 
@@ -45,14 +48,14 @@ def weighted_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricR
     Clients without a held-out item reply ``num-examples = 0``; if a round samples only
     such clients, Flower's average would divide by zero.
     """
-    total = sum(float(r["metrics"][weighted_by_key]) for r in records
-                if "metrics" in r and weighted_by_key in r["metrics"])
+    total = sum(float(r[METRICS][weighted_by_key]) for r in records
+                if METRICS in r and weighted_by_key in r[METRICS])
     return aggregate_metricrecords(records, weighted_by_key) if total > 0 else None
 
 
 def make_strategy(cfg: RunConfig, n_clients: int):
     """Flower strategy sampling exactly ``clients_per_round`` / ``eval_clients`` nodes,
-    wrapped in Flower's DP wrapper under user-level DP (``server.dp``): FedAvg inside it,
+    wrapped in Flower's DP wrapper under user-level DP (``server.wrappers``): FedAvg inside it,
     and with ``fedavgm`` FedAvgM's server momentum applied to the wrapper's noised output
     (``server.momentum``), never inside it.
 
@@ -77,10 +80,8 @@ def make_strategy(cfg: RunConfig, n_clients: int):
                   evaluate_metrics_aggr_fn=weighted_metrics)
     if not cfg.server_dp:
         return _base_strategy(cfg, common)
-    from server.dp import wrap_strategy
     wrapped = wrap_strategy(FedAvg(**common), cfg, m_train)
     if cfg.strategy == "fedavgm":   # FedAvgM's momentum after the noise: post-processing
-        from server.momentum import ServerMomentumAfterNoise
         return ServerMomentumAfterNoise(wrapped, server_lr(cfg), cfg.server_momentum)
     return wrapped
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Message
 
+from shared.protocol import ARRAYS, METRICS, NUM_EXAMPLES
+
 
 def check_update(reply: Message, sent: dict[str, np.ndarray], max_norm: float = 0.0,
                  unit_weight: bool = False) -> str | None:
@@ -23,12 +25,12 @@ def check_update(reply: Message, sent: dict[str, np.ndarray], max_norm: float = 
     ``unit_weight``: the reply must weigh exactly 1 (``num-examples``), as user-level DP's
     equal-weight average assumes; a client cannot buy itself more influence.
     """
-    if "arrays" not in reply.content:
+    if ARRAYS not in reply.content:
         return "no arrays"
-    if unit_weight and ("metrics" not in reply.content
-                        or float(reply.content["metrics"].get("num-examples", -1)) != 1.0):
-        return "weight (num-examples) is not 1 under user-level DP"
-    got = reply.content["arrays"]
+    if unit_weight and (METRICS not in reply.content
+                        or float(reply.content[METRICS].get(NUM_EXAMPLES, -1)) != 1.0):
+        return f"weight ({NUM_EXAMPLES}) is not 1 under user-level DP"
+    got = reply.content[ARRAYS]
     if list(got.keys()) != list(sent.keys()):
         return "array names differ from the global model's"
     squared = 0.0

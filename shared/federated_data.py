@@ -23,10 +23,6 @@ from shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, In
                                  Split, build_interactions, leave_last_out, user_negatives)
 from shared.schema import Dataset, fingerprint
 
-#: Message-config key naming the simulated user a message is for (``lazy-clients``:
-#: a simulation node acts for whichever user the server names; ``server.slots``).
-USER_KEY = "partition-id"
-
 
 @dataclass
 class ClientData:

@@ -171,9 +171,6 @@ def calibrate_noise(target_epsilon: float, delta: float,
 
 # ----- serialisation: DpEvent <-> JSON-able dict (manifests store these) -----
 
-#: Reply ConfigRecord key under which a device reports the DpEvent its round ran.
-DP_EVENT_KEY = "dp-event"
-
 
 def event_json(event: dpe.DpEvent) -> str:
     """The event as canonical JSON (:func:`event_to_dict`, sorted keys): what a device

@@ -39,7 +39,9 @@ from dp_accounting import dp_event as dpe
 #: L2 sensitivity of a sum of unit-norm contributions under REPLACE_ONE (swap a user).
 SENSITIVITY = 2.0
 RELATION = "replace_one"
-STATISTICS = ("popularity", "cooccurrence")
+#: The statistics a device contributes to (each also names its release in the budget).
+POPULARITY, COOCCURRENCE = "popularity", "cooccurrence"
+STATISTICS = (POPULARITY, COOCCURRENCE)
 
 
 # ----- what a device contributes (pure; the device runs these on its own history) -----
@@ -188,12 +190,12 @@ def split_budget(total_multiplier: float, popularity_share: float,
                  releases: tuple[str, ...] = STATISTICS) -> BudgetSplit:
     """:class:`BudgetSplit` giving ``popularity_share`` to popularity, the rest to the
     other release (or everything to popularity when it is the only one)."""
-    if releases == ("popularity",):
-        return BudgetSplit(total_multiplier, {"popularity": 1.0})
+    if releases == (POPULARITY,):
+        return BudgetSplit(total_multiplier, {POPULARITY: 1.0})
     if not 0 < popularity_share < 1:
         raise ValueError(f"popularity share must be in (0, 1), got {popularity_share}")
-    return BudgetSplit(total_multiplier, {"popularity": popularity_share,
-                                          "cooccurrence": 1.0 - popularity_share})
+    return BudgetSplit(total_multiplier, {POPULARITY: popularity_share,
+                                          COOCCURRENCE: 1.0 - popularity_share})
 
 
 def gaussian_delta(noise_multiplier: float, epsilon: float) -> float:

@@ -32,7 +32,7 @@ def example_noise_multiplier(cfg: RunConfig, examples: int, target_epsilon: floa
     """σ such that a client with ``examples`` examples reaches ``target_epsilon`` after
     taking part in all ``cfg.rounds`` rounds (example level, δ = ``cfg.client_delta``,
     replace-one: the device's n is public)."""
-    from client.local import LocalSettings
+    from shared.protocol import LocalSettings
 
     def event(sigma: float) -> dpe.DpEvent:
         local = LocalSettings.from_run_config(cfg.replace(dp="client",

@@ -13,6 +13,7 @@ from flwr.app import Context, Error, Message, RecordDict
 
 from client.app import app as client_app
 from shared.config import RunConfig
+from shared.protocol import NODE_PARTITION_ID
 
 
 class InProcessGrid:
@@ -20,7 +21,7 @@ class InProcessGrid:
 
     def __init__(self, cfg: RunConfig, n_nodes: int) -> None:
         self.contexts = {node: Context(run_id=1, node_id=node,
-                                       node_config={"partition-id": node - 1},
+                                       node_config={NODE_PARTITION_ID: node - 1},
                                        state=RecordDict(), run_config=cfg.to_flower())
                          for node in range(1, n_nodes + 1)}
 

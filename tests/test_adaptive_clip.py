@@ -11,12 +11,12 @@ import pytest
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideAdaptiveClipping, FedAvg
 
-import client.app as capp
 from server.adaptive import next_clip
 from server.app import round_config
-from server.dp import ServerPrivacy, adaptive_range, wrap_strategy
+from server.dp import ServerPrivacy
 from server.strategy import get_state, set_state
-from shared import privacy
+from server.wrappers import adaptive_range, wrap_strategy
+from shared import privacy, protocol
 from shared.config import RunConfig
 from shared.errors import ConfigError
 
@@ -32,7 +32,7 @@ class _Grid:
 
 def _replies(sent, weights, scale):
     """Each sampled node replies ``weights`` moved by ``scale`` in every coordinate."""
-    return [Message(RecordDict({"arrays": capp.to_record({"w": weights + scale}),
+    return [Message(RecordDict({"arrays": protocol.to_record({"w": weights + scale}),
                                 "metrics": MetricRecord({"num-examples": 1})}), reply_to=m)
             for m in sent]
 
@@ -45,12 +45,12 @@ def _rounds(cfg, scale, rounds, size=100):
     sp = ServerPrivacy(cfg, N, M)
     weights, lines, released = np.zeros(size, np.float32), [], []
     for rnd in range(1, rounds + 1):
-        sent = list(strategy.configure_train(rnd, capp.to_record({"w": weights}),
+        sent = list(strategy.configure_train(rnd, protocol.to_record({"w": weights}),
                                              round_config(cfg, rnd), _Grid()))
         with sp.aggregating(strategy, rnd):
             new, _ = strategy.aggregate_train(rnd, _replies(sent, weights, scale))
         lines.append(sp.after_aggregation(strategy, rnd, M))
-        released.append(capp.from_record(new)["w"])
+        released.append(protocol.from_record(new)["w"])
     return lines, released, strategy
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event as dpe
 
-from client.local import LocalSettings
 from server.dp import ServerPrivacy, accounting_record, declared_privacy
-from shared import privacy
+from shared import privacy, protocol
 from simulations.cli import main as fedrec
 from shared.config import RunConfig
 from shared.ledger import Ledger
+from shared.protocol import LocalSettings
 from simulations.audit import audit_accounting, load_run
 
 N, M, ROUNDS = 50, 3, 4
@@ -213,7 +213,7 @@ def test_device_reported_events_are_grouped_then_composed_per_device():
 
     def reply(node, event=None):
         content = RecordDict({} if event is None else {"config": ConfigRecord(
-            {privacy.DP_EVENT_KEY: privacy.event_json(event)})})
+            {protocol.DP_EVENT: privacy.event_json(event)})})
         return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node))
 
     groups = reported_events([reply(12, large), reply(10, small), reply(11, small), reply(13)],
@@ -244,9 +244,8 @@ def _adaptive_run(path, cfg: RunConfig, rounds: int = 3):
     from flwr.app import Message, MetricRecord, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
-    from client.app import to_record
     from server.app import round_config
-    from server.dp import wrap_strategy
+    from server.wrappers import wrap_strategy
 
     class Grid:
         def get_node_ids(self):
@@ -258,10 +257,11 @@ def _adaptive_run(path, cfg: RunConfig, rounds: int = 3):
     weights = {"w": np.zeros(50, np.float32)}
     rows = []
     for rnd in range(1, rounds + 1):
-        arrays = to_record(weights)
+        arrays = protocol.to_record(weights)
         sent = list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), Grid()))
-        replies = [Message(RecordDict({"arrays": to_record({"w": weights["w"] + 0.3 * (i + 1)}),
-                                       "metrics": MetricRecord({"num-examples": 1})}), reply_to=m)
+        replies = [Message(RecordDict({
+            "arrays": protocol.to_record({"w": weights["w"] + 0.3 * (i + 1)}),
+            "metrics": MetricRecord({"num-examples": 1})}), reply_to=m)
                    for i, m in enumerate(sent)]
         sp.before_aggregation(strategy, rnd)
         new, _ = strategy.aggregate_train(rnd, replies)

@@ -8,6 +8,7 @@ from flwr.app import Context, Message, RecordDict
 
 from client import app as capp
 from server.app import initial_global_weights, round_config, server_data
+from shared import protocol
 from shared.catalogue import load_catalogue, load_device
 from shared.config import RunConfig
 from shared.errors import ConfigError, DataError
@@ -59,7 +60,7 @@ def test_device_client_app_trains_and_evaluates_from_its_own_files(files):
     cat = load_catalogue(cfg.catalogue)
     weights = initial_global_weights(cfg, cat.n_items, cat.item_features)
     for kind in ("train", "evaluate"):
-        msg = Message(RecordDict({"arrays": capp.to_record(weights),
+        msg = Message(RecordDict({"arrays": protocol.to_record(weights),
                                   "config": round_config(cfg, 1)}), dst_node_id=5, message_type=kind)
         ctx = Context(run_id=1, node_id=5, node_config={
             "events-path": str(root / "device1.csv"), "device-index": 1,
@@ -67,7 +68,7 @@ def test_device_client_app_trains_and_evaluates_from_its_own_files(files):
         reply = capp.app(msg, ctx)
         assert not reply.has_error(), reply.error
         if kind == "train":
-            sent = capp.from_record(reply.content["arrays"])
+            sent = protocol.from_record(reply.content["arrays"])
             assert {k: v.shape for k, v in sent.items()} == {k: v.shape for k, v in weights.items()}
         else:
             assert reply.content["metrics"]["num-examples"] == 1

@@ -15,13 +15,14 @@ from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
 from client import app as capp
 from client import local
-from client.local import DpSgdPlan, LocalModel, LocalSettings
+from client.local import LocalModel
 from client.state import LedgerStore, PrivateStore
 from server.app import initial_global_weights
-from shared import privacy
+from shared import privacy, protocol
 from shared.config import RunConfig
 from shared.federated_data import load_federation
 from shared.ledger import Ledger
+from shared.protocol import DpSgdPlan, LocalSettings
 from test_federation import _call
 
 N_USERS = 12
@@ -171,12 +172,12 @@ def test_a_device_refuses_a_seeded_round_unless_it_allows_one(tmp_path, fed):
     from server.app import round_config
 
     cfg = _cfg(tmp_path, dp="client", noise_seed=4)
-    msg = Message(RecordDict({"arrays": capp.to_record(_weights(cfg, fed)),
+    msg = Message(RecordDict({"arrays": protocol.to_record(_weights(cfg, fed)),
                               "config": round_config(cfg, 1)}), dst_node_id=4, message_type="train")
     ctx = Context(run_id=1, node_id=4, node_config={"partition-id": 3, "allow-seeded-noise": False},
                   state=RecordDict(), run_config=cfg.to_flower())
     reply = capp.app(msg, ctx)
-    assert capp.is_declined(reply) and "arrays" not in reply.content
+    assert protocol.is_declined(reply) and "arrays" not in reply.content
     assert "allow-seeded-noise" in reply.content["config"]["declined-reason"]
     assert LedgerStore(cfg.client_state_root, 3).load(cfg.client_delta).rounds == []
     accepted = _call(cfg, _weights(cfg, fed), 3, "train", rnd=1)      # a simulated node
@@ -302,7 +303,7 @@ def test_release_key_covers_the_data_and_the_stored_embedding(tmp_path, fed):
     from server.app import round_config
 
     cfg = _cfg(tmp_path, dp="client", noise_seed=0)
-    msg = Message(RecordDict({"arrays": capp.to_record(_weights(cfg, fed)),
+    msg = Message(RecordDict({"arrays": protocol.to_record(_weights(cfg, fed)),
                               "config": round_config(cfg, 1)}), dst_node_id=1, message_type="train")
     settings, data = capp._settings(msg), fed.client(2)
     key = capp.release_key(msg, settings, 0, data, None)

@@ -11,17 +11,17 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from client import app as capp
-from client.local import LocalSettings
 from client.mods import optional_fixedclipping_mod
 from client.state import LedgerStore
 from server.app import initial_global_weights, round_config
-from server.dp import ServerPrivacy, check_settings, noise_std, wrap_strategy
-from shared import privacy
+from server.dp import ServerPrivacy, check_settings, noise_std
+from server.wrappers import wrap_strategy
+from shared import privacy, protocol
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.federated_data import load_federation
 from shared.ledger import Ledger
+from shared.protocol import DpSgdPlan, LocalSettings
 from test_federation import _call
 
 N_USERS = 12
@@ -138,8 +138,8 @@ def test_client_declines_a_round_past_its_budget(tmp_path, fed):
     weights = _weights(cfg, fed)
     first = _call(cfg, weights, 5, "train", rnd=1)
     second = _call(cfg, weights, 5, "train", rnd=2)
-    assert "arrays" in first.content and not capp.is_declined(first)
-    assert capp.is_declined(second) and "arrays" not in second.content
+    assert "arrays" in first.content and not protocol.is_declined(first)
+    assert protocol.is_declined(second) and "arrays" not in second.content
     assert "budget" in second.content["config"]["declined-reason"]
     assert LedgerStore(cfg.client_state_root, 5).load(cfg.client_delta).rounds == [1]
 
@@ -161,7 +161,7 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
 def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
     """One DP-SGD step with plain SGD (lr 1): with and without noise, same batch; the
     difference is the noise itself, std z * C / expected batch size."""
-    from client.local import DpSgdPlan, LocalModel
+    from client.local import LocalModel
 
     cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
     data = fed.client(2)
@@ -183,7 +183,7 @@ def _sgd_dp_update(tmp_path, fed, z, lazy, zero_weights=False, steps=6):
     """The global update of one client after ``steps`` DP-SGD steps with plain SGD."""
     import dataclasses
 
-    from client.local import DpSgdPlan, LocalModel
+    from client.local import LocalModel
 
     cfg = _cfg(tmp_path, dp="client", learning_rate=0.5, local_optimizer="sgd")
     data = fed.client(2)
@@ -224,7 +224,7 @@ def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed
     """Without noise, one DP-SGD step (plain SGD, lr 1) moves the global weights by minus
     the sum of per-example clipped gradients over the *expected* batch size: tf-privacy's
     mean over the drawn batch times drawn / expected."""
-    from client.local import DpSgdPlan, LocalModel
+    from client.local import LocalModel
     from shared.training import batch_arrays, poisson_batches
 
     cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
@@ -355,7 +355,7 @@ def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_p
     def update(sub, **dp):
         cfg = _cfg(tmp_path / sub, **dp)
         weights = _weights(cfg, fed)
-        sent = capp.from_record(_call(cfg, weights, user, "train", rnd=1).content["arrays"])
+        sent = protocol.from_record(_call(cfg, weights, user, "train", rnd=1).content["arrays"])
         return {k: sent[k] - weights[k] for k in weights}
 
     a, b = update("a", dp="client", noise_seed=0), update("b", dp="client", noise_seed=0)
@@ -378,7 +378,7 @@ def _replies(weights, updates):
     """Replies of nodes 1, 2, ... to a training round: ``weights`` plus each update."""
     out = []
     for i, u in enumerate(updates):
-        arrays = capp.to_record({k: (v + u[k]).astype(np.float32) for k, v in weights.items()})
+        arrays = protocol.to_record({k: (v + u[k]).astype(np.float32) for k, v in weights.items()})
         content = RecordDict({"arrays": arrays, "metrics": MetricRecord(
             {"num-examples": 1, "train-loss": 0.0})})
         out.append(Message(content, reply_to=Message(RecordDict(), dst_node_id=i + 1,
@@ -395,12 +395,12 @@ def _aggregate(cfg, weights, updates, rnd=1):
     strategy = wrap_strategy(FedAvg(fraction_train=1.0, min_train_nodes=4, min_available_nodes=4),
                              cfg, sampled=4)
     sp = ServerPrivacy(cfg, 4, 4)
-    arrays = capp.to_record(weights)
+    arrays = protocol.to_record(weights)
     list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), _Grid()))
     replies = _replies(weights, updates)
     sp.before_aggregation(strategy, rnd)
     new, _ = strategy.aggregate_train(rnd, replies)
-    return capp.from_record(new), sp.after_aggregation(strategy, rnd, len(replies)), strategy
+    return protocol.from_record(new), sp.after_aggregation(strategy, rnd, len(replies)), strategy
 
 
 def test_server_noise_std_is_what_the_mechanism_implies_and_is_seeded(tmp_path):
@@ -482,22 +482,23 @@ def test_server_refuses_a_round_past_the_target(tmp_path):
 
 def test_fixedclipping_mod_clips_updates_and_tolerates_zero_ones():
     weights = {"w": np.zeros((4,), np.float32)}
-    sent = Message(RecordDict({"arrays": capp.to_record(weights),
+    sent = Message(RecordDict({"arrays": protocol.to_record(weights),
                                "config": round_config(RunConfig(), 1)}),
                    dst_node_id=1, message_type="train")
     sent.content["config"]["clipping_norm"] = 0.5
 
     def answer(update):
-        arrays = capp.to_record({"w": np.full((4,), update, np.float32)})
+        arrays = protocol.to_record({"w": np.full((4,), update, np.float32)})
         return lambda msg, ctx: Message(RecordDict({"arrays": arrays}), reply_to=msg)
 
     clipped = optional_fixedclipping_mod(sent, None, answer(3.0))
-    assert np.linalg.norm(capp.from_record(clipped.content["arrays"])["w"]) == pytest.approx(0.5)
+    clipped_update = protocol.from_record(clipped.content["arrays"])["w"]
+    assert np.linalg.norm(clipped_update) == pytest.approx(0.5)
     zero = optional_fixedclipping_mod(sent, None, answer(0.0))   # Flower's mod would divide by 0
     assert not zero.has_error()
     del sent.content["config"]["clipping_norm"]
     untouched = optional_fixedclipping_mod(sent, None, answer(3.0))
-    assert capp.from_record(untouched.content["arrays"])["w"][0] == 3.0
+    assert protocol.from_record(untouched.content["arrays"])["w"][0] == 3.0
 
 
 # ----- bad settings: one clear line -----

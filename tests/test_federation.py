@@ -14,6 +14,7 @@ from client import app as capp
 from client.state import PrivateStore
 from server.app import initial_global_weights, round_config
 from server.reply_order import eval_order, train_order
+from shared import protocol
 from shared.config import RunConfig
 from shared.evaluate import evaluate
 from shared.federated_data import federation_of
@@ -33,7 +34,8 @@ def setup(tmp_path_factory):
 
 
 def _call(cfg, weights, user, kind, rnd=1):
-    msg = Message(RecordDict({"arrays": capp.to_record(weights), "config": round_config(cfg, rnd)}),
+    msg = Message(RecordDict({"arrays": protocol.to_record(weights),
+                              "config": round_config(cfg, rnd)}),
                   dst_node_id=user + 1, message_type=kind)
     ctx = Context(run_id=1, node_id=user + 1, node_config={"partition-id": user},
                   state=RecordDict(), run_config=cfg.to_flower())
@@ -48,7 +50,7 @@ def test_replies_carry_only_the_global_group(setup):
     for user in range(N_USERS):
         reply = _call(cfg, weights, user, "train")
         assert set(reply.content.keys()) == {"arrays", "metrics"}
-        sent = capp.from_record(reply.content["arrays"])
+        sent = protocol.from_record(reply.content["arrays"])
         assert set(sent) == set(weights)                          # by name: global only
         assert not any(name.startswith("user_") for name in sent)
         assert not any(a.shape in private_shapes for a in sent.values())  # by shape
@@ -62,8 +64,8 @@ def test_replies_carry_only_the_global_group(setup):
 
 def test_training_changes_the_global_weights_and_is_deterministic(setup):
     cfg, _, weights = setup
-    a = capp.from_record(_call(cfg, weights, 2, "train", rnd=7).content["arrays"])
-    b = capp.from_record(_call(cfg, weights, 2, "train", rnd=7).content["arrays"])
+    a = protocol.from_record(_call(cfg, weights, 2, "train", rnd=7).content["arrays"])
+    b = protocol.from_record(_call(cfg, weights, 2, "train", rnd=7).content["arrays"])
     assert any(not np.allclose(a[k], weights[k]) for k in weights)
     for k in weights:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7)
@@ -108,9 +110,9 @@ def test_private_store_versions_by_round(tmp_path):
 
 def test_evaluation_does_not_change_what_training_starts_from(setup):
     cfg, _, weights = setup
-    plain = capp.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
+    plain = protocol.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
     _call(cfg, weights, 4, "evaluate", rnd=1)           # an evaluation in between
-    again = capp.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
+    again = protocol.from_record(_call(cfg, weights, 4, "train", rnd=2).content["arrays"])
     for k in plain:
         np.testing.assert_allclose(plain[k], again[k], rtol=1e-6, atol=1e-7)
 

@@ -8,11 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from client.local import LocalModel, LocalSettings
+from client.local import LocalModel
 from server.app import initial_global_weights, round_config
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.federated_data import federation_of
+from shared.protocol import LocalSettings
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import pytest
 from flwr.serverapp.strategy import (DifferentialPrivacyServerSideFixedClipping, FedAvg,
                                      FedAvgM)
 
-from client import app as capp
 from server.app import round_config
 from server.dp import ServerPrivacy, mechanism
 from server.momentum import ServerMomentumAfterNoise
 from server.strategy import get_state, make_strategy, set_state
+from shared import protocol
 from shared.config import RunConfig
 from test_dp import _Grid, _replies
 
@@ -21,14 +21,14 @@ SHAPE = (30, 4)
 def _round(strategy, weights, updates, rnd, cfg, privacy=None):
     """One training round of ``strategy`` on replies weights + update; (new weights, the
     round's privacy fields or None)."""
-    arrays = capp.to_record(weights)
+    arrays = protocol.to_record(weights)
     list(strategy.configure_train(rnd, arrays, round_config(cfg, rnd), _Grid()))
     replies = _replies(weights, [{"w": update} for update in updates])
     if privacy is not None:
         privacy.before_aggregation(strategy, rnd)
     new, _ = strategy.aggregate_train(rnd, replies)
     line = privacy.after_aggregation(strategy, rnd, len(replies)) if privacy else None
-    return capp.from_record(new), line
+    return protocol.from_record(new), line
 
 
 def _updates(rng):

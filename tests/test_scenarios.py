@@ -3,12 +3,11 @@ heterogeneity. Whole federations through the real ServerApp loop and ClientApp, 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from shared import protocol
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.federated_data import federation_of
@@ -67,14 +66,14 @@ def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
 def test_stragglers_answer_late(tmp_path):
     from simulations.inprocess import InProcessGrid
     from server.app import initial_global_weights, round_config
-    from client import app as capp
     from flwr.app import Message, RecordDict
 
     cfg = RunConfig(out=str(tmp_path / "run"), straggler_fraction=1.0, straggler_delay=0.3,
                     **SMALL)
     fed = federation_of(cfg)
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
-    msg = Message(RecordDict({"arrays": capp.to_record(weights), "config": round_config(cfg, 1)}),
+    msg = Message(RecordDict({"arrays": protocol.to_record(weights),
+                              "config": round_config(cfg, 1)}),
                   dst_node_id=1, message_type="train")
     reply = InProcessGrid(cfg, 12).send_and_receive([msg])[0]
     assert reply.content["metrics"]["client-seconds"] >= 0.3

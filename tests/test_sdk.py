@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from client.recommender import Recommender
 from client.store import SCHEMA_VERSION, EventStore, SdkInputError
 from server.app import initial_global_weights
-from shared import privacy
+from shared import privacy, protocol
 from shared.catalogue import load_catalogue
 from shared.config import RunConfig
 from shared.ledger import Ledger
@@ -197,7 +197,7 @@ def test_the_client_app_trains_from_and_into_the_sdk_store(tmp_path, catalogue, 
     catalogue.items.to_csv(run.catalogue, index=False)
     weights = initial_global_weights(run, catalogue.n_items, catalogue.item_features)
     for kind in ("train", "evaluate"):
-        msg = Message(RecordDict({"arrays": capp.to_record(weights),
+        msg = Message(RecordDict({"arrays": protocol.to_record(weights),
                                   "config": round_config(run, 1)}), dst_node_id=9, message_type=kind)
         ctx = Context(run_id=1, node_id=9, node_config={"store-path": str(tmp_path / "phone.db"),
                                                         "device-index": 4},

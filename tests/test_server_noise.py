@@ -12,7 +12,8 @@ from flwr.serverapp.strategy import FedAvg
 
 from server import dp as server_dp
 from server import strategy as server_strategy
-from server.dp import ServerPrivacy, declared_privacy, seed_noise, wrap_strategy
+from server.dp import ServerPrivacy, declared_privacy, seed_noise
+from server.wrappers import wrap_strategy
 from shared.config import RunConfig
 
 MASK = 0xFFFFFFFF

@@ -1,0 +1,107 @@
+"""The wire protocol of the statistics releases: the two queries a server sends each
+device and what the device answers, spelled once for both sides.
+
+``query.contribute`` names a statistic and carries its request (the same request dict
+the in-process engine hands ``client.releases.contribution`` directly: :func:`popularity_request`,
+:func:`cooccurrence_request`); the device answers with its contribution vector.
+``query.recommend`` carries the release and the kNN settings; the device answers with
+its metrics and whether it had a held-out item to evaluate (a simulation's measurement).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from flwr.common.constant import MessageType
+
+from shared import knn
+from shared.protocol import ARRAYS, CONFIG, METRICS, from_record, to_record
+
+#: The two query actions (``@app.query(action)`` on the device) and their message types.
+CONTRIBUTE_ACTION, RECOMMEND_ACTION = "contribute", "recommend"
+CONTRIBUTE = f"{MessageType.QUERY}.{CONTRIBUTE_ACTION}"
+RECOMMEND = f"{MessageType.QUERY}.{RECOMMEND_ACTION}"
+#: Keys of a contribution request (``server.releases.Collect``).
+STATISTIC, DECAY, CAP, HEAD, BOUNDED = "statistic", "decay", "cap", "head", "bounded"
+CONTRIBUTION = "contribution"
+EVALUATED = "evaluated"
+#: Config keys of the kNN settings, by :class:`shared.knn.KnnSettings` field.
+KNN_KEYS = {"rank": "rank", "alpha": "alpha", "neighbours": "neighbours", "decay": "decay",
+            "knn_weight": "knn-weight", "top_k": "top-k", "ease_lambda": "ease-lambda",
+            "ease_weight": "ease-weight"}
+_KNN_KINDS = {"rank": int, "alpha": float, "neighbours": int, "decay": float,
+              "knn_weight": float, "top_k": int, "ease_lambda": float, "ease_weight": float}
+
+
+def popularity_request(decay: float, cap: int, bounded: bool = True) -> dict:
+    """Ask for a popularity vector: recency ``decay``, the newest ``cap`` items (0: all),
+    unit norm (``bounded``, DP) or raw indicators (no DP)."""
+    return {DECAY: decay, CAP: cap, BOUNDED: int(bounded)}
+
+
+def cooccurrence_request(head: np.ndarray, cap: int) -> dict:
+    """Ask for a device's ``cap`` most recent positions among the ``head`` items."""
+    return {HEAD: head, CAP: cap}
+
+
+def contribute_content(statistic: str, request: dict) -> RecordDict:
+    """The ``query.contribute`` message: scalars in the config, the head as an array."""
+    config = {STATISTIC: statistic, **{k: v for k, v in request.items() if k != HEAD}}
+    arrays = {HEAD: np.asarray(request[HEAD])} if HEAD in request else {}
+    return RecordDict({CONFIG: ConfigRecord(config), ARRAYS: to_record(arrays)})
+
+
+def contribute_request(content: RecordDict) -> tuple[str, dict]:
+    """Inverse of :func:`contribute_content`: (statistic, request)."""
+    config = content[CONFIG]
+    request = {key: config[key] for key in config.keys() if key != STATISTIC}
+    if ARRAYS in content and HEAD in content[ARRAYS]:
+        request[HEAD] = content[ARRAYS][HEAD].numpy()
+    return str(config[STATISTIC]), request
+
+
+def contribution_content(vector: np.ndarray) -> RecordDict:
+    return RecordDict({ARRAYS: to_record({CONTRIBUTION: vector})})
+
+
+def contribution_of(content: RecordDict) -> np.ndarray:
+    return content[ARRAYS][CONTRIBUTION].numpy()
+
+
+def recommend_content(released: knn.Released, settings: knn.KnnSettings) -> RecordDict:
+    """The ``query.recommend`` message: the release (an empty similarity: popularity
+    only; an empty EASE matrix: none) and the kNN settings."""
+    config = {key: getattr(settings, name) for name, key in KNN_KEYS.items()}
+    empty = np.zeros((0, 0))
+    arrays = {"popularity": released.popularity, "head": released.head,
+              "similarity": empty if released.similarity is None else released.similarity,
+              "ease": empty if released.ease is None else released.ease}
+    return RecordDict({CONFIG: ConfigRecord(config), ARRAYS: to_record(arrays)})
+
+
+def recommend_request(content: RecordDict) -> tuple[knn.Released, knn.KnnSettings]:
+    """Inverse of :func:`recommend_content`."""
+    arrays = from_record(content[ARRAYS])
+    sim, ease = arrays["similarity"], arrays["ease"]
+    released = knn.Released(arrays["popularity"], arrays["head"], None if sim.size == 0 else sim,
+                            None if ease.size == 0 else ease)
+    return released, knn_settings(content[CONFIG])
+
+
+def knn_settings(config) -> knn.KnnSettings:
+    """The kNN settings a ``query.recommend`` config carries."""
+    return knn.KnnSettings(**{name: _KNN_KINDS[name](config[key])
+                              for name, key in KNN_KEYS.items()})
+
+
+def evaluation_content(metrics: dict[str, float], evaluated: bool) -> RecordDict:
+    """A device's answer to ``query.recommend``."""
+    return RecordDict({METRICS: MetricRecord({**metrics, EVALUATED: int(evaluated)})})
+
+
+def evaluation_of(content: RecordDict) -> dict[str, float] | None:
+    """A device's metrics (None: it had no held-out item)."""
+    metrics = content[METRICS]
+    if not int(metrics[EVALUATED]):
+        return None
+    return {k: float(metrics[k]) for k in metrics.keys() if k != EVALUATED}
