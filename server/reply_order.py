@@ -14,15 +14,17 @@ import hashlib
 
 from flwr.app import Message
 
+from shared.protocol import CLIENT_SECONDS, METRICS, NUM_EXAMPLES, TRAIN_LOSS
+
 
 def train_order(msg: Message) -> tuple:
     """Sort key of training replies: weight, loss, then a digest of the arrays (ties
     happen: an audit run's canaries all report loss 0 and the same weight); failures
     last. Equal keys are equal replies, so their order cannot change a sum."""
-    if msg.has_error() or "metrics" not in msg.content:
+    if msg.has_error() or METRICS not in msg.content:
         return (1, 0.0, 0.0, "")
-    m = msg.content["metrics"]
-    return (0, float(m.get("num-examples", 0)), float(m.get("train-loss", 0.0)),
+    m = msg.content[METRICS]
+    return (0, float(m.get(NUM_EXAMPLES, 0)), float(m.get(TRAIN_LOSS, 0.0)),
             arrays_digest(msg))
 
 
@@ -40,7 +42,7 @@ def arrays_digest(msg: Message) -> str:
 def eval_order(msg: Message) -> tuple:
     """A run-independent order for the evaluation average (Flower's weighted mean sums
     in reply order): by every metric but the timing one; ties are equal records."""
-    if msg.has_error() or "metrics" not in msg.content:
+    if msg.has_error() or METRICS not in msg.content:
         return (1, ())
-    return (0, tuple(sorted((k, v) for k, v in msg.content["metrics"].items()
-                            if k != "client-seconds")))
+    return (0, tuple(sorted((k, v) for k, v in msg.content[METRICS].items()
+                            if k != CLIENT_SECONDS)))

@@ -23,6 +23,7 @@ from typing import Any
 
 from flwr.app import Message
 
+from shared.protocol import CONFIG, SERVER_ROUND
 from shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY, write_json_atomic
 
 SIMULATION_NODES = "simulation-nodes.json"
@@ -34,8 +35,8 @@ def message_round(messages: list[Message]) -> int:
     """The server round a batch of messages belongs to: the round config's
     ``server-round``, else a numeric ``group_id`` (SecAgg+ stages), else 0."""
     for msg in messages:
-        if msg.has_content() and "config" in msg.content and "server-round" in msg.content["config"]:
-            return int(msg.content["config"]["server-round"])
+        if msg.has_content() and CONFIG in msg.content and SERVER_ROUND in msg.content[CONFIG]:
+            return int(msg.content[CONFIG][SERVER_ROUND])
         if msg.metadata.group_id.isdigit():
             return int(msg.metadata.group_id)
     return 0
