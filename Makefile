@@ -38,7 +38,7 @@ run: $(STAMP)
 	$(VENV)/bin/fedrec audit $(RUN_OUT)/release
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow and not network"
