@@ -61,7 +61,8 @@ def popularity_sum(contributions: Iterable[np.ndarray], n_items: int,
 
 
 def cooccurrence_total(contributions: Iterable[np.ndarray], h: int, cap: int,
-                       bounded: bool = True) -> np.ndarray:
+                       bounded: bool = True, item_weight: np.ndarray | None = None
+                       ) -> np.ndarray:
     """Sum of co-occurrence contributions, each cut to ``cap`` distinct positions (0: all)
     and weighted by ``stats.pair_weight`` here (so its norm is <= 1 whatever a device
     sent; ``bounded=False``: weight 1, the raw counts). A contribution naming a position
@@ -75,7 +76,7 @@ def cooccurrence_total(contributions: Iterable[np.ndarray], h: int, cap: int,
         pos = stats.distinct_in_order(pos)
         kept.append(pos if cap <= 0 else pos[:cap])
     _log_refused("co-occurrence", refused)
-    return stats.cooccurrence_sum(kept, h, bounded)
+    return stats.cooccurrence_sum(kept, h, bounded, item_weight)
 
 
 def _log_refused(statistic: str, refused: int) -> None:
@@ -138,7 +139,8 @@ def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
         return knn.Released(popularity, np.zeros(0, np.int64), None)
     head = stats.choose_head(popularity, settings.head)
     contributions = collect(stats.COOCCURRENCE, cooccurrence_request(head, settings.cap))
-    total = cooccurrence_total(contributions, len(head), settings.cap, settings.bounded)
+    total = cooccurrence_total(contributions, len(head), settings.cap, settings.bounded,
+                               knn.pair_weights(popularity[head], settings.knn))
     noisy = _release(total, stats.COOCCURRENCE, budget, events, ledger, save_ledger, rng,
                      symmetric=True)
     return post_process(popularity, head, noisy, settings.knn)

@@ -49,6 +49,10 @@ class KnnSettings:
             released co-occurrence with this ridge penalty (0: no EASE).
         ease_weight: fusion weight of the standardised EASE scores (same scale as
             ``knn_weight``).
+        pair_beta: before the noise, a device's pair (i, j) weighs ``(d_i d_j)^-beta``
+            (d: released popularity) within its unit norm, so rare pairs carry more of
+            it (Krichene et al., ICML 2023, adaptive weights); the post-processing
+            undoes the weighting (0: every pair alike).
     """
 
     rank: int = 0
@@ -59,6 +63,7 @@ class KnnSettings:
     top_k: int = 0
     ease_lambda: float = 0.0
     ease_weight: float = 0.0
+    pair_beta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rank < 0 or self.neighbours < 0 or self.top_k < 0:
@@ -127,8 +132,8 @@ def similarity(noisy: np.ndarray, popularity_head: np.ndarray, settings: KnnSett
     """The server-side post-processing: denoise, normalise, zero the diagonal, and keep
     each candidate's (column's) ``top_k`` most similar items."""
     sim = low_rank(noisy, settings.rank)
-    if settings.alpha:
-        degree = np.maximum(popularity_head, 1.0) ** settings.alpha
+    if settings.alpha != settings.pair_beta:     # undo the pair weights, then normalise
+        degree = np.maximum(popularity_head, 1.0) ** (settings.alpha - settings.pair_beta)
         sim = sim / np.outer(degree, degree)
     sim = sim.copy()
     np.fill_diagonal(sim, 0.0)
@@ -136,6 +141,13 @@ def similarity(noisy: np.ndarray, popularity_head: np.ndarray, settings: KnnSett
         drop = np.argpartition(-sim, settings.top_k, axis=0)[settings.top_k:, :]
         np.put_along_axis(sim, drop, 0.0, axis=0)
     return sim
+
+
+def pair_weights(popularity_head: np.ndarray, settings: KnnSettings) -> np.ndarray | None:
+    """(h,) item weights of the pairs a device contributes (None: all alike)."""
+    if not settings.pair_beta:
+        return None
+    return np.maximum(popularity_head, 1.0) ** -settings.pair_beta
 
 
 def ease(cooccurrence: np.ndarray, counts: np.ndarray, penalty: float) -> np.ndarray:

@@ -46,7 +46,8 @@ class ReleaseConfig:
             0: every item).
         cap: a device's newest head items that enter its co-occurrence contribution
             (0: all).
-        knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight:
+        knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight,
+        pair_beta:
             ``shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``).
         contributions: ``bounded`` (each device's vector has L2 norm <= 1: DP) or
             ``raw`` (counts: the sums equal the centralized statistics; no DP, so
@@ -76,6 +77,7 @@ class ReleaseConfig:
     knn_top: int = 0
     ease_lambda: float = 0.0
     ease_weight: float = 0.0
+    pair_beta: float = 0.0
     contributions: str = "bounded"
     noise_seed: int = -1
     out: str = "runs/release"
@@ -120,7 +122,8 @@ class ReleaseConfig:
         return KnnSettings(rank=self.knn_rank, alpha=self.knn_alpha, decay=self.knn_decay,
                            knn_weight=self.knn_weight if knn else 0.0, top_k=self.knn_top,
                            ease_lambda=self.ease_lambda if knn else 0.0,
-                           ease_weight=self.ease_weight if knn else 0.0)
+                           ease_weight=self.ease_weight if knn else 0.0,
+                           pair_beta=self.pair_beta)
 
     def user_delta(self, n_users: int) -> float:
         if self.delta == 0:

@@ -103,6 +103,14 @@ def pair_weight(m: int, bounded: bool = True) -> float:
     return math.sqrt(2.0 / (m * (m - 1))) if bounded else 1.0
 
 
+def pair_scale(a: np.ndarray) -> float:
+    """c with ``sum over pairs i < j of (c a_i a_j)^2 = 1``: the unit-norm scale of a
+    device's pairs weighted ``a_i a_j`` (``a = 1``: :func:`pair_weight`)."""
+    a2 = np.square(np.asarray(a, np.float64))
+    total = (a2.sum() ** 2 - np.square(a2).sum()) / 2.0
+    return 1.0 / math.sqrt(total) if total > 0 else 0.0
+
+
 def cooccurrence_contribution(positions: np.ndarray, h: int, bounded: bool = True) -> np.ndarray:
     """The packed strict upper triangle (length h (h - 1) / 2) a device uploads: its
     pairs of head positions at :func:`pair_weight`. Dense, so it can go through SecAgg+."""
@@ -112,18 +120,25 @@ def cooccurrence_contribution(positions: np.ndarray, h: int, bounded: bool = Tru
     return full[np.triu_indices(h, k=1)]
 
 
-def cooccurrence_sum(histories: list[np.ndarray], h: int, bounded: bool = True) -> np.ndarray:
+def cooccurrence_sum(histories: list[np.ndarray], h: int, bounded: bool = True,
+                     item_weight: np.ndarray | None = None) -> np.ndarray:
     """(h, h) symmetric sum of many devices' co-occurrence contributions, zero diagonal.
 
     The server's sum of the packed triangles, computed sparsely (for simulations: equal
     to summing :func:`cooccurrence_contribution` over devices, see the tests).
+    ``item_weight`` (h,) reweights a device's pair (i, j) in proportion to
+    ``item_weight[i] * item_weight[j]`` before its unit-norm scaling (:func:`pair_scale`),
+    so its norm stays 1; None: every pair alike.
     """
     rows, cols, vals = [], [], []
     for u, pos in enumerate(histories):
         if len(pos) >= 2:
+            pos = np.asarray(pos, np.int64)
+            a = np.ones(len(pos)) if item_weight is None or not bounded else item_weight[pos]
+            scale = pair_scale(a) if bounded else 1.0
             rows.append(np.full(len(pos), u))
-            cols.append(np.asarray(pos, np.int64))
-            vals.append(np.full(len(pos), math.sqrt(pair_weight(len(pos), bounded))))
+            cols.append(pos)
+            vals.append(math.sqrt(scale) * a)
     if not rows:
         return np.zeros((h, h))
     w = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),

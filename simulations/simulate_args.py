@@ -185,7 +185,7 @@ PIPELINE_CHOICES = ("neumf",) + PIPELINES
 #: flag dest -> ReleaseConfig field, for the release-only flags.
 _RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "head", "cap",
                   "knn_rank", "knn_alpha", "knn_decay", "knn_weight", "knn_top", "ease_lambda",
-                  "ease_weight", "contributions")
+                  "ease_weight", "pair_beta", "contributions")
 #: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
 _SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
                  "target_epsilon", "delta", "noise_seed")
@@ -220,6 +220,9 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"also release EASE weights with this ridge penalty, 0: no ({d.ease_lambda})")
     group.add_argument("--ease-weight", type=float,
                        help=f"weight of EASE next to popularity on the device ({d.ease_weight})")
+    group.add_argument("--pair-beta", type=float,
+                       help=f"a device's pair (i, j) weighs (d_i d_j)^-beta within its unit "
+                       f"norm, d the released popularity ({d.pair_beta})")
     group.add_argument("--contributions", choices=CONTRIBUTIONS,
                        help="bounded: norm-1 contributions (DP); raw: counts, the federated "
                        "statistics equal the centralized ones, no DP (implies --target-epsilon "

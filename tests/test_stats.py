@@ -221,3 +221,22 @@ def test_ease_scores_fuse_on_the_device(tmp_path):
     loaded, settings = knn.load_released(tmp_path / "r.npz")
     assert settings == both
     np.testing.assert_array_equal(loaded.ease, weights)
+
+
+def test_weighted_pairs_keep_unit_norm_and_the_server_rebuilds_them():
+    """pair_beta: a device's pairs weigh a_i a_j, scaled to norm 1 (hand case: a = 1, 2, 3
+    gives pairs 2, 3, 6, sum of squares 49, scale 1/7)."""
+    a = np.array([1.0, 2.0, 3.0])
+    assert stats.pair_scale(a) == pytest.approx(1 / 7)
+    assert stats.pair_scale(np.ones(4)) == pytest.approx(stats.pair_weight(4))
+    weight = np.array([1.0, 2.0, 3.0, 0.5])
+    total = stats.cooccurrence_sum([np.array([0, 1, 2])], 4, item_weight=weight)
+    np.testing.assert_allclose(total[np.triu_indices(4, k=1)], [2 / 7, 3 / 7, 0, 6 / 7, 0, 0])
+    rng = np.random.default_rng(1)
+    for _ in range(20):                 # any history: its share of the sum has norm 1
+        pos = rng.choice(4, size=rng.integers(2, 5), replace=False)
+        one = stats.cooccurrence_sum([pos], 4, item_weight=weight)[np.triu_indices(4, k=1)]
+        assert np.linalg.norm(one) == pytest.approx(1.0)
+    sim = knn.similarity(total, np.array([1.0, 4.0, 9.0, 1.0]),
+                         knn.KnnSettings(alpha=0.5, pair_beta=0.5))   # undo, then cosine
+    np.testing.assert_allclose(sim, total)      # (d_i d_j)^(alpha - beta) = 1
