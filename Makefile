@@ -30,7 +30,8 @@ run: $(STAMP)
 	rm -rf $(RUN_OUT)/federated
 	$(VENV)/bin/fedrec simulate --dataset movielens-100k --rounds 5 --clients-per-round 100 \
 		--local-epochs 2 --lr 0.05 --eval-every 5 --seed 0 --dp server --clip 2.0 \
-		--noise-multiplier 1.16 --target-epsilon 8.5 --out $(RUN_OUT)/federated
+		--noise-multiplier 1.16 --target-epsilon 8.5 --out $(RUN_OUT)/federated \
+		--compare $(RUN_OUT)/baselines.json
 	$(VENV)/bin/fedrec audit $(RUN_OUT)/federated --empirical
 	rm -rf $(RUN_OUT)/release
 	$(VENV)/bin/fedrec simulate --pipeline knn --dataset movielens-100k --target-epsilon 8 \

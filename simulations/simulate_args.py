@@ -234,7 +234,9 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                        "flower: Flower's simulation engine, one SuperNode per user, the "
                        "contributions and the release as Flower messages")
     group.add_argument("--compare", type=Path, metavar="BASELINES_JSON",
-                       help="print these `fedrec baseline` results (same data) beside the run")
+                       help="print these `fedrec baseline` results (same data) beside the run; "
+                       "with --pipeline neumf, their neumf record for the same data and seed "
+                       "is the centralized reference (not trained again)")
 
 
 def build_release_config(args: argparse.Namespace) -> ReleaseConfig:
