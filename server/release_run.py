@@ -17,6 +17,7 @@ public roster.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,13 +81,14 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
     start = time.perf_counter()
     z = noise_for(cfg, data.users)
     run_dir = RunDir(cfg.out)
-    run_dir.create({"kind": KIND, "engine": engine, "config": cfg.to_dict(),
+    run_dir.create({"kind": KIND, "run_id": secrets.token_hex(8), "engine": engine,
+                    "config": cfg.to_dict(),
                     "versions": versions(), "seed": cfg.seed,
                     "privacy": declared(cfg, data.users, z),
                     "data": {"name": data.name, "fingerprint": data.fingerprint,
                              "users": data.users, "items": data.items}}, resume=False)
     ledger = Ledger(stats.RELATION, cfg.user_delta(data.users))
-    budget = BudgetRegistry.for_run("", cfg.out)     # the dataset-level budget (shared.budget)
+    budget = BudgetRegistry.for_run(cfg.budget_dir, cfg.out)   # dataset-level (shared.budget)
 
     def save(led: Ledger) -> None:
         write_text_atomic(run_dir.path / "ledger.json", led.dumps() + "\n")

@@ -157,6 +157,11 @@ def _compose_user(entries: list[dict[str, Any]]) -> dict[str, Any]:
         return _infinite("runs under different neighbouring relations cannot be composed",
                          by_relation=by_relation)
     ((relation, only),) = by_relation.items()
+    noiseless = [f"{e['run']} (dp {e['mode']})" for e in entries
+                 if math.isinf(only["epsilon"]) and math.isinf(_eps(Ledger.from_dict(e["user"])))]
+    if noiseless:                       # name the runs that released without noise
+        only = {**only, "reason": "releases without noise (ε = inf, not private): "
+                + "; ".join(noiseless)}
     return {**only, "relation": relation, "accountant": "rdp"}
 
 

@@ -55,6 +55,9 @@ class ReleaseConfig:
         noise_seed: >= 0 seeds the noise (tests only: the run is then marked not
             private); -1 draws it from 128 bits of OS entropy.
         out: the run directory.
+        budget_dir: the dataset-level budget registry the run records its releases in
+            (``shared.budget``; empty: ``.fedrec-budget`` next to ``out``), as
+            ``RunConfig.budget_dir``.
     """
 
     pipeline: str = "knn"
@@ -81,6 +84,7 @@ class ReleaseConfig:
     contributions: str = "bounded"
     noise_seed: int = -1
     out: str = "runs/release"
+    budget_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
@@ -157,3 +161,11 @@ class ReleaseConfig:
 
     def replace(self, **changes: Any) -> "ReleaseConfig":
         return dataclasses.replace(self, **changes)
+
+
+def with_raw_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (underscored keys) with :data:`RAW_DEFAULTS` under the settings it does
+    not set, when it asks for raw contributions; unchanged otherwise."""
+    if values.get("contributions") != "raw":
+        return dict(values)
+    return {**RAW_DEFAULTS, **values}

@@ -15,7 +15,8 @@ from pathlib import Path
 from shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
                            RunConfig)
 from shared.errors import ConfigError
-from shared.release_config import CONTRIBUTIONS, PIPELINES, RAW_DEFAULTS, ReleaseConfig
+from shared.release_config import (CONTRIBUTIONS, PIPELINES, RAW_DEFAULTS, ReleaseConfig,
+                                   with_raw_defaults)
 
 #: Simulated clients running in parallel by default (one per core of a 2-core machine).
 WORKERS = 2
@@ -245,8 +246,9 @@ def build_release_config(args: argparse.Namespace) -> ReleaseConfig:
               if getattr(args, k, None) is not None}
     if values.get("target_epsilon") == 0:
         raise ConfigError("--target-epsilon must be > 0 for a release pipeline (inf: no noise)")
-    if values.get("contributions") == "raw":
-        values = {**RAW_DEFAULTS, **values}
+    values = with_raw_defaults(values)
     if args.out is not None:
         values["out"] = str(args.out)
+    if getattr(args, "budget_dir", None) is not None:
+        values["budget_dir"] = str(Path(args.budget_dir).resolve())
     return ReleaseConfig(pipeline=args.pipeline, **values)
