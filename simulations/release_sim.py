@@ -13,7 +13,7 @@ Two engines run the same devices and the same server (``server.release_run``):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +43,25 @@ def mean_metrics(per_device: list[dict[str, float]]) -> tuple[dict[str, float], 
     return {k: float(np.mean([m[k] for m in per_device])) for k in per_device[0]}, len(per_device)
 
 
-def run(cfg: ReleaseConfig,
-        roster: tuple[DataInfo, list[ClientData]] | None = None) -> dict[str, Any]:
+def run(cfg: ReleaseConfig, roster: tuple[DataInfo, list[ClientData]] | None = None,
+        step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The in-process engine: same device and server code, a loop for transport.
 
     ``roster`` reuses :func:`devices` of the same data (several runs, one generation).
     Contributions stream into the server's sum one device at a time, so memory does not
     grow with the number of devices (100,000 synthetic users: benchmarks/release_scale.py).
+    ``step`` is told each stage as it starts (a release's name, then ``evaluate``), for
+    progress displays.
     """
     data, clients = devices(cfg) if roster is None else roster
+    step = step or (lambda _name: None)
 
     def collect(statistic: str, request: dict) -> Iterator[np.ndarray]:
+        step(statistic)
         return (device.contribution(statistic, request, c) for c in clients)
 
     def evaluate(released: knn.Released) -> tuple[dict[str, float], int]:
+        step("evaluate")
         return mean_metrics([device.evaluate(c, released, cfg.knn) for c in clients
                              if c.evaluable])
 

@@ -23,6 +23,17 @@ Besides run parameters a cell or grid may set ``user-epsilon`` (user-level targe
 the noise multiplier is calibrated with dp-accounting and ``target-epsilon`` set just
 above it) and ``example-epsilon`` (the same for client DP-SGD, calibrated for the
 median client). Everything is validated when the file is read: one line per mistake.
+
+A cell (or ``[base]``, or a ``[grid]`` axis) may set ``pipeline = "popularity"`` or
+``"knn"``: a one-shot statistics release (``fedrec simulate --pipeline``) instead of
+DP-FedAvg (``"neumf"``, the default). Its settings are then ``ReleaseConfig`` keys
+(``popularity-share``, ``head``, ``knn-top``, ``target-epsilon`` = ``user-epsilon``...;
+``simulations.sweep_release``)::
+
+    [[cells]]
+    name = "knn"
+    pipeline = "knn"
+    user-epsilon = 2             # the release calibrates its own noise to ε = 2
 """
 
 from __future__ import annotations
@@ -35,6 +46,9 @@ from typing import Any
 
 from shared.config import RunConfig, read_toml
 from shared.errors import ConfigError
+from shared.release_config import ReleaseConfig
+from simulations.sweep_release import (NEUMF, check_release_keys, pipeline_of,
+                                       release_config)
 
 #: Cell keys that are not run parameters: targets the noise is calibrated for.
 TARGETS = ("user-epsilon", "example-epsilon")
@@ -49,12 +63,17 @@ class Cell:
     label: str
     params: dict[str, Any]          # what this cell changes (hyphenated keys), targets included
     seed: int
-    config: RunConfig               # the full run config (noise calibrated, out set)
+    config: RunConfig | ReleaseConfig   # the full run config (noise calibrated, out set)
 
     @property
     def key(self) -> str:
         """Directory name: the label's safe form plus the seed."""
         return Path(self.config.out).name
+
+    @property
+    def pipeline(self) -> str:
+        """``neumf`` (DP-FedAvg, a RunConfig) or a release pipeline (a ReleaseConfig)."""
+        return self.config.pipeline if isinstance(self.config, ReleaseConfig) else NEUMF
 
 
 @dataclass
@@ -101,23 +120,29 @@ def load_sweep(path: str | Path, out: str | Path) -> Sweep:
         raise ConfigError(f"{source}: [[cells]] must be tables")
     sweep = Sweep(str(meta.get("name", path.stem)), seeds, bool(meta.get("reference", True)),
                   base, source=source)
-    _check_keys(base, source, "base")
     for i, cell in enumerate(cells):
         settings = {k: v for k, v in cell.items() if k != "name"}
-        _check_keys(settings, source, f"cells[{i}]")
         for combo in itertools.product(*grid.values()):
-            params = {**settings, **dict(zip(grid, combo))}
-            label = _label(cell.get("name"), dict(zip(grid, combo)), settings)
+            point = dict(zip(grid, combo))
+            params = {**settings, **point}
+            label = _label(cell.get("name"), point, settings)
+            pipeline = pipeline_of({**base, **params}, f"{source}: cells[{i}] ({label})")
+            for where, part in (("base", base), (f"cells[{i}]", settings), ("grid", point)):
+                _check_keys(part, pipeline, source, where)
             for seed in seeds:
-                sweep.cells.append(_cell(base, params, label, seed, Path(out), source))
+                sweep.cells.append(_cell(base, params, label, seed, Path(out), source, pipeline))
     labels = [c.key for c in sweep.cells]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: two cells share a name; give each [[cells]] a distinct name")
     return sweep
 
 
-def _check_keys(settings: dict, source: str, where: str) -> None:
-    known = set(RunConfig().to_flower()) | set(TARGETS)
+def _check_keys(settings: dict, pipeline: str, source: str, where: str) -> None:
+    """One line for the first setting ``pipeline``'s cells do not have."""
+    if pipeline != NEUMF:
+        check_release_keys(settings, pipeline, f"{source}: {where} (pipeline {pipeline})")
+        return
+    known = set(RunConfig().to_flower()) | set(TARGETS) | {"pipeline"}
     for key in settings:
         if key.replace("_", "-") not in known:
             raise ConfigError(f"{source}: {where}: unknown setting {key!r}")
@@ -132,13 +157,19 @@ def _label(name: str | None, grid: dict, settings: dict) -> str:
     return ", ".join(([name] if name else []) + parts) or "base"
 
 
-def _cell(base: dict, params: dict, label: str, seed: int, out: Path, source: str) -> Cell:
-    settings = {k: v for k, v in {**base, **params}.items() if k not in TARGETS}
+def _cell(base: dict, params: dict, label: str, seed: int, out: Path, source: str,
+          pipeline: str = NEUMF) -> Cell:
+    run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
+    if pipeline != NEUMF:
+        settings = {k: v for k, v in {**base, **params}.items() if k != "pipeline"}
+        return Cell(label, params, seed, release_config(
+            {**settings, "pipeline": pipeline}, seed, run_dir, f"{source} ({label})"))
+    settings = {k: v for k, v in {**base, **params}.items()
+                if k not in TARGETS and k != "pipeline"}
     from simulations.simulate_args import absolute_paths
 
     cfg = RunConfig.from_mapping({**settings, "seed": seed}, source=f"{source} ({label})")
     cfg = calibrated(cfg, {**base, **params}, f"{source} ({label})")
-    run_dir = out / "runs" / f"{slug(label)}-seed{seed}"
     return Cell(label, params, seed, absolute_paths(cfg.replace(out=str(run_dir))))
 
 

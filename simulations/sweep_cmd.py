@@ -4,7 +4,9 @@ Cells run one after another, each a ``fedrec simulate`` run in ``DIR/runs/<cell>
 (its clients in parallel on ``--workers`` cores, or on a Ray cluster with
 ``--ray-address``). Re-running the same command skips finished cells and resumes an
 interrupted one from its last complete round, so a crash or Ctrl-C loses at most the
-round in flight. The report (``simulations.sweep_report``) is rewritten after every cell.
+round in flight. Statistics-release cells (``pipeline = "popularity"|"knn"``) run in this
+process; an interrupted one cannot resume and runs afresh (``simulations.sweep_release``).
+The report (``simulations.sweep_report``) is rewritten after every cell.
 """
 
 from __future__ import annotations
@@ -21,18 +23,23 @@ from shared.errors import FedrecError
 from simulations.progress import console, report, run_progress
 from simulations.simulate_args import WORKERS
 from simulations.sweep import Cell, Sweep, load_sweep
+from simulations.sweep_release import NEUMF
 
 
 def _neumf(sweep: Sweep) -> dict | None:
-    """Centralized NeuMF on the first cell's data and first seed (cached in DIR)."""
+    """Centralized NeuMF on the first DP-FedAvg cell's data and first seed (a sweep of
+    release cells only: the first cell's data), cached in DIR."""
     if not sweep.reference or not sweep.cells:
         return None
     from simulations.simulate_cmd import reference
+    from simulations.sweep_release import reference_config
 
-    first = sweep.cells[0].config
-    out = Path(first.out).parent.parent / "reference"
+    first = next((c for c in sweep.cells if c.pipeline == NEUMF), sweep.cells[0])
+    out = Path(first.config.out).parent.parent / "reference"
     out.mkdir(parents=True, exist_ok=True)
-    ref = reference(first.replace(out=str(out)))
+    cfg = (first.config.replace(out=str(out)) if first.pipeline == NEUMF
+           else reference_config(first.config, out))
+    ref = reference(cfg)
     return None if ref is None else ref["metrics"]
 
 
@@ -40,14 +47,26 @@ def _status(cell: Cell) -> str:
     run = RunDir(cell.config.out)
     if run.results_path.exists():
         return "done"
-    return "resume" if run.manifest_path.exists() else "new"
+    if not run.manifest_path.exists():
+        return "new"
+    return "resume" if cell.pipeline == NEUMF else "rerun"    # a release cannot resume
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, bar: Progress) -> None:
+    label = f"{cell.label}, seed {cell.seed}"
+    if cell.pipeline != NEUMF:
+        from simulations import sweep_release
+
+        if _status(cell) == "rerun":
+            moved = sweep_release.set_aside(Path(cell.config.out))
+            console.print(f"{cell.key}: an interrupted release, moved to {moved.name} (what it "
+                          "spent stays in the budget registry); running it afresh")
+        sweep_release.run_cell(cell.config, label, bar)
+        return
     from simulations.simulate_cmd import execute
 
     cfg = cell.config.replace(resume=_status(cell) == "resume")
-    execute(cfg, args.workers, args.ray_address, bar=bar, label=f"{cell.label}, seed {cell.seed}")
+    execute(cfg, args.workers, args.ray_address, bar=bar, label=label)
 
 
 def command_line(args: argparse.Namespace) -> str:

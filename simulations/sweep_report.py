@@ -17,6 +17,7 @@ from typing import Any
 from server.rundir import RunDir
 from shared.runinfo import to_json, versions, write_text_atomic
 from simulations.sweep import Cell, Sweep
+from simulations.sweep_release import NEUMF
 
 METRICS = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "mrr")
 
@@ -27,16 +28,18 @@ def result_row(cell: Cell) -> dict[str, Any] | None:
     if not run.results_path.exists():
         return None
     res = json.loads(run.results_path.read_text())
+    if cell.pipeline != NEUMF:
+        return release_row(cell, res, run)
     priv = res.get("privacy") or {}
     user, example = priv.get("user") or {}, priv.get("example") or {}
     history = run.read_metrics()
-    row: dict[str, Any] = {"cell": cell.label, "run_dir": cell.config.out}
+    row: dict[str, Any] = {"cell": cell.label, "pipeline": NEUMF, "run_dir": cell.config.out}
     row.update(cell.config.to_flower())
     row.update({k: v for k, v in cell.params.items() if k.endswith("epsilon")})
     row.update({m: res["metrics"].get(m) for m in METRICS})
     row.update({"epsilon_user": user.get("epsilon"),
                 "epsilon_user_pld": (user.get("epsilon_by_accountant") or {}).get("pld"),
-                "delta_user": user.get("delta"),
+                "delta_user": user.get("delta"), "relation_user": user.get("relation"),
                 "epsilon_example_max_client": example.get("max_client_epsilon"),
                 "delta_example": example.get("delta"), "rounds_run": res["rounds"],
                 "stopped": (res.get("stopped") or {}).get("reason"),
@@ -46,6 +49,33 @@ def result_row(cell: Cell) -> dict[str, Any] | None:
                 "seconds_per_round": (res.get("resources") or {}).get("seconds_per_round"),
                 "peak_memory_mb": (res.get("resources") or {}).get("peak_memory_mb")})
     return row
+
+
+def release_row(cell: Cell, res: dict[str, Any], run: RunDir) -> dict[str, Any]:
+    """A statistics-release cell's row: its settings, metrics, and the user-level ε its
+    ``privacy.json`` claims (PLD; inf for a run without noise or with seeded noise)."""
+    user = json.loads((run.path / "privacy.json").read_text())["user"]
+    row: dict[str, Any] = {"cell": cell.label, "pipeline": cell.pipeline,
+                           "series": series_of(cell), "run_dir": cell.config.out}
+    row.update(cell.config.to_dict())
+    row.update({k: v for k, v in cell.params.items() if k.endswith("epsilon")})
+    row.update({m: res["metrics"].get(m) for m in METRICS})
+    row.update({"epsilon_user": float(user["epsilon"]),
+                "epsilon_user_pld": (user.get("epsilons") or {}).get("pld"),
+                "delta_user": user.get("delta"), "relation_user": user.get("relation"),
+                "epsilon_example_max_client": None, "delta_example": None,
+                "rounds_run": None, "stopped": None, "clients_declined_last_round": None,
+                "wall_seconds": res.get("seconds"), "seconds_per_round": None,
+                "peak_memory_mb": None})
+    return row
+
+
+def series_of(cell: Cell) -> str:
+    """A release cell's line in the trade-off plot: its pipeline and the settings it
+    changes other than ε (cells that differ only in ε share a line)."""
+    rest = [f"{k} {v}" for k, v in cell.params.items()
+            if k not in ("pipeline", "user-epsilon", "target-epsilon")]
+    return ", ".join([cell.pipeline] + rest)
 
 
 def _summary(rows: list[dict], key: str) -> tuple[float, float, int] | None:
@@ -84,14 +114,19 @@ def write_results(out: Path, rows: list[dict]) -> None:
 
 
 def tradeoff_plot(rows: list[dict], references: dict[str, float], out: Path) -> Path | None:
-    """ε (log) against HR@10 and NDCG@10: mean ± sd over seeds per DP cell."""
+    """ε (log) against HR@10 and NDCG@10: mean ± sd over seeds per DP cell; release
+    cells as one line per series (``series_of``)."""
     from simulations.plots import plt, _save
 
-    cells = {label: rs for label, rs in by_cell(rows).items() if epsilon_of(rs[0])}
-    if not cells:
+    finite = {label: rs for label, rs in by_cell(rows).items() if epsilon_of(rs[0])}
+    cells = {k: rs for k, rs in finite.items() if rs[0].get("pipeline", NEUMF) == NEUMF}
+    series = release_series([rs for rs in finite.values()
+                             if rs[0].get("pipeline", NEUMF) != NEUMF])
+    if not finite:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     for ax, metric in zip(axes, ("hr@10", "ndcg@10")):
+        _plot_series(ax, series, metric, first_colour=len(cells))
         for i, (label, rs) in enumerate(sorted(cells.items())):
             level = epsilon_of(rs[0])[0]
             eps = [epsilon_of(r)[1] for r in rs]
@@ -111,13 +146,34 @@ def tradeoff_plot(rows: list[dict], references: dict[str, float], out: Path) -> 
             ax.axhline(value, linestyle=("--", "-.", ":")[j % 3],
                        color=("black", "dimgrey", "darkgrey")[j % 3], alpha=0.8,
                        label=f"{name} ({value:.3f})")
-        _epsilon_axis(ax, [statistics.fmean(epsilon_of(r)[1] for r in rs) for rs in cells.values()])
-        ax.set_xlabel("ε (log scale; user level ●, example level ■)")
+        _epsilon_axis(ax, [statistics.fmean(epsilon_of(r)[1] for r in rs)
+                           for rs in finite.values()])
+        ax.set_xlabel("ε (log scale; user level ●, example level ■"
+                      + (", statistics release ▲)" if series else ")"))
         ax.set_ylabel(metric.upper())
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle("accuracy against ε (mean ± sd over seeds)")
     return _save(fig, out / "tradeoff.png")
+
+
+def _plot_series(ax, series: dict[str, list[list[dict]]], metric: str, first_colour: int) -> None:
+    """One line per release series: its cells by mean ε, mean ± sd over seeds."""
+    for j, (name, groups) in enumerate(sorted(series.items())):
+        pts = sorted((statistics.fmean(epsilon_of(r)[1] for r in rs), s)
+                     for rs in groups if (s := _summary(rs, metric)) is not None)
+        if pts:
+            ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
+                        yerr=[p[1][1] for p in pts], fmt="-^", capsize=4,
+                        color=f"C{(first_colour + j) % 10}", label=f"{name} (release)")
+
+
+def release_series(cells: list[list[dict]]) -> dict[str, list[list[dict]]]:
+    """Release cells (each a list of its seeds' rows) by their plot series."""
+    out: dict[str, list[list[dict]]] = {}
+    for rs in cells:
+        out.setdefault(rs[0]["series"], []).append(rs)
+    return out
 
 
 def _epsilon_axis(ax, eps: list[float]) -> None:
@@ -163,20 +219,45 @@ def _fmt(s: tuple[float, float, int] | None, digits: int = 4) -> str:
 
 
 def table(rows: list[dict]) -> list[list[str]]:
-    """Header and one row per cell: mean ± sd over seeds."""
+    """Header and one row per cell: mean ± sd over seeds. A ``pipeline`` column when
+    the sweep has statistics-release cells."""
+    mixed = any(r.get("pipeline", NEUMF) != NEUMF for r in rows)
     out = [["cell", "seeds", "HR@10", "NDCG@10", "full HR@10", "ε user", "ε example (max client)",
             "rounds", "minutes per run", "s/round", "peak memory (GiB)"]]
     for label, rs in by_cell(rows).items():
-        rounds = sorted({r["rounds_run"] for r in rs})
+        rounds = sorted({r["rounds_run"] for r in rs if r["rounds_run"] is not None})
         out.append([label, str(len(rs)), _fmt(_summary(rs, "hr@10")),
                     _fmt(_summary(rs, "ndcg@10")), _fmt(_summary(rs, "full_hr@10")),
-                    _fmt(_summary(rs, "epsilon_user"), 2),
-                    _fmt(_summary(rs, "epsilon_example_max_client"), 2),
-                    "/".join(map(str, rounds)),
+                    _fmt_eps(rs, "epsilon_user"), _fmt_eps(rs, "epsilon_example_max_client"),
+                    "/".join(map(str, rounds)) or "-",
                     f"{statistics.fmean(r['wall_seconds'] for r in rs) / 60:.1f}",
                     _fmt(_summary(rs, "seconds_per_round"), 1),
                     _fmt(_gib(_summary(rs, "peak_memory_mb")), 2)])
+    if mixed:
+        pipelines = [rs[0].get("pipeline", NEUMF) for rs in by_cell(rows).values()]
+        out = [r[:1] + [p] + r[1:] for r, p in zip(out, ["pipeline"] + pipelines)]
     return out
+
+
+def _fmt_eps(rows: list[dict], key: str) -> str:
+    """Mean ± sd of a finite ε; ``inf`` when every run claims none (not private)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if values and all(math.isinf(v) for v in values):
+        return "inf"
+    return _fmt(_summary(rows, key), 2)
+
+
+def relations(rows: list[dict]) -> str:
+    """Which neighbouring relation each pipeline's user-level ε is for (one line)."""
+    by: dict[str, set[str]] = {}
+    for r in rows:
+        if r.get("relation_user"):
+            by.setdefault(r.get("pipeline", NEUMF), set()).add(r["relation_user"])
+    if not by:
+        return ""
+    return ("ε user: user level, as each run's privacy.json claims it (inf: not private); "
+            "neighbouring relation: "
+            + "; ".join(f"{p} cells {', '.join(sorted(v))}" for p, v in sorted(by.items())) + ".")
 
 
 def _gib(s: tuple[float, float, int] | None) -> tuple[float, float, int] | None:
@@ -192,6 +273,11 @@ def references(rows: list[dict], neumf: dict[str, float] | None) -> dict[str, di
             if (s := _summary(rs, metric)) is not None:
                 name = "federated, no DP" if len(plain) == 1 else f"{label} (federated)"
                 refs.setdefault(metric, {})[name] = s[0]
+        for label, rs in release_series([rs for rs in by_cell(rows).values()
+                                         if rs[0].get("pipeline", NEUMF) != NEUMF
+                                         and _fmt_eps(rs, "epsilon_user") == "inf"]).items():
+            if (s := _summary([r for group in rs for r in group], metric)) is not None:
+                refs.setdefault(metric, {})[f"{label}, ε = inf (not private)"] = s[0]
         if neumf and neumf.get(metric) is not None:
             refs.setdefault(metric, {})["centralized NeuMF"] = neumf[metric]
     return refs
@@ -205,12 +291,15 @@ def markdown(sweep: Sweep, rows: list[dict], command: str, plots: list[str],
              + f"; seeds {sweep.seeds}. Made by:", "", f"    {command}", ""]
     lines += ["| " + " | ".join(t[0]) + " |", "|" + "---|" * len(t[0])]
     lines += ["| " + " | ".join(r) + " |" for r in t[1:]]
+    if relations(rows):
+        lines += ["", relations(rows)]
     if neumf:
         lines += ["", f"Centralized NeuMF on the same data (seed {sweep.seeds[0]}): "
                       f"HR@10 {neumf['hr@10']:.4f}, NDCG@10 {neumf['ndcg@10']:.4f}."]
     lines += [""] + [f"![{p}]({p})\n" for p in plots]
     lines += ["## Every run", "", "Each is a `fedrec simulate` run directory (manifest, "
-              "metrics.jsonl, privacy.json, TensorBoard events); `fedrec audit` checks it.", ""]
+              "metrics.jsonl, privacy.json, TensorBoard events; a statistics release: "
+              "manifest, ledger.json, release.npz, privacy.json); `fedrec audit` checks it.", ""]
     lines += [f"- {r['cell']}, seed {r['seed']}: `{r['run_dir']}`" for r in rows]
     lines += ["", "## Versions", ""]
     lines += [f"- {k} {v}" for k, v in versions().items()]
