@@ -193,11 +193,15 @@ def _tuple_to_dict(value: Any) -> Any:
     return value
 
 
+#: fedrec's own DpEvent classes (dp-accounting lacks them): ``shared.skellam.SkellamEvent``.
+OWN_EVENT_MODULES = ("shared.skellam",)
+
+
 def event_from_dict(data: Mapping[str, Any]) -> dpe.DpEvent:
     """Inverse of :func:`event_to_dict` (through ``DpEvent.from_named_tuple``).
 
-    Only classes of the ``dp_accounting`` package are accepted, so a manifest cannot
-    make the auditor import arbitrary code.
+    Only classes of the ``dp_accounting`` package and :data:`OWN_EVENT_MODULES` are
+    accepted, so a manifest cannot make the auditor import arbitrary code.
     """
     return dpe.DpEvent.from_named_tuple(_dict_to_tuple(data))
 
@@ -205,7 +209,7 @@ def event_from_dict(data: Mapping[str, Any]) -> dpe.DpEvent:
 def _dict_to_tuple(value: Any) -> Any:
     if isinstance(value, Mapping) and "class_name" in value:
         module = str(value.get("module_name", ""))
-        if not module.startswith("dp_accounting."):
+        if not module.startswith("dp_accounting.") and module not in OWN_EVENT_MODULES:
             raise ValueError(f"refusing DpEvent from module {module!r}")
         fields = list(value.keys())
         cls = collections.namedtuple("_Event_" + str(value["class_name"]), fields)

@@ -37,6 +37,8 @@ from dp_accounting import dp_event as dpe
 from dp_accounting import privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
+from shared import skellam
+
 NeighborRel = privacy_accountant.NeighboringRelation
 CompositionErrorDetails = privacy_accountant.PrivacyAccountant.CompositionErrorDetails
 
@@ -73,6 +75,7 @@ class ReplaceOneRdpAccountant(privacy_accountant.PrivacyAccountant):
         self._removal = rdp.RdpAccountant(list(2 * self._orders), NeighborRel.ADD_OR_REMOVE_ONE)
         self._addition = rdp.RdpAccountant(list(2 * self._orders - 1),
                                            NeighborRel.ADD_OR_REMOVE_ONE)
+        self._skellam = np.zeros(len(self._orders))
 
     def _maybe_compose(self, event: dpe.DpEvent, count: int,
                        do_compose: bool) -> CompositionErrorDetails | None:
@@ -90,6 +93,11 @@ class ReplaceOneRdpAccountant(privacy_accountant.PrivacyAccountant):
             # sensitivity is twice one example's clip, accounted exactly
             return self._maybe_compose(
                 dpe.GaussianDpEvent(event.event.noise_multiplier / 2), count, do_compose)
+        if isinstance(event, skellam.SkellamEvent):
+            # its RDP under the relation its sensitivities were stated for (replace-one)
+            if do_compose:
+                self._skellam += count * skellam.rdp(event, self._orders)
+            return None
         if isinstance(event, dpe.PoissonSampledDpEvent):
             if not self._removal.supports(event):
                 return CompositionErrorDetails(
@@ -113,8 +121,8 @@ class ReplaceOneRdpAccountant(privacy_accountant.PrivacyAccountant):
     @property
     def rdp(self) -> np.ndarray:
         """Replace-one RDP at each order (nats): native part plus weak-triangle part."""
-        return self._native.rdp + weak_triangle_rdp(self._orders, self._removal.rdp,
-                                                    self._addition.rdp)
+        return self._native.rdp + self._skellam + weak_triangle_rdp(
+            self._orders, self._removal.rdp, self._addition.rdp)
 
     def get_epsilon(self, target_delta: float) -> float:
         return float(rdp.compute_epsilon(self._orders, self.rdp, target_delta)[0])
