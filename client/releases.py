@@ -9,11 +9,14 @@ reports exactly what devices would.
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
-from shared import knn, metrics, stats
+from shared import knn, metrics, skellam, stats
 from shared.federated_data import ClientData
-from shared.protocol_releases import BOUNDED, CAP, DECAY, HEAD
+from shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
+                                      NOISE_MU_SHARE, NOISE_SCALE)
 
 
 def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
@@ -26,6 +29,37 @@ def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
         positions = stats.head_positions(np.asarray(request[HEAD], np.int64), data.n_items)
         return stats.recent_head_items(data.train_items, positions, int(request[CAP]))
     raise ValueError(f"unknown statistic {statistic!r}; use one of {stats.STATISTICS}")
+
+
+def noise_generator(seed: int | None, device: int) -> np.random.Generator:
+    """The device's own noise and rounding randomness: 128 bits of OS entropy, or (tests
+    only, not private) a stream derived from ``seed`` and the device's index."""
+    if seed is None:
+        return np.random.Generator(np.random.PCG64DXSM(secrets.randbits(128)))
+    return np.random.Generator(np.random.PCG64DXSM([seed, 0x5EED, device]))
+
+
+def dense_contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
+    """The device's contribution as the dense vector whose sum is released: popularity
+    (n_items,) or the packed co-occurrence triangle h (h - 1) / 2 (norm <= 1 both)."""
+    vector = contribution(statistic, request, data)
+    if statistic == stats.POPULARITY:
+        return vector
+    weight = request.get(ITEM_WEIGHT)
+    return stats.cooccurrence_contribution(
+        vector, len(request[HEAD]), True,
+        None if weight is None else np.asarray(weight, np.float64))
+
+
+def noisy_share(statistic: str, request: dict, data: ClientData,
+                rng: np.random.Generator) -> np.ndarray:
+    """Distributed noise (``server.distributed``): the device's dense contribution,
+    scaled, conditionally rounded (L2 bound kept), plus ``Sk(mu share)`` per coordinate,
+    modulo ``2^bits`` (int64 in ``[0, 2^bits)``). Never the plain contribution."""
+    x = skellam.quantize(dense_contribution(statistic, request, data),
+                         float(request[NOISE_SCALE]), 1.0, rng)
+    x += skellam.noise_share(x.size, float(request[NOISE_MU_SHARE]), rng)
+    return skellam.wrap(x, int(request[NOISE_BITS]))
 
 
 def evaluate(data: ClientData, released: knn.Released, settings: knn.KnnSettings,

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server import releases
+from server import distributed, releases
 from server.rundir import RunDir
 from shared import knn, stats
 from shared.budget import BudgetRegistry, run_entry
+from shared.errors import FedrecError
 from shared.ledger import Ledger
 from shared.release_config import ReleaseConfig
 from shared.runinfo import versions, write_text_atomic
@@ -35,6 +36,12 @@ KIND = "statistics-release"
 #: Who the user-level ε holds against (privacy.json, README threat model).
 ADVERSARY = ("anyone who sees the released statistics or what devices compute from them; "
              "the server sees each contribution in the clear (central DP: trusted curator)")
+#: ... with distributed Skellam noise in the in-process engine (no SecAgg+ yet).
+ADVERSARY_DISTRIBUTED = (
+    "anyone who sees the released statistics or what devices compute from them; each "
+    "device adds its own share of the noise, but without SecAgg+ (not yet wired) the "
+    "server receives every device's noisy share, which carries only 1/n of the noise: "
+    "against the server the ε holds only once SecAgg+ carries the shares")
 #: ``evaluate(released) -> (mean metrics, devices evaluated)``.
 Evaluate = Callable[[knn.Released], tuple[dict[str, float], int]]
 
@@ -49,13 +56,22 @@ class DataInfo:
     items: int
 
 
-def settings_for(cfg: ReleaseConfig, noise_multiplier: float) -> releases.ReleaseSettings:
+def settings_for(cfg: ReleaseConfig, noise_multiplier: float,
+                 skellam_releases: dict | None = None) -> releases.ReleaseSettings:
     return releases.ReleaseSettings(
         releases=cfg.releases, popularity_decay=cfg.popularity_decay,
         popularity_cap=cfg.popularity_cap, noise_multiplier=noise_multiplier,
         popularity_share=cfg.popularity_share, head=cfg.head, cap=cfg.cap, knn=cfg.knn,
         noise_seed=None if cfg.noise_seed < 0 else cfg.noise_seed,
-        bounded=cfg.contributions == "bounded")
+        bounded=cfg.contributions == "bounded", skellam_releases=skellam_releases)
+
+
+def skellam_plan(cfg: ReleaseConfig, data: DataInfo) -> dict[str, distributed.SkellamRelease]:
+    """The calibrated Skellam releases of a ``--noise distributed`` run."""
+    shares = settings_for(cfg, 0.0).budget().shares
+    return distributed.plan(cfg.target_epsilon, cfg.user_delta(data.users), shares,
+                            distributed.dims(cfg.releases, data.items, cfg.head),
+                            cfg.skellam_scale, data.users, cfg.skellam_bits)
 
 
 def noise_for(cfg: ReleaseConfig, n_users: int) -> float:
@@ -64,8 +80,14 @@ def noise_for(cfg: ReleaseConfig, n_users: int) -> float:
     return releases.calibrate_total(cfg.target_epsilon, cfg.user_delta(n_users), shares)
 
 
-def declared(cfg: ReleaseConfig, n_users: int, z: float) -> dict[str, Any]:
+def declared(cfg: ReleaseConfig, n_users: int, z: float,
+             plan: dict[str, distributed.SkellamRelease] | None = None) -> dict[str, Any]:
     """The mechanism as declared in the manifest: what an auditor recomputes from."""
+    if plan is not None:
+        return {"level": "user", "relation": stats.RELATION, "noise": "distributed",
+                "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "rdp",
+                "secret_randomness": cfg.private,
+                "releases": {name: r.declared() for name, r in plan.items()}}
     budget = settings_for(cfg, z).budget()
     return {"level": "user", "relation": stats.RELATION, "sensitivity": stats.SENSITIVITY,
             "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "pld",
@@ -79,12 +101,18 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                 evaluate: Evaluate, engine: str) -> dict[str, Any]:
     """Run the pipeline, write the run directory, return ``results.json``'s content."""
     start = time.perf_counter()
-    z = noise_for(cfg, data.users)
+    plan = None
+    if cfg.noise == "distributed":
+        if engine != "inprocess":
+            raise FedrecError("--noise distributed runs only in the in-process engine for now "
+                              "(SecAgg+ transport is not wired yet)")
+        plan = skellam_plan(cfg, data)
+    z = noise_for(cfg, data.users) if plan is None else 0.0
     run_dir = RunDir(cfg.out)
     run_dir.create({"kind": KIND, "run_id": secrets.token_hex(8), "engine": engine,
                     "config": cfg.to_dict(),
                     "versions": versions(), "seed": cfg.seed,
-                    "privacy": declared(cfg, data.users, z),
+                    "privacy": declared(cfg, data.users, z, plan),
                     "data": {"name": data.name, "fingerprint": data.fingerprint,
                              "users": data.users, "items": data.items}}, resume=False)
     ledger = Ledger(stats.RELATION, cfg.user_delta(data.users))
@@ -96,7 +124,7 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
         budget.record(run_entry(run_dir.manifest(), {"user": led.to_dict()}, len(led.history),
                                 run_dir.path, mode=f"{cfg.pipeline} statistics release"))
 
-    released = releases.run_releases(collect, data.items, settings_for(cfg, z), ledger, save)
+    released = releases.run_releases(collect, data.items, settings_for(cfg, z, plan), ledger, save)
     knn.save_released(run_dir.path / "release.npz", released, cfg.knn)
     metrics, evaluated = evaluate(released)
     privacy = privacy_record(cfg, ledger)
@@ -105,8 +133,11 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                "seed": cfg.seed, "holdout": cfg.holdout, "metrics": metrics,
                "evaluated_users": evaluated, "privacy": privacy["user"],
                "head": int(len(released.head)),
-               "upload_bytes": upload_bytes(cfg, data.items, len(released.head)),
+               "upload_bytes": upload_bytes(cfg, data.items, len(released.head), plan),
+               "noise": cfg.noise,
                "seconds": time.perf_counter() - start}
+    if plan is not None:
+        results["bits_per_coordinate"] = {name: r.bits for name, r in plan.items()}
     run_dir.write_results(results)
     return results
 
@@ -114,16 +145,22 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
 def privacy_record(cfg: ReleaseConfig, ledger: Ledger) -> dict[str, Any]:
     """``privacy.json``: the user-level ε (PLD, the claim; RDP beside it) of the ledger."""
     eps = ledger.epsilons()
-    claim = eps["pld"] if cfg.private else math.inf
-    return {"user": {"epsilon": claim, "epsilons": eps, "accountant": "pld",
+    accountant = "rdp" if cfg.noise == "distributed" else "pld"   # PLD has no Skellam
+    claim = eps[accountant] if cfg.private else math.inf
+    return {"user": {"epsilon": claim, "epsilons": eps, "accountant": accountant,
                      "delta": ledger.delta, "relation": stats.RELATION,
                      "neighbours": "replace one user's entire history (the roster is public)",
-                     "adversary": ADVERSARY, "private": cfg.private,
+                     "adversary": ADVERSARY if cfg.noise == "central" else ADVERSARY_DISTRIBUTED,
+                     "noise": cfg.noise, "private": cfg.private,
                      "releases": len(ledger.history)}}
 
 
-def upload_bytes(cfg: ReleaseConfig, n_items: int, head: int) -> dict[str, int]:
-    """Bytes one device uploads per release: dense float32 (what SecAgg+ would carry)."""
+def upload_bytes(cfg: ReleaseConfig, n_items: int, head: int,
+                 plan: dict[str, distributed.SkellamRelease] | None = None) -> dict[str, int]:
+    """Bytes one device uploads per release: dense float32 (what SecAgg+ would carry),
+    or ``bits`` per coordinate with distributed noise."""
+    if plan is not None:
+        return {name: math.ceil(r.bits * r.dim / 8) for name, r in plan.items()}
     out = {"popularity": 4 * n_items}
     if "cooccurrence" in cfg.releases:
         out["cooccurrence"] = stats.upload_bytes(head)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server import distributed
 from shared import knn, stats
 from shared.ledger import Ledger
 from shared.protocol_releases import cooccurrence_request, popularity_request
@@ -100,6 +101,8 @@ class ReleaseSettings:
         noise_seed: test-only seed for the noise (None: secret).
         bounded: contributions bounded to norm 1 (DP); False: raw counts, no noise
             allowed (the non-private federation equal to centralized statistics).
+        skellam_releases: the calibrated Skellam releases when devices add the noise
+            (``server.distributed``); None: central Gaussian noise.
     """
 
     releases: tuple[str, ...]
@@ -112,6 +115,7 @@ class ReleaseSettings:
     knn: knn.KnnSettings
     noise_seed: int | None = None
     bounded: bool = True
+    skellam_releases: dict[str, distributed.SkellamRelease] | None = None
 
     def __post_init__(self) -> None:
         if not self.bounded and self.noise_multiplier:
@@ -129,6 +133,12 @@ def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
     ``save_ledger`` persists the ledger durably; it is called after each release's event
     is recorded and before that release's noise is drawn or anything leaves.
     """
+    if settings.skellam_releases is not None:
+        popularity, head, noisy = distributed.run(collect, n_items, settings,
+                                                  settings.skellam_releases, ledger, save_ledger)
+        if head is None:
+            return knn.Released(popularity, np.zeros(0, np.int64), None)
+        return post_process(popularity, head, noisy, settings.knn)
     budget, rng = settings.budget(), noise_generator(settings.noise_seed)
     events = budget.events()
     total = popularity_sum(collect(stats.POPULARITY, popularity_request(

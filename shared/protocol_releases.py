@@ -24,6 +24,11 @@ RECOMMEND = f"{MessageType.QUERY}.{RECOMMEND_ACTION}"
 #: Keys of a contribution request (``server.releases.Collect``).
 STATISTIC, DECAY, CAP, HEAD, BOUNDED = "statistic", "decay", "cap", "head", "bounded"
 CONTRIBUTION = "contribution"
+#: Keys a distributed-noise request adds (``server.distributed``): integer units per unit,
+#: the device's Skellam variance share, the upload's bits per coordinate, and the pair
+#: item weights (``--pair-beta``; the server applies them itself in the central mode).
+NOISE_SCALE, NOISE_MU_SHARE = "noise-scale", "noise-mu-share"
+NOISE_BITS, ITEM_WEIGHT = "noise-bits", "item-weight"
 EVALUATED = "evaluated"
 #: Config keys of the kNN settings, by :class:`shared.knn.KnnSettings` field.
 KNN_KEYS = {"rank": "rank", "alpha": "alpha", "neighbours": "neighbours", "decay": "decay",

@@ -18,6 +18,9 @@ from shared.knn import KnnSettings
 
 PIPELINES = ("popularity", "knn")
 CONTRIBUTIONS = ("bounded", "raw")
+#: Who adds the noise: the server once (central Gaussian) or every device a share of
+#: integer Skellam noise (distributed, ``shared.skellam``; issue #22).
+NOISES = ("central", "distributed")
 #: Defaults of a run with raw contributions (no DP) where the user set nothing: every
 #: item and every interaction counts, the released statistics equal the centralized
 #: ones, and devices fuse classic item-kNN (cosine, top-200 neighbourhood) with EASE.
@@ -54,6 +57,14 @@ class ReleaseConfig:
             ``target_epsilon`` must be ``inf``).
         noise_seed: >= 0 seeds the noise (tests only: the run is then marked not
             private); -1 draws it from 128 bits of OS entropy.
+        noise: ``central`` (the server adds one Gaussian per release) or
+            ``distributed`` (each device quantizes its contribution and adds its share
+            of Skellam integer noise; the server sums integers modulo 2^bits:
+            docs/distributed-dp.md).
+        skellam_scale: distributed only: integer units per unit of contribution (the
+            quantization grid is 1 / scale).
+        skellam_bits: distributed only: the most bits per coordinate a device may upload;
+            a configuration whose modular sum could wrap within that width is refused.
         out: the run directory.
         budget_dir: the dataset-level budget registry the run records its releases in
             (``shared.budget``; empty: ``.fedrec-budget`` next to ``out``), as
@@ -83,6 +94,9 @@ class ReleaseConfig:
     pair_beta: float = 0.0
     contributions: str = "bounded"
     noise_seed: int = -1
+    noise: str = "central"
+    skellam_scale: float = 4096.0
+    skellam_bits: int = 32
     out: str = "runs/release"
     budget_dir: str = ""
 
@@ -106,10 +120,24 @@ class ReleaseConfig:
         if self.contributions == "raw" and math.isfinite(self.target_epsilon):
             raise ConfigError("raw contributions have no sensitivity bound, so no noise makes "
                               "them private: use --target-epsilon inf, or bounded contributions")
+        self._check_noise()
         try:
             self.knn
         except ValueError as err:
             raise ConfigError(f"knn settings: {err}") from None
+
+    def _check_noise(self) -> None:
+        if self.noise not in NOISES:
+            raise ConfigError(f"noise must be central or distributed, got {self.noise!r}")
+        if self.noise == "central":
+            return
+        if not math.isfinite(self.target_epsilon) or self.contributions != "bounded":
+            raise ConfigError("--noise distributed needs bounded contributions and a finite "
+                              "--target-epsilon (it is a DP mechanism)")
+        if not (self.skellam_scale > 0 and math.isfinite(self.skellam_scale)):
+            raise ConfigError(f"skellam-scale must be a finite number > 0, got {self.skellam_scale}")
+        if not 2 <= self.skellam_bits <= 62:
+            raise ConfigError(f"skellam-bits must be in [2, 62], got {self.skellam_bits}")
 
     @property
     def private(self) -> bool:

@@ -111,13 +111,27 @@ def pair_scale(a: np.ndarray) -> float:
     return 1.0 / math.sqrt(total) if total > 0 else 0.0
 
 
-def cooccurrence_contribution(positions: np.ndarray, h: int, bounded: bool = True) -> np.ndarray:
+def cooccurrence_contribution(positions: np.ndarray, h: int, bounded: bool = True,
+                              item_weight: np.ndarray | None = None) -> np.ndarray:
     """The packed strict upper triangle (length h (h - 1) / 2) a device uploads: its
-    pairs of head positions at :func:`pair_weight`. Dense, so it can go through SecAgg+."""
+    pairs of head positions at :func:`pair_weight` (with ``item_weight``: pair (i, j)
+    at ``c a_i a_j``, :func:`pair_scale`, as :func:`cooccurrence_sum` weighs them).
+    Dense, so it can go through SecAgg+."""
     full = np.zeros((h, h), np.float64)
     positions = np.asarray(positions, np.int64)
-    full[np.ix_(positions, positions)] = pair_weight(len(positions), bounded)
+    if item_weight is None or not bounded or len(positions) < 2:
+        full[np.ix_(positions, positions)] = pair_weight(len(positions), bounded)
+    else:
+        a = np.asarray(item_weight, np.float64)[positions]
+        full[np.ix_(positions, positions)] = pair_scale(a) * np.outer(a, a)
     return full[np.triu_indices(h, k=1)]
+
+
+def unpack_triangle(packed: np.ndarray, h: int) -> np.ndarray:
+    """(h, h) symmetric matrix, zero diagonal, from a packed strict upper triangle."""
+    full = np.zeros((h, h), np.float64)
+    full[np.triu_indices(h, k=1)] = packed
+    return full + full.T
 
 
 def cooccurrence_sum(histories: list[np.ndarray], h: int, bounded: bool = True,

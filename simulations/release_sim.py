@@ -56,8 +56,17 @@ def run(cfg: ReleaseConfig, roster: tuple[DataInfo, list[ClientData]] | None = N
     data, clients = devices(cfg) if roster is None else roster
     step = step or (lambda _name: None)
 
+    seed = None if cfg.noise_seed < 0 else cfg.noise_seed
+    calls = [0]
+
     def collect(statistic: str, request: dict) -> Iterator[np.ndarray]:
         step(statistic)
+        if cfg.noise == "distributed":          # each device adds its own noise share
+            calls[0] += 1
+            first = calls[0] * len(clients)     # a distinct test stream per release and device
+            return (device.noisy_share(statistic, request, c,
+                                       device.noise_generator(seed, first + u))
+                    for u, c in enumerate(clients))
         return (device.contribution(statistic, request, c) for c in clients)
 
     def evaluate(released: knn.Released) -> tuple[dict[str, float], int]:

@@ -15,8 +15,8 @@ from pathlib import Path
 from shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
                            RunConfig)
 from shared.errors import ConfigError
-from shared.release_config import (CONTRIBUTIONS, PIPELINES, RAW_DEFAULTS, ReleaseConfig,
-                                   with_raw_defaults)
+from shared.release_config import (CONTRIBUTIONS, NOISES, PIPELINES, RAW_DEFAULTS,
+                                   ReleaseConfig, with_raw_defaults)
 
 #: Simulated clients running in parallel by default (one per core of a 2-core machine).
 WORKERS = 2
@@ -186,7 +186,8 @@ PIPELINE_CHOICES = ("neumf",) + PIPELINES
 #: flag dest -> ReleaseConfig field, for the release-only flags.
 _RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "head", "cap",
                   "knn_rank", "knn_alpha", "knn_decay", "knn_weight", "knn_top", "ease_lambda",
-                  "ease_weight", "pair_beta", "contributions")
+                  "ease_weight", "pair_beta", "contributions", "noise", "skellam_scale",
+                  "skellam_bits")
 #: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
 _SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
                  "target_epsilon", "delta", "noise_seed")
@@ -230,6 +231,15 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                        "inf; unset settings take the no-DP defaults: "
                        + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in RAW_DEFAULTS.items()
                                    if k != "target_epsilon") + ")")
+    group.add_argument("--noise", choices=NOISES,
+                       help="central: the server adds one Gaussian per release; distributed: "
+                       "each device adds its share of Skellam integer noise to its quantized "
+                       "contribution, the server sums integers mod 2^bits (in-process engine "
+                       f"only; docs/distributed-dp.md) ({d.noise})")
+    group.add_argument("--skellam-scale", type=float,
+                       help=f"--noise distributed: integer units per unit of contribution ({d.skellam_scale:g})")
+    group.add_argument("--skellam-bits", type=int,
+                       help=f"--noise distributed: most bits per coordinate a device uploads ({d.skellam_bits})")
     group.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess",
                        help="inprocess: the devices' and server's code in one loop (seconds); "
                        "flower: Flower's simulation engine, one SuperNode per user, the "
