@@ -21,9 +21,10 @@ Pipeline of one device (all units are *integer units*: the real value times ``sc
 
 **Accounting.** RDP of the Skellam mechanism on an integer query whose neighbouring values
 differ by a shift of L1 norm <= ``Delta1`` and L2 norm <= ``Delta2``, at integer order
-alpha > 1 (Agarwal et al. 2021, Theorem 3.5, the multi-dimensional Skellam bound; the
-reference implementation, google-research/federated ``distributed_dp/accounting_utils.py``
-``_skellam_rdp``, calls it Corollary 4.1)::
+alpha > 1: the multi-dimensional Skellam bound of Agarwal, Kairouz & Liu (NeurIPS 2021,
+arXiv:2110.04995), exactly as its authors' reference implementation computes it
+(google-research/federated ``distributed_dp/accounting_utils.py``, ``_skellam_rdp``, which
+cites it as Corollary 4.1; the theorem number in the paper was not re-checked here)::
 
     eps(alpha) <= alpha Delta2^2 / (2 mu)
                   + min( ((2 alpha - 1) Delta2^2 + 6 Delta1) / (4 mu^2),  3 Delta1 / (2 mu) )
@@ -104,7 +105,7 @@ class SkellamEvent(dpe.DpEvent):
 
 def skellam_rdp(alpha: float, l1: float, l2: float, mu: float) -> float:
     """RDP (nats) of Skellam noise of variance ``mu`` for a shift of L1 norm ``l1`` and
-    L2 norm ``l2`` at order ``alpha`` > 1 (Theorem 3.5 above; ``ceil(alpha)`` when not an
+    L2 norm ``l2`` at order ``alpha`` > 1 (the bound above; ``ceil(alpha)`` when not an
     integer, valid because RDP is non-decreasing in the order)."""
     if alpha <= 1:
         raise ValueError(f"RDP order must be > 1, got {alpha}")
