@@ -39,9 +39,11 @@ run: $(STAMP)
 	$(VENV)/bin/fedrec audit $(RUN_OUT)/release
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -m "not slow and not network"
 
 clean:
