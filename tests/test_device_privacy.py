@@ -17,30 +17,21 @@ from client import app as capp
 from client import local
 from client.local import LocalModel
 from client.state import LedgerStore, PrivateStore
-from server.app import initial_global_weights
 from shared import privacy, protocol
 from shared.config import RunConfig
-from shared.federated_data import load_federation
 from shared.ledger import Ledger
 from shared.protocol import DpSgdPlan, LocalSettings
-from test_federation import _call
+from tests.helpers import call_client as _call
+from tests.helpers import initial_weights as _weights
+from tests.helpers import small_config as _cfg
+from tests.helpers import small_federation
 
-N_USERS = 12
 REL = privacy.NeighborRel
-
-
-def _cfg(tmp_path, **kw):
-    return RunConfig(synthetic_users=N_USERS, synthetic_items=60, out=str(tmp_path),
-                     gmf_dim=8, mlp_dim=8, content_dim=8, **kw)
 
 
 @pytest.fixture(scope="module")
 def fed():
-    return load_federation("synthetic", 0, N_USERS, 60)
-
-
-def _weights(cfg, fed):
-    return initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    return small_federation()
 
 
 # ----- item 1: replace-one -----

@@ -8,37 +8,31 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant
-from flwr.app import Message, MetricRecord, RecordDict
+from flwr.app import Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 from client.mods import optional_fixedclipping_mod
 from client.state import LedgerStore
-from server.app import initial_global_weights, round_config
+from server.app import round_config
 from server.dp import ServerPrivacy, check_settings, noise_std
 from server.wrappers import wrap_strategy
 from shared import privacy, protocol
 from shared.config import RunConfig
 from shared.errors import ConfigError
-from shared.federated_data import load_federation
 from shared.ledger import Ledger
 from shared.protocol import DpSgdPlan, LocalSettings
-from test_federation import _call
+from tests.helpers import FourNodeGrid as _Grid
+from tests.helpers import call_client as _call
+from tests.helpers import initial_weights as _weights
+from tests.helpers import small_config as _cfg
+from tests.helpers import small_federation
+from tests.helpers import training_replies as _replies
 
-N_USERS = 12
-
-
-def _cfg(tmp_path, **dp):
-    return RunConfig(synthetic_users=N_USERS, synthetic_items=60, out=str(tmp_path),
-                     gmf_dim=8, mlp_dim=8, content_dim=8, **dp)
 
 
 @pytest.fixture(scope="module")
 def fed():
-    return load_federation("synthetic", 0, N_USERS, 60)
-
-
-def _weights(cfg, fed):
-    return initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
+    return small_federation()
 
 
 # ----- ledgers -----
@@ -373,23 +367,6 @@ def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_p
 
 
 # ----- server: user-level DP-FedAvg -----
-
-def _replies(weights, updates):
-    """Replies of nodes 1, 2, ... to a training round: ``weights`` plus each update."""
-    out = []
-    for i, u in enumerate(updates):
-        arrays = protocol.to_record({k: (v + u[k]).astype(np.float32) for k, v in weights.items()})
-        content = RecordDict({"arrays": arrays, "metrics": MetricRecord(
-            {"num-examples": 1, "train-loss": 0.0})})
-        out.append(Message(content, reply_to=Message(RecordDict(), dst_node_id=i + 1,
-                                                     message_type="train")))
-    return out
-
-
-class _Grid:
-    def get_node_ids(self):
-        return [1, 2, 3, 4]
-
 
 def _aggregate(cfg, weights, updates, rnd=1):
     strategy = wrap_strategy(FedAvg(fraction_train=1.0, min_train_nodes=4, min_available_nodes=4),

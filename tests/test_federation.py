@@ -6,16 +6,17 @@ import itertools
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import (aggregate_arrayrecords,
                                                     aggregate_metricrecords)
 
 from client import app as capp
 from client.state import PrivateStore
-from server.app import initial_global_weights, round_config
+from server.app import initial_global_weights
 from server.reply_order import eval_order, train_order
 from shared import protocol
 from shared.config import RunConfig
+from tests.helpers import call_client as _call
 from shared.evaluate import evaluate
 from shared.federated_data import federation_of
 from shared.interactions import evaluation_negatives
@@ -31,15 +32,6 @@ def setup(tmp_path_factory):
     fed = federation_of(cfg)
     weights = initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features)
     return cfg, fed, weights
-
-
-def _call(cfg, weights, user, kind, rnd=1):
-    msg = Message(RecordDict({"arrays": protocol.to_record(weights),
-                              "config": round_config(cfg, rnd)}),
-                  dst_node_id=user + 1, message_type=kind)
-    ctx = Context(run_id=1, node_id=user + 1, node_config={"partition-id": user},
-                  state=RecordDict(), run_config=cfg.to_flower())
-    return capp.app(msg, ctx)
 
 
 def test_replies_carry_only_the_global_group(setup):

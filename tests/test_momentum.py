@@ -13,7 +13,8 @@ from server.momentum import ServerMomentumAfterNoise
 from server.strategy import get_state, make_strategy, set_state
 from shared import protocol
 from shared.config import RunConfig
-from test_dp import _Grid, _replies
+from tests.helpers import FourNodeGrid as _Grid
+from tests.helpers import training_replies as _replies
 
 SHAPE = (30, 4)
 
