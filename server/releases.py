@@ -160,7 +160,9 @@ def post_process(popularity: np.ndarray, head: np.ndarray, noisy: np.ndarray,
                  settings: knn.KnnSettings) -> knn.Released:
     """What devices receive, computed from the releases alone (so it costs nothing):
     the kNN similarity and, when asked, the EASE weights on the head."""
-    weights = (knn.ease(noisy, np.maximum(popularity[head], 0.0), settings.ease_lambda)
+    pair = knn.pair_weights(popularity[head], settings)
+    counts = noisy if pair is None else noisy / np.outer(pair, pair)   # undo --pair-beta
+    weights = (knn.ease(counts, np.maximum(popularity[head], 0.0), settings.ease_lambda)
                if settings.ease_lambda else None)
     return knn.Released(popularity, head, knn.similarity(noisy, popularity[head], settings),
                         weights)

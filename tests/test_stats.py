@@ -240,3 +240,16 @@ def test_weighted_pairs_keep_unit_norm_and_the_server_rebuilds_them():
     sim = knn.similarity(total, np.array([1.0, 4.0, 9.0, 1.0]),
                          knn.KnnSettings(alpha=0.5, pair_beta=0.5))   # undo, then cosine
     np.testing.assert_allclose(sim, total)      # (d_i d_j)^(alpha - beta) = 1
+
+
+def test_ease_sees_the_counts_whatever_the_pair_weights():
+    """--pair-beta reweights the released sum; EASE is solved on the unweighted counts."""
+    co = np.array([[0, 2.0, 1.0], [2.0, 0, 3.0], [1.0, 3.0, 0]])
+    popularity = np.array([4.0, 9.0, 1.0, 0.5])
+    head = np.array([0, 1, 2])
+    plain = knn.KnnSettings(ease_lambda=1.0, ease_weight=1.0)
+    weighted = knn.KnnSettings(ease_lambda=1.0, ease_weight=1.0, pair_beta=0.5)
+    w = knn.pair_weights(popularity[head], weighted)
+    a = releases.post_process(popularity, head, co, plain).ease
+    b = releases.post_process(popularity, head, co * np.outer(w, w), weighted).ease
+    np.testing.assert_allclose(a, b)
