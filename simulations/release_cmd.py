@@ -33,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
                         "releasing, evaluating on the devices..."):
         results = (release_sim.run_flower(cfg, args.workers) if args.engine == "flower"
                    else release_sim.run(cfg))
-    report.print(table(results, _baselines(args.compare)))
+    report.print(table(results, read_baselines(args.compare)))
     return 0
 
 
-def _baselines(path: Path | None) -> list[dict]:
+def read_baselines(path: Path | None) -> list[dict]:
+    """The records of a ``fedrec baseline`` results file (``--compare``); [] for None."""
     if path is None:
         return []
     try:

@@ -231,16 +231,13 @@ def reference(cfg: RunConfig, baselines: Path | None = None) -> dict | None:
 
 def _baseline_neumf(path: Path | None, fingerprint: str, seed: int) -> dict | None:
     """The ``neumf`` record of a baselines file for this data and seed, if there is one."""
-    if path is None:
-        return None
-    try:
-        records = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"--compare {path}: not a readable baselines file ({err})") from None
-    for record in records if isinstance(records, list) else [records]:
+    from simulations.release_cmd import read_baselines
+
+    for record in read_baselines(path):
         if (record.get("model") == "neumf" and record.get("seed") == seed
                 and record.get("data_fingerprint") == fingerprint):
-            return {"metrics": record["metrics"], "wall_seconds": record.get("wall_seconds", float("nan"))}
+            return {"metrics": record["metrics"],
+                    "wall_seconds": record.get("wall_seconds", float("nan"))}
     return None
 
 
