@@ -39,7 +39,8 @@ class Recommender:
             before the device has any global model.
         release: optional path of a statistics release (a run's ``release.npz``,
             ``shared.knn.save_released``): the device then ranks with DP popularity and
-            item-kNN on its own events (``shared.knn.device_scores``), no model needed.
+            item-kNN on its own events, fused with its genre and release-year scores on
+            the catalogue (``shared.knn.device_scores``), no model needed.
     """
 
     def __init__(self, store: EventStore, catalogue: Catalogue, config: RunConfig | None = None,
@@ -93,7 +94,8 @@ class Recommender:
         """(N,) scores of every catalogue item for this user."""
         if self.release is not None:
             released, settings = self.release
-            return knn.device_scores(self._client_data().train_items, released, settings)
+            return knn.device_scores(self._client_data().train_items, released, settings,
+                                     self.catalogue.content)
         weights = self.store.global_model()
         if weights is None:
             if self.popularity is None:

@@ -14,6 +14,7 @@ from flwr.clientapp import ClientApp
 
 from client import releases as device
 from shared import protocol_releases as wire
+from shared.content import ItemContent
 from shared.federated_data import ClientData, load_federation
 from shared.protocol import NODE_PARTITION_ID
 from shared.release_config import ReleaseConfig
@@ -21,19 +22,21 @@ from shared.release_config import ReleaseConfig
 app = ClientApp()
 
 
-def device_data(context: Context) -> tuple[ReleaseConfig, ClientData]:
-    """This simulated device's config and data (``partition-id`` picks the user)."""
+def device_data(context: Context) -> tuple[ReleaseConfig, ClientData, ItemContent]:
+    """This simulated device's config, data (``partition-id`` picks the user) and the
+    catalogue's public metadata."""
     cfg = ReleaseConfig.from_mapping(dict(context.run_config))
     if NODE_PARTITION_ID not in context.node_config:
         raise RuntimeError(f"this ClientApp needs node_config['{NODE_PARTITION_ID}'] (simulation)")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
     data = fed.client(int(context.node_config[NODE_PARTITION_ID]))
-    return cfg, data.for_validation() if cfg.holdout == "validation" else data
+    data = data.for_validation() if cfg.holdout == "validation" else data
+    return cfg, data, ItemContent.of(fed.inter)
 
 
 @app.query(wire.CONTRIBUTE_ACTION)
 def contribute(msg: Message, context: Context) -> Message:
-    _, data = device_data(context)
+    _, data, _ = device_data(context)
     statistic, request = wire.contribute_request(msg.content)
     vector = device.contribution(statistic, request, data)
     return Message(wire.contribution_content(vector), reply_to=msg)
@@ -41,7 +44,7 @@ def contribute(msg: Message, context: Context) -> Message:
 
 @app.query(wire.RECOMMEND_ACTION)
 def recommend(msg: Message, context: Context) -> Message:
-    _, data = device_data(context)
+    _, data, content = device_data(context)
     released, settings = wire.recommend_request(msg.content)
-    metrics = device.evaluate(data, released, settings) if data.evaluable else {}
+    metrics = device.evaluate(data, released, settings, content) if data.evaluable else {}
     return Message(wire.evaluation_content(metrics, data.evaluable), reply_to=msg)

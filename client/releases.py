@@ -14,6 +14,7 @@ import secrets
 import numpy as np
 
 from shared import knn, metrics, skellam, stats
+from shared.content import ItemContent
 from shared.federated_data import ClientData
 from shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
                                       NOISE_MU_SHARE, NOISE_SCALE)
@@ -63,10 +64,11 @@ def noisy_share(statistic: str, request: dict, data: ClientData,
 
 
 def evaluate(data: ClientData, released: knn.Released, settings: knn.KnnSettings,
-             k: int = 10) -> dict[str, float]:
+             content: ItemContent | None = None, k: int = 10) -> dict[str, float]:
     """HR@k, NDCG@k and MRR of the device's held-out item against its sampled negatives,
-    ranked by the on-device scores (ties count against the model)."""
-    scores = knn.device_scores(data.train_items, released, settings)
+    ranked by the on-device scores (ties count against the model); ``content`` is the
+    public catalogue metadata the device also scores with (``shared.content``)."""
+    scores = knn.device_scores(data.train_items, released, settings, content)
     rank = metrics.rank_of_positive(scores[[data.test_item]], scores[data.test_negatives][None])
     return {f"hr@{k}": metrics.hit_rate(rank, k), f"ndcg@{k}": metrics.ndcg(rank, k),
             "mrr": metrics.mrr(rank)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared.content import ItemContent
 from shared.errors import DataError
 from shared.federated_data import Federation
 from shared.interactions import build_interactions, leave_last_out
@@ -32,6 +33,7 @@ class Catalogue:
         item_ids: (N,) item ids, the order of the model's item rows.
         item_features: (N, F) content features (``build_interactions``' encoding).
         fingerprint: sha256 of the items table as read (the manifest's data fingerprint).
+        content: the public metadata on-device scoring uses (categories, release years).
     """
 
     name: str
@@ -39,6 +41,7 @@ class Catalogue:
     item_ids: np.ndarray
     item_features: np.ndarray
     fingerprint: str
+    content: ItemContent
 
     @property
     def n_items(self) -> int:
@@ -61,7 +64,8 @@ def catalogue_from_items(name: str, items: pd.DataFrame) -> Catalogue:
     inter = build_interactions(Dataset(name=name, events=empty_events(), items=items))
     digest = hashlib.sha256(pd.util.hash_pandas_object(items.astype(str), index=False)
                             .to_numpy().tobytes()).hexdigest()
-    return Catalogue(name, items, inter.item_ids, inter.item_features, digest)
+    return Catalogue(name, items, inter.item_ids, inter.item_features, digest,
+                     ItemContent.of(inter))
 
 
 def load_device(events_path: str, catalogue_path: str, seed: int) -> Federation:

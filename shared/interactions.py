@@ -41,6 +41,8 @@ class Interactions:
             price bucket); F may be 0.
         feature_names: names of the F feature columns.
         item_categories: (N, C) float32 multi-hot categories (diversity metrics).
+        item_years: (N,) float64 release year of each item, NaN where unknown (public
+            catalogue metadata a device may score with: ``shared.content``).
     """
 
     user_ids: np.ndarray
@@ -52,6 +54,7 @@ class Interactions:
     item_features: np.ndarray
     feature_names: list[str]
     item_categories: np.ndarray
+    item_years: np.ndarray
 
     @property
     def n_users(self) -> int:
@@ -109,6 +112,7 @@ def build_interactions(dataset: Dataset, price_buckets: int = 5,
         users=pairs["u"].to_numpy(np.int64), items=pairs["i"].to_numpy(np.int64),
         timestamps=pairs["t"].to_numpy(np.int64), weights=pairs["w"].to_numpy(np.float32),
         item_features=features, feature_names=names, item_categories=categories,
+        item_years=_year_vector(dataset.items, item_ids),
     )
 
 
@@ -117,6 +121,14 @@ def _aligned_items(items: pd.DataFrame | None, item_ids: np.ndarray) -> pd.DataF
         return None
     table = items.drop_duplicates("item_id").set_index(items["item_id"].drop_duplicates().astype(str))
     return table.reindex(item_ids.astype(str))
+
+
+def _year_vector(items: pd.DataFrame | None, item_ids: np.ndarray) -> np.ndarray:
+    """(N,) release years aligned to ``item_ids`` (NaN: unknown)."""
+    table = _aligned_items(items, item_ids)
+    if table is None or "year" not in table:
+        return np.full(len(item_ids), np.nan)
+    return pd.to_numeric(table["year"], errors="coerce").to_numpy(np.float64)
 
 
 def _category_matrix(items: pd.DataFrame | None, item_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -70,6 +70,7 @@ _GROUPLENS_USER_FIELDS: tuple[str, ...] = ("user_id", "age", "gender", "occupati
 _RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 _RECBOLE_TITLE_FIELDS = ("movie_title", "title", "item_title", "name")
 _RECBOLE_CATEGORY_FIELDS = ("class", "genre", "genres", "categories", "category")
+_RECBOLE_YEAR_FIELDS = ("release_year", "year")
 
 #: Latest accepted epoch second (3000-01-01T00:00:00Z); larger values are almost
 #: certainly milliseconds or microseconds.
@@ -769,6 +770,35 @@ def _classify_title(v: object) -> tuple[str, str | None]:
     return "", f"{_show(v)} has type {type(v).__name__}, not text"
 
 
+#: Release years outside this range are refused as typos.
+YEAR_RANGE = (1000, 3000)
+_YEAR_AT_END = re.compile(r"(\d{4})\s*$")
+
+
+def _classify_year(v: object) -> tuple[float, str | None]:
+    """A release year: a number, or text ending in four digits (GroupLens's
+    ``01-Jan-1995``). Missing, and text without a year (RecBole's ML-100k spells one
+    ``unkonwn``), is unknown: NaN. A number outside :data:`YEAR_RANGE` is refused."""
+    if _is_missing(v):
+        return math.nan, None
+    if isinstance(v, (bool, np.bool_)):
+        return math.nan, f"{_show(v)} is a boolean, not a year"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        year = float(v)
+    else:
+        text = str(v).strip()
+        try:
+            year = float(text)
+        except ValueError:
+            match = _YEAR_AT_END.search(text)
+            if match is None:
+                return math.nan, None
+            year = float(match.group(1))
+    if not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
+        return math.nan, f"year {_show(v)} is outside {YEAR_RANGE[0]}-{YEAR_RANGE[1]}"
+    return year, None
+
+
 def _duplicate_check(ids: np.ndarray, rows: np.ndarray, column: str) -> _Check:
     """Flag repeated ids, naming the row where each first appeared."""
     series = pd.Series(ids, dtype=object)
@@ -783,7 +813,7 @@ def _duplicate_check(ids: np.ndarray, rows: np.ndarray, column: str) -> _Check:
 
 def _items_frame(path: Path, table: _Table, *, id_col: str = "item_id",
                  category_col: str | None = "categories", price_col: str | None = "price",
-                 title_col: str | None = "title",
+                 title_col: str | None = "title", year_col: str | None = "year",
                  split_categories: Callable[[object], tuple[str, str | None]] = _classify_categories,
                  extra_checks: Sequence[_Check] = ()) -> pd.DataFrame:
     frame = table.frame
@@ -807,6 +837,11 @@ def _items_frame(path: Path, table: _Table, *, id_col: str = "item_id",
         checks.append(title_check)
     else:
         title = np.full(n, "", dtype=object)
+    if year_col and year_col in frame:
+        year, year_check = _by_unique(frame[year_col], _classify_year, year_col)
+        checks.append(year_check)
+    else:
+        year = np.full(n, np.nan)
     checks.extend(extra_checks)
     checks.append(_duplicate_check(ids, table.rows, id_col))
     _raise_first(path, table.rows, checks)
@@ -815,6 +850,7 @@ def _items_frame(path: Path, table: _Table, *, id_col: str = "item_id",
         "categories": cats.astype(object),
         "price": price.astype(np.float64),
         "title": title.astype(object),
+        "year": year.astype(np.float64),
     }, columns=list(ITEM_COLUMNS))
 
 
@@ -822,7 +858,8 @@ def read_items(path: str | Path) -> pd.DataFrame:
     """Read an item-attribute file (``.csv``/``.parquet``/``.pq``).
 
     ``item_id`` is required (unique); ``categories`` (``|``-joined names, or a Parquet
-    list of strings), ``price`` (number >= 0) and ``title`` are optional. Returns a
+    list of strings), ``price`` (number >= 0), ``title`` and ``year`` (release year: a
+    number, or a date ending in the year) are optional. Returns a
     DataFrame with :data:`shared.schema.ITEM_COLUMNS`.
     """
     p, table = _read_table(path, required=("item_id",), wanted=ITEM_COLUMNS)
@@ -867,7 +904,8 @@ def load_grouplens_dir(path: str | Path) -> Dataset:
                 f"genre flag {_show(c.iloc[i])} is not 0 or 1")))
         names = np.array(GROUPLENS_GENRES, dtype=object)
         frame["categories"] = [CATEGORY_SEPARATOR.join(names[row]) for row in flags]
-        items = _items_frame(item_path, itable, price_col=None, extra_checks=flag_checks)
+        items = _items_frame(item_path, itable, price_col=None, year_col="release_date",
+                             extra_checks=flag_checks)
 
     users = None
     user_path = d / "u.user"
@@ -974,9 +1012,11 @@ def load_recbole_dir(path: str | Path) -> Dataset:
         cols = itable.frame.columns
         title_col = next((c for c in _RECBOLE_TITLE_FIELDS if c in cols), None)
         cat_col = next((c for c in _RECBOLE_CATEGORY_FIELDS if c in cols), None)
+        year_col = next((c for c in _RECBOLE_YEAR_FIELDS if c in cols), None)
         items = _items_frame(item_path, itable, category_col=cat_col,
                              price_col="price" if "price" in cols else None,
-                             title_col=title_col, split_categories=_split_token_seq)
+                             title_col=title_col, year_col=year_col,
+                             split_categories=_split_token_seq)
 
     users = None
     user_path = d / f"{stem}.user"

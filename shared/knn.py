@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.content import ItemContent, content_scores
+from shared.content import standardise as _standardise
+
 
 #: ``knn_weight`` that lets each device choose its own fusion weight.
 AUTO = -1.0
@@ -53,6 +56,13 @@ class KnnSettings:
             (d: released popularity) within its unit norm, so rare pairs carry more of
             it (Krichene et al., ICML 2023, adaptive weights); the post-processing
             undoes the weighting (0: every pair alike).
+        genre_weight, year_weight: fusion weights of the device's content scores from
+            public catalogue metadata (``shared.content``: genre profile, release-year
+            closeness; 0: off), relative to the largest weight of the released scorers
+            (``knn_weight``, ``ease_weight``, popularity's 1), so one value means the same
+            in every pipeline.
+        year_window, year_bandwidth: the release-year signal centres on the median year
+            of the device's ``year_window`` newest items, with this bandwidth (years).
     """
 
     rank: int = 0
@@ -64,6 +74,10 @@ class KnnSettings:
     ease_lambda: float = 0.0
     ease_weight: float = 0.0
     pair_beta: float = 0.0
+    genre_weight: float = 0.0
+    year_weight: float = 0.0
+    year_window: int = 5
+    year_bandwidth: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rank < 0 or self.neighbours < 0 or self.top_k < 0:
@@ -72,6 +86,10 @@ class KnnSettings:
             raise ValueError("EASE lambda and weight must be >= 0")
         if not 0 < self.decay <= 1:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
+        if self.genre_weight < 0 or self.year_weight < 0:
+            raise ValueError("genre and year weights must be >= 0")
+        if self.year_window < 1 or not self.year_bandwidth > 0:
+            raise ValueError("year window must be >= 1 and year bandwidth > 0")
         if self.alpha < 0 or (self.knn_weight < 0 and self.knn_weight != AUTO):
             raise ValueError("alpha must be >= 0, kNN weight >= 0 or -1 (auto)")
 
@@ -165,11 +183,6 @@ def ease(cooccurrence: np.ndarray, counts: np.ndarray, penalty: float) -> np.nda
     return weights
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    std = x.std()
-    return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
-
-
 def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings,
                matrix: np.ndarray | None = None) -> np.ndarray:
     """(h,) kNN scores of the head items for a history (oldest first).
@@ -195,24 +208,37 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings,
     return weight @ rows
 
 
-def device_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
-    """(n_items,) scores a device ranks with: fusion of kNN, EASE and popularity.
+def device_scores(items: np.ndarray, released: Released, settings: KnnSettings,
+                  content: ItemContent | None = None) -> np.ndarray:
+    """(n_items,) scores a device ranks with: fusion of kNN, EASE, popularity and content.
 
     Standardised popularity everywhere plus ``knn_weight`` times the standardised kNN
     scores on the head plus ``ease_weight`` times the standardised EASE scores (items
-    outside the head add the head's lowest score). With no similarity released
-    (popularity-only pipeline) the scores are the popularity.
+    outside the head add the head's lowest score), plus the content scores of the
+    device's history on the public ``content`` (``shared.content``; skipped when None),
+    weighted relative to the largest of those weights (popularity's is 1). With no
+    similarity released (popularity-only pipeline) kNN and EASE are absent.
     """
-    pop = _standardise(np.asarray(released.popularity, np.float64))
+    scores = _standardise(np.asarray(released.popularity, np.float64))
+    scale = 1.0
     if released.ease is not None and settings.ease_weight:
-        pop = pop + settings.ease_weight * _knn_everywhere(items, released, settings,
-                                                           released.ease)
-    if released.similarity is None or not settings.knn_weight:
-        return pop
-    weight = settings.knn_weight
-    if weight == AUTO:
-        weight = choose_fusion_weight(items, released, settings)
-    return pop + weight * _knn_everywhere(items, released, settings)
+        scores = scores + settings.ease_weight * _knn_everywhere(items, released, settings,
+                                                                 released.ease)
+        scale = max(scale, settings.ease_weight)
+    if released.similarity is not None and settings.knn_weight:
+        weight = settings.knn_weight
+        if weight == AUTO:
+            weight = choose_fusion_weight(items, released, settings)
+        scores = scores + weight * _knn_everywhere(items, released, settings)
+        scale = max(scale, weight)
+    if content is not None and (settings.genre_weight or settings.year_weight):
+        if content.n_items != released.n_items:
+            raise ValueError(f"the content covers {content.n_items} items, the release "
+                             f"{released.n_items}")
+        scores = scores + scale * content_scores(
+            items, content, settings.decay, settings.genre_weight, settings.year_weight,
+            settings.year_window, settings.year_bandwidth)
+    return scores
 
 
 def _knn_everywhere(items: np.ndarray, released: Released, settings: KnnSettings,

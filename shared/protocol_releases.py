@@ -33,10 +33,13 @@ EVALUATED = "evaluated"
 #: Config keys of the kNN settings, by :class:`shared.knn.KnnSettings` field.
 KNN_KEYS = {"rank": "rank", "alpha": "alpha", "neighbours": "neighbours", "decay": "decay",
             "knn_weight": "knn-weight", "top_k": "top-k", "ease_lambda": "ease-lambda",
-            "ease_weight": "ease-weight", "pair_beta": "pair-beta"}
+            "ease_weight": "ease-weight", "pair_beta": "pair-beta",
+            "genre_weight": "genre-weight", "year_weight": "year-weight",
+            "year_window": "year-window", "year_bandwidth": "year-bandwidth"}
 _KNN_KINDS = {"rank": int, "alpha": float, "neighbours": int, "decay": float,
               "knn_weight": float, "top_k": int, "ease_lambda": float, "ease_weight": float,
-              "pair_beta": float}
+              "pair_beta": float, "genre_weight": float, "year_weight": float,
+              "year_window": int, "year_bandwidth": float}
 
 
 def popularity_request(decay: float, cap: int, bounded: bool = True) -> dict:

@@ -50,8 +50,11 @@ class ReleaseConfig:
         cap: a device's newest head items that enter its co-occurrence contribution
             (0: all).
         knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight,
-        pair_beta:
-            ``shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``).
+        pair_beta, genre_weight, year_weight, year_window, year_bandwidth:
+            ``shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``, ``knn_decay`` its
+            ``decay``). The genre and year weights fuse each device's content scores
+            (public catalogue metadata and its own history: no privacy cost) into its
+            ranking, in every pipeline.
         contributions: ``bounded`` (each device's vector has L2 norm <= 1: DP) or
             ``raw`` (counts: the sums equal the centralized statistics; no DP, so
             ``target_epsilon`` must be ``inf``).
@@ -92,6 +95,10 @@ class ReleaseConfig:
     ease_lambda: float = 0.0
     ease_weight: float = 0.0
     pair_beta: float = 0.0
+    genre_weight: float = 0.3
+    year_weight: float = 0.5
+    year_window: int = 5
+    year_bandwidth: float = 1.0
     contributions: str = "bounded"
     noise_seed: int = -1
     noise: str = "central"
@@ -155,7 +162,9 @@ class ReleaseConfig:
                            knn_weight=self.knn_weight if knn else 0.0, top_k=self.knn_top,
                            ease_lambda=self.ease_lambda if knn else 0.0,
                            ease_weight=self.ease_weight if knn else 0.0,
-                           pair_beta=self.pair_beta)
+                           pair_beta=self.pair_beta, genre_weight=self.genre_weight,
+                           year_weight=self.year_weight, year_window=self.year_window,
+                           year_bandwidth=self.year_bandwidth)
 
     def user_delta(self, n_users: int) -> float:
         if self.delta == 0:

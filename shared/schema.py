@@ -29,7 +29,7 @@ EVENT_WEIGHTS: dict[str, float] = {
 }
 
 EVENT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "timestamp", "event", "value")
-ITEM_COLUMNS: tuple[str, ...] = ("item_id", "categories", "price", "title")
+ITEM_COLUMNS: tuple[str, ...] = ("item_id", "categories", "price", "title", "year")
 CATEGORY_SEPARATOR = "|"
 
 
@@ -42,7 +42,8 @@ class Dataset:
         events: DataFrame with exactly :data:`EVENT_COLUMNS`, dtypes ``str, str, int64,
             str, float64``.
         items: optional DataFrame with :data:`ITEM_COLUMNS` (``categories`` ``|``-joined,
-            ``price`` float or NaN, ``title`` str).
+            ``price`` float or NaN, ``title`` str, ``year`` the release year as a float or
+            NaN).
         users: optional DataFrame with a ``user_id`` column and free attribute columns.
         affinity: optional ground truth for synthetic data: a callable
             ``affinity(user_ids, item_ids) -> np.ndarray`` of click probabilities in

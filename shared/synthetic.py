@@ -430,6 +430,7 @@ class SyntheticWorld:
         df = pd.DataFrame({
             "item_id": self._item_labels.copy(), "categories": cats,
             "price": self.item_price.astype(np.float64), "title": titles,
+            "year": np.full(n, np.nan),       # the generator has no release dates
         }, columns=list(ITEM_COLUMNS))
         if include_price_bucket:
             df["price_bucket"] = self.item_price_bucket.astype(np.int64)

@@ -22,6 +22,7 @@ import numpy as np
 from client import releases as device
 from server.release_run import DataInfo, run_release
 from shared import knn
+from shared.content import ItemContent
 from shared.federated_data import ClientData, load_federation
 from shared.release_config import ReleaseConfig
 
@@ -35,6 +36,12 @@ def devices(cfg: ReleaseConfig) -> tuple[DataInfo, list[ClientData]]:
     if cfg.holdout == "validation":
         clients = [c.for_validation() for c in clients]
     return DataInfo(fed.name, fed.fingerprint, fed.n_clients, fed.n_items), clients
+
+
+def item_content(cfg: ReleaseConfig) -> ItemContent:
+    """The catalogue's public metadata every device holds (genres, release years)."""
+    fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
+    return ItemContent.of(fed.inter)
 
 
 def mean_metrics(per_device: list[dict[str, float]]) -> tuple[dict[str, float], int]:
@@ -71,7 +78,8 @@ def run(cfg: ReleaseConfig, roster: tuple[DataInfo, list[ClientData]] | None = N
 
     def evaluate(released: knn.Released) -> tuple[dict[str, float], int]:
         step("evaluate")
-        return mean_metrics([device.evaluate(c, released, cfg.knn) for c in clients
+        content = item_content(cfg)
+        return mean_metrics([device.evaluate(c, released, cfg.knn, content) for c in clients
                              if c.evaluable])
 
     return run_release(cfg, data, collect, evaluate, engine="inprocess")

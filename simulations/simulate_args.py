@@ -186,7 +186,8 @@ PIPELINE_CHOICES = ("neumf",) + PIPELINES
 #: flag dest -> ReleaseConfig field, for the release-only flags.
 _RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "head", "cap",
                   "knn_rank", "knn_alpha", "knn_decay", "knn_weight", "knn_top", "ease_lambda",
-                  "ease_weight", "pair_beta", "contributions", "noise", "skellam_scale",
+                  "ease_weight", "pair_beta", "genre_weight", "year_weight", "year_window",
+                  "year_bandwidth", "contributions", "noise", "skellam_scale",
                   "skellam_bits")
 #: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
 _SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
@@ -225,6 +226,16 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pair-beta", type=float,
                        help=f"a device's pair (i, j) weighs (d_i d_j)^-beta within its unit "
                        f"norm, d the released popularity ({d.pair_beta})")
+    group.add_argument("--genre-weight", type=float,
+                       help="weight of each device's genre-profile scores (its own history "
+                       f"on the public catalogue; no privacy cost), 0: off ({d.genre_weight})")
+    group.add_argument("--year-weight", type=float,
+                       help="weight of each device's release-year scores (closeness to the "
+                       f"median year of its newest items), 0: off ({d.year_weight})")
+    group.add_argument("--year-window", type=int,
+                       help=f"newest items whose median release year is the centre ({d.year_window})")
+    group.add_argument("--year-bandwidth", type=float,
+                       help=f"width of the release-year closeness, in years ({d.year_bandwidth:g})")
     group.add_argument("--contributions", choices=CONTRIBUTIONS,
                        help="bounded: norm-1 contributions (DP); raw: counts, the federated "
                        "statistics equal the centralized ones, no DP (implies --target-epsilon "

@@ -333,6 +333,15 @@ def test_read_items_csv(tmp_path):
     assert items["categories"].tolist() == ["Action|Comedy", ""]
     assert items["price"].tolist()[0] == 9.99 and np.isnan(items["price"].tolist()[1])
     assert items["title"].tolist() == ["Toy Story", ""]
+    assert items["year"].isna().all()          # no year column: unknown
+
+
+def test_read_items_years(tmp_path):
+    path = write(tmp_path, "item_id,year\na,1995\nb,01-Jan-1987\nc,\nd,1999.0\ne,unknown\n",
+                 "items.csv")
+    years = read_items(path)["year"].tolist()
+    assert years[:2] == [1995.0, 1987.0] and years[3] == 1999.0
+    assert np.isnan(years[2]) and np.isnan(years[4])         # missing, or text without one
 
 
 ITEM_BAD = [
@@ -342,6 +351,7 @@ ITEM_BAD = [
     ("bad-price", "item_id,price\n1,3\n2,cheap\n", 2, "price", "'cheap' is not a number"),
     ("negative-price", "item_id,price\n1,-3\n", 1, "price", "is negative"),
     ("float-id", "item_id,title\n1.5,a\n", 1, "item_id", "decimal number"),
+    ("year-range", "item_id,year\n1,19950\n", 1, "year", "outside 1000-3000"),
     ("header-only", "item_id,title\n", None, None, "no data rows"),
 ]
 
@@ -404,6 +414,7 @@ def test_grouplens_dir(grouplens_dir):
     assert items.loc["242", "title"] == "Kolya (1996)"
     assert items.loc["303", "title"] == "Café au lait (1993)"
     assert items.loc["303", "categories"] == ""
+    assert items["year"].tolist() == [1995.0] * 3          # from the release date
     assert ds.users["user_id"].tolist() == ["196", "186", "22"]
     assert ds.users["zip_code"].tolist() == ["55105", "00000", "40206"]
     assert ds.users["age"].tolist() == [49.0, 39.0, 25.0]
@@ -458,6 +469,7 @@ def test_recbole_dir(recbole_dir):
     assert e["timestamp"].tolist() == [881250949, 891717742]
     assert ds.items["title"].tolist() == ["Kolya", "L.A. Confidential"]
     assert ds.items["categories"].tolist() == ["Comedy", "Crime|Film-Noir|Thriller"]
+    assert ds.items["year"].tolist() == [1996.0, 1997.0]
     assert ds.users.columns.tolist() == ["user_id", "age", "gender", "occupation", "zip_code"]
     assert ds.users["zip_code"].tolist() == ["55105", "00000"]
 
