@@ -1,8 +1,8 @@
 """What a device does in a statistics-release run: contribute once, then recommend locally.
 
 The device computes its own contribution to each statistic from its history
-(``shared.stats``: bounded by construction, and bounded again by the server), and after
-the release ranks items with ``shared.knn.device_scores`` on its own history, which never
+(``fedrec.shared.stats``: bounded by construction, and bounded again by the server), and after
+the release ranks items with ``fedrec.shared.knn.device_scores`` on its own history, which never
 leaves it. Its own evaluation (the held-out item) is computed here too, so a simulation
 reports exactly what devices would.
 """
@@ -13,14 +13,14 @@ import secrets
 
 import numpy as np
 
-from shared import knn, metrics, skellam, stats
-from shared.federated_data import ClientData
-from shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
+from fedrec.shared import knn, metrics, skellam, stats
+from fedrec.shared.federated_data import ClientData
+from fedrec.shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
                                       NOISE_MU_SHARE, NOISE_SCALE)
 
 
 def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
-    """This device's contribution to ``statistic`` (see ``server.releases.Collect``)."""
+    """This device's contribution to ``statistic`` (see ``fedrec.server.releases.Collect``)."""
     if statistic == stats.POPULARITY:
         return stats.popularity_contribution(data.train_items, data.n_items,
                                              float(request[DECAY]), int(request[CAP]),
@@ -53,7 +53,7 @@ def dense_contribution(statistic: str, request: dict, data: ClientData) -> np.nd
 
 def noisy_share(statistic: str, request: dict, data: ClientData,
                 rng: np.random.Generator) -> np.ndarray:
-    """Distributed noise (``server.distributed``): the device's dense contribution,
+    """Distributed noise (``fedrec.server.distributed``): the device's dense contribution,
     scaled, conditionally rounded (L2 bound kept), plus ``Sk(mu share)`` per coordinate,
     modulo ``2^bits`` (int64 in ``[0, 2^bits)``). Never the plain contribution."""
     x = skellam.quantize(dense_contribution(statistic, request, data),

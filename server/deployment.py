@@ -5,7 +5,7 @@
 This is the documented deployment path, scripted: ``examples/local_federation`` uses it
 to run an app's devices, and ``tests/test_deployment.py`` to test it with real
 processes. Each device is a SuperNode whose node config points at its SDK store
-(``store-path``, ``client.store.EventStore``); the run config names the shared item
+(``store-path``, ``fedrec.client.store.EventStore``); the run config names the shared item
 catalogue and the number of devices.
 """
 
@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.certs import Credentials, make_credentials
-from shared.errors import FedrecError
+from fedrec.server.certs import Credentials, make_credentials
+from fedrec.shared.errors import FedrecError
 
 APP_DIR = Path(__file__).resolve().parent.parent
 FEDERATION = "local-deployment"

@@ -178,9 +178,9 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings,
     counts more recent items (0 = newest), restricted to the ``neighbours`` history
     items most similar to j when set. ``matrix`` replaces S (the EASE weights).
     """
-    # Imported here: shared.stats pulls in dp_accounting and scipy, and KnnSettings is read
+    # Imported here: fedrec.shared.stats pulls in dp_accounting and scipy, and KnnSettings is read
     # by every `fedrec simulate --help` (through ReleaseConfig's defaults).
-    from shared.stats import head_positions
+    from fedrec.shared.stats import head_positions
 
     pos = head_positions(released.head, released.n_items)[np.asarray(items, np.int64)]
     keep = pos >= 0

@@ -1,11 +1,11 @@
 """Simulate a statistics-release federation: every user is one device.
 
-Two engines run the same devices and the same server (``server.release_run``):
+Two engines run the same devices and the same server (``fedrec.server.release_run``):
 
-* ``inprocess`` (default): a loop calls each device's functions (``client.releases``)
+* ``inprocess`` (default): a loop calls each device's functions (``fedrec.client.releases``)
   directly. No model is trained and nothing iterates, so a MovieLens-100k run is seconds.
 * ``flower``: Flower's simulation engine (``flower-simulation``, one virtual SuperNode per
-  user) runs ``server.release_app`` and ``client.release_app``; contributions, the release
+  user) runs ``fedrec.server.release_app`` and ``fedrec.client.release_app``; contributions, the release
   and the metrics travel as Flower messages. Flower needs an app directory with a
   ``pyproject.toml``: fedrec writes a minimal one into the run directory.
 """
@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from client import releases as device
-from server.release_run import DataInfo, run_release
-from shared import knn
-from shared.federated_data import ClientData, load_federation
-from shared.release_config import ReleaseConfig
+from fedrec.client import releases as device
+from fedrec.server.release_run import DataInfo, run_release
+from fedrec.shared import knn
+from fedrec.shared.federated_data import ClientData, load_federation
+from fedrec.shared.release_config import ReleaseConfig
 
 ENGINES = ("inprocess", "flower")
 
@@ -87,8 +87,8 @@ def app_pyproject(cfg: ReleaseConfig, n_users: int) -> dict[str, Any]:
     return {"project": {"name": "fedrec-release", "version": "0.1.0",
                         "description": "fedrec statistics releases", "license": "Apache-2.0"},
             "tool": {"flwr": {"app": {"publisher": "fedrec",
-                                      "components": {"serverapp": "server.release_app:app",
-                                                     "clientapp": "client.release_app:app"},
+                                      "components": {"serverapp": "fedrec.server.release_app:app",
+                                                     "clientapp": "fedrec.client.release_app:app"},
                                       "config": cfg.to_dict()},
                               "federations": {"default": "local-simulation",
                                               "local-simulation": {"options": {
@@ -103,8 +103,8 @@ def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
 
     import tomli_w
 
-    from shared.errors import FedrecError
-    from simulations.simulate_cmd import backend_config
+    from fedrec.shared.errors import FedrecError
+    from fedrec.simulations.simulate_cmd import backend_config
 
     out = Path(cfg.out).resolve()
     cfg = cfg.replace(out=str(out))

@@ -21,13 +21,13 @@ import tomli_w
 from rich.progress import Progress
 from rich.table import Table
 
-from server.dp import check_settings
-from server.rundir import RunDir
-from shared.config import RunConfig
-from shared.errors import ConfigError, FedrecError
-from simulations.memory import PeakMemory
-from simulations.progress import console, report, run_progress
-from simulations.simulate_args import build_config   # the flags live there (light)
+from fedrec.server.dp import check_settings
+from fedrec.server.rundir import RunDir
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError, FedrecError
+from fedrec.simulations.memory import PeakMemory
+from fedrec.simulations.progress import console, report, run_progress
+from fedrec.simulations.simulate_args import build_config   # the flags live there (light)
 
 APP_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,7 @@ def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress | 
            label: str = "rounds") -> float:
     """Progress over rounds from metrics.jsonl until the simulation exits: a bar of its
     own, or a task on the caller's ``bar`` that goes when the run ends. Returns the peak
-    memory (MiB) of this command and everything it started (``simulations.memory``).
+    memory (MiB) of this command and everything it started (``fedrec.simulations.memory``).
     Raises StartupHang (after killing it) when the simulation never starts."""
     memory = PeakMemory(os.getpid())
     if bar is None:
@@ -137,15 +137,15 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
     Raises ConfigError for settings that cannot work, FedrecError when the simulation
     fails, KeyboardInterrupt (after stopping the simulation) on Ctrl-C.
     """
-    from shared.federated_data import federation_of
-    from simulations.tensorboard import write_events
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.simulations.tensorboard import write_events
 
     run_dir = RunDir(cfg.out)
     fed = federation_of(cfg)
     clients = fed.n_clients + cfg.canaries
     check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
     if cfg.lazy_clients:   # simulation nodes are slots that act for the users sampled
-        from server.slots import slots_needed
+        from fedrec.server.slots import slots_needed
 
         nodes = slots_needed(cfg, clients)
     else:
@@ -180,7 +180,7 @@ def add_resources(run_dir: RunDir, peak_mb: float, nodes: int,
     per round over every round in metrics.jsonl, simulation nodes. On a Ray cluster
     (``ray_address``) the clients' worker processes belong to the cluster, not to this
     command's process tree, so the peak leaves them out (and the measure says so)."""
-    from shared.runinfo import write_json_atomic
+    from fedrec.shared.runinfo import write_json_atomic
 
     results = json.loads(run_dir.results_path.read_text())
     rounds = [r["wall_seconds"] for r in run_dir.read_metrics() if "wall_seconds" in r]
@@ -211,9 +211,9 @@ def reference(cfg: RunConfig, baselines: Path | None = None) -> dict | None:
     path = Path(cfg.out) / "reference_neumf.json"
     if path.exists():
         return json.loads(path.read_text())
-    from shared.federated_data import federation_of
-    from shared.interactions import evaluation_negatives
-    from simulations.baselines import NeuMFConfig, run_baseline
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.shared.interactions import evaluation_negatives
+    from fedrec.simulations.baselines import NeuMFConfig, run_baseline
 
     fed = federation_of(cfg)
     known = _baseline_neumf(baselines, fed.fingerprint, cfg.seed)
@@ -231,7 +231,7 @@ def reference(cfg: RunConfig, baselines: Path | None = None) -> dict | None:
 
 def _baseline_neumf(path: Path | None, fingerprint: str, seed: int) -> dict | None:
     """The ``neumf`` record of a baselines file for this data and seed, if there is one."""
-    from simulations.release_cmd import read_baselines
+    from fedrec.simulations.release_cmd import read_baselines
 
     for record in read_baselines(path):
         if (record.get("model") == "neumf" and record.get("seed") == seed
@@ -242,10 +242,10 @@ def _baseline_neumf(path: Path | None, fingerprint: str, seed: int) -> dict | No
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.federated_data import federation_of
+    from fedrec.shared.federated_data import federation_of
 
     if args.pipeline != "neumf":
-        from simulations import release_cmd
+        from fedrec.simulations import release_cmd
 
         return release_cmd.run(args)
     cfg = build_config(args)
@@ -277,8 +277,8 @@ def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
     *which* device that is: privacy.json is released, and the device with the largest ε
     is the one that took part most (for its data size).
     """
-    from shared.ledger import largest, read_ledgers
-    from shared.runinfo import write_json_atomic
+    from fedrec.shared.ledger import largest, read_ledgers
+    from fedrec.shared.runinfo import write_json_atomic
 
     ledgers = read_ledgers(cfg.client_state_root)
     worst, rdp = largest(ledgers)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from simulations.calibrate import user_noise_multiplier
-from simulations.simulate_cmd import backend_config
-from simulations.sweep import load_sweep, slug
-from simulations.sweep_report import write_report
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.simulations.calibrate import user_noise_multiplier
+from fedrec.simulations.simulate_cmd import backend_config
+from fedrec.simulations.sweep import load_sweep, slug
+from fedrec.simulations.sweep_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,7 @@ def test_sweep_runs_every_cell_then_skips_finished_ones(tmp_path):
                   .replace("local-epochs = [1, 2]", "local-epochs = [1]"))
     out = tmp_path / "out"
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    cmd = [sys.executable, "-m", "simulations.cli", "sweep", str(path), "--out", str(out)]
+    cmd = [sys.executable, "-m", "fedrec.simulations.cli", "sweep", str(path), "--out", str(out)]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())
