@@ -84,15 +84,12 @@ def read_results(path: str | Path) -> dict[str, Any]:
 def app_pyproject(cfg: ReleaseConfig, n_users: int) -> dict[str, Any]:
     """The minimal Flower App that ``flower-simulation`` runs: fedrec's installed release
     apps as components, ``cfg`` as the run config (no source checkout needed)."""
-    return {"project": {"name": "fedrec-release", "version": "0.1.0",
-                        "description": "fedrec statistics releases", "license": "Apache-2.0"},
-            "tool": {"flwr": {"app": {"publisher": "fedrec",
-                                      "components": {"serverapp": "fedrec.server.release_app:app",
-                                                     "clientapp": "fedrec.client.release_app:app"},
-                                      "config": cfg.to_dict()},
-                              "federations": {"default": "local-simulation",
-                                              "local-simulation": {"options": {
-                                                  "num-supernodes": n_users}}}}}}
+    from fedrec.shared import flower_app
+
+    return flower_app.app_pyproject(
+        "fedrec-release", flower_app.RELEASE, cfg.to_dict(),
+        {"default": "local-simulation",
+         "local-simulation": {"options": {"num-supernodes": n_users}}})
 
 
 def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
@@ -101,23 +98,21 @@ def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
     import subprocess
     import sys
 
-    import tomli_w
-
+    from fedrec.shared import flower_app
     from fedrec.shared.errors import FedrecError
     from fedrec.simulations.simulate_cmd import backend_config
 
     out = Path(cfg.out).resolve()
     cfg = cfg.replace(out=str(out))
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    app = out / "app"
-    app.mkdir(parents=True, exist_ok=True)
-    (app / "pyproject.toml").write_text(tomli_w.dumps(app_pyproject(cfg, fed.n_clients)))
+    app = flower_app.write_app(out / "app", app_pyproject(cfg, fed.n_clients))
     exe = (shutil.which("flower-simulation")
            or str(Path(sys.executable).parent / "flower-simulation"))
     with (out / "simulation.log").open("a") as log:
         done = subprocess.run([exe, "--app", str(app), "--num-supernodes", str(fed.n_clients),
                                "--backend-config", json.dumps(backend_config(workers))],
-                              stdout=log, stderr=subprocess.STDOUT, cwd=str(app))
+                              stdout=log, stderr=subprocess.STDOUT, cwd=str(app),
+                              env=flower_app.subprocess_env())
     if done.returncode != 0 or not (out / "results.json").exists():
         raise FedrecError(f"flower-simulation failed (exit {done.returncode}); "
                           f"see {out / 'simulation.log'}")

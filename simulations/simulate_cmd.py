@@ -23,14 +23,12 @@ from rich.table import Table
 
 from fedrec.server.dp import check_settings
 from fedrec.server.rundir import RunDir
+from fedrec.shared import flower_app
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.simulations.memory import PeakMemory
 from fedrec.simulations.progress import console, report, run_progress
 from fedrec.simulations.simulate_args import build_config   # the flags live there (light)
-
-APP_DIR = Path(__file__).resolve().parent.parent
-
 
 def backend_config(workers: int, ray_address: str | None = None) -> dict:
     """Flower's simulation backend config: ``workers`` parallel clients on a local Ray,
@@ -50,22 +48,36 @@ def backend_config(workers: int, ray_address: str | None = None) -> dict:
     return {"client-resources": {"num-cpus": 1, "num-gpus": 0.0}, "init-args": init}
 
 
+def app_pyproject(n_nodes: int) -> dict:
+    """fedrec's DP-FedAvg Flower App (``shared.flower_app``): the components and typed
+    run-config defaults of the checkout's own ``pyproject.toml``, ``n_nodes`` SuperNodes."""
+    return flower_app.app_pyproject(
+        "fedrec", flower_app.FEDAVG, RunConfig().to_flower(),
+        {"default": "local-simulation",
+         "local-simulation": {"options": {"num-supernodes": n_nodes}}})
+
+
 def launch(cfg: RunConfig, n_nodes: int, workers: int,
            ray_address: str | None = None) -> subprocess.Popen:
-    """Start ``flower-simulation`` on this app with ``cfg`` as the run config and
-    ``n_nodes`` simulation nodes (SuperNodes)."""
+    """Start ``flower-simulation`` on fedrec's app with ``cfg`` as the run config and
+    ``n_nodes`` simulation nodes (SuperNodes).
+
+    The app folder is ``<out>/app`` (a ``pyproject.toml`` naming the installed
+    ``fedrec.server.app`` and ``fedrec.client.app``), so no source checkout is needed;
+    ``cfg`` travels as ``<out>/run_config.toml`` (``--run-config``)."""
     exe = shutil.which("flower-simulation") or str(Path(sys.executable).parent / "flower-simulation")
-    out = Path(cfg.out)
+    out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_config = out / "run_config.toml"
     run_config.write_text(tomli_w.dumps(cfg.to_flower()))
+    app = flower_app.write_app(out / "app", app_pyproject(n_nodes))
     backend = backend_config(workers, ray_address)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    env = flower_app.subprocess_env(TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
     log = (out / "simulation.log").open("a")
     return subprocess.Popen(
-        [exe, "--app", str(APP_DIR), "--num-supernodes", str(n_nodes),
-         "--run-config", str(run_config.resolve()), "--backend-config", json.dumps(backend)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(APP_DIR))
+        [exe, "--app", str(app), "--num-supernodes", str(n_nodes),
+         "--run-config", str(run_config), "--backend-config", json.dumps(backend)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(app))
 
 
 def round_status(rows: list[dict]) -> str:
