@@ -61,6 +61,17 @@ def source_root() -> Path | None:
     return None if (top / "__init__.py").is_file() else top
 
 
+def flower_exe(name: str) -> str:
+    """A Flower command (``flower-simulation``, ...) of this interpreter's environment when
+    it has one, so that Flower runs the same Python (and the same fedrec) as the command
+    that starts it; else the first on PATH."""
+    import shutil
+    import sys
+
+    own = Path(sys.executable).parent / name
+    return str(own) if own.exists() else (shutil.which(name) or str(own))
+
+
 def subprocess_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
     """``base`` (default ``os.environ``) plus ``extra``, with the checkout root first on
     PYTHONPATH when fedrec runs from source (unchanged when installed)."""

@@ -69,7 +69,8 @@ def baseline(parser: argparse.ArgumentParser) -> None:
 
 def sweep(parser: argparse.ArgumentParser) -> None:
     """``fedrec sweep CONFIG --out DIR`` (``fedrec.simulations.sweep_cmd``)."""
-    parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]])")
+    parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]]); a bundled one "
+                        "by name, e.g. ml100k_tradeoff.toml")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory")
     add_runner_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")

@@ -94,9 +94,7 @@ def app_pyproject(cfg: ReleaseConfig, n_users: int) -> dict[str, Any]:
 
 def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
     """The Flower engine: ``flower-simulation`` with one virtual SuperNode per user."""
-    import shutil
     import subprocess
-    import sys
 
     from fedrec.shared import flower_app
     from fedrec.shared.errors import FedrecError
@@ -106,8 +104,7 @@ def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
     cfg = cfg.replace(out=str(out))
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
     app = flower_app.write_app(out / "app", app_pyproject(cfg, fed.n_clients))
-    exe = (shutil.which("flower-simulation")
-           or str(Path(sys.executable).parent / "flower-simulation"))
+    exe = flower_app.flower_exe("flower-simulation")
     with (out / "simulation.log").open("a") as log:
         done = subprocess.run([exe, "--app", str(app), "--num-supernodes", str(fed.n_clients),
                                "--backend-config", json.dumps(backend_config(workers))],

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -65,7 +63,7 @@ def launch(cfg: RunConfig, n_nodes: int, workers: int,
     The app folder is ``<out>/app`` (a ``pyproject.toml`` naming the installed
     ``fedrec.server.app`` and ``fedrec.client.app``), so no source checkout is needed;
     ``cfg`` travels as ``<out>/run_config.toml`` (``--run-config``)."""
-    exe = shutil.which("flower-simulation") or str(Path(sys.executable).parent / "flower-simulation")
+    exe = flower_app.flower_exe("flower-simulation")
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_config = out / "run_config.toml"

@@ -99,9 +99,23 @@ def _table(data: dict, key: str, source: str) -> dict:
     return value
 
 
-def load_sweep(path: str | Path, out: str | Path) -> Sweep:
-    """Read and validate a sweep file; every cell's run directory goes under ``out/runs``."""
+#: The sweeps that ship with fedrec (package data: in the wheel too).
+BUNDLED = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` when it exists; else the bundled sweep of that file name, so that
+    ``fedrec sweep simulations/configs/ml100k_tradeoff.toml`` (or just
+    ``ml100k_tradeoff.toml``) works from any folder and from an installed wheel."""
     path = Path(path)
+    bundled = BUNDLED / path.name
+    return bundled if not path.exists() and bundled.is_file() else path
+
+
+def load_sweep(path: str | Path, out: str | Path) -> Sweep:
+    """Read and validate a sweep file (:func:`resolve_config`); every cell's run directory
+    goes under ``out/runs``."""
+    path = resolve_config(path)
     data = read_toml(path)
     source = str(path)
     unknown = sorted(set(data) - {"sweep", "base", "grid", "cells"})

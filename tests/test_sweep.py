@@ -149,3 +149,19 @@ def test_sweep_runs_every_cell_then_skips_finished_ones(tmp_path):
     assert again.returncode == 0 and "(0 to do)" in again.stderr
     assert (run / "results.json").stat().st_mtime_ns == stamp
     RunConfig.from_mapping(json.loads((run / "manifest.json").read_text())["config"])
+
+
+def test_a_bundled_sweep_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    """The sweeps in simulations/configs ship in the wheel: ``fedrec sweep
+    simulations/configs/X.toml`` (as the docs write it) and ``fedrec sweep X.toml`` read the
+    bundled file from a folder that holds no checkout; a file that exists wins."""
+    from fedrec.simulations.sweep import BUNDLED, resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    for given in ("ml100k_tradeoff.toml", "simulations/configs/ml100k_tradeoff.toml"):
+        assert resolve_config(given) == BUNDLED / "ml100k_tradeoff.toml"
+        assert load_sweep(given, tmp_path / "out").cells
+    own = tmp_path / "ml100k_tradeoff.toml"
+    own.write_text("[base]\nrounds = 1\n")
+    assert resolve_config("ml100k_tradeoff.toml") == Path("ml100k_tradeoff.toml")
+    assert resolve_config("nothing.toml") == Path("nothing.toml")
