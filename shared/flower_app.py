@@ -41,13 +41,22 @@ def app_pyproject(name: str, components: Mapping[str, str], config: Mapping[str,
                               "federations": dict(federations)}}}
 
 
+#: The one file besides ``pyproject.toml``: Flower 1.23 cannot install a FAB (``flwr run``
+#: in a deployment) whose content list is empty (``install._verify_hashes`` splits its
+#: empty line into one field and raises), and the list leaves ``pyproject.toml`` out.
+README = ("# fedrec's Flower App\n\nNo code here: the components in pyproject.toml are "
+          "modules of the installed `fedrec` package (docs/packaging.md).\n")
+
+
 def write_app(folder: str | Path, pyproject: Mapping[str, Any]) -> Path:
-    """Write ``folder/pyproject.toml`` (the folder is created); returns the folder."""
+    """Write ``folder/pyproject.toml`` and ``folder/README.md`` (the folder is created);
+    returns the folder."""
     import tomli_w
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pyproject.toml").write_text(tomli_w.dumps(dict(pyproject)))
+    (folder / "README.md").write_text(README)
     return folder
 
 

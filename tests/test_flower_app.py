@@ -32,6 +32,13 @@ def test_the_checkout_pyproject_names_the_same_fedavg_app():
     assert written["federations"]["local-simulation"]["options"]["num-supernodes"] == 7
 
 
+def test_flwr_run_dot_from_the_checkout_finds_the_components():
+    """``flwr run .`` validates the checkout's pyproject from the checkout folder: the
+    components ``fedrec.server.app:app`` resolve through fedrec/__init__.py's mapping."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert validate_config(config, check_module=True, project_dir=ROOT)[0]
+
+
 def test_the_written_apps_pass_flowers_own_validation(tmp_path):
     """Flower checks the fields and imports each component's module from the folder,
     which holds no code: ``fedrec.server.app`` must be found as an installed module."""
@@ -88,3 +95,16 @@ def test_the_deployment_project_is_fedrecs_app_pointing_at_the_deployment(tmp_pa
     assert project["tool"]["flwr"]["federations"][FEDERATION] == {
         "address": f"127.0.0.1:{fed.ports.control}",
         "root-certificates": str(fed.creds.ca_cert)}
+
+
+def test_flower_can_ship_and_install_the_written_app_as_a_fab(tmp_path):
+    """``flwr run <folder>`` builds a FAB and the SuperLink installs it: Flower 1.23 fails
+    on a FAB without a file besides pyproject.toml (the deployment's first failure)."""
+    from flwr.cli.build import build_fab_from_disk
+    from flwr.cli.install import install_from_fab
+
+    folder = flower_app.write_app(tmp_path / "project", simulate_cmd.app_pyproject(3))
+    installed = install_from_fab(build_fab_from_disk(folder), flwr_dir=tmp_path / "flwr",
+                                 skip_prompt=True)
+    config = tomllib.loads((Path(installed) / "pyproject.toml").read_text())
+    assert config["tool"]["flwr"]["app"]["components"] == flower_app.FEDAVG
