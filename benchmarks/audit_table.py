@@ -39,7 +39,7 @@ def line(run: Path) -> str:
 
 
 def main(paths: list[str]) -> None:
-    from simulations.cli import main as fedrec
+    from fedrec.simulations.cli import main as fedrec
 
     print("| run | claimed ε | recomputed ε (RDP) | canary estimate, user level | "
           "membership inference, device model (one-run 95 % bound or heuristic) | audit | "

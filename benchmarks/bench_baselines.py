@@ -21,7 +21,7 @@ BARS = {"popularity": "0.408 ± 0.02", "itemknn": "≥ 0.63", "neumf": "≥ 0.67
 
 
 def _run(argv: list[str]) -> None:
-    from simulations.cli import main
+    from fedrec.simulations.cli import main
 
     code = main(argv)
     if code != 0:

@@ -34,19 +34,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
 
-    from client.local import configure_worker_threads
+    from fedrec.client.local import configure_worker_threads
 
     configure_worker_threads()   # before TF starts, as in a worker
 
     import numpy as np
     import tensorflow as tf
 
-    from client.local import LocalModel
-    from shared.protocol import LocalSettings
-    from server.app import initial_global_weights
-    from shared.config import RunConfig
-    from shared.federated_data import federation_of
-    from shared.training import batch_arrays
+    from fedrec.client.local import LocalModel
+    from fedrec.shared.protocol import LocalSettings
+    from fedrec.server.app import initial_global_weights
+    from fedrec.shared.config import RunConfig
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.shared.training import batch_arrays
 
     cfg = RunConfig(dataset=args.dataset, local_optimizer=args.optimizer, dp="client")
     fed = federation_of(cfg)

@@ -17,10 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from shared.datasets import load_dataset  # noqa: E402
-from shared.interactions import build_interactions, leave_last_out  # noqa: E402
-from shared.model import ModelConfig, build_model  # noqa: E402
-from shared.training import batch_arrays, make_rows  # noqa: E402
+from fedrec.shared.datasets import load_dataset  # noqa: E402
+from fedrec.shared.interactions import build_interactions, leave_last_out  # noqa: E402
+from fedrec.shared.model import ModelConfig, build_model  # noqa: E402
+from fedrec.shared.training import batch_arrays, make_rows  # noqa: E402
 
 
 def _time_steps(model, batches, warmup: int = 5) -> float:

@@ -25,9 +25,9 @@ def main() -> None:
                         help="centralized NeuMF HR@10 to draw (default: the run's own reference)")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
 
-    from server.rundir import RunDir
-    from simulations.cli import main as fedrec
-    from simulations.plots import plot_convergence
+    from fedrec.server.rundir import RunDir
+    from fedrec.simulations.cli import main as fedrec
+    from fedrec.simulations.plots import plot_convergence
 
     run = RunDir(args.out)
     if not run.results_path.exists():

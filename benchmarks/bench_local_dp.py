@@ -38,13 +38,13 @@ def main() -> None:
 
     import numpy as np
 
-    from client.local import configure_worker_threads, get_local_model
-    from shared.protocol import LocalSettings
+    from fedrec.client.local import configure_worker_threads, get_local_model
+    from fedrec.shared.protocol import LocalSettings
 
     configure_worker_threads()   # as a simulation worker runs: before TF starts
-    from server.app import initial_global_weights
-    from shared.config import RunConfig
-    from shared.federated_data import federation_of
+    from fedrec.server.app import initial_global_weights
+    from fedrec.shared.config import RunConfig
+    from fedrec.shared.federated_data import federation_of
 
     cfg = RunConfig(dataset=args.dataset, local_epochs=args.epochs, batch_size=args.batch_size,
                     reconstruction_steps=0, learning_rate=0.05, local_optimizer=args.optimizer)

@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from shared.synthetic import SyntheticConfig, SyntheticWorld, generate  # noqa: E402
+from fedrec.shared.synthetic import SyntheticConfig, SyntheticWorld, generate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,7 @@ def commands(work: Path) -> dict[str, list[str]]:
     run = work / "run"
     if not run.exists():
         subprocess.run([sys.executable, "-c",
-                        "import sys; from pathlib import Path; from shared.config import RunConfig;"
+                        "import sys; from pathlib import Path; from fedrec.shared.config import RunConfig;"
                         "from tests.test_audit import _write_run; out = Path(sys.argv[1]);"
                         "_write_run(out, RunConfig(out=str(out), dp='both', noise_multiplier=1.5,"
                         " clip=0.7, client_noise_multiplier=2.0, client_target_epsilon=120.0))",
@@ -75,7 +75,7 @@ def imports_tensorflow(module: str, argv: list[str]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--module", default="simulations.cli", help="the CLI's module")
+    parser.add_argument("--module", default="fedrec.simulations.cli", help="the CLI's module")
     parser.add_argument("--repeat", type=int, default=3, help="runs per command (best counts)")
     args = parser.parse_args()
     baseline = best_of(["-c", "pass"], args.repeat)[0]

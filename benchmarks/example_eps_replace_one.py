@@ -11,8 +11,8 @@ add-or-remove-one. Their mechanism (σ, batch, steps, clip) is what fedrec still
 only the accounting relation changed: example-level DP is now stated under replace-one,
 because a device's example count n is public (docs/privacy-device.md). This script
 recomputes every example-level ε figure of those pages from the settings each page
-states, with fedrec's own functions (``client.local.LocalSettings.dp_plan`` for the
-event a device runs, ``shared.privacy`` for ε): the old add/remove ε (which must match
+states, with fedrec's own functions (``fedrec.client.local.LocalSettings.dp_plan`` for the
+event a device runs, ``fedrec.shared.privacy`` for ε): the old add/remove ε (which must match
 the page) next to the replace-one ε that the same σ gives. No run is repeated.
 
 Rows:
@@ -24,7 +24,7 @@ Rows:
   enforced then; a client declines once the next round would exceed it). The row gives
   the largest ε over clients under each relation (what the audit's "claimed" and
   "recomputed" columns showed) and how many clients declined the last round;
-- ``central``: DP-NeuMF (``simulations.baselines.plan_dp``): one Poisson DP-SGD run over
+- ``central``: DP-NeuMF (``fedrec.simulations.baselines.plan_dp``): one Poisson DP-SGD run over
   all training rows.
 
 Units: ε in nats at the row's δ; RDP is the claim, PLD the add/remove second opinion
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from dp_accounting import dp_event as dpe
 
-from shared import privacy
+from fedrec.shared import privacy
 
 AR, RO = "add_or_remove_one", "replace_one"
 
@@ -102,8 +102,8 @@ def client_round_event(sigma: float, n: int, batch: int = 32) -> dpe.DpEvent:
     """The DpEvent one device of ``n`` examples runs per round in the sweeps of these
     pages (2 local epochs, batch ``batch``, 10 reconstruction steps, clip 1; the event
     does not depend on the clip)."""
-    from client.local import LocalSettings
-    from shared.config import RunConfig
+    from fedrec.client.local import LocalSettings
+    from fedrec.shared.config import RunConfig
 
     cfg = RunConfig(dataset="movielens-100k", rounds=10, local_epochs=2, batch_size=batch,
                     learning_rate=0.05, dp="client", client_clip=1.0,
@@ -112,8 +112,8 @@ def client_round_event(sigma: float, n: int, batch: int = 32) -> dpe.DpEvent:
 
 
 def central_event(sigma: float, rows: int, batch: int, epochs: int) -> tuple[dpe.DpEvent, float]:
-    """DP-NeuMF's event and δ (``simulations.baselines.plan_dp`` with σ given)."""
-    from simulations.baselines import NeuMFConfig, plan_dp
+    """DP-NeuMF's event and δ (``fedrec.simulations.baselines.plan_dp`` with σ given)."""
+    from fedrec.simulations.baselines import NeuMFConfig, plan_dp
 
     plan = plan_dp(NeuMFConfig(dp=True, epochs=epochs, batch_size=batch, recency_decay=1.0,
                                noise_multiplier=sigma), rows)
@@ -158,7 +158,7 @@ def rounds_run(sigma: float, n: int, rounds: int, target: float, batch: int = 32
 
 def calibrated_sigma(row: Row) -> float:
     """σ as the run calibrated it: add/remove, for the median client (or DP-NeuMF's rows)
-    reaching ``row.target`` at the last round (``simulations.calibrate`` then)."""
+    reaching ``row.target`` at the last round (``fedrec.simulations.calibrate`` then)."""
     if row.kind == "central":
         make = lambda s: central_event(s, row.examples, row.batch, row.rounds)[0]  # noqa: E731
         delta = central_event(1.0, row.examples, row.batch, row.rounds)[1]
@@ -188,7 +188,7 @@ def central_row(row: Row, sigma: float) -> dict:
 
 def client_sizes() -> list[int]:
     """Training examples of every MovieLens-100k client (seed 0, no canaries)."""
-    from shared.federated_data import load_federation
+    from fedrec.shared.federated_data import load_federation
 
     return [int(n) for n in load_federation("movielens-100k", 0, 0, 0).train_sizes()]
 

@@ -20,8 +20,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from shared.release_config import ReleaseConfig
-from simulations import release_sim
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations import release_sim
 
 
 def measure(cfg: ReleaseConfig, roster) -> dict:

@@ -1,7 +1,7 @@
 """HR@10 / NDCG@10 against user-level ε for the statistics-release pipelines.
 
 Runs ``fedrec simulate --pipeline P --target-epsilon E --seed S`` in process for every
-cell (the same ``simulations.release_sim.run``), keeps each run directory, audits it,
+cell (the same ``fedrec.simulations.release_sim.run``), keeps each run directory, audits it,
 and prints a markdown table per seed and the mean, plus a PNG.
 
     python benchmarks/release_tradeoff.py --dataset movielens-100k --out runs/tradeoff \\
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.release_config import ReleaseConfig
-from simulations import audit_releases, release_sim
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations import audit_releases, release_sim
 
 
 def cell(args, pipeline: str, eps: float, seed: int, extra: dict) -> dict:

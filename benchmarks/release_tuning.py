@@ -1,7 +1,7 @@
 """Choose release settings on the validation item: coordinate search, seeded noise.
 
 Every cell is ``fedrec simulate --pipeline P --holdout validation --noise-seed S`` (run in
-process through ``simulations.release_sim.run``): the noise is calibrated to the target ε
+process through ``fedrec.simulations.release_sim.run``): the noise is calibrated to the target ε
 but seeded, so cells compare on the same draws (paired) and runs are marked not private.
 The test item is never looked at. Prints one line per axis with the mean validation HR@10
 over the noise seeds, and the final choice.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.release_config import ReleaseConfig
-from simulations import release_sim
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations import release_sim
 
 
 def score(base: dict, noise_seeds: list[int], root: Path) -> tuple[float, list[float]]:

@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--reference", type=float, help="centralized NeuMF HR@10 to draw")
     args = parser.parse_args()
 
-    from server.rundir import RunDir
-    from simulations.plots import curve, mean_curve, plot_convergence
+    from fedrec.server.rundir import RunDir
+    from fedrec.simulations.plots import curve, mean_curve, plot_convergence
 
     rows = {}
     for path in args.runs:

@@ -48,13 +48,13 @@ def main() -> None:
 
     import numpy as np
 
-    from client.app import held_out
-    from client.local import get_local_model
-    from shared.protocol import LocalSettings
-    from server.rundir import RunDir
-    from shared.config import RunConfig
-    from shared.errors import ConfigError
-    from shared.federated_data import federation_of
+    from fedrec.client.app import held_out
+    from fedrec.client.local import get_local_model
+    from fedrec.shared.protocol import LocalSettings
+    from fedrec.server.rundir import RunDir
+    from fedrec.shared.config import RunConfig
+    from fedrec.shared.errors import ConfigError
+    from fedrec.shared.federated_data import federation_of
 
     run = RunDir(args.run)
     manifest = json.loads(run.manifest_path.read_text())

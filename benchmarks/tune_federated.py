@@ -34,8 +34,8 @@ def probe_arguments(description: str) -> argparse.ArgumentParser:
 
 def probe_config(args: argparse.Namespace):
     """The run config of ``args`` (one line and exit on a bad setting)."""
-    from shared.config import RunConfig
-    from shared.errors import ConfigError
+    from fedrec.shared.config import RunConfig
+    from fedrec.shared.errors import ConfigError
 
     try:
         settings = dict(item.split("=", 1) for item in args.settings)
@@ -60,7 +60,7 @@ def main() -> None:
     args = probe_arguments(__doc__.splitlines()[0]).parse_args()
     cfg = probe_config(args)
 
-    from simulations.inprocess import run_inprocess
+    from fedrec.simulations.inprocess import run_inprocess
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     started = time.perf_counter()

@@ -40,9 +40,9 @@ def central_weights(fed, cfg, epochs: int, lr: float, path: Path) -> dict:
             return dict(data)
     import tensorflow as tf
 
-    from shared.model import get_global_weights
-    from shared.training import keras_dataset, make_rows, shuffled_batches
-    from simulations.baselines import NeuMFConfig, _compiled_model, training_weights
+    from fedrec.shared.model import get_global_weights
+    from fedrec.shared.training import keras_dataset, make_rows, shuffled_batches
+    from fedrec.simulations.baselines import NeuMFConfig, _compiled_model, training_weights
 
     split = fed.split.with_validation_in_train()
     config = NeuMFConfig(epochs=epochs, batch_size=32, learning_rate=lr,
@@ -71,14 +71,14 @@ def main() -> None:
     args = parser.parse_args()
     cfg = probe_config(args)
 
-    import server.app
-    from shared.federated_data import federation_of
-    from simulations.inprocess import run_inprocess
+    import fedrec.server.app
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.simulations.inprocess import run_inprocess
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     warm = central_weights(federation_of(cfg), cfg, args.epochs, args.central_lr, args.central)
     # the ServerApp asks this for its round-0 weights
-    server.app.initial_global_weights = lambda *_: {k: v.copy() for k, v in warm.items()}
+    fedrec.server.app.initial_global_weights = lambda *_: {k: v.copy() for k, v in warm.items()}
     run_inprocess(cfg)
     print_evaluations(args.out)
 

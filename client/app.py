@@ -1,8 +1,8 @@
 """The Flower ClientApp: one user's device.
 
-Receives the global weights, runs Federated Reconstruction locally (``client.local``),
+Receives the global weights, runs Federated Reconstruction locally (``fedrec.client.local``),
 replies with the *global* weight group only. The private user embedding lives in the
-client's own storage between rounds (``client.state.PrivateStore``: a versioned file per
+client's own storage between rounds (``fedrec.client.state.PrivateStore``: a versioned file per
 user under ``client-state-dir``) and is never put into a reply. A file rather than
 Flower's in-memory ``context.state``: it survives a restart of the simulation, which is
 what makes ``--resume`` give the same results as an uninterrupted run.
@@ -23,17 +23,17 @@ from flwr.app import Context, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.common.constant import MessageType  # noqa: E402
 
-from client.local import KEY_BITS, evaluate_scores, get_local_model  # noqa: E402
-from client.mods import optional_fixedclipping_mod, simulation_node_mod  # noqa: E402
-from client.secagg import secagg_mod  # noqa: E402
-from client.scenarios import is_late, new_items, released, scenario  # noqa: E402
-from client.state import LedgerStore, PrivateStore  # noqa: E402
-from client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
-from shared import canary  # noqa: E402
-from shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
-from shared.config import RunConfig  # noqa: E402
-from shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
-from shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
+from fedrec.client.local import KEY_BITS, evaluate_scores, get_local_model  # noqa: E402
+from fedrec.client.mods import optional_fixedclipping_mod, simulation_node_mod  # noqa: E402
+from fedrec.client.secagg import secagg_mod  # noqa: E402
+from fedrec.client.scenarios import is_late, new_items, released, scenario  # noqa: E402
+from fedrec.client.state import LedgerStore, PrivateStore  # noqa: E402
+from fedrec.client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
+from fedrec.shared import canary  # noqa: E402
+from fedrec.shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
+from fedrec.shared.config import RunConfig  # noqa: E402
+from fedrec.shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
+from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
                              COLD_USERS, CONFIG, EVAL_METRICS, LAZY_USER, METRICS,
                              NEW_ITEM_HR, NEW_ITEM_USERS, NODE_ALLOW_SEEDED,
                              NODE_DEVICE_INDEX, NODE_EVENTS_PATH, NODE_PARTITION_ID,
@@ -42,7 +42,7 @@ from shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  #
                              decline_content, from_record, is_declined, position_content,
                              server_round, to_record, user_budget, with_dp_event)
 
-# SecAgg+ masks what the clipping mod left (client.secagg); outside both, a simulated
+# SecAgg+ masks what the clipping mod left (fedrec.client.secagg); outside both, a simulated
 # client names its Ray node (diagnostics the server takes off the reply)
 app = ClientApp(mods=[simulation_node_mod, secagg_mod, optional_fixedclipping_mod])
 
@@ -53,7 +53,7 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
     Simulation: ``partition-id`` in the node config picks one user of the run's dataset.
     Deployment, with the shared ``catalogue`` in the run config and ``device-index`` (a
     stable number: seeds and order) in the node config: either ``store-path``, the app's
-    SDK store (``client.store.EventStore``: events in; embedding, ledger and the newest
+    SDK store (``fedrec.client.store.EventStore``: events in; embedding, ledger and the newest
     global model kept there), or ``events-path`` (an events file) with an optional
     ``state-dir`` for the embedding and ledger files.
     """
@@ -163,7 +163,7 @@ def release_key(msg: Message, settings: LocalSettings, seed: int, data: ClientDa
     (:func:`data_digest`) and the stored embedding the round starts from (None: the
     user's seeded initial draw, a function of (seed, user)).
 
-    Same key, same output: a replay releases nothing new (``shared.ledger``); any other
+    Same key, same output: a replay releases nothing new (``fedrec.shared.ledger``); any other
     input gives another key, so that release is counted.
     """
     if settings.noise_seed < 0:
@@ -214,7 +214,7 @@ def _dp_randomness(settings: LocalSettings, seed: int, user: int, rnd: int):
 
 
 def canary_index(context: Context) -> int | None:
-    """This simulated node's canary number (``shared.canary``), or None for a real user.
+    """This simulated node's canary number (``fedrec.shared.canary``), or None for a real user.
 
     With ``canaries`` = k in the run config, partition ids N..N+k-1 (past the N users)
     are canary clients of an audit run.
@@ -246,7 +246,7 @@ def canary_reply(msg: Message, context: Context, index: int) -> Message:
     weight = 1 if settings.uniform_weight else max(1, round(float(fed.train_sizes().mean())))
     moved = canary.update(from_record(msg.content[ARRAYS]), cfg.seed, index, cfg.clip)
     # Flower aggregates only replies with the same metric keys; the server leaves
-    # canaries out of the train loss it logs (``server.app``)
+    # canaries out of the train loss it logs (``fedrec.server.app``)
     metrics = MetricRecord({NUM_EXAMPLES: weight, TRAIN_LOSS: 0.0,
                             CLIENT_SECONDS: time.perf_counter() - start})
     if settings.client_dp:   # it spends no example-level budget: it holds no examples

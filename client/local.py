@@ -19,13 +19,13 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from shared import metrics
-from shared.federated_data import ClientData
-from shared.interactions import rows_from_end
-from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
+from fedrec.shared import metrics
+from fedrec.shared.federated_data import ClientData
+from fedrec.shared.interactions import rows_from_end
+from fedrec.shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           global_variables, make_scorer, private_variables, set_weights)
-from shared.protocol import STREAM_USER_INIT, DpSgdPlan, LocalSettings
-from shared.training import (TrainingRows, batch_arrays, make_dp_rows, make_rows, pad_batch,
+from fedrec.shared.protocol import STREAM_USER_INIT, DpSgdPlan, LocalSettings
+from fedrec.shared.training import (TrainingRows, batch_arrays, make_dp_rows, make_rows, pad_batch,
                              poisson_batches, shuffled_batches)
 
 USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
@@ -39,7 +39,7 @@ KEY_BITS = 128   # a device's DP noise key: two 64-bit words, all of them secret
 #: and TF's explicit ThreeFry path keeps only 64 bits of the seed).
 NOISE_ALG = "philox"
 #: DP-SGD pads each Poisson batch to a multiple of this many rows (weight 0, see
-#: ``shared.training.pad_batch``): a few static shapes instead of one per batch size.
+#: ``fedrec.shared.training.pad_batch``): a few static shapes instead of one per batch size.
 DP_PAD_ROWS = 16
 
 
@@ -393,7 +393,7 @@ class LocalModel:
 
     def _noise_only_batch(self, rows: TrainingRows):
         """``DP_PAD_ROWS`` copies of row 0 at weight 0: loss 0, so a zero gradient and a
-        zero clipped sum (``shared.training.pad_batch`` pads with such rows too)."""
+        zero clipped sum (``fedrec.shared.training.pad_batch`` pads with such rows too)."""
         x, y, w = batch_arrays(rows, np.zeros(DP_PAD_ROWS, np.int64), self.item_features)
         return x, y, np.zeros_like(w)
 
@@ -440,7 +440,7 @@ class LocalModel:
         released yet (``data.unavailable``) and, without ``dp``, all of the user's
         positives; with ``dp`` (the rows DP-SGD trains on) only the row's own positive,
         so that each row depends on its own interaction alone
-        (:func:`shared.training.make_dp_rows`)."""
+        (:func:`fedrec.shared.training.make_dp_rows`)."""
         n = len(data.train_items)
         weights = (data.train_weights * np.power(settings.recency_decay, rows_from_end(
             np.zeros(n, np.int64), 1))).astype(np.float32)

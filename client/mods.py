@@ -20,7 +20,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.common.constant import MessageType
 from flwr.common.differential_privacy_constants import KEY_CLIPPING_NORM
 
-from shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY
+from fedrec.shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY
 
 
 def _update_is_zero(sent: Message, reply: Message) -> bool:

@@ -1,7 +1,7 @@
 """On-device recommendations: what an app calls (client SDK).
 
 Scores the catalogue on the device with the latest global weights and the user's private
-embedding, both from the device's :class:`client.store.EventStore`; nothing leaves the
+embedding, both from the device's :class:`fedrec.client.store.EventStore`; nothing leaves the
 device. A brand-new user is served too: with no events the private embedding is zero, so
 only the model's item side (learned from everybody, plus the content tower) ranks items;
 after the first events :meth:`Recommender.update_from_events` fits the embedding to them
@@ -17,15 +17,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from client.local import LocalSettings, get_local_model  # noqa: E402
-from client.store import EventStore, SdkInputError  # noqa: E402
-from shared import knn, privacy  # noqa: E402
-from shared.catalogue import Catalogue  # noqa: E402
-from shared.config import RunConfig  # noqa: E402
-from shared.federated_data import ClientData  # noqa: E402
-from shared.interactions import build_interactions  # noqa: E402
-from shared.rerank import mmr_rerank  # noqa: E402
-from shared.schema import Dataset  # noqa: E402
+from fedrec.client.local import LocalSettings, get_local_model  # noqa: E402
+from fedrec.client.store import EventStore, SdkInputError  # noqa: E402
+from fedrec.shared import knn, privacy  # noqa: E402
+from fedrec.shared.catalogue import Catalogue  # noqa: E402
+from fedrec.shared.config import RunConfig  # noqa: E402
+from fedrec.shared.federated_data import ClientData  # noqa: E402
+from fedrec.shared.interactions import build_interactions  # noqa: E402
+from fedrec.shared.rerank import mmr_rerank  # noqa: E402
+from fedrec.shared.schema import Dataset  # noqa: E402
 
 
 class Recommender:
@@ -38,9 +38,9 @@ class Recommender:
         popularity: optional (N,) item popularity shipped with the catalogue, used only
             before the device has any global model.
         release: optional path of a statistics release (a run's ``release.npz``,
-            ``shared.knn.save_released``): the device then ranks with DP popularity and
+            ``fedrec.shared.knn.save_released``): the device then ranks with DP popularity and
             item-kNN on its own events, fused with its genre and release-year scores on
-            the catalogue (``shared.knn.device_scores``), no model needed.
+            the catalogue (``fedrec.shared.knn.device_scores``), no model needed.
     """
 
     def __init__(self, store: EventStore, catalogue: Catalogue, config: RunConfig | None = None,

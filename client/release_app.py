@@ -1,7 +1,7 @@
 """The Flower ClientApp of a statistics-release run: one user's device.
 
 Two query actions, both answered from the device's own data
-(``client.releases``): ``query.contribute`` returns its contribution to the statistic the
+(``fedrec.client.releases``): ``query.contribute`` returns its contribution to the statistic the
 server names (popularity vector, or head positions for the co-occurrence), and
 ``query.recommend`` takes the release, ranks the device's held-out item on the device and
 returns its metrics (a simulation's measurement: a deployment would not report them).
@@ -12,12 +12,12 @@ from __future__ import annotations
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from client import releases as device
-from shared import protocol_releases as wire
-from shared.content import ItemContent
-from shared.federated_data import ClientData, load_federation
-from shared.protocol import NODE_PARTITION_ID
-from shared.release_config import ReleaseConfig
+from fedrec.client import releases as device
+from fedrec.shared import protocol_releases as wire
+from fedrec.shared.content import ItemContent
+from fedrec.shared.federated_data import ClientData, load_federation
+from fedrec.shared.protocol import NODE_PARTITION_ID
+from fedrec.shared.release_config import ReleaseConfig
 
 app = ClientApp()
 

@@ -1,8 +1,8 @@
 """What a device does in a statistics-release run: contribute once, then recommend locally.
 
 The device computes its own contribution to each statistic from its history
-(``shared.stats``: bounded by construction, and bounded again by the server), and after
-the release ranks items with ``shared.knn.device_scores`` on its own history, which never
+(``fedrec.shared.stats``: bounded by construction, and bounded again by the server), and after
+the release ranks items with ``fedrec.shared.knn.device_scores`` on its own history, which never
 leaves it. Its own evaluation (the held-out item) is computed here too, so a simulation
 reports exactly what devices would.
 """
@@ -13,15 +13,15 @@ import secrets
 
 import numpy as np
 
-from shared import knn, metrics, skellam, stats
-from shared.content import ItemContent
-from shared.federated_data import ClientData
-from shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
+from fedrec.shared import knn, metrics, skellam, stats
+from fedrec.shared.content import ItemContent
+from fedrec.shared.federated_data import ClientData
+from fedrec.shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
                                       NOISE_MU_SHARE, NOISE_SCALE)
 
 
 def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
-    """This device's contribution to ``statistic`` (see ``server.releases.Collect``)."""
+    """This device's contribution to ``statistic`` (see ``fedrec.server.releases.Collect``)."""
     if statistic == stats.POPULARITY:
         return stats.popularity_contribution(data.train_items, data.n_items,
                                              float(request[DECAY]), int(request[CAP]),
@@ -54,7 +54,7 @@ def dense_contribution(statistic: str, request: dict, data: ClientData) -> np.nd
 
 def noisy_share(statistic: str, request: dict, data: ClientData,
                 rng: np.random.Generator) -> np.ndarray:
-    """Distributed noise (``server.distributed``): the device's dense contribution,
+    """Distributed noise (``fedrec.server.distributed``): the device's dense contribution,
     scaled, conditionally rounded (L2 bound kept), plus ``Sk(mu share)`` per coordinate,
     modulo ``2^bits`` (int64 in ``[0, 2^bits)``). Never the plain contribution."""
     x = skellam.quantize(dense_contribution(statistic, request, data),
@@ -67,7 +67,7 @@ def evaluate(data: ClientData, released: knn.Released, settings: knn.KnnSettings
              content: ItemContent | None = None, k: int = 10) -> dict[str, float]:
     """HR@k, NDCG@k and MRR of the device's held-out item against its sampled negatives,
     ranked by the on-device scores (ties count against the model); ``content`` is the
-    public catalogue metadata the device also scores with (``shared.content``)."""
+    public catalogue metadata the device also scores with (``fedrec.shared.content``)."""
     scores = knn.device_scores(data.train_items, released, settings, content)
     rank = metrics.rank_of_positive(scores[[data.test_item]], scores[data.test_negatives][None])
     return {f"hr@{k}": metrics.hit_rate(rank, k), f"ndcg@{k}": metrics.ndcg(rank, k),

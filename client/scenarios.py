@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from shared.config import RunConfig
-from shared.federated_data import ClientData
-from shared.protocol import STREAM_LATE_USER, STREAM_NEW_ITEMS, STREAM_SCENARIO, STREAM_STRAGGLER
+from fedrec.shared.config import RunConfig
+from fedrec.shared.federated_data import ClientData
+from fedrec.shared.protocol import STREAM_LATE_USER, STREAM_NEW_ITEMS, STREAM_SCENARIO, STREAM_STRAGGLER
 
 
 def scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:

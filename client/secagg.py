@@ -7,7 +7,7 @@ stage in the legacy record format (``fitins.*``), and ``secaggplus_mod`` masks t
 than forking either: a train message of a SecAgg+ round goes through ``secaggplus_mod``,
 whose inner app translates the legacy fit message into fedrec's own (the arrays' names
 come back from the round config, legacy parameters being an unnamed list), runs the rest
-of the app (so ``client.mods.optional_fixedclipping_mod`` still clips the update to the
+of the app (so ``fedrec.client.mods.optional_fixedclipping_mod`` still clips the update to the
 norm the server's DP wrapper asked for, on the device, before it is masked), and turns
 the reply back into a ``FitRes``. Every other message passes straight through.
 
@@ -26,7 +26,7 @@ from flwr.common import recorddict_compat as compat
 from flwr.common.constant import MessageType
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from shared.protocol import (ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, declined_reason,
+from fedrec.shared.protocol import (ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, declined_reason,
                              split_array_names, to_record)
 
 

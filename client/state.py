@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.ledger import Ledger, restated
-from shared.privacy import EXAMPLE_RELATION
-from shared.runinfo import write_text_atomic
+from fedrec.shared.ledger import Ledger, restated
+from fedrec.shared.privacy import EXAMPLE_RELATION
+from fedrec.shared.runinfo import write_text_atomic
 
 KINDS = ("round", "eval")
 KEEP = 2

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared.ledger import Ledger, restated
-from shared.privacy import EXAMPLE_RELATION
-from shared.schema import EVENT_TYPES, normalize_events
+from fedrec.shared.ledger import Ledger, restated
+from fedrec.shared.privacy import EXAMPLE_RELATION
+from fedrec.shared.schema import EVENT_TYPES, normalize_events
 
 #: Schema migrations: MIGRATIONS[v] takes a file from version v to v + 1.
 MIGRATIONS: list[tuple[str, ...]] = [
@@ -200,7 +200,7 @@ def _arrays_from_bytes(data: bytes) -> dict[str, np.ndarray]:
 
 
 class StoreEmbedding:
-    """:class:`client.state.PrivateStore`'s interface over an :class:`EventStore`.
+    """:class:`fedrec.client.state.PrivateStore`'s interface over an :class:`EventStore`.
 
     A deployed device keeps only its newest embedding per kind (``round``: what training
     continues from; ``eval``: refreshed for evaluation and recommendations).
@@ -228,7 +228,7 @@ class StoreEmbedding:
 
 
 class StoreLedger:
-    """:class:`client.state.LedgerStore`'s interface over an :class:`EventStore`."""
+    """:class:`fedrec.client.state.LedgerStore`'s interface over an :class:`EventStore`."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store

@@ -25,30 +25,30 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # 
 from flwr.common.constant import MessageType  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 
-from server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
+from fedrec.server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
                        final_privacy, reported_events)
-from server.private_log import (crash_point, ledger_from_releases, release_entry,  # noqa: E402
+from fedrec.server.private_log import (crash_point, ledger_from_releases, release_entry,  # noqa: E402
                                 resumed_ledger, split_fields, user_scope)
-from server.reply_order import eval_order, train_order  # noqa: E402
-from server.rundir import PRIVATE_SECTION, RunDir  # noqa: E402
-from server.secagg import SecAggTrainer  # noqa: E402
-from server.simnodes import SIMULATION_NODES, NodeLog  # noqa: E402
-from server.validate import check_update  # noqa: E402
-from server.slots import SlotGrid, slots_needed  # noqa: E402
-from server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
+from fedrec.server.reply_order import eval_order, train_order  # noqa: E402
+from fedrec.server.rundir import PRIVATE_SECTION, RunDir  # noqa: E402
+from fedrec.server.secagg import SecAggTrainer  # noqa: E402
+from fedrec.server.simnodes import SIMULATION_NODES, NodeLog  # noqa: E402
+from fedrec.server.validate import check_update  # noqa: E402
+from fedrec.server.slots import SlotGrid, slots_needed  # noqa: E402
+from fedrec.server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
                              seed_sampling, set_state, wait_for_nodes)
-from shared.config import RunConfig  # noqa: E402
-from shared.budget import BudgetRegistry, run_entry  # noqa: E402
-from shared.ledger import Ledger  # noqa: E402
-from shared.runinfo import versions  # noqa: E402
-from shared.catalogue import load_catalogue  # noqa: E402
-from shared.federated_data import federation_of  # noqa: E402
-from shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
+from fedrec.shared.config import RunConfig  # noqa: E402
+from fedrec.shared.budget import BudgetRegistry, run_entry  # noqa: E402
+from fedrec.shared.ledger import Ledger  # noqa: E402
+from fedrec.shared.runinfo import versions  # noqa: E402
+from fedrec.shared.catalogue import load_catalogue  # noqa: E402
+from fedrec.shared.federated_data import federation_of  # noqa: E402
+from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
                              COLD_USERS, CONFIG, DECLINED_REASON, EVAL_METRICS, METRICS,
                              NEW_ITEM_HR, NEW_ITEM_USERS, NUM_EXAMPLES, SAMPLE_EVALUATE,
                              SAMPLE_TRAIN, TRAIN_LOSS, LocalSettings, from_record,
                              is_declined, position_of, to_record)
-from shared.protocol import round_config as wire_round_config  # noqa: E402
+from fedrec.shared.protocol import round_config as wire_round_config  # noqa: E402
 
 log = logging.getLogger("flwr")
 app = ServerApp()
@@ -60,7 +60,7 @@ def initial_global_weights(cfg: RunConfig, n_items: int, item_features) -> dict:
     """The global group of a freshly initialised model (seeded)."""
     import tensorflow as tf
 
-    from shared.model import build_model, get_global_weights
+    from fedrec.shared.model import build_model, get_global_weights
 
     tf.keras.utils.set_random_seed(cfg.seed)
     return get_global_weights(build_model(cfg.model, 1, n_items, item_features.shape[1]))
@@ -267,7 +267,7 @@ def _usable(replies: list[Message], arrays: ArrayRecord, max_norm: float,
             unit_weight: bool = False) -> tuple[list, list, list, list]:
     """Split replies into (updates to aggregate, declines, failures, rejections).
 
-    Rejections are replies that are not a well-formed update (``server.validate``); under
+    Rejections are replies that are not a well-formed update (``fedrec.server.validate``); under
     user-level DP also any reply weighted other than 1 (the sensitivity assumes it).
     """
     updates, declined, failed, rejected = [], [], [], []

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shared.errors import FedrecError
+from fedrec.shared.errors import FedrecError
 
 
 @dataclass(frozen=True)

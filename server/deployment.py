@@ -5,7 +5,7 @@
 This is the documented deployment path, scripted: ``examples/local_federation`` uses it
 to run an app's devices, and ``tests/test_deployment.py`` to test it with real
 processes. Each device is a SuperNode whose node config points at its SDK store
-(``store-path``, ``client.store.EventStore``); the run config names the shared item
+(``store-path``, ``fedrec.client.store.EventStore``); the run config names the shared item
 catalogue and the number of devices.
 """
 
@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.certs import Credentials, make_credentials
-from shared.errors import FedrecError
+from fedrec.server.certs import Credentials, make_credentials
+from fedrec.shared import flower_app
+from fedrec.shared.errors import FedrecError
 
-APP_DIR = Path(__file__).resolve().parent.parent
 FEDERATION = "local-deployment"
 
 
@@ -54,8 +54,9 @@ class LocalDeployment:
 
     def env(self) -> dict[str, str]:
         bindir = str(Path(sys.executable).parent)   # flower-superexec must be on PATH
-        return dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
-                    TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+        return flower_app.subprocess_env(     # (and a checkout's code on PYTHONPATH)
+            PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
+            TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
 
     def _exe(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
@@ -63,7 +64,7 @@ class LocalDeployment:
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = (self.root / f"{name}.log").open("a")
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                                cwd=str(APP_DIR), start_new_session=True)
+                                cwd=str(self.root), start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -92,24 +93,22 @@ class LocalDeployment:
     def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """A ``flwr`` CLI call against this deployment (from the app folder)."""
         return subprocess.run([self._exe("flwr"), *args], capture_output=True, text=True,
-                              env=self.env(), cwd=str(APP_DIR), timeout=timeout)
+                              env=self.env(), cwd=str(self.root), timeout=timeout)
 
     @functools.cached_property
     def project(self) -> Path:
-        """This app's pyproject with the ``local-deployment`` federation pointing at this
-        deployment (written once, after :meth:`credentials`): ``flwr supernode`` commands
-        take no ``--federation-config``."""
-        import re
+        """fedrec's Flower App for this deployment (``root/project``, written once, after
+        :meth:`credentials`): a ``pyproject.toml`` naming the installed
+        ``fedrec.server.app`` and ``fedrec.client.app`` (``shared.flower_app``; no source
+        checkout needed), whose ``local-deployment`` federation points at this deployment,
+        so ``flwr supernode`` commands take no ``--federation-config``."""
+        from fedrec.shared.config import RunConfig
 
-        folder = self.root / "project"
-        folder.mkdir(exist_ok=True)
-        text = (APP_DIR / "pyproject.toml").read_text()
-        text = re.sub(r'(\[tool\.flwr\.federations\.local-deployment\]\n)address = "[^"]*"\n'
-                      r'root-certificates = "[^"]*"',
-                      lambda m: f'{m.group(1)}address = "127.0.0.1:{self.ports.control}"\n'
-                                f'root-certificates = "{self.creds.ca_cert}"', text)
-        (folder / "pyproject.toml").write_text(text)
-        return folder
+        federations = {"default": FEDERATION, FEDERATION: {
+            "address": f"127.0.0.1:{self.ports.control}",
+            "root-certificates": str(self.creds.ca_cert)}}
+        return flower_app.write_app(self.root / "project", flower_app.app_pyproject(
+            "fedrec", flower_app.FEDAVG, RunConfig().to_flower(), federations))
 
     def register(self, index: int) -> None:
         """``flwr supernode register`` SuperNode ``index``'s public key: only registered
@@ -169,17 +168,19 @@ class LocalDeployment:
             time.sleep(2)
 
     def run(self, run_config: dict[str, object], timeout: float = 900) -> subprocess.Popen:
-        """``flwr run . local-deployment --stream`` with ``run_config`` (returns the process)."""
+        """``flwr run <project> local-deployment --stream`` with ``run_config`` (returns the
+        process): Flower ships :attr:`project` (only its ``pyproject.toml``) as the app."""
         pairs = " ".join(f"{k}={v!r}" if isinstance(v, str) else
                          f"{k}={str(v).lower() if isinstance(v, bool) else v}"
                          for k, v in run_config.items())
-        args = [self._exe("flwr"), "run", ".", FEDERATION, "--stream", "--run-config", pairs,
+        args = [self._exe("flwr"), "run", str(self.project), FEDERATION, "--stream",
+                "--run-config", pairs,
                 "--federation-config", self.federation_config()]
         log = (self.root / "flwr-run.log").open("a")
         log.write("$ " + shlex.join(args) + "\n")
         log.flush()
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                                cwd=str(APP_DIR), start_new_session=True)
+                                cwd=str(self.project), start_new_session=True)
         self.procs["flwr-run"] = proc
         return proc
 

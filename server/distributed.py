@@ -2,16 +2,16 @@
 
 Each device scales its (L2 <= 1) contribution by ``scale``, rounds it to integers with
 conditional randomized rounding, adds its share ``Sk(mu / n)`` of integer noise and
-uploads the result modulo ``2^bits`` (``client.releases.noisy_share``). The server adds
+uploads the result modulo ``2^bits`` (``fedrec.client.releases.noisy_share``). The server adds
 the uploads modulo ``2^bits``, takes the centered representative (the noisy integer sum,
 which holds ``Sk(mu)`` noise in total), divides by ``scale`` and post-processes exactly as
-the central pipeline does. The release's ``SkellamEvent`` (``shared.skellam``) is
+the central pipeline does. The release's ``SkellamEvent`` (``fedrec.shared.skellam``) is
 written to the ledger before any device is asked for its share (write-ahead).
 
 Calibration: release k gets ``mu_k = (Delta2_k z / sqrt(f_k))^2`` with ``Delta2_k`` its
 integer L2 sensitivity under REPLACE_ONE (rounding included) and ``f_k`` its share of
 the budget (as the central split), with the smallest z whose composed Skellam RDP ε
-meets the target (``shared.skellam.calibrate``).
+meets the target (``fedrec.shared.skellam.calibrate``).
 
 Not done here: SecAgg+ transport (in this engine the server's loop receives each
 device's noisy share, so the ε against the server only holds once SecAgg+ carries the
@@ -29,15 +29,15 @@ import numpy as np
 
 from dp_accounting import dp_event as dpe
 
-from shared import knn, privacy, skellam, stats
-from shared.errors import ConfigError
-from shared.ledger import Ledger
-from shared.protocol_releases import (ITEM_WEIGHT, NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE,
+from fedrec.shared import knn, privacy, skellam, stats
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.protocol_releases import (ITEM_WEIGHT, NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE,
                                       cooccurrence_request, popularity_request)
 
 log = logging.getLogger("fedrec.releases")
 
-#: Contributions have L2 norm <= 1 (``shared.stats``).
+#: Contributions have L2 norm <= 1 (``fedrec.shared.stats``).
 CLIP = 1.0
 
 
@@ -140,9 +140,9 @@ def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, sett
         releases: dict[str, SkellamRelease], ledger: Ledger,
         save_ledger: Callable[[Ledger], None]
         ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """The releases of ``server.releases.run_releases`` with distributed noise:
+    """The releases of ``fedrec.server.releases.run_releases`` with distributed noise:
     (noisy popularity, head, noisy (h, h) co-occurrence), the last two None for the
-    popularity pipeline. ``settings``: ``server.releases.ReleaseSettings``."""
+    popularity pipeline. ``settings``: ``fedrec.server.releases.ReleaseSettings``."""
     def request(name: str, base: dict) -> dict:
         r = releases[name]
         return {**base, NOISE_SCALE: r.scale, NOISE_MU_SHARE: r.mu / r.devices,

@@ -3,8 +3,8 @@
 Flower's wrappers (``flwr.serverapp.strategy.DifferentialPrivacy*``) clip and noise; they
 do not report ε. :class:`ServerPrivacy` reads, after every round, what the wrapper actually
 did (clipping norm used, noise standard deviation added, replies averaged), turns it into
-the round's ``DpEvent`` (:func:`shared.privacy.user_level_event`), records it in a
-:class:`shared.ledger.Ledger`, and reports ε with RDP (the claim) and PLD (second opinion
+the round's ``DpEvent`` (:func:`fedrec.shared.privacy.user_level_event`), records it in a
+:class:`fedrec.shared.ledger.Ledger`, and reports ε with RDP (the claim) and PLD (second opinion
 where PLD applies). With a target ε it refuses a round that would exceed it.
 
 Sampling: Flower's strategies draw a fixed number of clients without replacement, so the
@@ -18,10 +18,10 @@ MT19937 its outputs are not a linear function of its state), or, with ``noise-se
 >= 0, MT19937 seeded from (seed, noise-seed, round) for reproducible experiments that are
 not private against whoever knows the seeds.
 
-Adaptive clipping is :class:`server.adaptive.AdaptiveClipping` around Flower's
+Adaptive clipping is :class:`fedrec.server.adaptive.AdaptiveClipping` around Flower's
 server-side fixed clipping (Flower's adaptive wrapper steps the clip the wrong way and
 noises a round with the next round's clip; see that module). Which wrapper a run gets is
-``server.wrappers`` (``server.strategy`` builds the strategy with it; this module only
+``fedrec.server.wrappers`` (``fedrec.server.strategy`` builds the strategy with it; this module only
 reads what the wrapper did).
 """
 
@@ -38,15 +38,15 @@ import numpy as np
 from dp_accounting import dp_event as dpe
 from flwr.common.differential_privacy import compute_adaptive_noise_params, compute_stdv
 
-from shared import privacy
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.ledger import Ledger
-from shared.training import DP_NEGATIVES
-from shared.protocol import STREAM_SERVER_NOISE, LocalSettings, reported_event
-from server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
-from server.strategy import make_strategy, per_round, server_lr
-from server.wrappers import adaptive_range, dp_wrapper
+from fedrec.shared import privacy
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.training import DP_NEGATIVES
+from fedrec.shared.protocol import STREAM_SERVER_NOISE, LocalSettings, reported_event
+from fedrec.server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
+from fedrec.server.strategy import make_strategy, per_round, server_lr
+from fedrec.server.wrappers import adaptive_range, dp_wrapper
 
 RELATION = "replace_one"
 
@@ -109,7 +109,7 @@ def mechanism(cfg: RunConfig, n_clients: int, sampled: int) -> dict[str, Any]:
 
 
 def _adaptive_declared(cfg: RunConfig, sampled: int) -> dict[str, Any] | None:
-    """How the adaptive clip moves (``server.adaptive``), for the manifest."""
+    """How the adaptive clip moves (``fedrec.server.adaptive``), for the manifest."""
     if cfg.dp_clipping != "server-adaptive":
         return None
     return {"target_quantile": cfg.clip_quantile, "clip_lr": cfg.clip_lr,
@@ -122,7 +122,7 @@ def _adaptive_declared(cfg: RunConfig, sampled: int) -> dict[str, Any] | None:
 
 
 def _secagg_declared(cfg: RunConfig) -> dict[str, Any]:
-    """SecAgg+'s integer arithmetic (``server.secagg_bounds``), for the manifest."""
+    """SecAgg+'s integer arithmetic (``fedrec.server.secagg_bounds``), for the manifest."""
     q, r = cfg.secagg_quantization_range, cfg.secagg_clipping_range
     return {"quantization_range": q, "modulus_range": FLOWER_MODULUS_RANGE,
             "clipping_range": r, "max_clients_per_round": max_clients(q),
@@ -139,7 +139,7 @@ class ServerPrivacy:
         self.sampled = sampled
         self.ledger = ledger or Ledger(RELATION, cfg.user_delta(n_clients))
         #: L2 bound on an update's distance from its clipped value in the sum (SecAgg+'s
-        #: quantization: set by ``server.secagg.SecAggTrainer``; 0 in floating point)
+        #: quantization: set by ``fedrec.server.secagg.SecAggTrainer``; 0 in floating point)
         self.rounding_l2 = 0.0
         self._clip_before = cfg.clip
         self._spent: tuple[int, float] = (-1, 0.0)

@@ -57,7 +57,7 @@ class ServerMomentumAfterNoise(Strategy):
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
         self.current_arrays: ArrayRecord | None = None
-        #: m, one array per weight (checkpointed with the model: ``server.strategy``)
+        #: m, one array per weight (checkpointed with the model: ``fedrec.server.strategy``)
         self.momentum_vector: list[np.ndarray] | None = None
 
     def __repr__(self) -> str:

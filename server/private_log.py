@@ -1,7 +1,7 @@
 """The server-private participation log: what it holds, and the ε only it can tell.
 
 Each release of a round's aggregate gets one write-ahead entry
-(``server-private/participation.jsonl``, :meth:`server.rundir.RunDir.write_ahead`) before
+(``server-private/participation.jsonl``, :meth:`fedrec.server.rundir.RunDir.write_ahead`) before
 the aggregate leaves the server: who took part, declined or was rejected, the DP-SGD
 events devices reported, and the round's user-level mechanism (clip, noise std, replies
 averaged, DpEvent). The released files hold none of the participation.
@@ -21,9 +21,9 @@ from typing import Any
 
 from dp_accounting import dp_event as dpe
 
-from server.rundir import PRIVATE_FIELDS
-from shared import privacy
-from shared.ledger import Ledger
+from fedrec.server.rundir import PRIVATE_FIELDS
+from fedrec.shared import privacy
+from fedrec.shared.ledger import Ledger
 
 #: Fields of a release that describe its mechanism (public, repeated in the log so that
 #: a release cut short by a crash, which has no metrics line, is still auditable).

@@ -1,7 +1,7 @@
 """The Flower ServerApp of a statistics-release run.
 
 Asks every device once per statistic (``query.contribute``), runs the releases
-(``server.release_run``: bound, account write-ahead, noise, release), then sends the
+(``fedrec.server.release_run``: bound, account write-ahead, noise, release), then sends the
 release to every device (``query.recommend``) and averages the metrics they report.
 """
 
@@ -13,12 +13,12 @@ import numpy as np
 from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from server.release_run import DataInfo, run_release
-from server.strategy import wait_for_nodes
-from shared import knn
-from shared import protocol_releases as wire
-from shared.federated_data import load_federation
-from shared.release_config import ReleaseConfig
+from fedrec.server.release_run import DataInfo, run_release
+from fedrec.server.strategy import wait_for_nodes
+from fedrec.shared import knn
+from fedrec.shared import protocol_releases as wire
+from fedrec.shared.federated_data import load_federation
+from fedrec.shared.release_config import ReleaseConfig
 
 log = logging.getLogger("flwr")
 app = ServerApp()
@@ -37,7 +37,7 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def _ask(grid: Grid, nodes: list[int], query: str, content: RecordDict) -> list[Message]:
-    """One query (a ``shared.protocol_releases`` message type) to every node; the replies
+    """One query (a ``fedrec.shared.protocol_releases`` message type) to every node; the replies
     without error (a failed device contributes nothing, which is within the sensitivity:
     a zero vector has norm <= 1)."""
     messages = [Message(content, dst_node_id=node, message_type=query) for node in nodes]

@@ -1,9 +1,9 @@
 """A statistics-release run on the server side: calibrate, release, write the run directory.
 
 How devices are reached is the caller's: ``collect`` asks every device for its
-contribution (``server.releases.Collect``) and ``evaluate`` hands the release to the
+contribution (``fedrec.server.releases.Collect``) and ``evaluate`` hands the release to the
 devices and averages the metrics they report. The in-process simulation
-(``simulations.release_sim``) and the Flower ServerApp (``server.release_app``) pass
+(``fedrec.simulations.release_sim``) and the Flower ServerApp (``fedrec.server.release_app``) pass
 their own; the releases, the ledger and every file written are the same.
 
 Run directory (``cfg.out``): ``manifest.json`` (config, data, declared mechanism, the
@@ -23,14 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server import distributed, releases
-from server.rundir import RunDir
-from shared import knn, stats
-from shared.budget import BudgetRegistry, run_entry
-from shared.errors import FedrecError
-from shared.ledger import Ledger
-from shared.release_config import ReleaseConfig
-from shared.runinfo import versions, write_text_atomic
+from fedrec.server import distributed, releases
+from fedrec.server.rundir import RunDir
+from fedrec.shared import knn, stats
+from fedrec.shared.budget import BudgetRegistry, run_entry
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.shared.runinfo import versions, write_text_atomic
 
 KIND = "statistics-release"
 #: Who the user-level ε holds against (privacy.json, README threat model).
@@ -116,7 +116,7 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                     "data": {"name": data.name, "fingerprint": data.fingerprint,
                              "users": data.users, "items": data.items}}, resume=False)
     ledger = Ledger(stats.RELATION, cfg.user_delta(data.users))
-    budget = BudgetRegistry.for_run(cfg.budget_dir, cfg.out)   # dataset-level (shared.budget)
+    budget = BudgetRegistry.for_run(cfg.budget_dir, cfg.out)   # dataset-level (fedrec.shared.budget)
 
     def save(led: Ledger) -> None:
         write_text_atomic(run_dir.path / "ledger.json", led.dumps() + "\n")

@@ -1,6 +1,6 @@
 """One-shot statistics releases on the server: sum, bound, account, noise, release.
 
-The server asks every device for its contribution to a statistic (``shared.stats``),
+The server asks every device for its contribution to a statistic (``fedrec.shared.stats``),
 re-derives each contribution's norm bound itself (a device cannot inflate its weight),
 sums them, writes the release's DpEvent to the ledger *before* drawing the noise
 (write-ahead: a crash after the noise never releases an unrecorded aggregate), adds one
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server import distributed
-from shared import knn, stats
-from shared.ledger import Ledger
-from shared.protocol_releases import cooccurrence_request, popularity_request
+from fedrec.server import distributed
+from fedrec.shared import knn, stats
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.protocol_releases import cooccurrence_request, popularity_request
 
 log = logging.getLogger("fedrec.releases")
 
@@ -102,7 +102,7 @@ class ReleaseSettings:
         bounded: contributions bounded to norm 1 (DP); False: raw counts, no noise
             allowed (the non-private federation equal to centralized statistics).
         skellam_releases: the calibrated Skellam releases when devices add the noise
-            (``server.distributed``); None: central Gaussian noise.
+            (``fedrec.server.distributed``); None: central Gaussian noise.
     """
 
     releases: tuple[str, ...]
@@ -191,7 +191,7 @@ def calibrate_total(target_epsilon: float, delta: float, shares: tuple[tuple[str
     """
     from dp_accounting import dp_event as dpe
 
-    from shared import privacy
+    from fedrec.shared import privacy
 
     if math.isinf(target_epsilon):
         return 0.0

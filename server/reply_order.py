@@ -14,7 +14,7 @@ import hashlib
 
 from flwr.app import Message
 
-from shared.protocol import CLIENT_SECONDS, METRICS, NUM_EXAMPLES, TRAIN_LOSS
+from fedrec.shared.protocol import CLIENT_SECONDS, METRICS, NUM_EXAMPLES, TRAIN_LOSS
 
 
 def train_order(msg: Message) -> tuple:

@@ -23,7 +23,7 @@ the server and its auditor may read it, mode 0600 in a 0700 folder)::
     client_state/          simulated devices' own storage (embeddings, ledgers): the
                            devices', neither released nor the server's
     simulation-nodes.json  simulation diagnostics, not released: replies per Ray node,
-                           per round and message type (``server.simnodes``); counts
+                           per round and message type (``fedrec.server.simnodes``); counts
                            only, no user ids; never written by a deployment
 
 Who took part in which round is what sampling hides: user-level ε is amplified by it,
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.runinfo import fsync_dir, to_json, write_text_atomic
+from fedrec.shared.runinfo import fsync_dir, to_json, write_text_atomic
 
 _CKPT = re.compile(r"round-(\d+)\.npz$")
 STATE_PREFIX = "state|"
@@ -82,7 +82,7 @@ class RunDir:
         if resume:
             if not self.manifest_path.exists():
                 raise FileNotFoundError(f"{self.path}: no manifest.json to resume from")
-            from shared.config import RunConfig
+            from fedrec.shared.config import RunConfig
 
             defaults = RunConfig().to_flower()   # a setting added since: its default ran
             before, now = self.manifest().get("config", {}), manifest.get("config", {})
@@ -199,7 +199,7 @@ class RunDir:
         write_text_atomic(self.metrics_path, "".join(json.dumps(r, default=to_json) + "\n" for r in keep))
 
     def write_privacy(self, record: dict[str, Any]) -> None:
-        """``privacy.json``: final ε per level and accountant (see ``server.app``)."""
+        """``privacy.json``: final ε per level and accountant (see ``fedrec.server.app``)."""
         write_text_atomic(self.path / "privacy.json",
                           json.dumps(record, indent=2, default=to_json) + "\n")
 

@@ -5,7 +5,7 @@ Flower 1.23 has SecAgg+ only on its legacy path (``flwr.server.workflow`` with a
 strategies have none. So with ``secagg`` on, :class:`SecAggTrainer` runs each round's
 *training* through ``SecAggPlusWorkflow`` over a legacy ``FedAvg`` wrapped in Flower's
 legacy ``DifferentialPrivacyClientSideFixedClipping``: each device clips its own update
-(``fixedclipping_mod``) and masks it (``secaggplus_mod``; ``client.secagg``), the server
+(``fixedclipping_mod``) and masks it (``secaggplus_mod``; ``fedrec.client.secagg``), the server
 unmasks only the sum of the survivors' updates, averages it and adds the Gaussian noise.
 Evaluation, checkpoints, ledgers and the run directory stay as on the Message API.
 
@@ -15,7 +15,7 @@ device: logged per round as ``secagg_distinct_updates`` = 1). What it does not: 
 server sees who took part and their metrics; it adds the DP noise itself after
 unmasking, so it sees the un-noised average (user-level DP protects against everyone
 after the server); it cannot validate single updates (``max-update-norm``,
-``server.validate``): the bound on an update is the devices' clipping.
+``fedrec.server.validate``): the bound on an update is the devices' clipping.
 
 Quantization: a device's weights are clipped to ±``secagg-clipping-range`` (R) and
 quantized to ``secagg-quantization-range`` (Q, 2^22) levels before masking; the sum is
@@ -24,7 +24,7 @@ most ``clip``, so before each round it checks max|w| + clip against the range (b
 weights would be clipped silently) and stops with a clear reason. A cohort whose sum can
 wrap the modulus (more than 1023 clients per round at Q = 2^22) is refused before the
 run, and the stochastic rounding's error (at most ``rho = sqrt(d) 2R/Q`` in L2 per
-device) is added to the clip in the accounting (``server.secagg_bounds``).
+device) is added to the clip in the accounting (``fedrec.server.secagg_bounds``).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, Fed
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
-from server.secagg_bounds import check_no_wrap, rounding_l2
-from shared.config import RunConfig
-from shared.protocol import CLIENT_SECONDS, TRAIN_LOSS, to_record, with_array_names
+from fedrec.server.secagg_bounds import check_no_wrap, rounding_l2
+from fedrec.shared.config import RunConfig
+from fedrec.shared.protocol import CLIENT_SECONDS, TRAIN_LOSS, to_record, with_array_names
 
 
 class _Recorder(Strategy):

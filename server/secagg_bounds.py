@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 
-from shared.errors import ConfigError
+from fedrec.shared.errors import ConfigError
 
 #: Flower's ``SecAggPlusWorkflow`` defaults (checked against Flower in the tests).
 FLOWER_QUANTIZATION_RANGE = 2 ** 22

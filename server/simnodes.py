@@ -1,6 +1,6 @@
 """Where a simulation's clients ran: replies per Ray node, per round and message type.
 
-A simulated client's reply names the Ray node that ran it (``client.mods.
+A simulated client's reply names the Ray node that ran it (``fedrec.client.mods.
 simulation_node_mod``). :class:`NodeLog` wraps the ServerApp's Grid, takes that record
 off every reply (so strategies, SecAgg+ and validation see the replies they always saw)
 and counts it into ``RUN/simulation-nodes.json``::
@@ -9,7 +9,7 @@ and counts it into ``RUN/simulation-nodes.json``::
      "rounds": {"1": {"train": {node id: replies}, "evaluate": {...}}, "0": {"query": ...}}}
 
 Round "0" holds the start-up queries. Counts only: which user ran where is not kept (who
-took part in a round is server-private, ``server.rundir``). Simulation diagnostics, not
+took part in a round is server-private, ``fedrec.server.rundir``). Simulation diagnostics, not
 a released artefact; a deployment's devices send no such record and the file is never
 written. A resumed run adds to the counts (a round re-run after a crash counts again).
 """
@@ -23,8 +23,8 @@ from typing import Any
 
 from flwr.app import Message
 
-from shared.protocol import CONFIG, SERVER_ROUND
-from shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY, write_json_atomic
+from fedrec.shared.protocol import CONFIG, SERVER_ROUND
+from fedrec.shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY, write_json_atomic
 
 SIMULATION_NODES = "simulation-nodes.json"
 NOTE = ("simulation diagnostics, not released: replies received per Ray node, per round "

@@ -7,7 +7,7 @@ A simulated user, though, needs a node only while it computes. :class:`SlotGrid`
 the strategy see one *virtual* node per user (ids 1..N, position = id - 1), samples
 through Flower's strategy as usual, and sends each message to one of a few real nodes
 (*slots*: as many as a round needs), naming the user in the message's config
-(``shared.protocol.LAZY_USER``). Replies come back under the user's virtual id. The ClientApp then
+(``fedrec.shared.protocol.LAZY_USER``). Replies come back under the user's virtual id. The ClientApp then
 acts as that user: its data is generated on demand, its embedding and ledger are files
 on disk, so nothing about a user lives in a slot between rounds.
 """
@@ -19,8 +19,8 @@ from collections.abc import Iterable
 
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from server.strategy import per_round, wait_for_nodes
-from shared.protocol import CONFIG, LAZY_USER
+from fedrec.server.strategy import per_round, wait_for_nodes
+from fedrec.shared.protocol import CONFIG, LAZY_USER
 
 
 class SlotGrid:

@@ -17,10 +17,10 @@ from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedYogi
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
-from server.momentum import ServerMomentumAfterNoise
-from server.wrappers import wrap_strategy
-from shared.config import RunConfig
-from shared.protocol import METRICS
+from fedrec.server.momentum import ServerMomentumAfterNoise
+from fedrec.server.wrappers import wrap_strategy
+from fedrec.shared.config import RunConfig
+from fedrec.shared.protocol import METRICS
 
 log = logging.getLogger("flwr")
 
@@ -55,9 +55,9 @@ def weighted_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricR
 
 def make_strategy(cfg: RunConfig, n_clients: int):
     """Flower strategy sampling exactly ``clients_per_round`` / ``eval_clients`` nodes,
-    wrapped in Flower's DP wrapper under user-level DP (``server.wrappers``): FedAvg inside it,
+    wrapped in Flower's DP wrapper under user-level DP (``fedrec.server.wrappers``): FedAvg inside it,
     and with ``fedavgm`` FedAvgM's server momentum applied to the wrapper's noised output
-    (``server.momentum``), never inside it.
+    (``fedrec.server.momentum``), never inside it.
 
     Flower samples ``max(int(N * fraction), min_nodes)`` nodes; with fraction M/N and
     min M that is exactly M, without replacement.

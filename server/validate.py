@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Message
 
-from shared.protocol import ARRAYS, METRICS, NUM_EXAMPLES
+from fedrec.shared.protocol import ARRAYS, METRICS, NUM_EXAMPLES
 
 
 def check_update(reply: Message, sent: dict[str, np.ndarray], max_norm: float = 0.0,

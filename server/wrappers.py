@@ -1,8 +1,8 @@
 """Which of Flower's user-level DP strategy wrappers a run gets, configured from its
 :class:`RunConfig`.
 
-Its own module so that the layers point one way: ``server.strategy`` builds a run's
-strategy with :func:`wrap_strategy`, and ``server.dp`` (the ε ledger, which reads what
+Its own module so that the layers point one way: ``fedrec.server.strategy`` builds a run's
+strategy with :func:`wrap_strategy`, and ``fedrec.server.dp`` (the ε ledger, which reads what
 the wrapper did after each round) uses the strategy module and this one, never the
 other way round.
 """
@@ -13,15 +13,15 @@ from flwr.common.differential_privacy import compute_adaptive_noise_params
 from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
                                      DifferentialPrivacyServerSideFixedClipping)
 
-from server.adaptive import AdaptiveClipping
-from shared.config import RunConfig
-from shared.errors import ConfigError
+from fedrec.server.adaptive import AdaptiveClipping
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
 
 
 def dp_wrapper(strategy):
     """Flower's DP wrapper (Message API or legacy, as SecAgg+ uses): ``strategy`` itself
     or the one it wraps (post-processing such as
-    :class:`server.momentum.ServerMomentumAfterNoise` sits outside it)."""
+    :class:`fedrec.server.momentum.ServerMomentumAfterNoise` sits outside it)."""
     while not hasattr(strategy, "noise_multiplier"):
         strategy = strategy.strategy
     return strategy

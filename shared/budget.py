@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shared import privacy
-from shared.ledger import Ledger, largest
-from shared.runinfo import to_json, write_text_atomic
+from fedrec.shared import privacy
+from fedrec.shared.ledger import Ledger, largest
+from fedrec.shared.runinfo import to_json, write_text_atomic
 
 DEFAULT_DIR = ".fedrec-budget"
 LEVELS = ("user", "example")

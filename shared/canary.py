@@ -15,7 +15,7 @@ Example-level canaries (``example-canaries`` = m; Steinke, Nasr, Jagielski: "Pri
 Auditing with One (1) Training Run", NeurIPS 2023): m users each get one extra
 interaction, one of two random items they never interacted with, chosen by a fair coin
 drawn from (seed, user) before training (:func:`interaction_canary`). The audit guesses
-each coin from the trained device models (``simulations.empirical_audit``).
+each coin from the trained device models (``fedrec.simulations.empirical_audit``).
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared.content import ItemContent
-from shared.errors import DataError
-from shared.federated_data import Federation
-from shared.interactions import build_interactions, leave_last_out
-from shared.schema import Dataset, empty_events, fingerprint
+from fedrec.shared.content import ItemContent
+from fedrec.shared.errors import DataError
+from fedrec.shared.federated_data import Federation
+from fedrec.shared.interactions import build_interactions, leave_last_out
+from fedrec.shared.schema import Dataset, empty_events, fingerprint
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Catalogue:
 @functools.lru_cache(maxsize=2)
 def load_catalogue(path: str) -> Catalogue:
     """Read a catalogue (CSV or Parquet items file: ``item_id`` plus optional attributes)."""
-    from shared.io import read_items
+    from fedrec.shared.io import read_items
 
     items = read_items(path)
     if len(items) == 0:
@@ -81,7 +81,7 @@ def load_device(events_path: str, catalogue_path: str, seed: int) -> Federation:
 
 @functools.lru_cache(maxsize=4)
 def _load_device(events_path: str, _mtime: int, catalogue_path: str, seed: int) -> Federation:
-    from shared.io import read_events
+    from fedrec.shared.io import read_events
 
     catalogue = load_catalogue(catalogue_path)
     events = read_events(events_path)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError
-from shared.model_config import ModelConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.model_config import ModelConfig
 
 STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
 LOCAL_OPTIMIZERS = ("adam", "sgd")
@@ -29,7 +29,7 @@ class RunConfig:
     """Everything that defines a federated run.
 
     Attributes:
-        dataset: ``synthetic``, ``movielens-100k`` or a path (see ``shared.datasets``).
+        dataset: ``synthetic``, ``movielens-100k`` or a path (see ``fedrec.shared.datasets``).
         synthetic_users: users of the synthetic generator (one client each).
         synthetic_items: catalogue size of the synthetic generator.
         seed: seeds model init, client sampling, negatives and local training.
@@ -83,13 +83,13 @@ class RunConfig:
         server_learning_rate: η of FedAdam/FedYogi/FedAvgM (ignored by FedAvg); 0 picks
             the strategy's default (FedAvgM 1.0, FedAdam/FedYogi 0.01).
         server_momentum: momentum of FedAvgM.
-        gmf_dim, mlp_dim, content_dim: model sizes (see ``shared.model_config.ModelConfig``).
+        gmf_dim, mlp_dim, content_dim: model sizes (see ``fedrec.shared.model_config.ModelConfig``).
         out: run directory (manifest, metrics.jsonl, results.json, checkpoints).
         client_state_dir: where simulated devices keep their private embeddings
             (default ``<out>/client_state``).
         resume: continue ``out`` from its last complete round.
         budget_dir: the dataset-level budget registry every run on the same data records
-            its releases in (``shared.budget``; ``fedrec audit --budget DIR`` composes
+            its releases in (``fedrec.shared.budget``; ``fedrec audit --budget DIR`` composes
             them). Default "": ``.fedrec-budget`` next to ``out`` (shared by the runs
             under one parent folder, such as a sweep's cells).
         round_timeout: seconds to wait for client replies in one round.
@@ -100,7 +100,7 @@ class RunConfig:
             ``client``: example-level DP-SGD on every client (tensorflow-privacy);
             ``both``.
         dp_clipping: user-level clipping: ``server-fixed``, ``server-adaptive`` (Andrew
-            et al. 2019, ``server.adaptive`` around Flower's server-side fixed clipping)
+            et al. 2019, ``fedrec.server.adaptive`` around Flower's server-side fixed clipping)
             or ``client-fixed`` (Flower's ``fixedclipping_mod`` on clients).
         noise_multiplier: z, user-level noise std over the clipping norm (Flower's
             definition: std of the average = z * clip / clients-per-round).
@@ -127,7 +127,7 @@ class RunConfig:
             against anyone who knows the seeds (they are in the run config and manifest).
             A deployed device runs a seeded example-level round only if its own node
             config says ``allow-seeded-noise = true`` (simulated devices allow it), and
-            marks it not private in its ledger (``client.app.allows_seeded_noise``).
+            marks it not private in its ledger (``fedrec.client.app.allows_seeded_noise``).
         catalogue: deployment only: the item catalogue file (CSV/Parquet items) that the
             server and every device share; the server then loads nothing else, and each
             device reads its own events from ``events-path`` in its node config.
@@ -135,13 +135,13 @@ class RunConfig:
         canaries: simulation only: k extra *canary clients* for the empirical audit
             (Andrew et al., ICLR 2024). They are sampled like every other client and
             reply with the global weights moved by ``clip`` along a fixed random unit
-            direction (``shared.canary``); ``fedrec audit --empirical`` then estimates ε
+            direction (``fedrec.shared.canary``); ``fedrec audit --empirical`` then estimates ε
             from the final model. 0: none (every production run).
         example_canaries: simulation only: m users (drawn by seed among those with
             training data) each get one *canary interaction* for the example-level
             empirical audit (Steinke, Nasr, Jagielski, NeurIPS 2023): one of two random
             items the user never interacted with, chosen by a fair coin drawn from (seed,
-            user) before training (``shared.canary.interaction_canary``). ``fedrec audit
+            user) before training (``fedrec.shared.canary.interaction_canary``). ``fedrec audit
             --empirical`` guesses the coins from the device models and turns the correct
             guesses into an ε lower bound. Each such user trains on one fake interaction.
             0: none (every production run).
@@ -149,9 +149,9 @@ class RunConfig:
             non-IID knob in [0, 1] and the sigma (0-3) of its log-normal activity skew.
         lazy_clients: scale runs (synthetic data, simulation): a client exists only
             while it computes. Its data is generated when it is called
-            (``shared.lazy_synthetic``; workers hold only the catalogue), and the
+            (``fedrec.shared.lazy_synthetic``; workers hold only the catalogue), and the
             simulation runs as many nodes as a round needs, each message naming the user
-            it is for (``server.slots``). Memory is then bounded by the clients of a
+            it is for (``fedrec.server.slots``). Memory is then bounded by the clients of a
             round. Needs clients-per-round and eval-clients > 0; items are indexed in
             catalogue order (a different run than the eager one of the same data).
         dropout: scenario: probability that a sampled client fails mid-round (its
@@ -174,7 +174,7 @@ class RunConfig:
             ``new_item_hr@10`` per round is HR@10 over the users whose held-out item is
             one of them.
         secagg: secure aggregation of the training rounds with Flower's SecAgg+ (legacy
-            ``SecAggPlusWorkflow`` + ``secaggplus_mod``; ``server.secagg``): the server
+            ``SecAggPlusWorkflow`` + ``secaggplus_mod``; ``fedrec.server.secagg``): the server
             only ever holds the sum of the updates. Needs dp = server with dp-clipping =
             client-fixed (the devices clip, since nobody else sees an update) and at
             least 3 clients per round; replies cannot be validated one by one.
@@ -187,7 +187,7 @@ class RunConfig:
             whose global weights plus the clip would exceed it stops.
         secagg_quantization_range: Q, SecAgg+'s quantization levels (Flower's default
             2^22); sums are taken modulo 2^32, so at most (2^32 - 1) // (Q + 1) clients
-            per round (1023 by default; ``server.secagg_bounds``).
+            per round (1023 by default; ``fedrec.server.secagg_bounds``).
     """
 
     dataset: str = "synthetic"
@@ -387,7 +387,7 @@ class RunConfig:
             # state (momentum, Adam moments) inside would be built from the un-noised
             # average and carry it into later rounds, outside what the per-round Gaussian
             # accounts for. FedAvgM's momentum is applied after the noise instead
-            # (server.momentum), which SecAgg+'s legacy workflow does not support.
+            # (fedrec.server.momentum), which SecAgg+'s legacy workflow does not support.
             raise ConfigError(f"user-level DP (dp = {self.dp}) needs strategy fedavg or "
                               f"fedavgm{' (fedavg with secagg)' if self.secagg else ''}: with "
                               f"{self.strategy} the server optimiser state would see un-noised "

@@ -3,7 +3,7 @@
 A device knows the catalogue (every item's categories and release year: public) and its
 own history (private, and never sent). Scoring items by how well they match that history
 costs no privacy, so it can be fused with the scores the noisy releases give
-(``shared.knn.device_scores``). Two signals, each standardised over the catalogue:
+(``fedrec.shared.knn.device_scores``). Two signals, each standardised over the catalogue:
 
 * **genre profile**: cosine between an item's (L2-normalised) multi-hot categories and the
   device's profile, the recency-weighted sum of its items' normalised categories (the
@@ -46,7 +46,7 @@ class ItemContent:
 
     @classmethod
     def of(cls, inter) -> "ItemContent":
-        """From ``shared.interactions.Interactions`` (or anything with ``item_categories``
+        """From ``fedrec.shared.interactions.Interactions`` (or anything with ``item_categories``
         and ``item_years``)."""
         return cls(np.asarray(inter.item_categories, np.float64),
                    np.asarray(inter.item_years, np.float64))

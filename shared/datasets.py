@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.errors import DataError
-from shared.io import (
+from fedrec.shared.errors import DataError
+from fedrec.shared.io import (
     CSV_SUFFIXES,
     PARQUET_SUFFIXES,
     load_grouplens_dir,
@@ -13,7 +13,7 @@ from shared.io import (
     read_events,
     read_items,
 )
-from shared.schema import Dataset
+from fedrec.shared.schema import Dataset
 
 __all__ = ["ACCEPTED_SPECS", "ITEM_FILE_NAMES", "load_dataset"]
 
@@ -27,8 +27,8 @@ def load_dataset(spec: str, *, seed: int = 0) -> Dataset:
     """Load a dataset by name, folder or file.
 
     - ``"movielens-100k"``: fetched once from the ``recbole`` wheel
-      (:func:`shared.fetch.fetch_movielens_100k`), then :func:`load_recbole_dir`;
-    - ``"synthetic"``: :func:`shared.synthetic.generate` with ``SyntheticConfig(seed=seed)``;
+      (:func:`fedrec.shared.fetch.fetch_movielens_100k`), then :func:`load_recbole_dir`;
+    - ``"synthetic"``: :func:`fedrec.shared.synthetic.generate` with ``SyntheticConfig(seed=seed)``;
     - a folder: GroupLens (``u.data``) or RecBole (``*.inter``) layout;
     - a ``.csv``/``.parquet``/``.pq`` events file, with ``items.csv``/``items.parquet``
       beside it loaded as the items table.
@@ -38,13 +38,13 @@ def load_dataset(spec: str, *, seed: int = 0) -> Dataset:
     """
     text = str(spec).strip()
     if text == "movielens-100k":
-        from shared.fetch import fetch_movielens_100k
+        from fedrec.shared.fetch import fetch_movielens_100k
 
         ds = load_recbole_dir(fetch_movielens_100k())
         ds.name = "movielens-100k"
         return ds
     if text == "synthetic":
-        from shared import synthetic
+        from fedrec.shared import synthetic
 
         return synthetic.generate(synthetic.SyntheticConfig(seed=seed))
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from shared import metrics
-from shared.interactions import Interactions, Split
+from fedrec.shared import metrics
+from fedrec.shared.interactions import Interactions, Split
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 

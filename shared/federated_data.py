@@ -3,11 +3,11 @@
 In a simulation every worker process loads the dataset once (cached) and hands each
 client only its own user's slice, built on demand (lazily) when that client is called.
 A client's evaluation candidates are drawn from its own positives and the seed alone
-(``shared.interactions.user_negatives``), so federated evaluation ranks exactly the
+(``fedrec.shared.interactions.user_negatives``), so federated evaluation ranks exactly the
 candidates a centralized evaluation of the same model ranks.
 
 An audit run (``example-canaries`` = m) adds one canary interaction to m users' data
-(``shared.canary.interaction_canary``); every view of the data (clients, train sizes)
+(``fedrec.shared.canary.interaction_canary``); every view of the data (clients, train sizes)
 includes it, so the server, the devices and the audit see the same federation.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from shared import canary
-from shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, Interactions,
+from fedrec.shared import canary
+from fedrec.shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, Interactions,
                                  Split, build_interactions, leave_last_out, user_negatives)
-from shared.schema import Dataset, fingerprint
+from fedrec.shared.schema import Dataset, fingerprint
 
 
 @dataclass
@@ -198,28 +198,28 @@ def load_federation(dataset: str, seed: int, synthetic_users: int, synthetic_ite
     """Load and prepare once per process (every simulated client of a worker shares it).
 
     ``heterogeneity`` and ``activity_skew`` are the synthetic generator's non-IID and
-    activity-skew knobs (``shared.synthetic.SyntheticConfig``); real data ignores them.
+    activity-skew knobs (``fedrec.shared.synthetic.SyntheticConfig``); real data ignores them.
     ``example_canaries``: users that get a canary interaction (audit runs).
     """
     if dataset == "synthetic":
-        from shared.synthetic import SyntheticConfig, generate
+        from fedrec.shared.synthetic import SyntheticConfig, generate
 
         data = generate(SyntheticConfig(n_users=synthetic_users, n_items=synthetic_items,
                                         heterogeneity=heterogeneity,
                                         activity_skew=activity_skew, seed=seed))
     else:
-        from shared.datasets import load_dataset
+        from fedrec.shared.datasets import load_dataset
 
         data = load_dataset(dataset, seed=seed)
     return federation_from_dataset(data, seed, example_canaries)
 
 
 def federation_of(cfg) -> Federation:
-    """The federation a run config (``shared.config.RunConfig``) names: with
-    ``lazy-clients``, a :class:`shared.lazy_synthetic.LazySyntheticFederation` (same
+    """The federation a run config (``fedrec.shared.config.RunConfig``) names: with
+    ``lazy-clients``, a :class:`fedrec.shared.lazy_synthetic.LazySyntheticFederation` (same
     interface for the server and the clients; no ``inter``/``split``)."""
     if cfg.lazy_clients:
-        from shared.lazy_synthetic import load_lazy_federation
+        from fedrec.shared.lazy_synthetic import load_lazy_federation
 
         return load_lazy_federation(cfg.seed, cfg.synthetic_users, cfg.synthetic_items,
                                     cfg.synthetic_heterogeneity, cfg.synthetic_activity_skew)

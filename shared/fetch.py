@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from shared.errors import DataError, FedrecError
+from fedrec.shared.errors import DataError, FedrecError
 
 __all__ = [
     "WHEEL_REQUIREMENT",

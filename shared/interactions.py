@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from shared.schema import CATEGORY_SEPARATOR, EVENT_WEIGHTS, Dataset
+from fedrec.shared.schema import CATEGORY_SEPARATOR, EVENT_WEIGHTS, Dataset
 
 #: Stream tags mixed into per-user seeds so that validation and test negatives and
 #: training negatives never share random numbers.
@@ -34,7 +34,7 @@ class Interactions:
         timestamps: (E,) int64 seconds of the *first* event on the pair (when the user
             discovered the item: the order that "predict the next item" follows).
         weights: (E,) float32 strongest event weight seen on the pair
-            (:data:`shared.schema.EVENT_WEIGHTS`). Known simplification: the strongest
+            (:data:`fedrec.shared.schema.EVENT_WEIGHTS`). Known simplification: the strongest
             event may come later than the user's held-out items (a view before the test
             item, a purchase after it weighs 3); only the weight, never an item, leaks.
         item_features: (N, F) float32 content features (multi-hot categories, one-hot
@@ -42,7 +42,7 @@ class Interactions:
         feature_names: names of the F feature columns.
         item_categories: (N, C) float32 multi-hot categories (diversity metrics).
         item_years: (N,) float64 release year of each item, NaN where unknown (public
-            catalogue metadata a device may score with: ``shared.content``).
+            catalogue metadata a device may score with: ``fedrec.shared.content``).
     """
 
     user_ids: np.ndarray

@@ -1,4 +1,4 @@
-"""Reading and validating data files into the event schema (:mod:`shared.schema`).
+"""Reading and validating data files into the event schema (:mod:`fedrec.shared.schema`).
 
 Supported inputs:
 
@@ -10,7 +10,7 @@ Supported inputs:
 - a RecBole atomic-file folder such as the ML-100k copy shipped in the ``recbole``
   wheel (:func:`load_recbole_dir`).
 
-Every problem with a file raises :class:`~shared.errors.DataError` with a one-line
+Every problem with a file raises :class:`~fedrec.shared.errors.DataError` with a one-line
 message naming the file, the first offending data row (1-based, the header is not
 counted) and the column. Nothing here writes files.
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared.errors import DataError
-from shared.schema import (
+from fedrec.shared.errors import DataError
+from fedrec.shared.schema import (
     CATEGORY_SEPARATOR,
     EVENT_TYPES,
     ITEM_COLUMNS,
@@ -714,7 +714,7 @@ def read_events(path: str | Path) -> pd.DataFrame:
 
     Required columns ``user_id, item_id, timestamp, event``; optional ``value``; other
     columns are ignored. ``timestamp`` is integer epoch seconds or ISO-8601 text (naive
-    times are taken as UTC); ``event`` is one of :data:`shared.schema.EVENT_TYPES`
+    times are taken as UTC); ``event`` is one of :data:`fedrec.shared.schema.EVENT_TYPES`
     (case-insensitive); ids are integers or strings.
 
     Raises:
@@ -860,7 +860,7 @@ def read_items(path: str | Path) -> pd.DataFrame:
     ``item_id`` is required (unique); ``categories`` (``|``-joined names, or a Parquet
     list of strings), ``price`` (number >= 0), ``title`` and ``year`` (release year: a
     number, or a date ending in the year) are optional. Returns a
-    DataFrame with :data:`shared.schema.ITEM_COLUMNS`.
+    DataFrame with :data:`fedrec.shared.schema.ITEM_COLUMNS`.
     """
     p, table = _read_table(path, required=("item_id",), wanted=ITEM_COLUMNS)
     return _items_frame(p, table)

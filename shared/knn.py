@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.content import ItemContent, content_scores
-from shared.content import standardise as _standardise
+from fedrec.shared.content import ItemContent, content_scores
+from fedrec.shared.content import standardise as _standardise
 
 
 #: ``knn_weight`` that lets each device choose its own fusion weight.
@@ -57,7 +57,7 @@ class KnnSettings:
             it (Krichene et al., ICML 2023, adaptive weights); the post-processing
             undoes the weighting (0: every pair alike).
         genre_weight, year_weight: fusion weights of the device's content scores from
-            public catalogue metadata (``shared.content``: genre profile, release-year
+            public catalogue metadata (``fedrec.shared.content``: genre profile, release-year
             closeness; 0: off), relative to the largest weight of the released scorers
             (``knn_weight``, ``ease_weight``, popularity's 1), so one value means the same
             in every pipeline.
@@ -191,9 +191,9 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings,
     counts more recent items (0 = newest), restricted to the ``neighbours`` history
     items most similar to j when set. ``matrix`` replaces S (the EASE weights).
     """
-    # Imported here: shared.stats pulls in dp_accounting and scipy, and KnnSettings is read
+    # Imported here: fedrec.shared.stats pulls in dp_accounting and scipy, and KnnSettings is read
     # by every `fedrec simulate --help` (through ReleaseConfig's defaults).
-    from shared.stats import head_positions
+    from fedrec.shared.stats import head_positions
 
     pos = head_positions(released.head, released.n_items)[np.asarray(items, np.int64)]
     keep = pos >= 0
@@ -215,7 +215,7 @@ def device_scores(items: np.ndarray, released: Released, settings: KnnSettings,
     Standardised popularity everywhere plus ``knn_weight`` times the standardised kNN
     scores on the head plus ``ease_weight`` times the standardised EASE scores (items
     outside the head add the head's lowest score), plus the content scores of the
-    device's history on the public ``content`` (``shared.content``; skipped when None),
+    device's history on the public ``content`` (``fedrec.shared.content``; skipped when None),
     weighted relative to the largest of those weights (popularity's is 1). With no
     similarity released (popularity-only pipeline) kNN and EASE are absent.
     """

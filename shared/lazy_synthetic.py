@@ -1,11 +1,11 @@
 """A synthetic federation too large to hold: each client is generated when it is called.
 
-The eager path (``shared.federated_data.load_federation``) generates every user, indexes
+The eager path (``fedrec.shared.federated_data.load_federation``) generates every user, indexes
 and splits them, in every simulation worker: fine for thousands of users, not for
-100,000. Here a worker holds only the :class:`shared.synthetic.SyntheticWorld` (the
+100,000. Here a worker holds only the :class:`fedrec.shared.synthetic.SyntheticWorld` (the
 catalogue and taste clusters, O(items)); a client's events come from its own generator
 stream when Flower calls it, and are indexed in catalogue order, exactly as a deployed
-device indexes its own events (``shared.catalogue.device_federation``). Memory is then
+device indexes its own events (``fedrec.shared.catalogue.device_federation``). Memory is then
 bounded by the clients of the current round, whatever the number of users.
 
 User ``u`` here has the same events as user ``u`` of the eager federation of the same
@@ -22,10 +22,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from shared.catalogue import Catalogue, catalogue_from_items, device_federation
-from shared.federated_data import ClientData
-from shared.interactions import MIN_INTERACTIONS
-from shared.synthetic import SyntheticConfig, SyntheticWorld
+from fedrec.shared.catalogue import Catalogue, catalogue_from_items, device_federation
+from fedrec.shared.federated_data import ClientData
+from fedrec.shared.interactions import MIN_INTERACTIONS
+from fedrec.shared.synthetic import SyntheticConfig, SyntheticWorld
 
 #: Bumped when the generator's output for a config changes (part of the fingerprint).
 GENERATOR_VERSION = 1

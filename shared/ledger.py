@@ -3,7 +3,7 @@
 Both sides keep one: the server for user-level DP (one event per round of DP-FedAvg), each
 client for example-level DP (one event per round of local DP-SGD). A ledger only stores
 events; ε always comes from a fresh dp-accounting accountant over the stored events
-(:func:`shared.privacy.epsilon`), so an auditor holding the same JSON gets the same ε.
+(:func:`fedrec.shared.privacy.epsilon`), so an auditor holding the same JSON gets the same ε.
 
 Every round's event is kept with its round number (what an auditor checks against the
 participation log); for accounting, consecutive identical events are composed as one
@@ -31,7 +31,7 @@ from typing import Any
 
 from dp_accounting import dp_event as dpe
 
-from shared import privacy
+from fedrec.shared import privacy
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Ledger:
     Attributes:
         relation: neighbouring relation the events are accounted under: ``replace_one``
             for both fedrec levels (fixed-size client sampling; example-level DP-SGD,
-            whose n is public: ``shared.privacy``); ``add_or_remove_one`` remains for
+            whose n is public: ``fedrec.shared.privacy``); ``add_or_remove_one`` remains for
             ledgers and experiments that state it.
         delta: δ at which ε is reported.
         history: ``[round, event_dict, release_key, seeded]`` in the order they happened.

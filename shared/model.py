@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from shared.model_config import ModelConfig  # noqa: E402,F401  (re-exported)
+from fedrec.shared.model_config import ModelConfig  # noqa: E402,F401  (re-exported)
 
 PRIVATE_PREFIX = "user_"
 

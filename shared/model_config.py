@@ -1,8 +1,8 @@
 """The model's sizes (``ModelConfig``), apart from the TensorFlow model itself.
 
-``shared.config.RunConfig`` holds a ``ModelConfig``; keeping it here, free of TensorFlow,
+``fedrec.shared.config.RunConfig`` holds a ``ModelConfig``; keeping it here, free of TensorFlow,
 lets a command read or validate a run's configuration (``fedrec audit``, ``--help``)
-without importing TensorFlow (about 4 s). ``shared.model`` re-exports it.
+without importing TensorFlow (about 4 s). ``fedrec.shared.model`` re-exports it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ to the neighbouring relation stored next to the event. fedrec states both levels
 ``replace_one``: user level because Flower samples a fixed number of clients without
 replacement, example level because a device's number of examples n is public (its reply
 and its DpEvent's rate B/n carry it), so neighbouring datasets have the same n. RDP of
-Poisson-sampled events under ``replace_one`` comes from :mod:`shared.substitution`
+Poisson-sampled events under ``replace_one`` comes from :mod:`fedrec.shared.substitution`
 (dp-accounting only accounts them under add-or-remove); PLD has no such route.
 """
 
@@ -29,7 +29,7 @@ from dp_accounting import dp_event as dpe
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from shared.substitution import ReplaceOneRdpAccountant
+from fedrec.shared.substitution import ReplaceOneRdpAccountant
 
 NeighborRel = dp_accounting.NeighboringRelation
 ACCOUNTANTS = ("rdp", "pld")
@@ -87,7 +87,7 @@ def user_level_event(n_clients: int, sampled: int, replied: int, noise_std: floa
         count_noise_std: adaptive clipping only: std of the noise on the count of
             clipped updates (sensitivity 1 under REPLACE_ONE), composed with the update.
         rounding_l2: L2 bound on how far an update the sum received lies from the
-            clipped one (SecAgg+'s quantization, ``server.secagg_bounds.rounding_l2``;
+            clipped one (SecAgg+'s quantization, ``fedrec.server.secagg_bounds.rounding_l2``;
             0 where updates are summed in floating point).
     """
     if not 0 < sampled <= n_clients or not 0 < replied <= sampled:
@@ -193,8 +193,11 @@ def _tuple_to_dict(value: Any) -> Any:
     return value
 
 
-#: fedrec's own DpEvent classes (dp-accounting lacks them): ``shared.skellam.SkellamEvent``.
-OWN_EVENT_MODULES = ("shared.skellam",)
+#: fedrec's own DpEvent classes (dp-accounting lacks them): ``fedrec.shared.skellam.SkellamEvent``.
+OWN_EVENT_MODULES = ("fedrec.shared.skellam",)
+#: Module names that ledgers and manifests written before the ``fedrec.*`` namespace
+#: (issue #20) hold for the same classes: read as the new name, so old ledgers still load.
+LEGACY_EVENT_MODULES = {"shared.skellam": "fedrec.shared.skellam"}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> dpe.DpEvent:
@@ -209,11 +212,12 @@ def event_from_dict(data: Mapping[str, Any]) -> dpe.DpEvent:
 def _dict_to_tuple(value: Any) -> Any:
     if isinstance(value, Mapping) and "class_name" in value:
         module = str(value.get("module_name", ""))
+        module = LEGACY_EVENT_MODULES.get(module, module)
         if not module.startswith("dp_accounting.") and module not in OWN_EVENT_MODULES:
             raise ValueError(f"refusing DpEvent from module {module!r}")
         fields = list(value.keys())
         cls = collections.namedtuple("_Event_" + str(value["class_name"]), fields)
-        return cls(**{k: _dict_to_tuple(v) for k, v in value.items()})
+        return cls(**{k: _dict_to_tuple(v) for k, v in {**value, "module_name": module}.items()})
     if isinstance(value, list):
         return [_dict_to_tuple(v) for v in value]
     return value

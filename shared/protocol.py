@@ -7,7 +7,7 @@ here: the names of a Message's records, the round config the server sends
 (:class:`LocalSettings` and the user-level budget so far), what a device replies (metric
 names, a decline, the DpEvent it ran), the device's own node-config keys, and the tags of
 every seeded random stream of a round. The statistics releases' queries are in
-``shared.protocol_releases``.
+``fedrec.shared.protocol_releases``.
 
 Every value is what went on the wire before this module existed (same keys, same
 types), so runs, checkpoints and deployed devices are unaffected.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from shared import privacy
+from fedrec.shared import privacy
 
 # ----- the records of a Message's content (Flower's names: its strategies read them) -----
 ARRAYS, METRICS, CONFIG = "arrays", "metrics", "config"
@@ -30,7 +30,7 @@ ARRAYS, METRICS, CONFIG = "arrays", "metrics", "config"
 # ----- node config: a device's own settings, set where it is launched, never by the server --
 NODE_PARTITION_ID = "partition-id"   # simulation: the user this node is
 NODE_DEVICE_INDEX = "device-index"   # deployment: a stable number (seeds, order)
-NODE_STORE_PATH = "store-path"       # deployment: the app's SDK store (client.store)
+NODE_STORE_PATH = "store-path"       # deployment: the app's SDK store (fedrec.client.store)
 NODE_EVENTS_PATH = "events-path"     # deployment: an events file
 NODE_STATE_DIR = "state-dir"         # with events-path: where embedding and ledger live
 #: true lets the device run example-level DP on randomness the server seeded (tests,
@@ -41,7 +41,7 @@ NODE_ALLOW_SEEDED = "allow-seeded-noise"
 SERVER_ROUND = "server-round"
 #: The server's user-level (ε, δ) so far (its ledger is public to its devices).
 USER_EPSILON, USER_DELTA = "user-epsilon", "user-delta"
-#: lazy-clients: the user a simulation slot node acts for in this message (server.slots).
+#: lazy-clients: the user a simulation slot node acts for in this message (fedrec.server.slots).
 LAZY_USER = "partition-id"
 #: SecAgg+ fit config: the global arrays' names, comma-separated, in order (legacy
 #: parameters are an unnamed list).
@@ -84,7 +84,7 @@ STREAMS = {
     "late-user": (STREAM_LATE_USER, ("seed", "user")),
     "new-items": (STREAM_NEW_ITEMS, ("seed",)),
 }
-#: Phases of Flower's seeded client sampling, (seed, round, phase) (server.strategy).
+#: Phases of Flower's seeded client sampling, (seed, round, phase) (fedrec.server.strategy).
 SAMPLE_TRAIN, SAMPLE_EVALUATE = 0, 1
 
 
@@ -104,7 +104,7 @@ def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
 class LocalSettings:
     """One round's local settings, sent by the server in the round's config.
 
-    The defaults live in :class:`shared.config.RunConfig` (same field names); this is the
+    The defaults live in :class:`fedrec.shared.config.RunConfig` (same field names); this is the
     part of it that travels to clients each round.
     """
 

@@ -2,7 +2,7 @@
 device and what the device answers, spelled once for both sides.
 
 ``query.contribute`` names a statistic and carries its request (the same request dict
-the in-process engine hands ``client.releases.contribution`` directly: :func:`popularity_request`,
+the in-process engine hands ``fedrec.client.releases.contribution`` directly: :func:`popularity_request`,
 :func:`cooccurrence_request`); the device answers with its contribution vector.
 ``query.recommend`` carries the release and the kNN settings; the device answers with
 its metrics and whether it had a held-out item to evaluate (a simulation's measurement).
@@ -14,23 +14,23 @@ import numpy as np
 from flwr.app import ConfigRecord, MetricRecord, RecordDict
 from flwr.common.constant import MessageType
 
-from shared import knn
-from shared.protocol import ARRAYS, CONFIG, METRICS, from_record, to_record
+from fedrec.shared import knn
+from fedrec.shared.protocol import ARRAYS, CONFIG, METRICS, from_record, to_record
 
 #: The two query actions (``@app.query(action)`` on the device) and their message types.
 CONTRIBUTE_ACTION, RECOMMEND_ACTION = "contribute", "recommend"
 CONTRIBUTE = f"{MessageType.QUERY}.{CONTRIBUTE_ACTION}"
 RECOMMEND = f"{MessageType.QUERY}.{RECOMMEND_ACTION}"
-#: Keys of a contribution request (``server.releases.Collect``).
+#: Keys of a contribution request (``fedrec.server.releases.Collect``).
 STATISTIC, DECAY, CAP, HEAD, BOUNDED = "statistic", "decay", "cap", "head", "bounded"
 CONTRIBUTION = "contribution"
-#: Keys a distributed-noise request adds (``server.distributed``): integer units per unit,
+#: Keys a distributed-noise request adds (``fedrec.server.distributed``): integer units per unit,
 #: the device's Skellam variance share, the upload's bits per coordinate, and the pair
 #: item weights (``--pair-beta``; the server applies them itself in the central mode).
 NOISE_SCALE, NOISE_MU_SHARE = "noise-scale", "noise-mu-share"
 NOISE_BITS, ITEM_WEIGHT = "noise-bits", "item-weight"
 EVALUATED = "evaluated"
-#: Config keys of the kNN settings, by :class:`shared.knn.KnnSettings` field.
+#: Config keys of the kNN settings, by :class:`fedrec.shared.knn.KnnSettings` field.
 KNN_KEYS = {"rank": "rank", "alpha": "alpha", "neighbours": "neighbours", "decay": "decay",
             "knn_weight": "knn-weight", "top_k": "top-k", "ease_lambda": "ease-lambda",
             "ease_weight": "ease-weight", "pair_beta": "pair-beta",

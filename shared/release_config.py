@@ -2,7 +2,7 @@
 
 One frozen object per run, validated once here; ``fedrec simulate`` flags and sweep cells
 build it, the run's ``manifest.json`` stores it (``to_dict``), and
-``server.releases.ReleaseSettings`` / ``shared.knn.KnnSettings`` are derived from it.
+``fedrec.server.releases.ReleaseSettings`` / ``fedrec.shared.knn.KnnSettings`` are derived from it.
 Defaults were chosen on the validation item of MovieLens-100k (docs/results).
 """
 
@@ -13,13 +13,13 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from shared.errors import ConfigError
-from shared.knn import KnnSettings
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.knn import KnnSettings
 
 PIPELINES = ("popularity", "knn")
 CONTRIBUTIONS = ("bounded", "raw")
 #: Who adds the noise: the server once (central Gaussian) or every device a share of
-#: integer Skellam noise (distributed, ``shared.skellam``; issue #22).
+#: integer Skellam noise (distributed, ``fedrec.shared.skellam``; issue #22).
 NOISES = ("central", "distributed")
 #: Defaults of a run with raw contributions (no DP) where the user set nothing: every
 #: item and every interaction counts, the released statistics equal the centralized
@@ -53,7 +53,7 @@ class ReleaseConfig:
             (0: all).
         knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight,
         pair_beta, genre_weight, year_weight, year_window, year_bandwidth:
-            ``shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``, ``knn_decay`` its
+            ``fedrec.shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``, ``knn_decay`` its
             ``decay``). The genre and year weights fuse each device's content scores
             (public catalogue metadata and its own history: no privacy cost) into its
             ranking, in every pipeline.
@@ -72,7 +72,7 @@ class ReleaseConfig:
             a configuration whose modular sum could wrap within that width is refused.
         out: the run directory.
         budget_dir: the dataset-level budget registry the run records its releases in
-            (``shared.budget``; empty: ``.fedrec-budget`` next to ``out``), as
+            (``fedrec.shared.budget``; empty: ``.fedrec-budget`` next to ``out``), as
             ``RunConfig.budget_dir``.
     """
 

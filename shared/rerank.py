@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.metrics import top_k
+from fedrec.shared.metrics import top_k
 
 __all__ = ["mmr_rerank"]
 
@@ -28,7 +28,7 @@ def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, lambda_: fl
     [0, 1] scale as cosine similarity and ``lambda_`` means the same thing for any
     model. Similarity is the cosine of ``item_vectors`` rows; a zero vector has
     similarity 0 to everything. Ties go to the higher score, then the lower item
-    index, so ``lambda_ = 1`` returns exactly :func:`shared.metrics.top_k`'s list.
+    index, so ``lambda_ = 1`` returns exactly :func:`fedrec.shared.metrics.top_k`'s list.
 
     For speed the greedy loop only looks at the ``max(10 * k, 200)`` best-scored
     candidates (``O(pool * k * D)`` instead of ``O(N * k * D)``). This is exact for

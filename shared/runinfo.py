@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from shared import __version__
+from fedrec.shared import __version__
 
 PACKAGES = ("flwr", "tensorflow", "tensorflow-privacy", "dp-accounting", "numpy")
 #: Reply record (a ConfigRecord) in which a simulated client names the Ray node that ran
-#: it, under :data:`RAY_NODE_ID`: simulation diagnostics (``server.simnodes``), taken off
+#: it, under :data:`RAY_NODE_ID`: simulation diagnostics (``fedrec.server.simnodes``), taken off
 #: the reply before anything else on the server sees it.
 SIMULATION_NODE_KEY, RAY_NODE_ID = "simulation-node", "ray-node-id"
 

@@ -69,7 +69,7 @@ def empty_events() -> pd.DataFrame:
 def normalize_events(df: pd.DataFrame) -> pd.DataFrame:
     """Return ``df`` with the schema's column order and dtypes (no validation).
 
-    Callers that read untrusted files validate first (``shared.io``); generators and
+    Callers that read untrusted files validate first (``fedrec.shared.io``); generators and
     built-in loaders call this directly.
     """
     out = pd.DataFrame({

@@ -53,7 +53,7 @@ coordinates.
 dp-accounting 0.4.3 has no Skellam (nor discrete Gaussian) event, so :class:`SkellamEvent`
 is a ``DpEvent`` subclass defined here, and :func:`epsilon` sums its RDP per order and
 converts with dp-accounting's ``rdp_privacy_accountant.compute_epsilon`` (the same
-conversion its RdpAccountant uses). ``shared.substitution.ReplaceOneRdpAccountant``
+conversion its RdpAccountant uses). ``fedrec.shared.substitution.ReplaceOneRdpAccountant``
 composes these events with dp-accounting's own by orders.
 """
 
@@ -95,7 +95,7 @@ class SkellamEvent(dpe.DpEvent):
             raise ValueError(f"Skellam event needs finite parameters, got {self}")
 
     def to_dict(self) -> dict[str, Any]:
-        """As ``shared.privacy.event_to_dict`` writes any DpEvent (ledgers store this)."""
+        """As ``fedrec.shared.privacy.event_to_dict`` writes any DpEvent (ledgers store this)."""
         return {"module_name": type(self).__module__, "class_name": type(self).__name__,
                 "mu": float(self.mu), "l1_sensitivity": float(self.l1_sensitivity),
                 "l2_sensitivity": float(self.l2_sensitivity)}

@@ -37,7 +37,7 @@ from dp_accounting import dp_event as dpe
 from dp_accounting import privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
-from shared import skellam
+from fedrec.shared import skellam
 
 NeighborRel = privacy_accountant.NeighboringRelation
 CompositionErrorDetails = privacy_accountant.PrivacyAccountant.CompositionErrorDetails

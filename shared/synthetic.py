@@ -36,11 +36,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from shared.schema import CATEGORY_SEPARATOR, ITEM_COLUMNS, Dataset, normalize_events
+from fedrec.shared.schema import CATEGORY_SEPARATOR, ITEM_COLUMNS, Dataset, normalize_events
 
 __all__ = ["SyntheticConfig", "SyntheticWorld", "generate", "SYNTHETIC_EVENT_TYPES"]
 
-#: Event types the generator emits (a subset of :data:`shared.schema.EVENT_TYPES`).
+#: Event types the generator emits (a subset of :data:`fedrec.shared.schema.EVENT_TYPES`).
 SYNTHETIC_EVENT_TYPES: tuple[str, ...] = ("view", "cart", "purchase")
 
 # Domain tags mixed into the seed so that the catalogue stream and the per-user streams
@@ -421,7 +421,7 @@ class SyntheticWorld:
 
     # ----------------------------------------------------------------- items
     def items_table(self, include_price_bucket: bool = False) -> pd.DataFrame:
-        """Item attributes with :data:`shared.schema.ITEM_COLUMNS`
+        """Item attributes with :data:`fedrec.shared.schema.ITEM_COLUMNS`
         (``categories`` like ``"cat3|cat7"``, title like ``"Item 42 (cat3)"``);
         ``include_price_bucket`` adds an int ``price_bucket`` column."""
         n = self.config.n_items
@@ -458,7 +458,7 @@ class SyntheticWorld:
 def generate(config: SyntheticConfig | None = None) -> Dataset:
     """The full synthetic dataset for ``config`` (default :class:`SyntheticConfig`).
 
-    Returns a :class:`shared.schema.Dataset` named ``"synthetic"`` with ``events``
+    Returns a :class:`fedrec.shared.schema.Dataset` named ``"synthetic"`` with ``events``
     (users ``"u{index}"`` in index order, each user's rows by timestamp), ``items``
     (:meth:`SyntheticWorld.items_table`), ``users`` (``user_id``, ``cluster``) and
     ``affinity`` (:meth:`SyntheticWorld.affinity`).

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from shared.interactions import sample_training_negatives
+from fedrec.shared.interactions import sample_training_negatives
 
 #: How example-level DP training draws negatives (manifests and DP records state it).
 DP_NEGATIVES = ("per row: uniform over the catalogue except the row's own positive (and "
@@ -113,7 +113,7 @@ def poisson_batches(n_rows: int, rate: float, steps: int,
     """``steps`` Poisson-subsampled batches: every row joins each batch with prob ``rate``.
 
     Empty batches are returned (the accounting counts every step). On devices DP-SGD
-    runs a noise-only step for each (``client.local.LocalModel._dp_phase``): skipping it
+    runs a noise-only step for each (``fedrec.client.local.LocalModel._dp_phase``): skipping it
     would show in the upload how many batches were empty. :func:`iterate` (central
     DP-NeuMF through tf-privacy's ``DPModel``) still skips them; there a batch is empty
     with probability ``(1 - rate)^rows`` ~ ``exp(-256)`` per step at batch 256.

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.rundir import RunDir, participation, with_participation
-from shared import privacy
-from shared.errors import FedrecError
-from shared.ledger import Ledger, largest, read_ledgers, restated
-from simulations.audit_independent import independent_events, participation_known
+from fedrec.server.rundir import RunDir, participation, with_participation
+from fedrec.shared import privacy
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.ledger import Ledger, largest, read_ledgers, restated
+from fedrec.simulations.audit_independent import independent_events, participation_known
 
 #: A claim may be this much (relative) below the recomputation: accountants' numerics.
 TOLERANCE = 0.01
@@ -138,7 +138,7 @@ def _noise_checks(declared: dict[str, Any], rows: list[dict]) -> Check:
         std = r.get("dp_noise_std")
         if std is None:
             bad.append(f"round {r['round']}: no noise logged")
-        elif declared.get("adaptive"):   # server.adaptive: noise scales with this round's clip
+        elif declared.get("adaptive"):   # fedrec.server.adaptive: noise scales with this round's clip
             if not _close(std, _adaptive_update_noise(declared) * r.get("dp_clip", -1) / m):
                 bad.append(f"round {r['round']}: std {std:g} != z_update * clip / m")
             low, high = declared["adaptive"].get("clip_range", (0.0, math.inf))

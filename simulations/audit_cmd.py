@@ -1,7 +1,7 @@
 """``fedrec audit RUN_DIR [--empirical]``: recompute and check every ε claim of a run.
 
 ``fedrec audit --budget DIR``: the ε spent per dataset over every run recorded in a
-budget registry (``simulations.budget_cmd``).
+budget registry (``fedrec.simulations.budget_cmd``).
 
 Exit 0 when every check passes, 1 when any fails, 2 when the run directory is unusable.
 Writes ``audit.json`` and ``audit.md`` into ``--out`` (default: the run directory); with
@@ -18,10 +18,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from shared.errors import FedrecError
-from shared.runinfo import to_json, write_text_atomic
-from simulations.audit import audit_accounting, load_run
-from simulations.progress import console, report
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.runinfo import to_json, write_text_atomic
+from fedrec.simulations.audit import audit_accounting, load_run
+from fedrec.simulations.progress import console, report
 
 
 def _fmt(value) -> str:
@@ -95,9 +95,9 @@ def membership_row(mia: dict) -> str:
 
 def _empirical(run_record, result: dict, out: Path) -> None:
     """Run both attacks, add their checks and plots to ``result``."""
-    from simulations.audit import Check
-    from simulations.empirical_audit import audit_empirical, empirical_checks
-    from simulations.plots import plot_canary_cosines, plot_roc
+    from fedrec.simulations.audit import Check
+    from fedrec.simulations.empirical_audit import audit_empirical, empirical_checks
+    from fedrec.simulations.plots import plot_canary_cosines, plot_roc
 
     emp = audit_empirical(run_record)
     checks: list[Check] = empirical_checks(emp)
@@ -123,10 +123,10 @@ def _empirical(run_record, result: dict, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulations import audit_releases
+    from fedrec.simulations import audit_releases
 
     if args.budget is not None:
-        from simulations import budget_cmd
+        from fedrec.simulations import budget_cmd
 
         return budget_cmd.run(args.budget, args.out)
     if args.run_dir is None:

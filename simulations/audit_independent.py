@@ -1,7 +1,7 @@
 """The audit's own derivation of the user-level events, apart from the training code.
 
-The consistency checks of :mod:`simulations.audit` rebuild each round's DpEvent with
-``shared.privacy.user_level_event``, the function that made the claim; a bug there would
+The consistency checks of :mod:`fedrec.simulations.audit` rebuild each round's DpEvent with
+``fedrec.shared.privacy.user_level_event``, the function that made the claim; a bug there would
 be repeated, not caught. Here each release's Gaussian noise multiplier is re-derived
 from the logged noise std, clip and replies with this module's own arithmetic, the events
 are built from dp-accounting's classes, composed with dp-accounting's default RDP
@@ -23,7 +23,7 @@ from dp_accounting import NeighboringRelation as NeighborRel
 from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from shared import privacy
+from fedrec.shared import privacy
 
 
 #: Replacing one user's clipped update (L2 norm <= C) by another's moves the sum of the

@@ -13,12 +13,12 @@ Recomputes the user-level ε claim three ways and checks each against the record
    dp-accounting) must not exceed the claim and be within 1 % of it.
 
 It trusts that the noise std the manifest declares is what the server added (the same
-code path computes both: ``server.releases``).
+code path computes both: ``fedrec.server.releases``).
 
-Distributed noise (``noise: distributed``, ``server.distributed``): check 1 rebuilds each
+Distributed noise (``noise: distributed``, ``fedrec.server.distributed``): check 1 rebuilds each
 release's ``SkellamEvent`` from the declared scale, dimension, clip and beta (the
-rounding-inflated sensitivities recomputed by ``shared.skellam``); check 2 uses the RDP
-accountant (PLD has no Skellam); check 3 is ``shared.skellam``'s own composition of the
+rounding-inflated sensitivities recomputed by ``fedrec.shared.skellam``); check 2 uses the RDP
+accountant (PLD has no Skellam); check 3 is ``fedrec.shared.skellam``'s own composition of the
 declared releases (its closed-form RDP summed by order), plus the declared noise split
 (n shares of mu / n) and a bit width in which the sum cannot wrap.
 """
@@ -32,8 +32,8 @@ from typing import Any
 
 from dp_accounting import dp_event as dpe
 
-from shared import privacy, skellam, stats
-from shared.ledger import Ledger
+from fedrec.shared import privacy, skellam, stats
+from fedrec.shared.ledger import Ledger
 
 KIND = "statistics-release"
 #: The claim (PLD) may sit above the exact curve by the PLD's pessimistic discretisation.
@@ -52,7 +52,7 @@ def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
 
 
 def audit(path: str | Path) -> dict[str, Any]:
-    """The audit result (same shape as ``simulations.audit.audit_accounting``)."""
+    """The audit result (same shape as ``fedrec.simulations.audit.audit_accounting``)."""
     path = Path(path)
     manifest = json.loads((path / "manifest.json").read_text())
     declared = manifest["privacy"]
@@ -114,7 +114,7 @@ def _skellam_check(declared: dict[str, Any], claimed: float) -> dict[str, Any]:
                   for r, e in zip(releases, events))
     own = skellam.epsilon(events, declared["delta"], privacy.RDP_ORDERS)
     ok = shares_ok and bits_ok and math.isclose(own, claimed, rel_tol=1e-6)
-    return _check("Skellam ε from the declared releases (shared.skellam) = claim", ok,
+    return _check("Skellam ε from the declared releases (fedrec.shared.skellam) = claim", ok,
                   f"closed-form RDP composed {own:.6g}, claimed {claimed:.6g}; noise shares "
                   f"{'sum to mu' if shares_ok else 'DO NOT sum to mu'}; bit width "
                   f"{'cannot wrap' if bits_ok else 'TOO SMALL'}")

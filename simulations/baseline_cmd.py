@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 from rich.table import Table
 
-from shared.errors import ConfigError, DataError
-from shared.runinfo import versions, write_json_atomic
-from shared.interactions import (Interactions, Split, build_interactions, evaluation_negatives,
+from fedrec.shared.errors import ConfigError, DataError
+from fedrec.shared.runinfo import versions, write_json_atomic
+from fedrec.shared.interactions import (Interactions, Split, build_interactions, evaluation_negatives,
                                  leave_last_out)
-from shared.model import ModelConfig
-from shared.schema import Dataset, fingerprint
-from simulations.baselines import MODELS, NeuMFConfig, run_baseline
-from simulations.progress import TrainingProgress, console, report
+from fedrec.shared.model import ModelConfig
+from fedrec.shared.schema import Dataset, fingerprint
+from fedrec.simulations.baselines import MODELS, NeuMFConfig, run_baseline
+from fedrec.simulations.progress import TrainingProgress, console, report
 
 log = logging.getLogger("fedrec.baseline")
 
@@ -76,7 +76,7 @@ def neumf_config(args: argparse.Namespace, dp: bool) -> NeuMFConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.datasets import load_dataset
+    from fedrec.shared.datasets import load_dataset
 
     models = parse_models(args.model)
     if args.neighbours is not None and args.neighbours < 1:

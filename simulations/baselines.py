@@ -1,7 +1,7 @@
 """Centralized baselines: popularity, item-kNN, NeuMF and NeuMF with DP-SGD.
 
 These are the references every federated run is compared with. All of them produce a
-scorer (``users -> (B, N)`` scores) and are judged by :func:`shared.evaluate.evaluate`.
+scorer (``users -> (B, N)`` scores) and are judged by :func:`fedrec.shared.evaluate.evaluate`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
-from shared import privacy
-from shared.evaluate import Scorer, evaluate
-from shared.interactions import Interactions, Split, rows_from_end
-from shared.model import ModelConfig
-from shared.training import DP_NEGATIVES
+from fedrec.shared import privacy
+from fedrec.shared.evaluate import Scorer, evaluate
+from fedrec.shared.interactions import Interactions, Split, rows_from_end
+from fedrec.shared.model import ModelConfig
+from fedrec.shared.training import DP_NEGATIVES
 
 log = logging.getLogger("fedrec.baselines")
 MODELS = ("popularity", "popularity-dp", "itemknn", "neumf", "neumf-dp")
@@ -34,12 +34,12 @@ def dp_popularity_scorer(split: Split, epsilon: float, delta: float,
                          rng: np.random.Generator | None = None) -> tuple[Scorer, dict]:
     """Popularity released with user-level DP, as the federated release computes it.
 
-    Each user's unit-norm vector (``shared.stats.popularity_contribution``) is summed and
+    Each user's unit-norm vector (``fedrec.shared.stats.popularity_contribution``) is summed and
     one Gaussian draw calibrated to ``epsilon`` (PLD, REPLACE_ONE: sensitivity 2) is
     added; ``rng`` None draws the noise from 128 bits of OS entropy.
     """
-    from server import releases
-    from shared import stats
+    from fedrec.server import releases
+    from fedrec.shared import stats
 
     users = np.unique(split.train_users)
     order = np.argsort(split.train_users, kind="stable")
@@ -141,7 +141,7 @@ class NeuMFConfig:
             sampling (rate q = batch_size / rows).
         learning_rate: Adam step size.
         negatives: sampled negatives per positive, redrawn every epoch (under DP each
-            row's avoid only its own positive: ``shared.training.make_dp_rows``).
+            row's avoid only its own positive: ``fedrec.shared.training.make_dp_rows``).
         use_event_weights: weight positives by event strength (purchase > cart > view).
         recency_decay: in (0, 1]; a training positive's weight is multiplied by
             ``recency_decay ** r``, r = the user's more recent training positives (as in
@@ -251,8 +251,8 @@ def _fit(inter: Interactions, split: Split, val_negatives: np.ndarray, config: N
     """One training run of ``epochs`` epochs; per-epoch history (validation if ``monitor``)."""
     import tensorflow as tf
 
-    from shared.model import make_scorer
-    from shared.training import (keras_dataset, make_dp_rows, make_rows, poisson_batches,
+    from fedrec.shared.model import make_scorer
+    from fedrec.shared.training import (keras_dataset, make_dp_rows, make_rows, poisson_batches,
                                  shuffled_batches)
 
     tf.keras.utils.set_random_seed(seed)
@@ -304,7 +304,7 @@ def _compiled_model(config: NeuMFConfig, plan: DpPlan | None, inter: Interaction
     """
     import tensorflow as tf
 
-    from shared.model import build_model
+    from fedrec.shared.model import build_model
 
     kwargs = {}
     model_class = tf.keras.Model

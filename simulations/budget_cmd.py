@@ -1,6 +1,6 @@
 """``fedrec audit --budget DIR``: the privacy spent on each dataset across all its runs.
 
-Reads the dataset-level budget registry (``shared.budget``; every federated run records
+Reads the dataset-level budget registry (``fedrec.shared.budget``; every federated run records
 its releases there, default ``.fedrec-budget`` next to its run directory) and prints, per
 data fingerprint, the user-level ε of every run's releases composed, and the worst
 device's example-level ε composed over every run. A run on that data without a level's
@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.table import Table
 
-from shared.budget import BudgetRegistry, compose
-from shared.errors import FedrecError
-from shared.runinfo import to_json, write_text_atomic
-from simulations.progress import report
+from fedrec.shared.budget import BudgetRegistry, compose
+from fedrec.shared.errors import FedrecError
+from fedrec.shared.runinfo import to_json, write_text_atomic
+from fedrec.simulations.progress import report
 
 
 class UnusableBudget(FedrecError):
@@ -80,7 +80,7 @@ def spent_by(configs: list) -> list[tuple[str, Table, list[str]]]:
     """What the runs of ``configs`` (RunConfigs, e.g. a sweep's cells) spent together,
     and what every run on the same data in the same registry spent: per registry,
     (title, table, notes) of each (a registry no run has written to yet is skipped)."""
-    from shared.budget import budget_dir
+    from fedrec.shared.budget import budget_dir
 
     roots: dict[Path, set[str]] = {}
     for cfg in configs:

@@ -1,7 +1,7 @@
 """Noise multipliers for a target ε: what a sweep cell asks for when it names ε, not z.
 
 Both calibrate the run's *planned* mechanism with dp-accounting
-(:func:`shared.privacy.calibrate_noise`), so that the run reaches the target at its last
+(:func:`fedrec.shared.privacy.calibrate_noise`), so that the run reaches the target at its last
 round: user level for every sampled client replying every round, example level for a
 client with ``examples`` training examples (smaller clients sample at a higher rate and
 reach the target sooner; with a client target ε they then decline).
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dp_accounting import dp_event as dpe
 
-from shared import privacy
-from shared.config import RunConfig
+from fedrec.shared import privacy
+from fedrec.shared.config import RunConfig
 
 
 def user_noise_multiplier(cfg: RunConfig, n_clients: int, target_epsilon: float) -> float:
     """z such that ``cfg.rounds`` rounds of DP-FedAvg reach ``target_epsilon`` (user level,
     δ = ``cfg.user_delta(n_clients)``, replace-one)."""
-    from server.strategy import per_round
+    from fedrec.server.strategy import per_round
 
     m = per_round(cfg.clients_per_round, n_clients)
     return privacy.calibrate_noise(
@@ -32,7 +32,7 @@ def example_noise_multiplier(cfg: RunConfig, examples: int, target_epsilon: floa
     """σ such that a client with ``examples`` examples reaches ``target_epsilon`` after
     taking part in all ``cfg.rounds`` rounds (example level, δ = ``cfg.client_delta``,
     replace-one: the device's n is public)."""
-    from shared.protocol import LocalSettings
+    from fedrec.shared.protocol import LocalSettings
 
     def event(sigma: float) -> dpe.DpEvent:
         local = LocalSettings.from_run_config(cfg.replace(dp="client",

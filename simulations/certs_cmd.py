@@ -1,5 +1,5 @@
 """``fedrec certs --out DIR``: development CA, SuperLink TLS certificate and SuperNode
-authentication keys (``server.certs``; cryptography only)."""
+authentication keys (``fedrec.server.certs``; cryptography only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 
 def run(args: argparse.Namespace) -> int:
     """Write the credentials into ``args.out`` and say what was made."""
-    from server.certs import make_credentials
+    from fedrec.server.certs import make_credentials
 
     made = make_credentials(args.out, args.nodes, args.hosts, args.days, args.force)
     print(f"{args.out}: ca.crt, server.pem, server.key, "

@@ -5,8 +5,8 @@ exit non-zero; a traceback means a bug in fedrec.
 
 The dispatcher sits on top of every layer (``shared``, ``client``, ``server``,
 ``simulations``), so it lives here rather than in ``shared``. It answers at once: the
-parser is built from light modules only (``simulations.cli_args``,
-``simulations.simulate_args``), and a command's own module, with TensorFlow, Flower or
+parser is built from light modules only (``fedrec.simulations.cli_args``,
+``fedrec.simulations.simulate_args``), and a command's own module, with TensorFlow, Flower or
 dp-accounting behind it, is imported only when that command runs (``COMMANDS``).
 """
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from shared import __version__  # noqa: E402
-from shared.errors import FedrecError  # noqa: E402
-from simulations import cli_args, simulate_args  # noqa: E402
+from fedrec.shared import __version__  # noqa: E402
+from fedrec.shared.errors import FedrecError  # noqa: E402
+from fedrec.simulations import cli_args, simulate_args  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -46,17 +46,17 @@ class Command:
 
 #: The sub-commands, in the order ``fedrec --help`` lists them.
 COMMANDS: dict[str, Command] = {
-    "data": Command("fetch or validate datasets", cli_args.data, "simulations.data_cmd:run"),
+    "data": Command("fetch or validate datasets", cli_args.data, "fedrec.simulations.data_cmd:run"),
     "baseline": Command("centralized baselines on one dataset", cli_args.baseline,
-                        "simulations.baseline_cmd:run"),
+                        "fedrec.simulations.baseline_cmd:run"),
     "simulate": Command("a federated run in Flower's simulation engine",
-                        simulate_args.add_arguments, "simulations.simulate_cmd:run"),
+                        simulate_args.add_arguments, "fedrec.simulations.simulate_cmd:run"),
     "sweep": Command("a grid of simulated runs, with plots and a report", cli_args.sweep,
-                     "simulations.sweep_cmd:run"),
+                     "fedrec.simulations.sweep_cmd:run"),
     "certs": Command("development CA, SuperLink TLS certificate and SuperNode "
-                     "authentication keys", cli_args.certs, "simulations.certs_cmd:run"),
+                     "authentication keys", cli_args.certs, "fedrec.simulations.certs_cmd:run"),
     "audit": Command("recompute and check the ε claims of a run", cli_args.audit,
-                     "simulations.audit_cmd:run"),
+                     "fedrec.simulations.audit_cmd:run"),
 }
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``fedrec`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code:
     0 done, 1 an audit failed, 2 an error the user can fix, 130 interrupted."""
     args = build_parser().parse_args(argv)
-    from simulations.progress import setup_logging
+    from fedrec.simulations.progress import setup_logging
 
     setup_logging(args.verbose)
     try:

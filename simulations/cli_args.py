@@ -1,7 +1,7 @@
 """The flags of ``fedrec data``, ``baseline``, ``sweep``, ``certs`` and ``audit``.
 
-Only flags live here, so that ``simulations.cli`` builds its whole parser from light
-modules (argparse, pathlib; ``simulations.simulate_args`` for ``simulate``) and imports a
+Only flags live here, so that ``fedrec.simulations.cli`` builds its whole parser from light
+modules (argparse, pathlib; ``fedrec.simulations.simulate_args`` for ``simulate``) and imports a
 command's own module, with TensorFlow, Flower or dp-accounting behind it, only when that
 command runs. Nothing here may import more than the standard library and light ``shared``
 modules: ``tests/test_cli_startup.py`` checks that ``--help``, ``data validate``,
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from simulations.simulate_args import add_runner_arguments
+from fedrec.simulations.simulate_args import add_runner_arguments
 
-#: ``fedrec baseline --model`` names; the same tuple as ``simulations.baselines.MODELS``
+#: ``fedrec baseline --model`` names; the same tuple as ``fedrec.simulations.baselines.MODELS``
 #: (a test keeps them equal), written out here so that ``--help`` does not import the
 #: baselines (TensorFlow).
 BASELINE_MODELS = ("popularity", "popularity-dp", "itemknn", "neumf", "neumf-dp")
@@ -33,7 +33,7 @@ def data(parser: argparse.ArgumentParser) -> None:
 
 
 def baseline(parser: argparse.ArgumentParser) -> None:
-    """``fedrec baseline``: centralized baselines (``simulations.baseline_cmd``)."""
+    """``fedrec baseline``: centralized baselines (``fedrec.simulations.baseline_cmd``)."""
     parser.add_argument("--dataset", default="synthetic",
                         help="movielens-100k, synthetic, or a path (CSV/Parquet file or folder)")
     parser.add_argument("--model", default="popularity,itemknn,neumf",
@@ -68,15 +68,16 @@ def baseline(parser: argparse.ArgumentParser) -> None:
 
 
 def sweep(parser: argparse.ArgumentParser) -> None:
-    """``fedrec sweep CONFIG --out DIR`` (``simulations.sweep_cmd``)."""
-    parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]])")
+    """``fedrec sweep CONFIG --out DIR`` (``fedrec.simulations.sweep_cmd``)."""
+    parser.add_argument("config", type=Path, help="sweep TOML ([sweep], [base], [grid], [[cells]]); a bundled one "
+                        "by name, e.g. ml100k_tradeoff.toml")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory")
     add_runner_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
 
 
 def certs(parser: argparse.ArgumentParser) -> None:
-    """``fedrec certs --out DIR`` (``server.certs.make_credentials``)."""
+    """``fedrec certs --out DIR`` (``fedrec.server.certs.make_credentials``)."""
     parser.add_argument("--out", type=Path, required=True, help="folder for the credentials")
     parser.add_argument("--nodes", type=int, default=3, help="SuperNode key pairs (default 3)")
     parser.add_argument("--host", action="append", dest="hosts",
@@ -87,7 +88,7 @@ def certs(parser: argparse.ArgumentParser) -> None:
 
 
 def audit(parser: argparse.ArgumentParser) -> None:
-    """``fedrec audit RUN_DIR [--empirical]`` / ``--budget DIR`` (``simulations.audit_cmd``)."""
+    """``fedrec audit RUN_DIR [--empirical]`` / ``--budget DIR`` (``fedrec.simulations.audit_cmd``)."""
     parser.add_argument("run_dir", type=Path, nargs="?", help="a fedrec run directory")
     parser.add_argument("--budget", type=Path, metavar="DIR",
                         help="instead of one run: the ε composed over every run recorded in "

@@ -9,13 +9,13 @@ import argparse
 def run(args: argparse.Namespace) -> int:
     """Fetch a public dataset, or validate an events file and print one summary line."""
     if args.data_command == "fetch":
-        from shared.fetch import fetch_movielens_100k
-        from simulations.progress import console
+        from fedrec.shared.fetch import fetch_movielens_100k
+        from fedrec.simulations.progress import console
 
         path = fetch_movielens_100k(args.cache)
         console.print(f"movielens-100k ready in {path}")
         return 0
-    from shared.io import validate_file
+    from fedrec.shared.io import validate_file
 
     summary = validate_file(args.file)
     events = ", ".join(f"{k} {v}" for k, v in summary["events"].items())

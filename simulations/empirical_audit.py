@@ -5,17 +5,17 @@ Two attacks, each against the claim that covers what it looks at:
 * **Canaries** (user level; the run must have been trained with ``canaries`` = k > 0):
   cosines between the released model's total change and the k inserted canary
   directions vs held-out ones give Andrew et al.'s one-shot ε estimate
-  (:func:`simulations.empirical.canary_epsilon`), compared with the user-level claim.
+  (:func:`fedrec.simulations.empirical.canary_epsilon`), compared with the user-level claim.
 * **Membership inference on the device models** (example level): the final global
   weights plus each device's stored (training) user embedding.
 
   - With ``example-canaries`` = m (a valid test): m users each trained on one of two
     random items they never had, a or b, chosen by a fair coin drawn before training
-    (``shared.canary.interaction_canary``). From the models alone the attack scores
+    (``fedrec.shared.canary.interaction_canary``). From the models alone the attack scores
     each canary user's two candidates (the logit minus that item's mean logit over all
     devices) and guesses "a" where a - b is highest and "b" where it is lowest (how
     many: a grid fixed in advance, Bonferroni-corrected); only then are the coins read.
-    Steinke, Nasr & Jagielski's one-run analysis (:func:`simulations.empirical.
+    Steinke, Nasr & Jagielski's one-run analysis (:func:`fedrec.simulations.empirical.
     one_run_audit`) turns the correct guesses into an ε lower bound at 95 % (AUC and
     ROC: of a - b, coin heads against tails). The two outcomes of a coin differ by
     substituting one interaction, so under a ``replace_one`` claim the bound is compared
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from simulations import empirical
-from simulations.audit import RunRecord, UnusableRun
+from fedrec.simulations import empirical
+from fedrec.simulations.audit import RunRecord, UnusableRun
 
 #: Held-out canary directions drawn for the null distribution (at least k).
 HELD_OUT = 1000
@@ -49,13 +49,13 @@ STREAM_HEURISTIC = 41
 
 
 def _config(run: RunRecord):
-    from shared.config import RunConfig
+    from fedrec.shared.config import RunConfig
 
     return RunConfig.from_mapping(run.manifest["config"], source=str(run.path / "manifest.json"))
 
 
 def _federation(cfg):
-    from shared.federated_data import federation_of
+    from fedrec.shared.federated_data import federation_of
 
     try:
         return federation_of(cfg)
@@ -64,7 +64,7 @@ def _federation(cfg):
 
 
 def _final_weights(run: RunRecord) -> dict[str, np.ndarray]:
-    from server.rundir import RunDir
+    from fedrec.server.rundir import RunDir
 
     rundir = RunDir(run.path)
     last = rundir.last_complete_round()
@@ -91,8 +91,8 @@ def canary_audit(run: RunRecord) -> dict[str, Any]:
     if k < 2:
         return {"available": False, "claimed": claim,
                 "reason": "run trained without canaries (re-run with --canaries K, K >= 2)"}
-    from server.app import initial_global_weights
-    from shared import canary
+    from fedrec.server.app import initial_global_weights
+    from fedrec.shared import canary
 
     cfg = _config(run)
     fed = _federation(cfg)
@@ -114,8 +114,8 @@ def canary_audit(run: RunRecord) -> dict[str, Any]:
 def _device_scores(run: RunRecord, cfg, fed) -> tuple[np.ndarray, np.ndarray]:
     """(users with a stored training embedding, their (users, items) logits on the device
     model: the final global weights plus each one's own embedding)."""
-    from client.state import PrivateStore
-    from shared.model import build_model, make_scorer, set_weights
+    from fedrec.client.state import PrivateStore
+    from fedrec.shared.model import build_model, make_scorer, set_weights
 
     root = cfg.client_state_root if cfg.client_state_dir else run.path / "client_state"
     users, embeddings = [], []
@@ -213,7 +213,7 @@ def membership_audit(run: RunRecord) -> dict[str, Any]:
 
 def empirical_checks(result: dict[str, Any]) -> list:
     """A run fails when an attack proves more leakage than its claim allows."""
-    from simulations.audit import Check
+    from fedrec.simulations.audit import Check
 
     checks = []
     can = result["canary"]

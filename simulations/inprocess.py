@@ -1,6 +1,6 @@
 """An in-process stand-in for Flower's Grid: the real ServerApp loop and ClientApp, no Ray.
 
-``server.app.run_federation`` drives a strategy through ``get_node_ids`` and
+``fedrec.server.app.run_federation`` drives a strategy through ``get_node_ids`` and
 ``send_and_receive``; this grid answers them by calling the ClientApp (mods included)
 directly, one node per partition id, so whole federations run in a test in seconds.
 """
@@ -11,9 +11,9 @@ import copy
 
 from flwr.app import Context, Error, Message, RecordDict
 
-from client.app import app as client_app
-from shared.config import RunConfig
-from shared.protocol import NODE_PARTITION_ID
+from fedrec.client.app import app as client_app
+from fedrec.shared.config import RunConfig
+from fedrec.shared.protocol import NODE_PARTITION_ID
 
 
 class InProcessGrid:
@@ -46,6 +46,6 @@ class InProcessGrid:
 
 def run_inprocess(cfg: RunConfig) -> dict:
     """Run a whole federation of ``cfg`` in this process; return its results."""
-    from server.app import run_federation, server_data
+    from fedrec.server.app import run_federation, server_data
 
     return run_federation(InProcessGrid(cfg, server_data(cfg).n_clients), cfg)

@@ -2,8 +2,8 @@
 
 The flags shared with the DP-FedAvg pipeline (dataset, seed, holdout, target ε, δ,
 noise seed, out) keep their meaning; the release settings have their own group
-(``simulations.simulate_args.add_release_arguments``). The default pipeline (``neumf``)
-is ``simulations.simulate_cmd``'s federated training.
+(``fedrec.simulations.simulate_args.add_release_arguments``). The default pipeline (``neumf``)
+is ``fedrec.simulations.simulate_cmd``'s federated training.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from pathlib import Path
 
 from rich.table import Table
 
-from shared.errors import ConfigError
-from simulations.progress import console, report
-from simulations.simulate_args import build_release_config as build_config
+from fedrec.shared.errors import ConfigError
+from fedrec.simulations.progress import console, report
+from fedrec.simulations.simulate_args import build_release_config as build_config
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.rundir import RunDir
-    from simulations import release_sim
+    from fedrec.server.rundir import RunDir
+    from fedrec.simulations import release_sim
 
     cfg = build_config(args)
     if RunDir(cfg.out).manifest_path.exists():

@@ -1,11 +1,11 @@
 """Simulate a statistics-release federation: every user is one device.
 
-Two engines run the same devices and the same server (``server.release_run``):
+Two engines run the same devices and the same server (``fedrec.server.release_run``):
 
-* ``inprocess`` (default): a loop calls each device's functions (``client.releases``)
+* ``inprocess`` (default): a loop calls each device's functions (``fedrec.client.releases``)
   directly. No model is trained and nothing iterates, so a MovieLens-100k run is seconds.
 * ``flower``: Flower's simulation engine (``flower-simulation``, one virtual SuperNode per
-  user) runs ``server.release_app`` and ``client.release_app``; contributions, the release
+  user) runs ``fedrec.server.release_app`` and ``fedrec.client.release_app``; contributions, the release
   and the metrics travel as Flower messages. Flower needs an app directory with a
   ``pyproject.toml``: fedrec writes a minimal one into the run directory.
 """
@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from client import releases as device
-from server.release_run import DataInfo, run_release
-from shared import knn
-from shared.content import ItemContent
-from shared.federated_data import ClientData, load_federation
-from shared.release_config import ReleaseConfig
+from fedrec.client import releases as device
+from fedrec.server.release_run import DataInfo, run_release
+from fedrec.shared import knn
+from fedrec.shared.content import ItemContent
+from fedrec.shared.federated_data import ClientData, load_federation
+from fedrec.shared.release_config import ReleaseConfig
 
 ENGINES = ("inprocess", "flower")
 
@@ -92,40 +92,32 @@ def read_results(path: str | Path) -> dict[str, Any]:
 def app_pyproject(cfg: ReleaseConfig, n_users: int) -> dict[str, Any]:
     """The minimal Flower App that ``flower-simulation`` runs: fedrec's installed release
     apps as components, ``cfg`` as the run config (no source checkout needed)."""
-    return {"project": {"name": "fedrec-release", "version": "0.1.0",
-                        "description": "fedrec statistics releases", "license": "Apache-2.0"},
-            "tool": {"flwr": {"app": {"publisher": "fedrec",
-                                      "components": {"serverapp": "server.release_app:app",
-                                                     "clientapp": "client.release_app:app"},
-                                      "config": cfg.to_dict()},
-                              "federations": {"default": "local-simulation",
-                                              "local-simulation": {"options": {
-                                                  "num-supernodes": n_users}}}}}}
+    from fedrec.shared import flower_app
+
+    return flower_app.app_pyproject(
+        "fedrec-release", flower_app.RELEASE, cfg.to_dict(),
+        {"default": "local-simulation",
+         "local-simulation": {"options": {"num-supernodes": n_users}}})
 
 
 def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
     """The Flower engine: ``flower-simulation`` with one virtual SuperNode per user."""
-    import shutil
     import subprocess
-    import sys
 
-    import tomli_w
-
-    from shared.errors import FedrecError
-    from simulations.simulate_cmd import backend_config
+    from fedrec.shared import flower_app
+    from fedrec.shared.errors import FedrecError
+    from fedrec.simulations.simulate_cmd import backend_config
 
     out = Path(cfg.out).resolve()
     cfg = cfg.replace(out=str(out))
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
-    app = out / "app"
-    app.mkdir(parents=True, exist_ok=True)
-    (app / "pyproject.toml").write_text(tomli_w.dumps(app_pyproject(cfg, fed.n_clients)))
-    exe = (shutil.which("flower-simulation")
-           or str(Path(sys.executable).parent / "flower-simulation"))
+    app = flower_app.write_app(out / "app", app_pyproject(cfg, fed.n_clients))
+    exe = flower_app.flower_exe("flower-simulation")
     with (out / "simulation.log").open("a") as log:
         done = subprocess.run([exe, "--app", str(app), "--num-supernodes", str(fed.n_clients),
                                "--backend-config", json.dumps(backend_config(workers))],
-                              stdout=log, stderr=subprocess.STDOUT, cwd=str(app))
+                              stdout=log, stderr=subprocess.STDOUT, cwd=str(app),
+                              env=flower_app.subprocess_env())
     if done.returncode != 0 or not (out / "results.json").exists():
         raise FedrecError(f"flower-simulation failed (exit {done.returncode}); "
                           f"see {out / 'simulation.log'}")

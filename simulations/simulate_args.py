@@ -1,9 +1,9 @@
 """The flags of ``fedrec simulate`` (both pipelines) and the configs they build.
 
-Light on purpose: ``simulations.cli`` builds every parser on each call of ``fedrec``, so
+Light on purpose: ``fedrec.simulations.cli`` builds every parser on each call of ``fedrec``, so
 this module imports only argparse and the TensorFlow-free config modules
-(``shared.config``, ``shared.release_config``); the command itself
-(``simulations.simulate_cmd`` / ``release_cmd``) is imported only when it runs.
+(``fedrec.shared.config``, ``fedrec.shared.release_config``); the command itself
+(``fedrec.simulations.simulate_cmd`` / ``release_cmd``) is imported only when it runs.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-from shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
+from fedrec.shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
                            RunConfig)
-from shared.errors import ConfigError
-from shared.release_config import (CONTRIBUTIONS, NOISES, PIPELINES, RAW_DEFAULTS,
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.release_config import (CONTRIBUTIONS, NOISES, PIPELINES, RAW_DEFAULTS,
                                    ReleaseConfig, with_raw_defaults)
 
 #: Simulated clients running in parallel by default (one per core of a 2-core machine).

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,16 +19,14 @@ import tomli_w
 from rich.progress import Progress
 from rich.table import Table
 
-from server.dp import check_settings
-from server.rundir import RunDir
-from shared.config import RunConfig
-from shared.errors import ConfigError, FedrecError
-from simulations.memory import PeakMemory
-from simulations.progress import console, report, run_progress
-from simulations.simulate_args import build_config   # the flags live there (light)
-
-APP_DIR = Path(__file__).resolve().parent.parent
-
+from fedrec.server.dp import check_settings
+from fedrec.server.rundir import RunDir
+from fedrec.shared import flower_app
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError, FedrecError
+from fedrec.simulations.memory import PeakMemory
+from fedrec.simulations.progress import console, report, run_progress
+from fedrec.simulations.simulate_args import build_config   # the flags live there (light)
 
 def backend_config(workers: int, ray_address: str | None = None) -> dict:
     """Flower's simulation backend config: ``workers`` parallel clients on a local Ray,
@@ -50,22 +46,36 @@ def backend_config(workers: int, ray_address: str | None = None) -> dict:
     return {"client-resources": {"num-cpus": 1, "num-gpus": 0.0}, "init-args": init}
 
 
+def app_pyproject(n_nodes: int) -> dict:
+    """fedrec's DP-FedAvg Flower App (``shared.flower_app``): the components and typed
+    run-config defaults of the checkout's own ``pyproject.toml``, ``n_nodes`` SuperNodes."""
+    return flower_app.app_pyproject(
+        "fedrec", flower_app.FEDAVG, RunConfig().to_flower(),
+        {"default": "local-simulation",
+         "local-simulation": {"options": {"num-supernodes": n_nodes}}})
+
+
 def launch(cfg: RunConfig, n_nodes: int, workers: int,
            ray_address: str | None = None) -> subprocess.Popen:
-    """Start ``flower-simulation`` on this app with ``cfg`` as the run config and
-    ``n_nodes`` simulation nodes (SuperNodes)."""
-    exe = shutil.which("flower-simulation") or str(Path(sys.executable).parent / "flower-simulation")
-    out = Path(cfg.out)
+    """Start ``flower-simulation`` on fedrec's app with ``cfg`` as the run config and
+    ``n_nodes`` simulation nodes (SuperNodes).
+
+    The app folder is ``<out>/app`` (a ``pyproject.toml`` naming the installed
+    ``fedrec.server.app`` and ``fedrec.client.app``), so no source checkout is needed;
+    ``cfg`` travels as ``<out>/run_config.toml`` (``--run-config``)."""
+    exe = flower_app.flower_exe("flower-simulation")
+    out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_config = out / "run_config.toml"
     run_config.write_text(tomli_w.dumps(cfg.to_flower()))
+    app = flower_app.write_app(out / "app", app_pyproject(n_nodes))
     backend = backend_config(workers, ray_address)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    env = flower_app.subprocess_env(TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
     log = (out / "simulation.log").open("a")
     return subprocess.Popen(
-        [exe, "--app", str(APP_DIR), "--num-supernodes", str(n_nodes),
-         "--run-config", str(run_config.resolve()), "--backend-config", json.dumps(backend)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(APP_DIR))
+        [exe, "--app", str(app), "--num-supernodes", str(n_nodes),
+         "--run-config", str(run_config), "--backend-config", json.dumps(backend)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(app))
 
 
 def round_status(rows: list[dict]) -> str:
@@ -96,7 +106,7 @@ def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress | 
            label: str = "rounds") -> float:
     """Progress over rounds from metrics.jsonl until the simulation exits: a bar of its
     own, or a task on the caller's ``bar`` that goes when the run ends. Returns the peak
-    memory (MiB) of this command and everything it started (``simulations.memory``).
+    memory (MiB) of this command and everything it started (``fedrec.simulations.memory``).
     Raises StartupHang (after killing it) when the simulation never starts."""
     memory = PeakMemory(os.getpid())
     if bar is None:
@@ -137,15 +147,15 @@ def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
     Raises ConfigError for settings that cannot work, FedrecError when the simulation
     fails, KeyboardInterrupt (after stopping the simulation) on Ctrl-C.
     """
-    from shared.federated_data import federation_of
-    from simulations.tensorboard import write_events
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.simulations.tensorboard import write_events
 
     run_dir = RunDir(cfg.out)
     fed = federation_of(cfg)
     clients = fed.n_clients + cfg.canaries
     check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
     if cfg.lazy_clients:   # simulation nodes are slots that act for the users sampled
-        from server.slots import slots_needed
+        from fedrec.server.slots import slots_needed
 
         nodes = slots_needed(cfg, clients)
     else:
@@ -180,7 +190,7 @@ def add_resources(run_dir: RunDir, peak_mb: float, nodes: int,
     per round over every round in metrics.jsonl, simulation nodes. On a Ray cluster
     (``ray_address``) the clients' worker processes belong to the cluster, not to this
     command's process tree, so the peak leaves them out (and the measure says so)."""
-    from shared.runinfo import write_json_atomic
+    from fedrec.shared.runinfo import write_json_atomic
 
     results = json.loads(run_dir.results_path.read_text())
     rounds = [r["wall_seconds"] for r in run_dir.read_metrics() if "wall_seconds" in r]
@@ -211,9 +221,9 @@ def reference(cfg: RunConfig, baselines: Path | None = None) -> dict | None:
     path = Path(cfg.out) / "reference_neumf.json"
     if path.exists():
         return json.loads(path.read_text())
-    from shared.federated_data import federation_of
-    from shared.interactions import evaluation_negatives
-    from simulations.baselines import NeuMFConfig, run_baseline
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.shared.interactions import evaluation_negatives
+    from fedrec.simulations.baselines import NeuMFConfig, run_baseline
 
     fed = federation_of(cfg)
     known = _baseline_neumf(baselines, fed.fingerprint, cfg.seed)
@@ -231,7 +241,7 @@ def reference(cfg: RunConfig, baselines: Path | None = None) -> dict | None:
 
 def _baseline_neumf(path: Path | None, fingerprint: str, seed: int) -> dict | None:
     """The ``neumf`` record of a baselines file for this data and seed, if there is one."""
-    from simulations.release_cmd import read_baselines
+    from fedrec.simulations.release_cmd import read_baselines
 
     for record in read_baselines(path):
         if (record.get("model") == "neumf" and record.get("seed") == seed
@@ -242,10 +252,10 @@ def _baseline_neumf(path: Path | None, fingerprint: str, seed: int) -> dict | No
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.federated_data import federation_of
+    from fedrec.shared.federated_data import federation_of
 
     if args.pipeline != "neumf":
-        from simulations import release_cmd
+        from fedrec.simulations import release_cmd
 
         return release_cmd.run(args)
     cfg = build_config(args)
@@ -277,8 +287,8 @@ def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
     *which* device that is: privacy.json is released, and the device with the largest ε
     is the one that took part most (for its data size).
     """
-    from shared.ledger import largest, read_ledgers
-    from shared.runinfo import write_json_atomic
+    from fedrec.shared.ledger import largest, read_ledgers
+    from fedrec.shared.runinfo import write_json_atomic
 
     ledgers = read_ledgers(cfg.client_state_root)
     worst, rdp = largest(ledgers)

@@ -28,7 +28,7 @@ A cell (or ``[base]``, or a ``[grid]`` axis) may set ``pipeline = "popularity"``
 ``"knn"``: a one-shot statistics release (``fedrec simulate --pipeline``) instead of
 DP-FedAvg (``"neumf"``, the default). Its settings are then ``ReleaseConfig`` keys
 (``popularity-share``, ``head``, ``knn-top``, ``target-epsilon`` = ``user-epsilon``...;
-``simulations.sweep_release``)::
+``fedrec.simulations.sweep_release``)::
 
     [[cells]]
     name = "knn"
@@ -44,10 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.config import RunConfig, read_toml
-from shared.errors import ConfigError
-from shared.release_config import ReleaseConfig
-from simulations.sweep_release import (NEUMF, check_release_keys, pipeline_of,
+from fedrec.shared.config import RunConfig, read_toml
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations.sweep_release import (NEUMF, check_release_keys, pipeline_of,
                                        release_config)
 
 #: Cell keys that are not run parameters: targets the noise is calibrated for.
@@ -99,9 +99,23 @@ def _table(data: dict, key: str, source: str) -> dict:
     return value
 
 
-def load_sweep(path: str | Path, out: str | Path) -> Sweep:
-    """Read and validate a sweep file; every cell's run directory goes under ``out/runs``."""
+#: The sweeps that ship with fedrec (package data: in the wheel too).
+BUNDLED = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` when it exists; else the bundled sweep of that file name, so that
+    ``fedrec sweep simulations/configs/ml100k_tradeoff.toml`` (or just
+    ``ml100k_tradeoff.toml``) works from any folder and from an installed wheel."""
     path = Path(path)
+    bundled = BUNDLED / path.name
+    return bundled if not path.exists() and bundled.is_file() else path
+
+
+def load_sweep(path: str | Path, out: str | Path) -> Sweep:
+    """Read and validate a sweep file (:func:`resolve_config`); every cell's run directory
+    goes under ``out/runs``."""
+    path = resolve_config(path)
     data = read_toml(path)
     source = str(path)
     unknown = sorted(set(data) - {"sweep", "base", "grid", "cells"})
@@ -166,7 +180,7 @@ def _cell(base: dict, params: dict, label: str, seed: int, out: Path, source: st
             {**settings, "pipeline": pipeline}, seed, run_dir, f"{source} ({label})"))
     settings = {k: v for k, v in {**base, **params}.items()
                 if k not in TARGETS and k != "pipeline"}
-    from simulations.simulate_args import absolute_paths
+    from fedrec.simulations.simulate_args import absolute_paths
 
     cfg = RunConfig.from_mapping({**settings, "seed": seed}, source=f"{source} ({label})")
     cfg = calibrated(cfg, {**base, **params}, f"{source} ({label})")
@@ -177,8 +191,8 @@ def calibrated(cfg: RunConfig, settings: dict, source: str) -> RunConfig:
     """``cfg`` with noise multipliers calibrated for the cell's ε targets, if any."""
     if not any(t in settings for t in TARGETS):
         return cfg
-    from shared.federated_data import federation_of
-    from simulations.calibrate import example_noise_multiplier, user_noise_multiplier
+    from fedrec.shared.federated_data import federation_of
+    from fedrec.simulations.calibrate import example_noise_multiplier, user_noise_multiplier
 
     fed = federation_of(cfg)
     changes: dict[str, Any] = {}

@@ -5,8 +5,8 @@ Cells run one after another, each a ``fedrec simulate`` run in ``DIR/runs/<cell>
 ``--ray-address``). Re-running the same command skips finished cells and resumes an
 interrupted one from its last complete round, so a crash or Ctrl-C loses at most the
 round in flight. Statistics-release cells (``pipeline = "popularity"|"knn"``) run in this
-process; an interrupted one cannot resume and runs afresh (``simulations.sweep_release``).
-The report (``simulations.sweep_report``) is rewritten after every cell.
+process; an interrupted one cannot resume and runs afresh (``fedrec.simulations.sweep_release``).
+The report (``fedrec.simulations.sweep_report``) is rewritten after every cell.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from server.rundir import RunDir
-from shared.errors import FedrecError
-from simulations.progress import console, report, run_progress
-from simulations.simulate_args import WORKERS
-from simulations.sweep import Cell, Sweep, load_sweep
-from simulations.sweep_release import NEUMF
+from fedrec.server.rundir import RunDir
+from fedrec.shared.errors import FedrecError
+from fedrec.simulations.progress import console, report, run_progress
+from fedrec.simulations.simulate_args import WORKERS
+from fedrec.simulations.sweep import Cell, Sweep, load_sweep
+from fedrec.simulations.sweep_release import NEUMF
 
 
 def _neumf(sweep: Sweep) -> dict | None:
@@ -31,8 +31,8 @@ def _neumf(sweep: Sweep) -> dict | None:
     release cells only: the first cell's data), cached in DIR."""
     if not sweep.reference or not sweep.cells:
         return None
-    from simulations.simulate_cmd import reference
-    from simulations.sweep_release import reference_config
+    from fedrec.simulations.simulate_cmd import reference
+    from fedrec.simulations.sweep_release import reference_config
 
     first = next((c for c in sweep.cells if c.pipeline == NEUMF), sweep.cells[0])
     out = Path(first.config.out).parent.parent / "reference"
@@ -55,7 +55,7 @@ def _status(cell: Cell) -> str:
 def run_cell(cell: Cell, args: argparse.Namespace, bar: Progress) -> None:
     label = f"{cell.label}, seed {cell.seed}"
     if cell.pipeline != NEUMF:
-        from simulations import sweep_release
+        from fedrec.simulations import sweep_release
 
         if _status(cell) == "rerun":
             moved = sweep_release.set_aside(Path(cell.config.out))
@@ -63,7 +63,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, bar: Progress) -> None:
                           "spent stays in the budget registry); running it afresh")
         sweep_release.run_cell(cell.config, label, bar)
         return
-    from simulations.simulate_cmd import execute
+    from fedrec.simulations.simulate_cmd import execute
 
     cfg = cell.config.replace(resume=_status(cell) == "resume")
     execute(cfg, args.workers, args.ray_address, bar=bar, label=label)
@@ -82,7 +82,7 @@ def command_line(args: argparse.Namespace) -> str:
 def print_spent(sweep: Sweep) -> None:
     """The ε the sweep's runs spent together on their data, and the registry's total
     (``fedrec audit --budget``): each cell's stand-alone ε understates both."""
-    from simulations.budget_cmd import spent_by
+    from fedrec.simulations.budget_cmd import spent_by
 
     for _title, table, notes in spent_by([c.config for c in sweep.cells]):
         report.print(table)
@@ -91,7 +91,7 @@ def print_spent(sweep: Sweep) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulations.sweep_report import write_report
+    from fedrec.simulations.sweep_report import write_report
 
     sweep = load_sweep(args.config, args.out)
     command = command_line(args)

@@ -1,6 +1,6 @@
 """Sweep cells that run a statistics-release pipeline (``pipeline = "popularity"|"knn"``).
 
-Such a cell's settings are ``shared.release_config.ReleaseConfig`` keys, hyphenated as
+Such a cell's settings are ``fedrec.shared.release_config.ReleaseConfig`` keys, hyphenated as
 ``fedrec simulate --pipeline`` names them (``popularity-share``, ``head``, ``knn-top``,
 ``target-epsilon``, ``contributions``...). ``user-epsilon = E`` means
 ``target-epsilon = E``: a release calibrates its own noise to its target (the PLD ε of
@@ -8,7 +8,7 @@ every release together, user level, REPLACE_ONE), so no sweep-side calibration i
 ``contributions = "raw"`` takes the same no-DP defaults as the flag. The sweep sets
 ``seed`` and ``out``.
 
-A cell runs in this process (``simulations.release_sim.run``, seconds on MovieLens-100k)
+A cell runs in this process (``fedrec.simulations.release_sim.run``, seconds on MovieLens-100k)
 into its run directory. A release cannot resume: a directory holding a manifest but no
 results is an interrupted release, whose ledger may already be in the budget registry; it
 is moved aside (``<cell>.interrupted-<n>``, its registry entry kept under its own run id)
@@ -24,9 +24,9 @@ from typing import Any
 
 from rich.progress import Progress
 
-from shared.config import RunConfig
-from shared.errors import ConfigError, FedrecError
-from shared.release_config import PIPELINES, ReleaseConfig, with_raw_defaults
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError, FedrecError
+from fedrec.shared.release_config import PIPELINES, ReleaseConfig, with_raw_defaults
 
 NEUMF = "neumf"
 #: What a sweep's ``pipeline`` setting may name (``neumf``: DP-FedAvg, the default).
@@ -127,7 +127,7 @@ def run_cell(cfg: ReleaseConfig, label: str, bar: Progress) -> dict[str, Any]:
     Raises:
         FedrecError: the release could not run (e.g. its noise cannot be calibrated).
     """
-    from simulations import release_sim
+    from fedrec.simulations import release_sim
 
     steps = list(cfg.releases) + ["evaluate"]
     eps = "inf (no noise)" if math.isinf(cfg.target_epsilon) else f"{cfg.target_epsilon:g}"

@@ -14,10 +14,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from server.rundir import RunDir
-from shared.runinfo import to_json, versions, write_text_atomic
-from simulations.sweep import Cell, Sweep
-from simulations.sweep_release import NEUMF
+from fedrec.server.rundir import RunDir
+from fedrec.shared.runinfo import to_json, versions, write_text_atomic
+from fedrec.simulations.sweep import Cell, Sweep
+from fedrec.simulations.sweep_release import NEUMF
 
 METRICS = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "mrr")
 
@@ -102,7 +102,7 @@ def epsilon_of(row: dict) -> tuple[str, float] | None:
 
 def write_results(out: Path, rows: list[dict]) -> None:
     """``results.json`` and ``results.csv`` (the union of every row's columns)."""
-    from shared.runinfo import write_json_atomic
+    from fedrec.shared.runinfo import write_json_atomic
 
     write_json_atomic(out / "results.json", rows)
     columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -116,7 +116,7 @@ def write_results(out: Path, rows: list[dict]) -> None:
 def tradeoff_plot(rows: list[dict], references: dict[str, float], out: Path) -> Path | None:
     """ε (log) against HR@10 and NDCG@10: mean ± sd over seeds per DP cell; release
     cells as one line per series (``series_of``)."""
-    from simulations.plots import plt, _save
+    from fedrec.simulations.plots import plt, _save
 
     finite = {label: rs for label, rs in by_cell(rows).items() if epsilon_of(rs[0])}
     cells = {k: rs for k, rs in finite.items() if rs[0].get("pipeline", NEUMF) == NEUMF}
@@ -190,7 +190,7 @@ def _epsilon_axis(ax, eps: list[float]) -> None:
 
 def convergence_plot(cells: list[Cell], out: Path) -> Path | None:
     """HR@10 per evaluated round, one line per cell (mean over its seeds)."""
-    from simulations.plots import plt, _save
+    from fedrec.simulations.plots import plt, _save
 
     curves: dict[str, dict[int, list[float]]] = {}
     for cell in cells:

@@ -26,7 +26,7 @@ def write_events(run_dir: str | Path) -> Path:
     """(Re)write ``RUN_DIR/tensorboard`` from ``RUN_DIR/metrics.jsonl``; return the folder."""
     import tensorflow as tf
 
-    from server.rundir import RunDir
+    from fedrec.server.rundir import RunDir
 
     run = RunDir(run_dir)
     out = run.path / "tensorboard"

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from shared.schema import Dataset, normalize_events  # noqa: E402
+from fedrec.shared.schema import Dataset, normalize_events  # noqa: E402
 
 
 def make_dataset(rows: list[tuple], items: list[tuple] | None = None, name: str = "tiny") -> Dataset:

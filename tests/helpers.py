@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Context, Message, MetricRecord, RecordDict
 
-from client import app as capp
-from server.app import initial_global_weights, round_config
-from shared import protocol
-from shared.config import RunConfig
-from shared.federated_data import load_federation
+from fedrec.client import app as capp
+from fedrec.server.app import initial_global_weights, round_config
+from fedrec.shared import protocol
+from fedrec.shared.config import RunConfig
+from fedrec.shared.federated_data import load_federation
 
 #: Users of the small synthetic federation (60 items, dims 8).
 N_USERS = 12

@@ -1,6 +1,6 @@
 """Adaptive clipping (issue 19, item 5): the clip moves the right way, stays in a range
 fixed before the run, and each round is noised with the clip its updates were clipped
-to, so the accounted event is the same whatever the clip (server.adaptive)."""
+to, so the accounted event is the same whatever the clip (fedrec.server.adaptive)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideAdaptiveClipping, FedAvg
 
-from server.adaptive import next_clip
-from server.app import round_config
-from server.dp import ServerPrivacy
-from server.strategy import get_state, set_state
-from server.wrappers import adaptive_range, wrap_strategy
-from shared import privacy, protocol
-from shared.config import RunConfig
-from shared.errors import ConfigError
+from fedrec.server.adaptive import next_clip
+from fedrec.server.app import round_config
+from fedrec.server.dp import ServerPrivacy
+from fedrec.server.strategy import get_state, set_state
+from fedrec.server.wrappers import adaptive_range, wrap_strategy
+from fedrec.shared import privacy, protocol
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
 
 N, M = 8, 4           # M of N sampled: RDP only (PLD would make a full round slow)
 ADAPTIVE = dict(dp="server", dp_clipping="server-adaptive", noise_multiplier=0.5, clip=1.0,
@@ -63,7 +63,7 @@ def test_next_clip_by_hand():
 
 
 def test_flowers_adaptive_wrapper_shrinks_the_clip_when_every_update_is_clipped():
-    """The defect (Flower 1.23) that server.adaptive replaces: all clipped, and the clip
+    """The defect (Flower 1.23) that fedrec.server.adaptive replaces: all clipped, and the clip
     shrinks by exp(-0.1) instead of growing."""
     wrapper = DifferentialPrivacyServerSideAdaptiveClipping(
         FedAvg(), 0.0, M, initial_clipping_norm=1.0, clipped_count_stddev=0.0)
@@ -120,7 +120,7 @@ def test_a_checkpoint_restores_the_adapted_clip(tmp_path):
 def test_the_range_is_a_setting_and_a_flag():
     import argparse
 
-    from simulations.simulate_args import add_arguments, build_config
+    from fedrec.simulations.simulate_args import add_arguments, build_config
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event as dpe
 
-from server.dp import ServerPrivacy, accounting_record, declared_privacy
-from shared import privacy, protocol
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from shared.ledger import Ledger
-from shared.protocol import LocalSettings
-from simulations.audit import audit_accounting, load_run
+from fedrec.server.dp import ServerPrivacy, accounting_record, declared_privacy
+from fedrec.shared import privacy, protocol
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.protocol import LocalSettings
+from fedrec.simulations.audit import audit_accounting, load_run
 
 N, M, ROUNDS = 50, 3, 4
 EXAMPLES = {0: 40, 1: 12, 2: 100}   # client -> training examples
@@ -207,7 +207,7 @@ def test_device_reported_events_are_grouped_then_composed_per_device():
 
     from flwr.app import ConfigRecord, RecordDict
 
-    from server.dp import client_accounting, reported_events
+    from fedrec.server.dp import client_accounting, reported_events
 
     small, large = privacy.dpsgd_event(2.0, 0.5, 4), privacy.dpsgd_event(2.0, 0.25, 8)
 
@@ -244,8 +244,8 @@ def _adaptive_run(path, cfg: RunConfig, rounds: int = 3):
     from flwr.app import Message, MetricRecord, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
-    from server.app import round_config
-    from server.wrappers import wrap_strategy
+    from fedrec.server.app import round_config
+    from fedrec.server.wrappers import wrap_strategy
 
     class Grid:
         def get_node_ids(self):

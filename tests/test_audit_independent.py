@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from server.dp import ServerPrivacy, accounting_record, declared_privacy
-from shared import privacy
-from shared.config import RunConfig
-from simulations.audit import audit_accounting, load_run
+from fedrec.server.dp import ServerPrivacy, accounting_record, declared_privacy
+from fedrec.shared import privacy
+from fedrec.shared.config import RunConfig
+from fedrec.simulations.audit import audit_accounting, load_run
 
 N, M, ROUNDS = 40, 4, 3
 
@@ -41,7 +41,7 @@ def _failed(result) -> set[str]:
 
 
 def test_own_multiplier_by_hand():
-    from simulations.audit_independent import own_multiplier
+    from fedrec.simulations.audit_independent import own_multiplier
 
     # std 0.25 on the mean of 4 updates clipped to 0.5: sensitivity 2 * 0.5 / 4 = 0.25
     assert own_multiplier(0.25, 0.5, 4) == pytest.approx(1.0)

@@ -5,10 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from shared import privacy
-from simulations.cli import main
-from shared.interactions import build_interactions, leave_last_out
-from simulations.baselines import (NeuMFConfig, itemknn_scorer, popularity_scorer, recency_profile,
+from fedrec.shared import privacy
+from fedrec.simulations.cli import main
+from fedrec.shared.interactions import build_interactions, leave_last_out
+from fedrec.simulations.baselines import (NeuMFConfig, itemknn_scorer, popularity_scorer, recency_profile,
                                    select_itemknn, training_weights)
 from tests.conftest import make_dataset
 
@@ -76,8 +76,8 @@ def test_neumf_weighs_recent_positives_more_and_never_under_dp():
 
 
 def test_itemknn_settings_are_chosen_on_validation_never_on_test(events_csv):
-    from shared.datasets import load_dataset
-    from simulations.baseline_cmd import prepare
+    from fedrec.shared.datasets import load_dataset
+    from fedrec.simulations.baseline_cmd import prepare
 
     data = prepare(load_dataset(str(events_csv)), seed=0)
     chosen, grid = select_itemknn(data.split, data.val_negatives, (5, 20), (1.0, 0.5))
@@ -91,7 +91,7 @@ def test_itemknn_settings_are_chosen_on_validation_never_on_test(events_csv):
 
 @pytest.fixture(scope="module")
 def events_csv(tmp_path_factory):
-    from shared.synthetic import SyntheticConfig, generate
+    from fedrec.shared.synthetic import SyntheticConfig, generate
 
     data = generate(SyntheticConfig(n_users=120, n_items=80, seed=3))
     path = tmp_path_factory.mktemp("data") / "events.csv"
@@ -115,11 +115,11 @@ def test_baseline_cli_writes_results_with_the_documented_shape(events_csv, tmp_p
 
 def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_path,
                                                               monkeypatch):
-    import shared.training
+    import fedrec.shared.training
 
     avoided = []     # under DP a row's negatives avoid its own positive only (issue #19)
-    sample = shared.training.sample_training_negatives
-    monkeypatch.setattr(shared.training, "sample_training_negatives",
+    sample = fedrec.shared.training.sample_training_negatives
+    monkeypatch.setattr(fedrec.shared.training, "sample_training_negatives",
                         lambda train, users, *a: avoided.append((train, users))
                         or sample(train, users, *a))
     out = tmp_path / "dp.json"
@@ -158,7 +158,7 @@ def test_user_errors_are_one_line_and_exit_2(argv, needle, tmp_path, capsys):
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "data", "validate",
+    proc = subprocess.run([sys.executable, "-m", "fedrec.simulations.cli", "data", "validate",
                            str(tmp_path / "missing.csv")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

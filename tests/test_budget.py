@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from dp_accounting import dp_event as dpe
 
-from shared import privacy
-from shared.budget import BudgetRegistry, compose, run_entry
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from shared.ledger import Ledger
+from fedrec.shared import privacy
+from fedrec.shared.budget import BudgetRegistry, compose, run_entry
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.shared.ledger import Ledger
 
 N, M, DELTA = 50, 5, 1e-3
 
@@ -98,7 +98,7 @@ def test_a_rewritten_entry_replaces_the_runs_earlier_one(tmp_path):
 def test_fedrec_audit_budget_reports_the_composed_figures(tmp_path):
     import json
 
-    from simulations.budget_cmd import notes, summarise
+    from fedrec.simulations.budget_cmd import notes, summarise
 
     reg = BudgetRegistry(tmp_path / "budget")
     reg.record(_entry(tmp_path / "a", "server", _user(1.0, 3)))
@@ -116,7 +116,7 @@ def test_a_folder_that_is_no_registry_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_sweep_reports_what_its_runs_spent_together(tmp_path):
-    from simulations.budget_cmd import spent_by
+    from fedrec.simulations.budget_cmd import spent_by
 
     cells = [RunConfig(out=str(tmp_path / "runs" / name)) for name in ("a", "b")]
     reg = BudgetRegistry(tmp_path / "runs" / ".fedrec-budget")      # the cells' default
@@ -134,8 +134,8 @@ def test_a_sweep_reports_what_its_runs_spent_together(tmp_path):
 
 
 def test_a_statistics_release_run_records_its_ledger_too(tmp_path):
-    from shared.release_config import ReleaseConfig
-    from simulations import release_sim
+    from fedrec.shared.release_config import ReleaseConfig
+    from fedrec.simulations import release_sim
 
     out = tmp_path / "runs" / "release"
     results = release_sim.run(ReleaseConfig(dataset="synthetic", synthetic_users=60,

@@ -1,6 +1,6 @@
 """`fedrec` answers at once: the commands that need no model never import TensorFlow.
 
-Each command runs in a fresh interpreter (``simulations.cli.main`` in-process there), which
+Each command runs in a fresh interpreter (``fedrec.simulations.cli.main`` in-process there), which
 then reports its exit code and whether ``tensorflow`` is in ``sys.modules``. And the CLI
 sits on top of the layers: nothing in ``shared/`` imports ``client``, ``server`` or
 ``simulations``.
@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import contextlib, io, sys
-from simulations.cli import main
+from fedrec.simulations.cli import main
 with contextlib.redirect_stdout(io.StringIO()):
     try:
         code = main(sys.argv[1:])
@@ -44,7 +44,7 @@ def fresh_fedrec(*argv: str) -> tuple[int, bool]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A 4-round run with user- and example-level DP, as the audit tests write it."""
-    from shared.config import RunConfig
+    from fedrec.shared.config import RunConfig
     from tests.test_audit import _write_run
 
     out = tmp_path_factory.mktemp("startup") / "run"
@@ -77,20 +77,28 @@ def test_certs_does_not_import_tensorflow(tmp_path):
 
 
 def test_baseline_help_lists_the_baselines_it_runs():
-    from simulations.baselines import MODELS
-    from simulations.cli_args import BASELINE_MODELS
+    from fedrec.simulations.baselines import MODELS
+    from fedrec.simulations.cli_args import BASELINE_MODELS
 
     assert BASELINE_MODELS == MODELS
 
 
+def _layer(dotted: str) -> str:
+    """``fedrec.server.dp`` -> ``server``; any other module -> its top-level name."""
+    parts = dotted.split(".")
+    return parts[1] if parts[0] == "fedrec" and len(parts) > 1 else parts[0]
+
+
 def _imported(path: Path) -> set[str]:
-    """Top-level package names that a module imports (anywhere in it, lazily too)."""
+    """Our layers (and other top-level packages) a module imports, anywhere in it."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            names |= {_layer(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(_layer(node.module))
+            if node.module == "fedrec":
+                names |= {a.name for a in node.names}
     return names
 
 
@@ -98,3 +106,17 @@ def test_shared_imports_nothing_above_it():
     above = {"client", "server", "simulations"}
     offenders = {p.name: sorted(_imported(p) & above) for p in (ROOT / "shared").glob("*.py")}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_importing_fedrec_and_its_sdk_package_does_not_import_tensorflow():
+    """``fedrec`` and ``fedrec.client`` name the SDK lazily: only using ``Recommender``
+    loads TensorFlow."""
+    code = ("import sys, fedrec, fedrec.client\n"
+            "a = 'tensorflow' in sys.modules\n"
+            "from fedrec.client import EventStore\n"
+            "b = 'tensorflow' in sys.modules\n"
+            "print('probe', a, b, fedrec.EventStore is EventStore, fedrec.__version__)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+    assert proc.stdout.split()[-5:] == ["probe", "False", "False", "True", "0.1.0"], proc.stderr

@@ -1,7 +1,7 @@
 import pytest
 
-from shared.config import RunConfig
-from shared.errors import ConfigError
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
 
 
 def test_flower_run_config_round_trips_with_types():

@@ -1,4 +1,4 @@
-"""On-device content scores (shared.content) and their fusion (shared.knn.device_scores)."""
+"""On-device content scores (fedrec.shared.content) and their fusion (fedrec.shared.knn.device_scores)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared import content, knn
-from shared.content import ItemContent
-from shared.interactions import build_interactions
-from shared.schema import Dataset, empty_events
+from fedrec.shared import content, knn
+from fedrec.shared.content import ItemContent
+from fedrec.shared.interactions import build_interactions
+from fedrec.shared.schema import Dataset, empty_events
 
 
 def test_genre_scores_hand_computed():

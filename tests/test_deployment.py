@@ -12,14 +12,14 @@ import time
 import numpy as np
 import pytest
 
-from client.recommender import Recommender
-from client.store import EventStore
-from server.certs import make_credentials
-from server.deployment import LocalDeployment
-from server.rundir import RunDir
-from shared.catalogue import load_catalogue
-from shared.config import RunConfig
-from shared.synthetic import SyntheticConfig, generate
+from fedrec.client.recommender import Recommender
+from fedrec.client.store import EventStore
+from fedrec.server.certs import make_credentials
+from fedrec.server.deployment import LocalDeployment
+from fedrec.server.rundir import RunDir
+from fedrec.shared.catalogue import load_catalogue
+from fedrec.shared.config import RunConfig
+from fedrec.shared.synthetic import SyntheticConfig, generate
 
 pytestmark = pytest.mark.slow
 MODEL = {"gmf-dim": 8, "mlp-dim": 8, "content-dim": 8}
@@ -75,7 +75,7 @@ def test_two_dp_rounds_over_tls_then_every_sdk_recommends_from_the_new_model(dep
             history = store.ledger().history
         assert [(h[0], h[1]) for h in history] == [
             (r, e["event"]) for e in clients[str(index)] for r in e["rounds"]]
-    from simulations.cli import main as fedrec
+    from fedrec.simulations.cli import main as fedrec
     assert fedrec(["audit", str(run.path)]) == 0
     audit = json.loads((run.path / "audit.json").read_text())
     assert audit["levels"]["example"]["source"] == "manifest.json"
@@ -105,7 +105,7 @@ def test_secure_aggregation_over_tls_the_server_only_holds_the_sum(deployment):
     rows = run.read_metrics()
     assert [(r["clients_replied"], r["secagg_distinct_updates"]) for r in rows] == [(3, 1)] * 2
     assert all(r["dp_noise_std"] == pytest.approx(0.3 * 1.0 / 3) for r in rows)
-    from simulations.cli import main as fedrec
+    from fedrec.simulations.cli import main as fedrec
     assert fedrec(["audit", str(run.path)]) == 0
 
 
@@ -190,13 +190,13 @@ def test_faults_under_dp_a_node_killed_mid_round_then_the_server_killed_and_resu
     releases = run.read_releases()
     assert [h[0] for h in history] == [r["round"] for r in releases] in ([1, 2, 3], [1, 2, 3, 3])
     assert privacy["user"]["rounds"] == 3 and privacy["user"]["releases"] == len(history)
-    from shared import privacy as dp
-    from shared.ledger import Ledger
+    from fedrec.shared import privacy as dp
+    from fedrec.shared.ledger import Ledger
     ledger = Ledger("replace_one", privacy["user"]["delta"])
     for entry in releases:                        # every release logged, composed once each
         ledger.record(entry["round"], dp.event_from_dict(entry["dp_event"]))
     assert privacy["user"]["epsilon"] == pytest.approx(ledger.epsilon("rdp"), rel=1e-12)
-    from simulations.cli import main as fedrec
+    from fedrec.simulations.cli import main as fedrec
     assert fedrec(["audit", str(run.path)]) == 0
     with EventStore(stores[2]) as store:          # the restarted device kept its state
         assert len(store.events()) == events_before

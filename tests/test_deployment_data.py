@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from flwr.app import Context, Message, RecordDict
 
-from client import app as capp
-from server.app import initial_global_weights, round_config, server_data
-from shared import protocol
-from shared.catalogue import load_catalogue, load_device
-from shared.config import RunConfig
-from shared.errors import ConfigError, DataError
-from shared.synthetic import SyntheticConfig, generate
+from fedrec.client import app as capp
+from fedrec.server.app import initial_global_weights, round_config, server_data
+from fedrec.shared import protocol
+from fedrec.shared.catalogue import load_catalogue, load_device
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError, DataError
+from fedrec.shared.synthetic import SyntheticConfig, generate
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ from dp_accounting import dp_event as dpe
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
-from client import app as capp
-from client import local
-from client.local import LocalModel
-from client.state import LedgerStore, PrivateStore
-from shared import privacy, protocol
-from shared.config import RunConfig
-from shared.ledger import Ledger
-from shared.protocol import DpSgdPlan, LocalSettings
+from fedrec.client import app as capp
+from fedrec.client import local
+from fedrec.client.local import LocalModel
+from fedrec.client.state import LedgerStore, PrivateStore
+from fedrec.shared import privacy, protocol
+from fedrec.shared.config import RunConfig
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.protocol import DpSgdPlan, LocalSettings
 from tests.helpers import call_client as _call
 from tests.helpers import initial_weights as _weights
 from tests.helpers import small_config as _cfg
@@ -49,7 +49,7 @@ def test_dp_accounting_accounts_poisson_sampling_only_under_add_or_remove():
 
 def test_weak_triangle_by_hand():
     """(α - 1/2)/(α - 1) ε(2α) + ε(2α - 1): α = 2 -> 1.5 * 0.4 + 0.3; α = 3 -> 1.25 * 1 + 0.5."""
-    from shared.substitution import weak_triangle_rdp
+    from fedrec.shared.substitution import weak_triangle_rdp
 
     np.testing.assert_allclose(weak_triangle_rdp([2, 3], [0.4, 1.0], [0.3, 0.5]), [0.9, 1.75])
     with pytest.raises(ValueError):
@@ -115,7 +115,7 @@ def test_the_median_movielens_client_at_z_3_88():
 
 
 def test_example_noise_is_calibrated_under_replace_one(tmp_path):
-    from simulations.calibrate import example_noise_multiplier
+    from fedrec.simulations.calibrate import example_noise_multiplier
 
     cfg = RunConfig(dp="client", rounds=3, out=str(tmp_path))
     sigma = example_noise_multiplier(cfg, 64, 8.0)
@@ -127,7 +127,7 @@ def test_example_noise_is_calibrated_under_replace_one(tmp_path):
 
 
 def test_manifest_declares_replace_one_for_the_example_level(tmp_path):
-    from server.dp import declared_privacy
+    from fedrec.server.dp import declared_privacy
 
     example = declared_privacy(RunConfig(dp="client", out=str(tmp_path)), 10, 10)["example"]
     assert example["relation"] == "replace_one" and "public" in example["relation_why"]
@@ -160,7 +160,7 @@ def test_whether_a_device_allows_seeded_noise_is_its_own_setting():
 def test_a_device_refuses_a_seeded_round_unless_it_allows_one(tmp_path, fed):
     from flwr.app import Context, Message, RecordDict
 
-    from server.app import round_config
+    from fedrec.server.app import round_config
 
     cfg = _cfg(tmp_path, dp="client", noise_seed=4)
     msg = Message(RecordDict({"arrays": protocol.to_record(_weights(cfg, fed)),
@@ -178,10 +178,10 @@ def test_a_device_refuses_a_seeded_round_unless_it_allows_one(tmp_path, fed):
 
 
 def test_a_seeded_round_shows_as_not_private_in_privacy_status(tmp_path):
-    from client.recommender import Recommender
-    from client.store import EventStore
-    from shared.catalogue import load_catalogue
-    from shared.synthetic import SyntheticConfig, generate
+    from fedrec.client.recommender import Recommender
+    from fedrec.client.store import EventStore
+    from fedrec.shared.catalogue import load_catalogue
+    from fedrec.shared.synthetic import SyntheticConfig, generate
 
     path = tmp_path / "catalogue.csv"
     generate(SyntheticConfig(n_users=5, n_items=40, seed=2)).items.to_csv(path, index=False)
@@ -272,7 +272,7 @@ def test_an_empty_poisson_batch_still_runs_its_noisy_step(tmp_path, fed, monkeyp
 def test_every_planned_step_runs_where_empty_batches_are_likely(tmp_path, fed):
     """29 rows at q = 0.03: a batch is empty with odds 0.97^29 = 41 %, and every step
     is still run."""
-    from shared.training import poisson_batches
+    from fedrec.shared.training import poisson_batches
 
     rate, steps = 0.03, 40
     model, update, data = _sgd_round(tmp_path, fed, 1.0, rate, steps)
@@ -291,7 +291,7 @@ def test_every_planned_step_runs_where_empty_batches_are_likely(tmp_path, fed):
 def test_release_key_covers_the_data_and_the_stored_embedding(tmp_path, fed):
     from flwr.app import Message, RecordDict
 
-    from server.app import round_config
+    from fedrec.server.app import round_config
 
     cfg = _cfg(tmp_path, dp="client", noise_seed=0)
     msg = Message(RecordDict({"arrays": protocol.to_record(_weights(cfg, fed)),

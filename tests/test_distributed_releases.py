@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from client import releases as device
-from server import distributed
-from shared import skellam, stats
-from shared.errors import ConfigError
-from shared.protocol_releases import NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE, popularity_request
-from shared.release_config import ReleaseConfig
-from simulations import audit_releases, release_sim
+from fedrec.client import releases as device
+from fedrec.server import distributed
+from fedrec.shared import skellam, stats
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.protocol_releases import NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE, popularity_request
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations import audit_releases, release_sim
 
 SMALL = dict(dataset="synthetic", synthetic_users=30, synthetic_items=40, head=20, cap=10,
              noise="distributed")
@@ -83,7 +83,7 @@ def test_wrap_rule_refuses_an_impossible_width(tmp_path):
     cfg = ReleaseConfig(**SMALL, target_epsilon=2.0, skellam_bits=8, out=str(tmp_path / "w"))
     with pytest.raises(ConfigError, match="needs .* bits per coordinate not to wrap"):
         release_sim.run(cfg)
-    done = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", "--pipeline",
+    done = subprocess.run([sys.executable, "-m", "fedrec.simulations.cli", "simulate", "--pipeline",
                            "popularity", "--dataset", "synthetic", "--synthetic-users", "20",
                            "--synthetic-items", "30", "--noise", "distributed",
                            "--skellam-bits", "8", "--out", str(tmp_path / "cli")],

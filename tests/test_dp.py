@@ -11,16 +11,16 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.app import Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from client.mods import optional_fixedclipping_mod
-from client.state import LedgerStore
-from server.app import round_config
-from server.dp import ServerPrivacy, check_settings, noise_std
-from server.wrappers import wrap_strategy
-from shared import privacy, protocol
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.ledger import Ledger
-from shared.protocol import DpSgdPlan, LocalSettings
+from fedrec.client.mods import optional_fixedclipping_mod
+from fedrec.client.state import LedgerStore
+from fedrec.server.app import round_config
+from fedrec.server.dp import ServerPrivacy, check_settings, noise_std
+from fedrec.server.wrappers import wrap_strategy
+from fedrec.shared import privacy, protocol
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.protocol import DpSgdPlan, LocalSettings
 from tests.helpers import FourNodeGrid as _Grid
 from tests.helpers import call_client as _call
 from tests.helpers import initial_weights as _weights
@@ -147,7 +147,7 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
     tf.random.set_seed(0)
     z, clip, batch = 1.3, 0.7, 16
     noisy = add_aggregate_noise([tf.zeros([400, 250])], batch, clip, z, loss_reduction="mean")
-    from client.local import mean_noise_std
+    from fedrec.client.local import mean_noise_std
     assert float(tf.math.reduce_std(noisy[0])) == pytest.approx(mean_noise_std(z, clip, batch),
                                                                 rel=0.01)
 
@@ -155,7 +155,7 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
 def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
     """One DP-SGD step with plain SGD (lr 1): with and without noise, same batch; the
     difference is the noise itself, std z * C / expected batch size."""
-    from client.local import LocalModel
+    from fedrec.client.local import LocalModel
 
     cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
     data = fed.client(2)
@@ -177,7 +177,7 @@ def _sgd_dp_update(tmp_path, fed, z, lazy, zero_weights=False, steps=6):
     """The global update of one client after ``steps`` DP-SGD steps with plain SGD."""
     import dataclasses
 
-    from client.local import LocalModel
+    from fedrec.client.local import LocalModel
 
     cfg = _cfg(tmp_path, dp="client", learning_rate=0.5, local_optimizer="sgd")
     data = fed.client(2)
@@ -218,8 +218,8 @@ def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed
     """Without noise, one DP-SGD step (plain SGD, lr 1) moves the global weights by minus
     the sum of per-example clipped gradients over the *expected* batch size: tf-privacy's
     mean over the drawn batch times drawn / expected."""
-    from client.local import LocalModel
-    from shared.training import batch_arrays, poisson_batches
+    from fedrec.client.local import LocalModel
+    from fedrec.shared.training import batch_arrays, poisson_batches
 
     cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
     settings, data = LocalSettings.from_run_config(cfg), fed.client(2)
@@ -254,8 +254,8 @@ def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase)
     other clip factors), and an unclipped run tells the clip did bind."""
     import tensorflow as tf
 
-    from client.local import LocalModel
-    from shared.training import batch_arrays
+    from fedrec.client.local import LocalModel
+    from fedrec.shared.training import batch_arrays
 
     cfg = _cfg(tmp_path, dp="client")
     settings, data = LocalSettings.from_run_config(cfg), fed.client(3)
@@ -278,7 +278,7 @@ def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase)
 
 
 def test_pad_batch_adds_weightless_copies_of_the_first_row():
-    from shared.training import pad_batch
+    from fedrec.shared.training import pad_batch
 
     x = {"user": np.arange(5), "item": np.arange(10).reshape(5, 2)}
     y, w = np.ones((5, 2), np.float32), np.full(5, 0.5, np.float32)
@@ -295,8 +295,8 @@ def test_padding_a_dp_batch_changes_neither_the_clipped_sum_nor_the_loss(tmp_pat
     clip that binds."""
     import tensorflow as tf
 
-    from client.local import LocalModel
-    from shared.training import batch_arrays, pad_batch
+    from fedrec.client.local import LocalModel
+    from fedrec.shared.training import batch_arrays, pad_batch
 
     cfg = _cfg(tmp_path, dp="client")
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from client.local import DpSgdPlan, LocalModel, LocalSettings
-from server.app import initial_global_weights
-from shared.config import RunConfig
-from shared.federated_data import load_federation
-from shared.training import make_rows
+from fedrec.client.local import DpSgdPlan, LocalModel, LocalSettings
+from fedrec.server.app import initial_global_weights
+from fedrec.shared.config import RunConfig
+from fedrec.shared.federated_data import load_federation
+from fedrec.shared.training import make_rows
 
 
 def _negative_frequencies(items, row: int, n_items: int, draws: int, public=None) -> np.ndarray:
     """How often each item is one of row ``row``'s negatives, over ``draws`` calls."""
-    from shared.training import make_dp_rows
+    from fedrec.shared.training import make_dp_rows
 
     counts = np.zeros(n_items)
     for seed in range(draws):
@@ -28,7 +28,7 @@ def _negative_frequencies(items, row: int, n_items: int, draws: int, public=None
 
 
 def test_own_positive_matrix_holds_the_row_positive_and_the_public_items():
-    from shared.training import own_positive_matrix
+    from fedrec.shared.training import own_positive_matrix
 
     m = own_positive_matrix(np.array([0, 3, 3]), 6, np.array([5, 3]))
     assert [sorted(m[i].indices) for i in range(3)] == [[0, 3, 5], [3, 5], [3, 5]]

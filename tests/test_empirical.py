@@ -12,13 +12,13 @@ import pytest
 from dp_accounting.pld import pld_privacy_accountant
 from scipy import stats
 
-from shared import canary
-from simulations.cli import main as fedrec
-from shared.config import ConfigError, RunConfig
-from shared.federated_data import federation_of
-from simulations import empirical
-from simulations.audit import load_run
-from simulations.empirical_audit import (canary_audit, empirical_checks, membership_audit,
+from fedrec.shared import canary
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import ConfigError, RunConfig
+from fedrec.shared.federated_data import federation_of
+from fedrec.simulations import empirical
+from fedrec.simulations.audit import load_run
+from fedrec.simulations.empirical_audit import (canary_audit, empirical_checks, membership_audit,
                                          per_coin_claim)
 
 
@@ -191,7 +191,7 @@ def test_canary_directions_are_unit_seeded_and_order_free():
 # ----- attacks on real runs (the real ServerApp loop and ClientApp, in process) -----
 
 def _run(tmp_path, name, **changes):
-    from simulations.inprocess import run_inprocess
+    from fedrec.simulations.inprocess import run_inprocess
 
     cfg = RunConfig(out=str(tmp_path / name), **changes)
     run_inprocess(cfg)

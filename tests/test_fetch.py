@@ -1,4 +1,4 @@
-"""Tests for shared.fetch (MovieLens-100k from the recbole wheel), without the network."""
+"""Tests for fedrec.shared.fetch (MovieLens-100k from the recbole wheel), without the network."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import fetch
-from shared.datasets import load_dataset
-from shared.errors import DataError, FedrecError
-from shared.fetch import (
+from fedrec.shared import fetch
+from fedrec.shared.datasets import load_dataset
+from fedrec.shared.errors import DataError, FedrecError
+from fedrec.shared.fetch import (
     DATASET_DIRNAME,
     MEMBER_PREFIX,
     SOURCE_FILE,
@@ -22,7 +22,7 @@ from shared.fetch import (
     WHEEL_SHA256,
     fetch_movielens_100k,
 )
-from shared.io import load_recbole_dir
+from fedrec.shared.io import load_recbole_dir
 
 ML_FILES = {
     "ml-100k.inter": "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shared.interactions import (build_interactions, evaluation_negatives, leave_last_out,
+from fedrec.shared.interactions import (build_interactions, evaluation_negatives, leave_last_out,
                                  sample_training_negatives, user_negatives)
 from tests.conftest import make_dataset
 
@@ -89,7 +89,7 @@ def test_evaluation_negatives_pad_when_the_catalogue_runs_out():
 
 
 def test_padded_negatives_never_outrank_the_positive():
-    from shared.evaluate import sampled_ranks
+    from fedrec.shared.evaluate import sampled_ranks
 
     scores = lambda users: np.tile([5.0, 1.0, 9.0], (len(users), 1))  # noqa: E731
     ranks = sampled_ranks(scores, np.array([0]), np.array([1]), np.array([[0, -1, -1]]))

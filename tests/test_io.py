@@ -1,4 +1,4 @@
-"""Tests for shared.io (reading/validating data files) and shared.datasets."""
+"""Tests for fedrec.shared.io (reading/validating data files) and fedrec.shared.datasets."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import shared
-from shared.datasets import load_dataset
-from shared.errors import DataError
-from shared.io import (
+from fedrec import shared
+from fedrec.shared.datasets import load_dataset
+from fedrec.shared.errors import DataError
+from fedrec.shared.io import (
     GROUPLENS_GENRES,
     load_grouplens_dir,
     load_recbole_dir,
@@ -21,7 +21,7 @@ from shared.io import (
     read_items,
     validate_file,
 )
-from shared.schema import EVENT_COLUMNS, ITEM_COLUMNS
+from fedrec.shared.schema import EVENT_COLUMNS, ITEM_COLUMNS
 
 
 def _pyarrow_works() -> bool:
@@ -532,7 +532,7 @@ def test_load_dataset_wrong_file_type(tmp_path):
 
 def test_load_dataset_synthetic_passes_seed(monkeypatch):
     calls = []
-    fake = types.ModuleType("shared.synthetic")
+    fake = types.ModuleType("fedrec.shared.synthetic")
 
     class SyntheticConfig:
         def __init__(self, seed=0):
@@ -543,7 +543,7 @@ def test_load_dataset_synthetic_passes_seed(monkeypatch):
         return "dataset"
 
     fake.SyntheticConfig, fake.generate = SyntheticConfig, generate
-    monkeypatch.setitem(sys.modules, "shared.synthetic", fake)
+    monkeypatch.setitem(sys.modules, "fedrec.shared.synthetic", fake)
     monkeypatch.setattr(shared, "synthetic", fake, raising=False)
     assert load_dataset("synthetic", seed=5) == "dataset"
     assert calls == [5]

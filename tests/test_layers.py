@@ -1,5 +1,10 @@
 """The layers point one way (issue #20, part 2), checked on the source text with ``ast``.
 
+Our code is imported as ``fedrec.<layer>`` (issue #20, part 1): the folder ``server/`` is
+the package ``fedrec.server``, and no file anywhere (tests, benchmarks and examples too)
+imports the bare top-level names ``shared``, ``client``, ``server``, ``simulations``, which
+a wheel does not install.
+
 - ``shared/`` imports none of ``client/``, ``server/``, ``simulations/``;
 - ``client/`` and ``server/`` import only ``shared/`` of ours, never each other nor
   ``simulations/``;
@@ -19,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("shared", "client", "server", "simulations")
+NAMESPACE = "fedrec"
 #: Which of our packages each package may import (besides itself).
 ALLOWED = {"shared": set(), "client": {"shared"}, "server": {"shared"},
            "simulations": {"shared", "client", "server"}}
@@ -27,9 +33,15 @@ EXCEPTIONS: dict[str, set[str]] = {}   # none: the CLI lives in simulations/cli.
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
-    """``server/dp.py`` -> ``server.dp``; ``server/__init__.py`` -> ``server``."""
+    """``server/dp.py`` -> ``fedrec.server.dp``; ``server/__init__.py`` -> ``fedrec.server``."""
     parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return ".".join([NAMESPACE, *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def layer(dotted: str) -> str | None:
+    """``fedrec.server.dp`` -> ``server``; None for anything not in our four packages."""
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == NAMESPACE and parts[1] in PACKAGES else None
 
 
 def source_modules(root: Path = ROOT) -> dict[str, Path]:
@@ -65,21 +77,21 @@ def violations(root: Path = ROOT) -> list[str]:
     modules = source_modules(root)
     out = []
     for name, path in modules.items():
-        pkg = name.split(".")[0]
+        pkg = layer(name)
         rel = str(path.relative_to(root))
         allowed = ALLOWED[pkg] | {pkg} | EXCEPTIONS.get(rel, set())
         for target in sorted(imported(path, set(modules), root)):
-            top = target.split(".")[0]
-            if top in PACKAGES and top not in allowed:
+            top = layer(target)
+            if top is not None and top not in allowed:
                 out.append(f"{rel} imports {target}")
     return sorted(out)
 
 
 def import_graph(package: str, root: Path = ROOT) -> dict[str, set[str]]:
     """Edges between the modules of one package (the package's ``__init__`` left out:
-    importing ``server.dp`` loads ``server`` first, which is no cycle of ours)."""
+    importing ``fedrec.server.dp`` loads ``fedrec.server`` first, no cycle of ours)."""
     modules = source_modules(root)
-    inside = {n for n in modules if n.startswith(package + ".")}
+    inside = {n for n in modules if n.startswith(f"{NAMESPACE}.{package}.")}
     return {n: {t for t in imported(modules[n], set(modules), root) if t in inside and t != n}
             for n in sorted(inside)}
 
@@ -107,8 +119,35 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+#: Folders whose Python files are checked for bare imports (all of the checkout's code).
+SKIP_DIRS = {".venv", ".git", "build", "dist", "runs", "__pycache__"}
+
+
+def bare_imports(root: Path = ROOT) -> list[str]:
+    """``file imports name`` for every absolute import of a bare ``shared``, ``client``,
+    ``server`` or ``simulations`` (module or package) in any Python file under ``root``."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if SKIP_DIRS & set(rel.parts[:-1]):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            out += [f"{rel.as_posix()} imports {n}" for n in names if n.split(".")[0] in PACKAGES]
+    return sorted(out)
+
+
 def test_layers_point_one_way():
     assert violations() == []
+
+
+def test_everything_imports_the_fedrec_namespace():
+    assert bare_imports() == []
 
 
 @pytest.mark.parametrize("package", ["server", "client"])
@@ -134,20 +173,32 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def test_checker_sees_lazy_relative_and_module_imports(tmp_path):
     root = _tree(tmp_path, {
-        "shared/a.py": "def f():\n    from server import dp\n",
-        "client/b.py": "from . import c\nimport server.dp as x\n",
-        "client/c.py": "from shared.a import f\n",
-        "server/dp.py": "from client.b import g\n",
-        "simulations/s.py": "from server import dp\nfrom client import b\n",
+        "shared/a.py": "def f():\n    from fedrec.server import dp\n",
+        "client/b.py": "from . import c\nimport fedrec.server.dp as x\n",
+        "client/c.py": "from fedrec.shared.a import f\n",
+        "server/dp.py": "from fedrec.client.b import g\n",
+        "simulations/s.py": "from fedrec.server import dp\nfrom fedrec.client import b\n",
     })
-    assert violations(root) == ["client/b.py imports server.dp", "server/dp.py imports client.b",
-                                "shared/a.py imports server.dp"]
-    assert import_graph("client", root)["client.b"] == {"client.c"}
+    assert violations(root) == ["client/b.py imports fedrec.server.dp",
+                                "server/dp.py imports fedrec.client.b",
+                                "shared/a.py imports fedrec.server.dp"]
+    assert import_graph("client", root)["fedrec.client.b"] == {"fedrec.client.c"}
+    assert bare_imports(root) == []
 
 
 def test_checker_finds_a_cycle_through_a_function_level_import(tmp_path):
-    root = _tree(tmp_path, {"server/dp.py": "from server.strategy import lr\n",
-                            "server/strategy.py": "def make():\n    from server.dp import w\n",
-                            "server/app.py": "from server import dp, strategy\n"})
-    assert find_cycle(import_graph("server", root)) == ["server.dp", "server.strategy", "server.dp"]
+    root = _tree(tmp_path, {"server/dp.py": "from fedrec.server.strategy import lr\n",
+                            "server/strategy.py": "def make():\n    from fedrec.server.dp import w\n",
+                            "server/app.py": "from fedrec.server import dp, strategy\n"})
+    assert find_cycle(import_graph("server", root)) == [
+        "fedrec.server.dp", "fedrec.server.strategy", "fedrec.server.dp"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_checker_finds_bare_imports_anywhere(tmp_path):
+    root = _tree(tmp_path, {"tests/t.py": "import shared\nfrom server.dp import w\n",
+                            "shared/a.py": "def f():\n    import client.store as s\n",
+                            "simulations/s.py": "from fedrec.shared import a\nimport numpy\n",
+                            ".venv/lib/x.py": "import server\n"})
+    assert bare_imports(root) == ["shared/a.py imports client.store", "tests/t.py imports server.dp",
+                                  "tests/t.py imports shared"]

@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from client.local import LocalModel
-from server.app import initial_global_weights, round_config
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.federated_data import federation_of
-from shared.protocol import LocalSettings
+from fedrec.client.local import LocalModel
+from fedrec.server.app import initial_global_weights, round_config
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.federated_data import federation_of
+from fedrec.shared.protocol import LocalSettings
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_bad_local_settings_fail_with_one_line(changes, message):
 def test_simulate_flags_reach_the_run_config(tmp_path):
     import argparse
 
-    from simulations.simulate_args import add_arguments, build_config
+    from fedrec.simulations.simulate_args import add_arguments, build_config
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -1,4 +1,4 @@
-"""Tests for shared.metrics: hand-computed small cases plus a few properties."""
+"""Tests for fedrec.shared.metrics: hand-computed small cases plus a few properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shared.metrics import (add_sums, beyond_accuracy, catalog_coverage, hit_rate,
+from fedrec.shared.metrics import (add_sums, beyond_accuracy, catalog_coverage, hit_rate,
                             intra_list_diversity, metrics_from_sums, mrr, ndcg, novelty,
                             personalization, precision_recall_ndcg_at_k, rank_of_positive,
                             ranking_sums, simulated_ctr, top_k)

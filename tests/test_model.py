@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
+from fedrec.shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
                           make_scorer, set_weights)
 
 CFG = ModelConfig(gmf_dim=4, mlp_embedding_dim=3, mlp_layers=(6, 2), content_dim=5)

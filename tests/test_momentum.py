@@ -1,4 +1,4 @@
-"""Server momentum after the DP noise (``server.momentum``): FedAvgM's update, no ε spent."""
+"""Server momentum after the DP noise (``fedrec.server.momentum``): FedAvgM's update, no ε spent."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from flwr.serverapp.strategy import (DifferentialPrivacyServerSideFixedClipping, FedAvg,
                                      FedAvgM)
 
-from server.app import round_config
-from server.dp import ServerPrivacy, mechanism
-from server.momentum import ServerMomentumAfterNoise
-from server.strategy import get_state, make_strategy, set_state
-from shared import protocol
-from shared.config import RunConfig
+from fedrec.server.app import round_config
+from fedrec.server.dp import ServerPrivacy, mechanism
+from fedrec.server.momentum import ServerMomentumAfterNoise
+from fedrec.server.strategy import get_state, make_strategy, set_state
+from fedrec.shared import protocol
+from fedrec.shared.config import RunConfig
 from tests.helpers import FourNodeGrid as _Grid
 from tests.helpers import training_replies as _replies
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from shared import privacy
+from fedrec.shared import privacy
 
 
 def test_event_round_trips_through_json():

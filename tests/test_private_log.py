@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event as dpe
 
-from server.rundir import RunDir
-from shared import privacy
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from simulations.inprocess import InProcessGrid, run_inprocess
+from fedrec.server.rundir import RunDir
+from fedrec.shared import privacy
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.simulations.inprocess import InProcessGrid, run_inprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(dataset="synthetic", synthetic_users=8, synthetic_items=40, gmf_dim=4, mlp_dim=4,
             content_dim=4, reconstruction_steps=1, clients_per_round=4)
 USER_DP = dict(dp="server", noise_multiplier=1.0, clip=0.5)
-#: Who took part: never in a released file (server.rundir.PRIVATE_FIELDS).
+#: Who took part: never in a released file (fedrec.server.rundir.PRIVATE_FIELDS).
 WHO = ("participants", "declined", "rejected", "client_events", "declined_reasons")
 
 
@@ -52,7 +52,7 @@ def _released(run: RunDir) -> dict[str, str]:
 
 
 def test_released_files_hold_no_participation(dp_run):
-    from simulations.simulate_cmd import add_ledger_summary
+    from fedrec.simulations.simulate_cmd import add_ledger_summary
 
     add_ledger_summary(dp_run, RunConfig.from_mapping(dp_run.manifest()["config"]))
     example = json.loads((dp_run.path / "privacy.json").read_text())["example"]
@@ -111,7 +111,7 @@ def test_the_audit_reads_participation_from_the_private_log(dp_run, tmp_path):
 
 
 def test_participation_known_epsilon_by_hand():
-    from server.private_log import participation_known
+    from fedrec.server.private_log import participation_known
 
     def release(rnd, z, **who):
         event = dpe.SampledWithoutReplacementDpEvent(10, 2, dpe.GaussianDpEvent(z))
@@ -158,7 +158,7 @@ def _check_every_release_counted(run: RunDir) -> None:
 
 
 def test_a_release_before_a_crash_is_counted_after_resume(tmp_path):
-    from server.app import run_federation
+    from fedrec.server.app import run_federation
 
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=3, eval_every=1, **USER_DP, **TINY)
     with pytest.raises(RuntimeError, match="crashed during evaluation"):
@@ -173,8 +173,8 @@ def test_a_killed_server_process_resumes_with_every_release_counted(tmp_path):
     was released and before its checkpoint and metrics line."""
     out = tmp_path / "run"
     cfg = RunConfig(out=str(out), rounds=3, eval_every=1, **USER_DP, **TINY)
-    script = ("import sys, json; from shared.config import RunConfig; "
-              "from simulations.inprocess import run_inprocess; "
+    script = ("import sys, json; from fedrec.shared.config import RunConfig; "
+              "from fedrec.simulations.inprocess import run_inprocess; "
               "run_inprocess(RunConfig.from_mapping(json.loads(sys.argv[1])))")
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     first = subprocess.run([sys.executable, "-c", script, json.dumps(cfg.to_flower())],
@@ -190,7 +190,7 @@ def test_a_killed_server_process_resumes_with_every_release_counted(tmp_path):
 
 
 def test_every_run_on_the_data_lands_in_the_budget_registry(dp_run, tmp_path):
-    from shared.budget import BudgetRegistry, compose
+    from fedrec.shared.budget import BudgetRegistry, compose
 
     registry = BudgetRegistry(dp_run.path.parent / ".fedrec-budget")
     (entries,) = registry.entries().values()

@@ -1,4 +1,4 @@
-"""The wire protocol (``shared.protocol``, ``shared.protocol_releases``): the keys on the
+"""The wire protocol (``fedrec.shared.protocol``, ``fedrec.shared.protocol_releases``): the keys on the
 wire are the ones devices already speak, and every encoder has its decoder."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Message, RecordDict
 
-from shared import knn, privacy
-from shared import protocol as p
-from shared import protocol_releases as wire
-from shared.config import RunConfig
+from fedrec.shared import knn, privacy
+from fedrec.shared import protocol as p
+from fedrec.shared import protocol_releases as wire
+from fedrec.shared.config import RunConfig
 
 #: What went on the wire before the protocol module: a deployed device reads these.
 SETTINGS_KEYS = {"server-round", "local-epochs", "batch-size", "learning-rate", "negatives",

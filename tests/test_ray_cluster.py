@@ -27,9 +27,9 @@ import psutil
 import pytest
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
-from server.rundir import RunDir
-from server.simnodes import SIMULATION_NODES, NodeLog, read_nodes
-from shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY
+from fedrec.server.rundir import RunDir
+from fedrec.server.simnodes import SIMULATION_NODES, NodeLog, read_nodes
+from fedrec.shared.runinfo import RAY_NODE_ID, SIMULATION_NODE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).parent / "ray"
@@ -53,7 +53,7 @@ class _FakeRay(SimpleNamespace):
 
 
 def _query(monkeypatch, ray) -> Message:
-    from client.app import app
+    from fedrec.client.app import app
 
     if ray is None:
         monkeypatch.delitem(sys.modules, "ray", raising=False)
@@ -212,7 +212,7 @@ def cluster():
 
 
 def _simulate(out: Path, *extra: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", *TINY,
+    return subprocess.Popen([sys.executable, "-m", "fedrec.simulations.cli", "simulate", *TINY,
                              "--out", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=ROOT)

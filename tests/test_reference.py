@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.federated_data import federation_of
-from simulations import simulate_cmd
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.federated_data import federation_of
+from fedrec.simulations import simulate_cmd
 
 
 def _config(tmp_path, seed=0):
@@ -32,7 +32,7 @@ def test_a_matching_baseline_is_the_reference_and_nothing_is_trained(tmp_path, m
     def no_training(*args, **kwargs):
         raise AssertionError("trained a reference the baselines file already had")
 
-    monkeypatch.setattr("simulations.baselines.run_baseline", no_training)
+    monkeypatch.setattr("fedrec.simulations.baselines.run_baseline", no_training)
     ref = simulate_cmd.reference(cfg, baselines)
     assert ref == {"metrics": {"hr@10": 0.5, "ndcg@10": 0.3}, "wall_seconds": 12.0}
     assert json.loads((tmp_path / "run0" / "reference_neumf.json").read_text()) == ref

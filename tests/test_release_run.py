@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from shared import knn
-from shared.errors import ConfigError
-from shared.release_config import ReleaseConfig
-from simulations import audit_releases, release_sim
+from fedrec.shared import knn
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations import audit_releases, release_sim
 
 SMALL = dict(dataset="synthetic", synthetic_users=60, synthetic_items=80, head=40, cap=20)
 
@@ -90,7 +90,7 @@ def test_bad_settings_are_one_clear_error(changes, message):
 
 def test_cli_runs_and_refuses_an_existing_run(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "simulations.cli", "simulate", "--pipeline", "knn", "--dataset",
+    cmd = [sys.executable, "-m", "fedrec.simulations.cli", "simulate", "--pipeline", "knn", "--dataset",
            "synthetic", "--synthetic-users", "30", "--synthetic-items", "40", "--head", "20",
            "--target-epsilon", "8", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -98,7 +98,7 @@ def test_cli_runs_and_refuses_an_existing_run(tmp_path):
     assert json.loads((out / "results.json").read_text())["pipeline"] == "knn"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already holds a run" in again.stderr
-    audit = subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(out)],
+    audit = subprocess.run([sys.executable, "-m", "fedrec.simulations.cli", "audit", str(out)],
                            capture_output=True, text=True, timeout=300)
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
@@ -122,9 +122,9 @@ def test_flower_engine_releases_what_the_in_process_engine_releases(tmp_path):
 
 def test_without_dp_the_federated_similarity_is_the_centralized_one(tmp_path):
     """Raw contributions over every item: the released cosine similarity equals the
-    centralized item-kNN's (simulations.baselines.item_similarity) on the same data."""
-    from shared.federated_data import load_federation
-    from simulations.baselines import item_similarity
+    centralized item-kNN's (fedrec.simulations.baselines.item_similarity) on the same data."""
+    from fedrec.shared.federated_data import load_federation
+    from fedrec.simulations.baselines import item_similarity
 
     cfg = ReleaseConfig(dataset="synthetic", synthetic_users=40, synthetic_items=50,
                         contributions="raw", target_epsilon=math.inf, head=0, cap=0,
@@ -146,13 +146,13 @@ def test_without_dp_the_federated_similarity_is_the_centralized_one(tmp_path):
 
 
 def test_the_flower_release_apps_release_what_the_in_process_engine_releases(tmp_path):
-    """The wire protocol of the release apps (``shared.protocol_releases``) without
+    """The wire protocol of the release apps (``fedrec.shared.protocol_releases``) without
     Flower's engine: the ServerApp's main and the ClientApp over a grid that hands each
     message to the ClientApp in this process release and measure what the loop does."""
     from flwr.app import Context, RecordDict
 
-    from client.release_app import app as client_app
-    from server import release_app
+    from fedrec.client.release_app import app as client_app
+    from fedrec.server import release_app
 
     cfg = ReleaseConfig(dataset="synthetic", synthetic_users=12, synthetic_items=30, head=15,
                         cap=8, noise_seed=5, out=str(tmp_path / "grid"))

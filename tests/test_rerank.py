@@ -1,12 +1,12 @@
-"""Tests for shared.rerank.mmr_rerank."""
+"""Tests for fedrec.shared.rerank.mmr_rerank."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.metrics import intra_list_diversity, top_k
-from shared.rerank import mmr_rerank
+from fedrec.shared.metrics import intra_list_diversity, top_k
+from fedrec.shared.rerank import mmr_rerank
 
 # Hand-built example. cos(v0, v1) = 3/5 = 0.6, cos(v0, v2) = 0, cos(v1, v2) = 4/5 = 0.8,
 # v3 is a zero vector (similarity 0 to everything).

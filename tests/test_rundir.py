@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from server.rundir import RunDir
-from server.strategy import get_state, make_strategy, per_round, set_state
-from shared.config import RunConfig
-from simulations.plots import plot_convergence
+from fedrec.server.rundir import RunDir
+from fedrec.server.strategy import get_state, make_strategy, per_round, set_state
+from fedrec.shared.config import RunConfig
+from fedrec.simulations.plots import plot_convergence
 
 
 def test_checkpoint_round_trip_and_last_complete_round(tmp_path):
@@ -56,7 +56,7 @@ def test_convergence_plot_is_a_png(tmp_path):
 
 
 def test_mean_curve_averages_only_rounds_every_run_evaluated(tmp_path):
-    from simulations.plots import curve, mean_curve
+    from fedrec.simulations.plots import curve, mean_curve
 
     a = curve([{"round": 1, "hr@10": 0.2}, {"round": 2, "hr@10": None}, {"round": 4, "hr@10": 0.6}])
     b = curve([{"round": 1, "hr@10": 0.4}, {"round": 2, "hr@10": 0.5}, {"round": 4, "hr@10": 0.7}])

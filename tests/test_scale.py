@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from server.slots import SlotGrid, slots_needed
-from server.rundir import RunDir
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.federated_data import load_federation
-from shared.lazy_synthetic import LazySyntheticFederation
-from shared.synthetic import SyntheticConfig
-from simulations.inprocess import InProcessGrid
+from fedrec.server.slots import SlotGrid, slots_needed
+from fedrec.server.rundir import RunDir
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.federated_data import load_federation
+from fedrec.shared.lazy_synthetic import LazySyntheticFederation
+from fedrec.shared.synthetic import SyntheticConfig
+from fedrec.simulations.inprocess import InProcessGrid
 
 
 def test_a_lazy_client_holds_the_same_events_as_the_eager_one():
@@ -74,7 +74,7 @@ def test_too_few_simulation_nodes_is_one_clear_error():
 
 
 def test_a_lazy_federation_runs_its_users_through_a_few_nodes(tmp_path):
-    from server.app import run_federation
+    from fedrec.server.app import run_federation
 
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=3, lazy_clients=True, synthetic_users=300,
                     synthetic_items=80, clients_per_round=6, eval_clients=10, gmf_dim=8,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared import protocol
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.federated_data import federation_of
-from simulations.inprocess import run_inprocess
+from fedrec.shared import protocol
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.federated_data import federation_of
+from fedrec.simulations.inprocess import run_inprocess
 
 SMALL = dict(synthetic_users=12, synthetic_items=60, gmf_dim=8, mlp_dim=8, content_dim=8,
              eval_every=100)
@@ -19,7 +19,7 @@ SMALL = dict(synthetic_users=12, synthetic_items=60, gmf_dim=8, mlp_dim=8, conte
 
 def _rows(cfg: RunConfig) -> list[dict]:
     """Metrics lines with who took part (server-private) joined in."""
-    from server.rundir import RunDir
+    from fedrec.server.rundir import RunDir
 
     return RunDir(cfg.out).private_rows()
 
@@ -64,8 +64,8 @@ def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
 
 
 def test_stragglers_answer_late(tmp_path):
-    from simulations.inprocess import InProcessGrid
-    from server.app import initial_global_weights, round_config
+    from fedrec.simulations.inprocess import InProcessGrid
+    from fedrec.server.app import initial_global_weights, round_config
     from flwr.app import Message, RecordDict
 
     cfg = RunConfig(out=str(tmp_path / "run"), straggler_fraction=1.0, straggler_delay=0.3,
@@ -101,8 +101,8 @@ def test_bad_scenario_settings_fail_at_the_edge(changes, message):
 
 
 def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
-    from client.scenarios import is_late
-    from client.local import evaluate_scores
+    from fedrec.client.scenarios import is_late
+    from fedrec.client.local import evaluate_scores
 
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=4, late_users=0.5, join_round=3,
                     **{**SMALL, "synthetic_users": 24, "eval_every": 1})
@@ -121,7 +121,7 @@ def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
     assert [r["cold_hr@10"] for r in rows[:2]] == pytest.approx([fallback, fallback])
     assert all(r["cold_hr@10"] is not None for r in rows[2:])
     # before joining a late device stores nothing; once joined it trains and evaluates
-    from client.state import PrivateStore
+    from fedrec.client.state import PrivateStore
 
     for u in late:
         store = PrivateStore(cfg.client_state_root, u)
@@ -130,9 +130,9 @@ def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
 
 
 def test_items_added_mid_run_stay_untrained_until_released(tmp_path):
-    from client.scenarios import new_items
-    from server.app import initial_global_weights
-    from server.rundir import RunDir
+    from fedrec.client.scenarios import new_items
+    from fedrec.server.app import initial_global_weights
+    from fedrec.server.rundir import RunDir
 
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=4, new_items=0.3, items_round=3,
                     local_epochs=2, **{**SMALL, "synthetic_users": 30, "eval_every": 1})

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.recommender import Recommender
-from client.store import SCHEMA_VERSION, EventStore, SdkInputError
-from server.app import initial_global_weights
-from shared import privacy, protocol
-from shared.catalogue import load_catalogue
-from shared.config import RunConfig
-from shared.ledger import Ledger
-from shared.synthetic import SyntheticConfig, generate
+from fedrec.client.recommender import Recommender
+from fedrec.client.store import SCHEMA_VERSION, EventStore, SdkInputError
+from fedrec.server.app import initial_global_weights
+from fedrec.shared import privacy, protocol
+from fedrec.shared.catalogue import load_catalogue
+from fedrec.shared.config import RunConfig
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.synthetic import SyntheticConfig, generate
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +185,8 @@ def test_the_client_app_trains_from_and_into_the_sdk_store(tmp_path, catalogue, 
     """A deployed device whose app uses the SDK: events in, embedding/ledger/model kept."""
     from flwr.app import Context, Message, RecordDict
 
-    from client import app as capp
-    from server.app import round_config
+    from fedrec.client import app as capp
+    from fedrec.server.app import round_config
 
     items = [str(i) for i in catalogue.item_ids[:12]]
     with EventStore(tmp_path / "phone.db", user_id="bob") as store:

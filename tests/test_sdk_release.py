@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client.recommender import Recommender
-from client.store import EventStore, SdkInputError
-from shared import knn
-from shared.catalogue import load_catalogue
-from shared.synthetic import SyntheticConfig, generate
+from fedrec.client.recommender import Recommender
+from fedrec.client.store import EventStore, SdkInputError
+from fedrec.shared import knn
+from fedrec.shared.catalogue import load_catalogue
+from fedrec.shared.synthetic import SyntheticConfig, generate
 
 
 @pytest.fixture(scope="module")

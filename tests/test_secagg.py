@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from server.app import run_federation, server_data
-from server.secagg_bounds import rounding_l2
-from shared import privacy as privacy_lib
-from server.rundir import RunDir
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from simulations.inprocess import InProcessGrid
+from fedrec.server.app import run_federation, server_data
+from fedrec.server.secagg_bounds import rounding_l2
+from fedrec.shared import privacy as privacy_lib
+from fedrec.server.rundir import RunDir
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.simulations.inprocess import InProcessGrid
 
 BASE = dict(dataset="synthetic", synthetic_users=5, synthetic_items=60, rounds=2, dp="server",
             dp_clipping="client-fixed", clip=0.5, noise_seed=0, gmf_dim=8, mlp_dim=8,
@@ -96,7 +96,7 @@ def test_a_resumed_secagg_run_records_its_rounds_in_the_restored_ledger(tmp_path
 
 
 def test_secagg_settings_are_checked_at_the_edge(tmp_path):
-    from server.dp import check_settings
+    from fedrec.server.dp import check_settings
 
     for bad in ({"dp": "none"}, {"dp_clipping": "server-fixed"}, {"dp": "both"}):
         with pytest.raises(ConfigError, match="secagg needs dp = server with dp-clipping"):

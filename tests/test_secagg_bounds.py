@@ -13,12 +13,12 @@ from dp_accounting import dp_event as dpe
 from flwr.common.secure_aggregation.quantization import dequantize, quantize
 from flwr.server.workflow import SecAggPlusWorkflow
 
-from server import secagg_bounds as sb
-from server.dp import ServerPrivacy, check_settings
-from shared import privacy
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from shared.errors import ConfigError
+from fedrec.server import secagg_bounds as sb
+from fedrec.server.dp import ServerPrivacy, check_settings
+from fedrec.shared import privacy
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
 
 Q, M, R = 2 ** 22, 2 ** 32, 8.0
 SECAGG = dict(dp="server", dp_clipping="client-fixed", secagg=True, clip=0.5)

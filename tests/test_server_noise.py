@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from flwr.serverapp.strategy import FedAvg
 
-from server import dp as server_dp
-from server import strategy as server_strategy
-from server.dp import ServerPrivacy, declared_privacy, seed_noise
-from server.wrappers import wrap_strategy
-from shared.config import RunConfig
+from fedrec.server import dp as server_dp
+from fedrec.server import strategy as server_strategy
+from fedrec.server.dp import ServerPrivacy, declared_privacy, seed_noise
+from fedrec.server.wrappers import wrap_strategy
+from fedrec.shared.config import RunConfig
 
 MASK = 0xFFFFFFFF
 

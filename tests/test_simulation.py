@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.rundir import RunDir
+from fedrec.server.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def _env() -> dict[str, str]:
 
 
 def _fedrec(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", *args],
+    proc = subprocess.run([sys.executable, "-m", "fedrec.simulations.cli", "simulate", *args],
                           capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -95,8 +95,8 @@ DP = ["--dp", "both", "--noise-multiplier", "0.8", "--clip", "0.5",
 
 def _user_epsilon_from_log(run: RunDir) -> float:
     """What an auditor does: compose the per-round events logged in metrics.jsonl."""
-    from shared import privacy
-    from shared.ledger import Ledger
+    from fedrec.shared import privacy
+    from fedrec.shared.ledger import Ledger
 
     ledger = Ledger("replace_one", run.manifest()["privacy"]["user"]["delta"])
     for row in run.read_metrics():
@@ -105,7 +105,7 @@ def _user_epsilon_from_log(run: RunDir) -> float:
 
 
 def _client_ledgers(run: RunDir) -> dict[str, list[int]]:
-    from shared.ledger import Ledger
+    from fedrec.shared.ledger import Ledger
 
     return {p.parent.name: Ledger.loads(p.read_text()).rounds
             for p in sorted((run.path / "client_state").glob("*/ledger.json"))}
@@ -134,7 +134,7 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
     assert all(len(r) > 0 for r in _client_ledgers(part).values())
     ra, rb = full.read_metrics(), part.read_metrics()
     assert [r["hr@10"] for r in rb] == pytest.approx([r["hr@10"] for r in ra], abs=1e-5)
-    from simulations.cli import main as fedrec
+    from fedrec.simulations.cli import main as fedrec
     for run in (full, part):               # an independent auditor agrees with both runs
         assert fedrec(["audit", str(run.path)]) == 0
         audit = json.loads((run.path / "audit.json").read_text())
@@ -149,7 +149,7 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
 
 
 def test_dp_run_stops_before_exceeding_its_target_epsilon(tmp_path):
-    from shared import privacy
+    from fedrec.shared import privacy
 
     # one round of z = 0.8 with everyone sampled is Gaussian(0.4); allow 2.5 rounds' worth
     delta = 1 / 20 ** 1.1

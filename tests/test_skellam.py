@@ -1,4 +1,4 @@
-"""shared.skellam: the Skellam RDP, the rounding bounds, the quantizer, the event."""
+"""fedrec.shared.skellam: the Skellam RDP, the rounding bounds, the quantizer, the event."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 from dp_accounting import dp_event as dpe
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_acc
 
-from shared import privacy, skellam
-from shared.ledger import Ledger
+from fedrec.shared import privacy, skellam
+from fedrec.shared.ledger import Ledger
 
 
 def test_rdp_hand_computed():
@@ -84,6 +84,18 @@ def test_event_round_trips_through_ledger_and_accountant():
     again = Ledger.loads(ledger.dumps())
     assert again.epsilon("rdp") == pytest.approx(skellam.epsilon([event, event], 1e-5), rel=1e-3)
     assert again.epsilon("pld") is None      # PLD has no Skellam: the claim is RDP
+
+
+def test_a_ledger_written_before_the_fedrec_namespace_still_loads():
+    """Ledgers written before issue #20 name the class's module ``shared.skellam``: it
+    reads as ``fedrec.shared.skellam`` (a wheel installs no module named ``shared``)."""
+    event = skellam.release_event(mu=4e6, scale=1000.0, clip=1.0, dim=50)
+    assert event.to_dict()["module_name"] == "fedrec.shared.skellam"
+    old = {**event.to_dict(), "module_name": "shared.skellam"}
+    assert privacy.event_from_dict(old) == event
+    nested = privacy.event_to_dict(dpe.SelfComposedDpEvent(event, 3))
+    nested["event"]["module_name"] = "shared.skellam"
+    assert privacy.event_from_dict(nested) == dpe.SelfComposedDpEvent(event, 3)
 
 
 def test_calibrate_meets_target():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event as dpe
 
-from server import releases
-from shared import knn, privacy, stats
-from shared.ledger import Ledger
+from fedrec.server import releases
+from fedrec.shared import knn, privacy, stats
+from fedrec.shared.ledger import Ledger
 
 
 def test_popularity_contribution_hand_cases():

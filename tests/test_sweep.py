@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from simulations.cli import main as fedrec
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from simulations.calibrate import user_noise_multiplier
-from simulations.simulate_cmd import backend_config
-from simulations.sweep import load_sweep, slug
-from simulations.sweep_report import write_report
+from fedrec.simulations.cli import main as fedrec
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.simulations.calibrate import user_noise_multiplier
+from fedrec.simulations.simulate_cmd import backend_config
+from fedrec.simulations.sweep import load_sweep, slug
+from fedrec.simulations.sweep_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,7 @@ def test_sweep_runs_every_cell_then_skips_finished_ones(tmp_path):
                   .replace("local-epochs = [1, 2]", "local-epochs = [1]"))
     out = tmp_path / "out"
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    cmd = [sys.executable, "-m", "simulations.cli", "sweep", str(path), "--out", str(out)]
+    cmd = [sys.executable, "-m", "fedrec.simulations.cli", "sweep", str(path), "--out", str(out)]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())
@@ -149,3 +149,19 @@ def test_sweep_runs_every_cell_then_skips_finished_ones(tmp_path):
     assert again.returncode == 0 and "(0 to do)" in again.stderr
     assert (run / "results.json").stat().st_mtime_ns == stamp
     RunConfig.from_mapping(json.loads((run / "manifest.json").read_text())["config"])
+
+
+def test_a_bundled_sweep_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    """The sweeps in simulations/configs ship in the wheel: ``fedrec sweep
+    simulations/configs/X.toml`` (as the docs write it) and ``fedrec sweep X.toml`` read the
+    bundled file from a folder that holds no checkout; a file that exists wins."""
+    from fedrec.simulations.sweep import BUNDLED, resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    for given in ("ml100k_tradeoff.toml", "simulations/configs/ml100k_tradeoff.toml"):
+        assert resolve_config(given) == BUNDLED / "ml100k_tradeoff.toml"
+        assert load_sweep(given, tmp_path / "out").cells
+    own = tmp_path / "ml100k_tradeoff.toml"
+    own.write_text("[base]\nrounds = 1\n")
+    assert resolve_config("ml100k_tradeoff.toml") == Path("ml100k_tradeoff.toml")
+    assert resolve_config("nothing.toml") == Path("nothing.toml")

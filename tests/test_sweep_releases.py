@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import RunConfig
-from shared.errors import ConfigError
-from shared.ledger import Ledger
-from shared.release_config import ReleaseConfig
-from simulations.cli import main as fedrec
-from simulations.sweep import load_sweep
-from simulations.sweep_report import release_series, write_report
+from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.release_config import ReleaseConfig
+from fedrec.simulations.cli import main as fedrec
+from fedrec.simulations.sweep import load_sweep
+from fedrec.simulations.sweep_report import release_series, write_report
 
 RELEASES = """
 [sweep]
@@ -204,7 +204,7 @@ def _fake_release(cfg: ReleaseConfig, hr: float, eps: float) -> None:
 
 
 def test_a_mixed_report_has_both_pipelines_and_a_no_noise_reference_line(tmp_path):
-    from simulations.sweep_report import references
+    from fedrec.simulations.sweep_report import references
 
     text = ("[sweep]\nreference = false\n[[cells]]\nname = 'fedavg'\ndp = 'server'\n"
             "noise-multiplier = 1.0\n[[cells]]\nname = 'knn'\npipeline = 'knn'\nuser-epsilon = 2\n"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS, Dataset
-from shared.synthetic import SYNTHETIC_EVENT_TYPES, SyntheticConfig, SyntheticWorld, generate
+from fedrec.shared.schema import EVENT_COLUMNS, EVENT_TYPES, ITEM_COLUMNS, Dataset
+from fedrec.shared.synthetic import SYNTHETIC_EVENT_TYPES, SyntheticConfig, SyntheticWorld, generate
 
 SMALL = SyntheticConfig(n_users=300, n_items=200, n_categories=8, n_clusters=4, seed=7)
 

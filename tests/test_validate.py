@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
-from server.app import _one_round
-from server.strategy import make_strategy
-from server.validate import check_update
-from shared.config import RunConfig
+from fedrec.server.app import _one_round
+from fedrec.server.strategy import make_strategy
+from fedrec.server.validate import check_update
+from fedrec.shared.config import RunConfig
 
 SENT = {"a": np.zeros((3, 2), np.float32), "b": np.ones(4, np.float32)}
 

@@ -3,8 +3,8 @@
     .venv/bin/python examples/local_federation/app.py [--devices 3] [--rounds 2]
 
 Three "phones" each keep their user's clicks and purchases in an SDK store
-(``client.store.EventStore``). A real Flower federation is started on this machine
-(``server.deployment``: SuperLink + one SuperNode per phone, TLS, SuperNode
+(``fedrec.client.store.EventStore``). A real Flower federation is started on this machine
+(``fedrec.server.deployment``: SuperLink + one SuperNode per phone, TLS, SuperNode
 authentication, user-level DP), trains for a few rounds, and then every phone asks its
 ``Recommender`` for recommendations, scored on the device with its private user
 embedding and the newest global model. Nothing about a phone's events leaves it except
@@ -22,12 +22,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from client.recommender import Recommender  # noqa: E402
-from client.store import EventStore  # noqa: E402
-from server.deployment import LocalDeployment  # noqa: E402
-from shared.catalogue import load_catalogue  # noqa: E402
-from shared.config import RunConfig  # noqa: E402
-from shared.synthetic import SyntheticConfig, generate  # noqa: E402
+from fedrec.client.recommender import Recommender  # noqa: E402
+from fedrec.client.store import EventStore  # noqa: E402
+from fedrec.server.deployment import LocalDeployment  # noqa: E402
+from fedrec.shared.catalogue import load_catalogue  # noqa: E402
+from fedrec.shared.config import RunConfig  # noqa: E402
+from fedrec.shared.synthetic import SyntheticConfig, generate  # noqa: E402
 
 MODEL = {"gmf-dim": 8, "mlp-dim": 8, "content-dim": 8}
 
