@@ -9,7 +9,7 @@ call, traced functions that do successively more of a DP-SGD step:
 - ``call``: a traced function that only touches its inputs (the cost of calling a traced
   step with these inputs, which every step pays, plain or DP);
 - ``plain``: the plain training step (``LocalModel.global_optimizer``);
-- ``clip``: per-example norms and the clipped sum (``LocalModel._clipped_sum``);
+- ``clip``: per-example norms and the clipped sum (``DpSgdEngine.clipped_sum``);
 - ``clip+apply``: that, applied by the optimiser;
 - ``dp``: the whole DP-SGD step (with noise; lazy table noise with ``--optimizer sgd``).
 
@@ -53,22 +53,22 @@ def main() -> None:
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
     model.load(initial_global_weights(cfg, fed.inter.n_items, fed.inter.item_features),
                None, (0, 1))
-    model._build_dp()
+    engine = model.dp
     settings = LocalSettings.from_run_config(cfg)
     optimizer, _, plain = model.global_optimizer(settings)   # the full-batch trace
     rng = np.random.default_rng(0)
     rows = model.rows(fed.client(1), settings, rng)
     batches = [batch_arrays(rows, rng.choice(len(rows), args.batch_size, replace=False),
                             fed.inter.item_features) for _ in range(50)]
-    model._dp_mechanism.assign([1.0, 1.0, float(args.batch_size)])
-    dp, _ = model._dp_step_fn("global", optimizer, args.optimizer == "sgd")
+    engine._dp_mechanism.assign([1.0, 1.0, float(args.batch_size)])
+    dp, _ = engine._dp_step_fn("global", optimizer, args.optimizer == "sgd")
     variables, batch = model.global_vars, float(args.batch_size)
 
     def clip(x, y, w):
-        return model._clipped_sum(variables, x, y, w, 1.0, batch)[1]
+        return engine.clipped_sum(variables, x, y, w, 1.0, batch)[1]
 
     def clip_apply(x, y, w):
-        grads, loss = model._clipped_sum(variables, x, y, w, 1.0, batch)
+        grads, loss = engine.clipped_sum(variables, x, y, w, 1.0, batch)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 

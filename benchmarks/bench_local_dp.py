@@ -11,7 +11,7 @@ that only the training of the global weights is compared: plain (``LocalModel.tr
 shuffled batches, the local optimiser) versus DP-SGD (``LocalModel.train_dp``: Poisson
 batches of the same expected size, tensorflow-privacy's fast gradient clipping, noise),
 both with ``--optimizer`` (Adam: dense noise on every weight every step; SGD: the item
-tables' noise is added lazily, see ``LocalModel._lazy_tables``). Loading a client's
+tables' noise is added lazily, see ``DpSgdEngine._lazy_tables``). Loading a client's
 weights is not timed. Plain and DP alternate client by client over ``--passes`` passes;
 prints seconds per client-epoch of the median pass and every pass's ratio (the issue's
 target: DP within 1.5x of plain).

@@ -113,7 +113,7 @@ def poisson_batches(n_rows: int, rate: float, steps: int,
     """``steps`` Poisson-subsampled batches: every row joins each batch with prob ``rate``.
 
     Empty batches are returned (the accounting counts every step). On devices DP-SGD
-    runs a noise-only step for each (``fedrec.client.local.LocalModel._dp_phase``): skipping it
+    runs a noise-only step for each (``fedrec.client.dp_sgd.DpSgdEngine._dp_phase``): skipping it
     would show in the upload how many batches were empty. :func:`iterate` (central
     DP-NeuMF through tf-privacy's ``DPModel``) still skips them; there a batch is empty
     with probability ``(1 - rate)^rows`` ~ ``exp(-256)`` per step at batch 256.

@@ -14,6 +14,7 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
 from fedrec.client import app as capp
+from fedrec.client import dp_sgd
 from fedrec.client import local
 from fedrec.client.local import LocalModel
 from fedrec.client.state import LedgerStore, PrivateStore
@@ -246,7 +247,7 @@ def test_both_words_of_the_noise_key_shape_the_noise(tmp_path, fed):
 def _sgd_round(tmp_path, fed, z, rate, steps, monkeypatch=None, empty=False):
     cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
     if empty:   # every Poisson batch comes out empty
-        monkeypatch.setattr(local, "poisson_batches",
+        monkeypatch.setattr(dp_sgd, "poisson_batches",
                             lambda n, q, k, rng: [np.zeros(0, np.int64)] * k)
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
     start, data = _weights(cfg, fed), fed.client(2)
@@ -263,7 +264,7 @@ def test_an_empty_poisson_batch_still_runs_its_noisy_step(tmp_path, fed, monkeyp
     lr z C / (q n) sqrt(steps) per weight, as in a round with examples."""
     z, rate, steps = 2.0, 0.25, 8
     model, update, data = _sgd_round(tmp_path, fed, z, rate, steps, monkeypatch, empty=True)
-    assert model.dp_steps_run == steps
+    assert model.dp.steps_run == steps
     expected = z * 0.5 / (rate * len(data.train_items)) * np.sqrt(steps)
     for name in ("mlp_0/kernel", "item_gmf_embedding/embeddings"):
         assert np.std(update[name]) == pytest.approx(expected, rel=0.1), name
@@ -282,7 +283,7 @@ def test_every_planned_step_runs_where_empty_batches_are_likely(tmp_path, fed):
     rows = model.rows(data, settings, rng, dp=True)
     empty = sum(len(b) == 0 for b in poisson_batches(len(rows), rate, steps, rng))
     assert empty >= 10
-    assert model.dp_steps_run == steps
+    assert model.dp.steps_run == steps
     assert all(np.abs(u).max() > 0 for u in update.values())
 
 

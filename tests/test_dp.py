@@ -207,7 +207,7 @@ def _tf_privacy_clipped_mean(model, variables, clip, x, y, w):
         loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
         model.model.compile(loss=loss)
         clipped, _, _ = clip_grads.compute_clipped_gradients_and_outputs(
-            model.model, clip, model._registry, x, y, w, clipping_loss=loss)
+            model.model, clip, model.dp.registry, x, y, w, clipping_loss=loss)
     finally:
         for layer in layers:
             layer.trainable = True
@@ -261,14 +261,13 @@ def test_each_dp_phase_clips_exactly_the_weights_it_trains(tmp_path, fed, phase)
     settings, data = LocalSettings.from_run_config(cfg), fed.client(3)
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
     model.load(_weights(cfg, fed), None, (0, 3))
-    model._build_dp()
     rows = model.rows(data, settings, np.random.default_rng(1))
     batch = batch_arrays(rows, np.arange(len(rows)), fed.inter.item_features)
     variables = model.user_vars if phase == "user" else model.global_vars
     clipped = [np.asarray(tf.convert_to_tensor(g)) for g in
-               model._clipped_sum(variables, *batch, 0.01, float(len(rows)))[0]]
+               model.dp.clipped_sum(variables, *batch, 0.01, float(len(rows)))[0]]
     free = [np.asarray(tf.convert_to_tensor(g)) for g in
-            model._clipped_sum(variables, *batch, 1e6, float(len(rows)))[0]]
+            model.dp.clipped_sum(variables, *batch, 1e6, float(len(rows)))[0]]
     reference = _tf_privacy_clipped_mean(model, variables, 0.01, *batch)
     assert len(clipped) == len(variables) == len(reference)
     for mine, theirs in zip(clipped, reference):
@@ -301,14 +300,13 @@ def test_padding_a_dp_batch_changes_neither_the_clipped_sum_nor_the_loss(tmp_pat
     cfg = _cfg(tmp_path, dp="client")
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
     model.load(_weights(cfg, fed), None, (0, 4))
-    model._build_dp()
     rows = model.rows(fed.client(4), LocalSettings.from_run_config(cfg), np.random.default_rng(2))
     batch = batch_arrays(rows, np.arange(7), fed.inter.item_features)
     padded = pad_batch(batch, 16)
     assert len(padded[2]) == 16
     dense = lambda grads: [np.asarray(tf.convert_to_tensor(g)) for g in grads]  # noqa: E731
-    plain, loss = model._clipped_sum(model.global_vars, *batch, 0.01, 20.0)
-    pads, pad_loss = model._clipped_sum(model.global_vars, *padded, 0.01, 20.0)
+    plain, loss = model.dp.clipped_sum(model.global_vars, *batch, 0.01, 20.0)
+    pads, pad_loss = model.dp.clipped_sum(model.global_vars, *padded, 0.01, 20.0)
     for a, b in zip(dense(plain), dense(pads)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
     assert float(loss) == pytest.approx(float(pad_loss), rel=1e-6)

@@ -78,7 +78,7 @@ def test_device_dp_training_rows_avoid_only_their_own_positive(device, monkeypat
         seen.append(rows)
         return [], counter + steps
 
-    monkeypatch.setattr(model, "_dp_phase", record)
+    monkeypatch.setattr(model.dp, "_dp_phase", record)
     plan = DpSgdPlan(1.0, 1.0, 0.5, reconstruction_steps=0, training_steps=1)
     model.train_dp(data, LocalSettings.from_run_config(cfg), plan, np.random.default_rng(3), 7)
     (rows,) = seen
