@@ -106,7 +106,7 @@ def run_flower(cfg: ReleaseConfig, workers: int = 2) -> dict[str, Any]:
 
     from fedrec.shared import flower_app
     from fedrec.shared.errors import FedrecError
-    from fedrec.simulations.simulate_cmd import backend_config
+    from fedrec.simulations.simulate_launch import backend_config
 
     out = Path(cfg.out).resolve()
     cfg = cfg.replace(out=str(out))

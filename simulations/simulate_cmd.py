@@ -4,251 +4,33 @@ The run is launched with Flower's own ``flower-simulation`` (Ray backend, one vi
 SuperNode per user) on this project's app; this process follows the run directory's
 ``metrics.jsonl`` for a progress bar, then prints the final table next to the
 centralized NeuMF number for the same data.
+
+This module is the command; each step is its own module: launching and following the
+simulation (:mod:`~fedrec.simulations.simulate_launch`, shared with ``fedrec sweep``),
+what a finished run adds to its directory (:mod:`~fedrec.simulations.simulate_post`), the
+centralized reference (:mod:`~fedrec.simulations.simulate_reference`) and the final table
+(:mod:`~fedrec.simulations.simulate_table`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import time
-from pathlib import Path
 
-import tomli_w
-from rich.progress import Progress
-from rich.table import Table
-
-from fedrec.server.dp import check_settings
 from fedrec.server.rundir import RunDir
-from fedrec.shared import flower_app
-from fedrec.shared.config import RunConfig
-from fedrec.shared.errors import ConfigError, FedrecError
-from fedrec.simulations.memory import PeakMemory
-from fedrec.simulations.progress import console, report, run_progress
+from fedrec.shared.errors import ConfigError
+from fedrec.simulations.progress import console, report
 from fedrec.simulations.simulate_args import build_config   # the flags live there (light)
+# The steps of a run, each its own module; re-exported under their earlier names here.
+from fedrec.simulations.simulate_launch import (STARTUP_TIMEOUT, StartupHang, app_pyproject,
+                                                backend_config, execute, follow, launch,
+                                                round_status)
+from fedrec.simulations.simulate_post import add_ledger_summary, add_resources
+from fedrec.simulations.simulate_reference import reference
+from fedrec.simulations.simulate_table import final_table
 
-def backend_config(workers: int, ray_address: str | None = None) -> dict:
-    """Flower's simulation backend config: ``workers`` parallel clients on a local Ray,
-    or every client on the existing Ray cluster at ``ray_address`` (``ray.init(address=...)``,
-    e.g. ``127.0.0.1:6379``, ``auto`` or ``ray://head:10001``); one CPU per client either way.
-
-    A local run says ``address = "local"``: without an address ``ray.init`` joins the
-    cluster named by ``RAY_ADDRESS`` or by the last ``ray start`` on this machine
-    (``/tmp/ray/ray_current_cluster``), where it fails on ``num_cpus`` (a cluster's
-    resources are its own); "local" always starts a private Ray of ``workers`` CPUs.
-    """
-    init: dict = {"log-to-driver": False}
-    if ray_address:
-        init["address"] = ray_address
-    else:
-        init.update({"address": "local", "num-cpus": max(1, workers)})
-    return {"client-resources": {"num-cpus": 1, "num-gpus": 0.0}, "init-args": init}
-
-
-def app_pyproject(n_nodes: int) -> dict:
-    """fedrec's DP-FedAvg Flower App (``shared.flower_app``): the components and typed
-    run-config defaults of the checkout's own ``pyproject.toml``, ``n_nodes`` SuperNodes."""
-    return flower_app.app_pyproject(
-        "fedrec", flower_app.FEDAVG, RunConfig().to_flower(),
-        {"default": "local-simulation",
-         "local-simulation": {"options": {"num-supernodes": n_nodes}}})
-
-
-def launch(cfg: RunConfig, n_nodes: int, workers: int,
-           ray_address: str | None = None) -> subprocess.Popen:
-    """Start ``flower-simulation`` on fedrec's app with ``cfg`` as the run config and
-    ``n_nodes`` simulation nodes (SuperNodes).
-
-    The app folder is ``<out>/app`` (a ``pyproject.toml`` naming the installed
-    ``fedrec.server.app`` and ``fedrec.client.app``), so no source checkout is needed;
-    ``cfg`` travels as ``<out>/run_config.toml`` (``--run-config``)."""
-    exe = flower_app.flower_exe("flower-simulation")
-    out = Path(cfg.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    run_config = out / "run_config.toml"
-    run_config.write_text(tomli_w.dumps(cfg.to_flower()))
-    app = flower_app.write_app(out / "app", app_pyproject(n_nodes))
-    backend = backend_config(workers, ray_address)
-    env = flower_app.subprocess_env(TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-    log = (out / "simulation.log").open("a")
-    return subprocess.Popen(
-        [exe, "--app", str(app), "--num-supernodes", str(n_nodes),
-         "--run-config", str(run_config), "--backend-config", json.dumps(backend)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(app))
-
-
-def round_status(rows: list[dict]) -> str:
-    """One line about the newest round: HR@10 (or loss) and ε so far."""
-    if not rows:
-        return "starting"
-    last = rows[-1]
-    hr, loss = last.get("hr@10"), last.get("train_loss")
-    status = (f"HR@10 {hr:.3f}" if hr is not None else
-              f"loss {loss:.3f}" if loss is not None else f"round {last['round']}")
-    if last.get("epsilon") is not None:
-        status += f"  ε user {last['epsilon']:.2f}"
-    if last.get("client_epsilon_max") is not None:
-        status += f"  ε example ≤ {last['client_epsilon_max']:.2f}"
-    return status
-
-
-#: A simulation that has written nothing at all after this long never started: Ray's
-#: start-up forks while Flower's ServerApp thread already runs, and the fork can hang.
-STARTUP_TIMEOUT = 300.0
-
-
-class StartupHang(Exception):
-    """flower-simulation wrote nothing within STARTUP_TIMEOUT seconds."""
-
-
-def follow(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress | None = None,
-           label: str = "rounds") -> float:
-    """Progress over rounds from metrics.jsonl until the simulation exits: a bar of its
-    own, or a task on the caller's ``bar`` that goes when the run ends. Returns the peak
-    memory (MiB) of this command and everything it started (``fedrec.simulations.memory``).
-    Raises StartupHang (after killing it) when the simulation never starts."""
-    memory = PeakMemory(os.getpid())
-    if bar is None:
-        with run_progress() as own:
-            _watch(proc, run, cfg, own, own.add_task(label, total=cfg.rounds, status="starting"),
-                   memory)
-        return memory.peak_mb
-    task = bar.add_task(label, total=cfg.rounds, status="starting")
-    try:
-        _watch(proc, run, cfg, bar, task, memory)
-    finally:
-        bar.remove_task(task)
-    return memory.peak_mb
-
-
-def _watch(proc: subprocess.Popen, run: RunDir, cfg: RunConfig, bar: Progress, task,
-           memory: PeakMemory) -> None:
-    log, started = run.path / "simulation.log", time.monotonic()
-    size0 = log.stat().st_size if log.exists() else 0
-    while proc.poll() is None:
-        memory.sample()
-        rows = run.read_metrics()
-        bar.update(task, completed=len(rows), status=round_status(rows))
-        if (time.monotonic() - started > STARTUP_TIMEOUT and log.exists()
-                and log.stat().st_size == size0):
-            proc.kill()
-            proc.wait()
-            raise StartupHang(f"flower-simulation wrote nothing in {STARTUP_TIMEOUT:.0f} s")
-        time.sleep(1.0)
-    bar.update(task, completed=len(run.read_metrics()))
-
-
-def execute(cfg: RunConfig, workers: int, ray_address: str | None = None,
-            bar: Progress | None = None, label: str = "rounds") -> dict:
-    """Run ``cfg`` (or resume it when ``cfg.resume``) to the end, write its TensorBoard
-    events; return results.json.
-
-    Raises ConfigError for settings that cannot work, FedrecError when the simulation
-    fails, KeyboardInterrupt (after stopping the simulation) on Ctrl-C.
-    """
-    from fedrec.shared.federated_data import federation_of
-    from fedrec.simulations.tensorboard import write_events
-
-    run_dir = RunDir(cfg.out)
-    fed = federation_of(cfg)
-    clients = fed.n_clients + cfg.canaries
-    check_settings(cfg, clients, fed.train_sizes().tolist() if cfg.client_dp else [])
-    if cfg.lazy_clients:   # simulation nodes are slots that act for the users sampled
-        from fedrec.server.slots import slots_needed
-
-        nodes = slots_needed(cfg, clients)
-    else:
-        nodes = clients
-    peak_mb = 0.0
-    for attempt in (1, 2):
-        proc = launch(cfg, nodes, workers, ray_address)
-        try:
-            peak_mb = max(peak_mb, follow(proc, run_dir, cfg, bar, label))
-            break
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait()
-            raise
-        except StartupHang as hang:
-            if attempt == 2:
-                raise FedrecError(f"{cfg.out}: {hang}, twice; see its simulation.log") from None
-            console.print(f"{hang}; starting it again")
-            cfg = cfg.replace(resume=run_dir.manifest_path.exists())
-    if proc.returncode != 0 or not run_dir.results_path.exists():
-        raise FedrecError(f"simulation failed (exit {proc.returncode}); see {cfg.out}/simulation.log")
-    if cfg.client_dp:
-        add_ledger_summary(run_dir, cfg)
-    write_events(cfg.out)
-    return add_resources(run_dir, peak_mb, nodes, ray_address)
-
-
-def add_resources(run_dir: RunDir, peak_mb: float, nodes: int,
-                  ray_address: str | None = None) -> dict:
-    """Put what the run used into results.json: peak memory (MiB) of the command that
-    finished the run (an earlier, interrupted command's peak is not known), mean seconds
-    per round over every round in metrics.jsonl, simulation nodes. On a Ray cluster
-    (``ray_address``) the clients' worker processes belong to the cluster, not to this
-    command's process tree, so the peak leaves them out (and the measure says so)."""
-    from fedrec.shared.runinfo import write_json_atomic
-
-    results = json.loads(run_dir.results_path.read_text())
-    rounds = [r["wall_seconds"] for r in run_dir.read_metrics() if "wall_seconds" in r]
-    measure = "sum of PSS over the fedrec command's process tree, sampled each second"
-    if ray_address:
-        measure += (f"; the clients ran on the Ray cluster at {ray_address}, whose worker "
-                    "processes are not in that tree")
-    results["resources"] = {
-        "peak_memory_mb": peak_mb,
-        "memory_measure": measure,
-        "seconds_per_round": sum(rounds) / len(rounds) if rounds else None,
-        "simulation_nodes": nodes}
-    write_json_atomic(run_dir.results_path, results)
-    return results
-
-
-def reference(cfg: RunConfig, baselines: Path | None = None) -> dict | None:
-    """Centralized NeuMF on the same data and seed (cached in the run directory); None
-    for a lazy synthetic federation, whose whole dataset is never held in one place.
-
-    ``baselines`` (``--compare``, a ``fedrec baseline`` results file): its ``neumf``
-    record for the same data fingerprint and seed is the reference, so it is not trained
-    twice (``make run``)."""
-    if cfg.lazy_clients:
-        console.print("no centralized NeuMF reference: lazy-clients never materialises "
-                      "the whole dataset")
-        return None
-    path = Path(cfg.out) / "reference_neumf.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    from fedrec.shared.federated_data import federation_of
-    from fedrec.shared.interactions import evaluation_negatives
-    from fedrec.simulations.baselines import NeuMFConfig, run_baseline
-
-    fed = federation_of(cfg)
-    known = _baseline_neumf(baselines, fed.fingerprint, cfg.seed)
-    if known is not None:
-        console.print(f"reference: centralized NeuMF from {baselines} (same data and seed)")
-        path.write_text(json.dumps(known))
-        return known
-    val = evaluation_negatives(fed.split, 99, cfg.seed, "val")
-    test = evaluation_negatives(fed.split, 99, cfg.seed, "test")
-    result = run_baseline("neumf", fed.inter, fed.split, val, test, cfg.seed,
-                          neumf=NeuMFConfig(model=cfg.model))
-    path.write_text(json.dumps({"metrics": result["metrics"], "wall_seconds": result["wall_seconds"]}))
-    return result
-
-
-def _baseline_neumf(path: Path | None, fingerprint: str, seed: int) -> dict | None:
-    """The ``neumf`` record of a baselines file for this data and seed, if there is one."""
-    from fedrec.simulations.release_cmd import read_baselines
-
-    for record in read_baselines(path):
-        if (record.get("model") == "neumf" and record.get("seed") == seed
-                and record.get("data_fingerprint") == fingerprint):
-            return {"metrics": record["metrics"],
-                    "wall_seconds": record.get("wall_seconds", float("nan"))}
-    return None
+__all__ = ["STARTUP_TIMEOUT", "StartupHang", "add_ledger_summary", "add_resources",
+           "app_pyproject", "backend_config", "execute", "final_table", "follow", "launch",
+           "reference", "round_status", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -277,54 +59,3 @@ def run(args: argparse.Namespace) -> int:
     ref = None if args.no_reference else reference(cfg, getattr(args, "compare", None))
     report.print(final_table(results, ref))
     return 0
-
-
-def add_ledger_summary(run_dir: RunDir, cfg: RunConfig) -> None:
-    """Example level, per accountant: read the simulated devices' own ledgers.
-
-    A real server only hears the ε each client reports; in simulation the devices' storage
-    is at hand, so ``privacy.json`` also gets the largest client ε by RDP and PLD. Not
-    *which* device that is: privacy.json is released, and the device with the largest ε
-    is the one that took part most (for its data size).
-    """
-    from fedrec.shared.ledger import largest, read_ledgers
-    from fedrec.shared.runinfo import write_json_atomic
-
-    ledgers = read_ledgers(cfg.client_state_root)
-    worst, rdp = largest(ledgers)
-    if worst is None:
-        return
-    path = run_dir.path / "privacy.json"
-    record = json.loads(path.read_text())
-    record["example"].update({
-        "epsilon_by_accountant": {"rdp": rdp[worst], "pld": ledgers[worst].epsilon("pld")},
-        "clients_with_ledger": len(ledgers),
-        "median_client_epsilon": float(sorted(rdp.values())[len(rdp) // 2])})
-    write_json_atomic(path, record)
-
-
-def _eps(privacy: dict | None, level: str, key: str = "epsilon") -> str:
-    part = (privacy or {}).get(level) or {}
-    value = part.get(key)
-    return "-" if value is None else f"{value:.3g}"
-
-
-def final_table(results: dict, ref: dict | None) -> Table:
-    res = results.get("resources") or {}
-    caption = (f"{res['seconds_per_round']:.1f} s per round, peak memory "
-               f"{res['peak_memory_mb'] / 1024:.2f} GiB" if res.get("seconds_per_round") else None)
-    table = Table(title=f"{results['dataset']}: federated vs centralized", caption=caption)
-    for col in ("model", "HR@10", "NDCG@10", "full HR@10", "ε user", "ε example (max client)",
-                "rounds", "seconds"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    m, p = results["metrics"], results.get("privacy")
-    table.add_row(results["model"], f"{m.get('hr@10', float('nan')):.4f}",
-                  f"{m.get('ndcg@10', float('nan')):.4f}", f"{m.get('full_hr@10', float('nan')):.4f}",
-                  _eps(p, "user"), _eps(p, "example", "max_client_epsilon"),
-                  str(results["rounds"]), f"{results['wall_seconds']:.0f}")
-    if ref is not None:
-        r = ref["metrics"]
-        table.add_row("centralized NeuMF", f"{r['hr@10']:.4f}", f"{r['ndcg@10']:.4f}",
-                      f"{r.get('full_hr@10', float('nan')):.4f}", "-", "-", "-",
-                      f"{ref['wall_seconds']:.0f}")
-    return table

@@ -31,7 +31,7 @@ def _neumf(sweep: Sweep) -> dict | None:
     release cells only: the first cell's data), cached in DIR."""
     if not sweep.reference or not sweep.cells:
         return None
-    from fedrec.simulations.simulate_cmd import reference
+    from fedrec.simulations.simulate_reference import reference
     from fedrec.simulations.sweep_release import reference_config
 
     first = next((c for c in sweep.cells if c.pipeline == NEUMF), sweep.cells[0])
@@ -63,7 +63,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, bar: Progress) -> None:
                           "spent stays in the budget registry); running it afresh")
         sweep_release.run_cell(cell.config, label, bar)
         return
-    from fedrec.simulations.simulate_cmd import execute
+    from fedrec.simulations.simulate_launch import execute
 
     cfg = cell.config.replace(resume=_status(cell) == "resume")
     execute(cfg, args.workers, args.ray_address, bar=bar, label=label)

@@ -13,7 +13,7 @@ from flwr.common.config import validate_config
 from fedrec.shared import flower_app
 from fedrec.shared.config import RunConfig
 from fedrec.shared.release_config import ReleaseConfig
-from fedrec.simulations import release_sim, simulate_cmd
+from fedrec.simulations import release_sim, simulate_cmd, simulate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_simulate_launches_flower_on_an_app_folder_in_the_run_directory(tmp_path
         seen.update(args=args, **kwargs)
         return "proc"
 
-    monkeypatch.setattr(simulate_cmd.subprocess, "Popen", popen)
+    monkeypatch.setattr(simulate_launch.subprocess, "Popen", popen)
     out = tmp_path / "run"
     cfg = RunConfig(out=str(out), rounds=2)
     assert simulate_cmd.launch(cfg, 5, 1) == "proc"
