@@ -8,20 +8,15 @@ or from ``fedrec simulate`` flags, and written into the run's ``manifest.json``.
 from __future__ import annotations
 
 import dataclasses
-import math
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from fedrec.shared.config_checks import (DP_CLIPPING, DP_MODES, HOLDOUTS,  # noqa: F401 (re-exported)
+                                         LOCAL_OPTIMIZERS, STRATEGIES, check)
+from fedrec.shared.config_flower import coerce, flower_key, read_toml  # noqa: F401 (re-exported)
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.model_config import ModelConfig
-
-STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
-LOCAL_OPTIMIZERS = ("adam", "sgd")
-DP_MODES = ("none", "client", "server", "both")
-HOLDOUTS = ("test", "validation")
-DP_CLIPPING = ("server-fixed", "server-adaptive", "client-fixed")
 
 
 @dataclass(frozen=True)
@@ -262,136 +257,7 @@ class RunConfig:
     secagg_quantization_range: int = 4194304
 
     def __post_init__(self) -> None:
-        positive = ("synthetic_users", "synthetic_items", "rounds", "eval_every", "local_epochs",
-                    "batch_size", "negatives", "gmf_dim", "mlp_dim", "min_replies")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{_key(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("clients_per_round", "eval_clients", "reconstruction_steps", "content_dim",
-                     "canaries", "example_canaries", "serve_passes"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{_key(name)} must be >= 0, got {getattr(self, name)}")
-        for name in ("dropout", "straggler_fraction"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{_key(name)} must be in [0, 1], got {getattr(self, name)}")
-        if not 0 <= self.synthetic_heterogeneity <= 1:
-            raise ConfigError(f"synthetic-heterogeneity must be in [0, 1], "
-                              f"got {self.synthetic_heterogeneity}")
-        if not 0 <= self.synthetic_activity_skew <= 3:
-            raise ConfigError(f"synthetic-activity-skew must be in [0, 3], "
-                              f"got {self.synthetic_activity_skew}")
-        if not 0 <= self.late_users <= 1:
-            raise ConfigError(f"late-users must be in [0, 1], got {self.late_users}")
-        if self.join_round < 1:
-            raise ConfigError(f"join-round must be >= 1, got {self.join_round}")
-        if not 0 <= self.new_items <= 0.5:
-            raise ConfigError(f"new-items must be in [0, 0.5], got {self.new_items}")
-        if self.items_round < 1:
-            raise ConfigError(f"items-round must be >= 1, got {self.items_round}")
-        if not (self.straggler_delay >= 0 and self.participation_window >= 0):
-            raise ConfigError("straggler-delay and participation-window must be >= 0")
-        if not self.max_update_norm >= 0:
-            raise ConfigError(f"max-update-norm must be >= 0, got {self.max_update_norm}")
-        for name in ("learning_rate", "reconstruction_lr", "round_timeout", "local_adam_eps"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
-        if not self.server_learning_rate >= 0:
-            raise ConfigError(f"server-learning-rate must be >= 0, got {self.server_learning_rate}")
-        if not 0 <= self.server_momentum < 1:
-            raise ConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
-        for name in ("lr_decay", "recency_decay", "serve_recency_decay"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ConfigError(f"{_key(name)} must be in (0, 1], got {getattr(self, name)}")
-        if self.local_optimizer not in LOCAL_OPTIMIZERS:
-            raise ConfigError(f"local-optimizer must be one of {', '.join(LOCAL_OPTIMIZERS)}, "
-                              f"got {self.local_optimizer!r}")
-        if self.serve_average < 1:
-            raise ConfigError(f"serve-average must be >= 1, got {self.serve_average}")
-        if self.serve_average > 1 and not self.serve_passes:
-            raise ConfigError("serve-average > 1 needs serve-passes > 0 (it averages fresh "
-                              "serving fits)")
-        if self.holdout not in HOLDOUTS:
-            raise ConfigError(f"holdout must be one of {', '.join(HOLDOUTS)}, "
-                              f"got {self.holdout!r}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        self._check_dp()
-        if self.lazy_clients:
-            self._check_lazy()
-        if self.catalogue and (self.canaries or self.example_canaries):
-            raise ConfigError("canaries are for simulated audit runs; a deployment "
-                              "(catalogue is set) cannot have them")
-        if self.example_canaries and self.new_items:
-            raise ConfigError("example-canaries cannot be combined with new-items: a canary "
-                              "item released late would make the user's example count "
-                              "depend on the coin")
-        if self.catalogue and self.clients < 1:
-            raise ConfigError("clients must be >= 1 in a deployment (catalogue is set): "
-                              "the number of devices taking part")
-
-    def _check_lazy(self) -> None:
-        """lazy-clients: what the scale path supports."""
-        if self.dataset != "synthetic":
-            raise ConfigError(f"lazy-clients is for dataset = synthetic, got {self.dataset!r}")
-        if self.clients_per_round < 1 or self.eval_clients < 1:
-            raise ConfigError("lazy-clients needs clients-per-round and eval-clients > 0: "
-                              "a round runs as many simulation nodes as it samples clients")
-        for name in ("secagg", "canaries", "example_canaries", "catalogue"):
-            if getattr(self, name):
-                raise ConfigError(f"lazy-clients cannot be combined with {_key(name)}")
-
-    def _check_dp(self) -> None:
-        """DP settings: one clear line for each impossible value."""
-        if self.dp not in DP_MODES:
-            raise ConfigError(f"dp must be one of {', '.join(DP_MODES)}, got {self.dp!r}")
-        if self.dp_clipping not in DP_CLIPPING:
-            raise ConfigError(f"dp-clipping must be one of {', '.join(DP_CLIPPING)}, "
-                              f"got {self.dp_clipping!r}")
-        for name in ("noise_multiplier", "client_noise_multiplier", "target_epsilon",
-                     "client_target_epsilon", "clipped_count_stddev"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{_key(name)} must be a finite number >= 0, got {value}")
-        for name in ("clip", "client_clip", "clip_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{_key(name)} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.clip_quantile <= 1:
-            raise ConfigError(f"clip-quantile must be in [0, 1], got {self.clip_quantile}")
-        if not 0 <= self.delta < 1:
-            raise ConfigError(f"delta must be in [0, 1) (0: 1/N^1.1), got {self.delta}")
-        if not 0 < self.client_delta < 1:
-            raise ConfigError(f"client-delta must be in (0, 1), got {self.client_delta}")
-        if self.secagg and (self.dp != "server" or self.dp_clipping != "client-fixed"):
-            raise ConfigError(f"secagg needs dp = server with dp-clipping = client-fixed (got dp = "
-                              f"{self.dp}, dp-clipping = {self.dp_clipping}): under SecAgg+ only "
-                              f"the devices see an update, so they must clip it")
-        if self.secagg_shares and self.secagg_shares <= 2:
-            raise ConfigError(f"secagg-shares must be 0 (all) or > 2, got {self.secagg_shares}")
-        if not 0 < self.secagg_threshold <= 1:
-            raise ConfigError(f"secagg-threshold must be in (0, 1], got {self.secagg_threshold}")
-        if not self.secagg_clipping_range > 0:
-            raise ConfigError(f"secagg-clipping-range must be > 0, got {self.secagg_clipping_range}")
-        if not 1 <= self.secagg_quantization_range <= 2 ** 31 - 2:   # Q + 1 fits int32
-            raise ConfigError(f"secagg-quantization-range must be in [1, 2^31 - 2], "
-                              f"got {self.secagg_quantization_range}")
-        if not self.clip_adapt_range >= 1 or not math.isfinite(self.clip_adapt_range):
-            raise ConfigError(f"clip-adapt-range must be a finite number >= 1, "
-                              f"got {self.clip_adapt_range}")
-        if self.client_dp and self.recency_decay != 1:
-            raise ConfigError(f"recency-decay must be 1 with client-level DP (got "
-                              f"{self.recency_decay:g}): an example's weight would depend on "
-                              f"the user's other examples, which per-example ε does not cover")
-        if self.server_dp and (self.strategy not in ("fedavg", "fedavgm")
-                               or self.secagg and self.strategy != "fedavg"):
-            # Flower's DP wrappers noise the inner strategy's *output*; a server optimiser's
-            # state (momentum, Adam moments) inside would be built from the un-noised
-            # average and carry it into later rounds, outside what the per-round Gaussian
-            # accounts for. FedAvgM's momentum is applied after the noise instead
-            # (fedrec.server.momentum), which SecAgg+'s legacy workflow does not support.
-            raise ConfigError(f"user-level DP (dp = {self.dp}) needs strategy fedavg or "
-                              f"fedavgm{' (fedavg with secagg)' if self.secagg else ''}: with "
-                              f"{self.strategy} the server optimiser state would see un-noised "
-                              f"averages")
+        check(self)   # fedrec.shared.config_checks
 
     @property
     def secret_randomness(self) -> bool:
@@ -430,7 +296,7 @@ class RunConfig:
 
     def to_flower(self) -> dict[str, Any]:
         """Hyphenated keys, as in ``[tool.flwr.app.config]``."""
-        return {_key(f.name): getattr(self, f.name) for f in fields(self)}
+        return {flower_key(f.name): getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
@@ -441,47 +307,10 @@ class RunConfig:
             name = raw.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"{source}: unknown setting {raw!r}")
-            kwargs[name] = _coerce(known[name].type, value, raw, source)
+            kwargs[name] = coerce(known[name].type, value, raw, source)
         return cls(**kwargs)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
         data = read_toml(path)
         return cls.from_mapping(data.get("run", data), source=str(path))
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict; a missing or malformed file is one ConfigError line."""
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-
-
-def _key(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _coerce(kind: str, value: Any, key: str, source: str) -> Any:
-    """Flower run configs carry bool/int/float/str; accept what converts losslessly."""
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "false"):
-                return str(value).lower() == "true"
-            raise ValueError
-        if kind == "int":
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}") from None
