@@ -160,7 +160,7 @@ def test_private_als_run_claims_its_target_and_audits(private_run, tmp_path):
     assert 3.9 <= results["privacy"]["epsilon"] <= 4.0 and results["privacy"]["releases"] == 3
     assert results["upload_bytes"]["als-2"] == 4 * 40 * als.block_size(4)
     released, settings = knn.load_released(out / "release.npz")
-    assert released.factors.shape == (40, 4) and settings.als_weight == 1.0
+    assert released.factors.shape == (40, 4) and settings.als_weight == 3.0
     result = audit_releases.audit(out)
     assert result["passed"], result["checks"]
     bad = tmp_path / "bad"                  # a pass declared with more noise than spent
