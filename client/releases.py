@@ -13,11 +13,12 @@ import secrets
 
 import numpy as np
 
-from fedrec.shared import knn, metrics, skellam, stats
+from fedrec.shared import als, knn, metrics, skellam, stats
 from fedrec.shared.content import ItemContent
 from fedrec.shared.federated_data import ClientData
-from fedrec.shared.protocol_releases import (BOUNDED, CAP, DECAY, HEAD, ITEM_WEIGHT, NOISE_BITS,
-                                      NOISE_MU_SHARE, NOISE_SCALE)
+from fedrec.shared.protocol_releases import (BOUNDED, CAP, DECAY, FACTORS, HEAD, ITEM_WEIGHT,
+                                             NEGATIVE, NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE,
+                                             RIDGE)
 
 
 def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
@@ -29,7 +30,22 @@ def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:
     if statistic == stats.COOCCURRENCE:
         positions = stats.head_positions(np.asarray(request[HEAD], np.int64), data.n_items)
         return stats.recent_head_items(data.train_items, positions, int(request[CAP]))
+    if statistic == als.ALS:
+        return als_contribution(request, data)
     raise ValueError(f"unknown statistic {statistic!r}; use one of {stats.STATISTICS}")
+
+
+def als_contribution(request: dict, data: ClientData) -> np.ndarray:
+    """The device's dense ALS contribution (norm <= 1, ``fedrec.shared.als``): its factor
+    u solved on all its head items against the current factors, then the blocks of its
+    ``cap`` most recent head items."""
+    head = np.asarray(request[HEAD], np.int64)
+    factors = np.asarray(request[FACTORS], np.float64)
+    positions = stats.recent_head_items(data.train_items,
+                                        stats.head_positions(head, data.n_items), 0)
+    u = als.user_factor(positions, factors, float(request[NEGATIVE]), float(request[RIDGE]))
+    cap = int(request[CAP])
+    return als.contribution(positions if cap <= 0 else positions[:cap], u, len(head))
 
 
 def noise_generator(seed: int | None, device: int) -> np.random.Generator:

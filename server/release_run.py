@@ -25,7 +25,7 @@ from typing import Any
 
 from fedrec.server import distributed, releases
 from fedrec.server.rundir import RunDir
-from fedrec.shared import knn, stats
+from fedrec.shared import als, knn, stats
 from fedrec.shared.budget import BudgetRegistry, run_entry
 from fedrec.shared.errors import FedrecError
 from fedrec.shared.ledger import Ledger
@@ -63,7 +63,9 @@ def settings_for(cfg: ReleaseConfig, noise_multiplier: float,
         popularity_cap=cfg.popularity_cap, noise_multiplier=noise_multiplier,
         popularity_share=cfg.popularity_share, head=cfg.head, cap=cfg.cap, knn=cfg.knn,
         noise_seed=None if cfg.noise_seed < 0 else cfg.noise_seed,
-        bounded=cfg.contributions == "bounded", skellam_releases=skellam_releases)
+        bounded=cfg.contributions == "bounded", skellam_releases=skellam_releases,
+        als_rank=cfg.als_rank, als_item_lambda=cfg.als_item_lambda,
+        als_min_support=cfg.als_min_support)
 
 
 def skellam_plan(cfg: ReleaseConfig, data: DataInfo) -> dict[str, distributed.SkellamRelease]:
@@ -164,4 +166,7 @@ def upload_bytes(cfg: ReleaseConfig, n_items: int, head: int,
     out = {"popularity": 4 * n_items}
     if "cooccurrence" in cfg.releases:
         out["cooccurrence"] = stats.upload_bytes(head)
+    for name in cfg.releases:
+        if name.startswith(als.ALS):
+            out[name] = 4 * als.contribution_size(head, cfg.als_rank)
     return out

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedrec.server import distributed
-from fedrec.shared import knn, stats
+from fedrec.shared import als, knn, stats
 from fedrec.shared.ledger import Ledger
-from fedrec.shared.protocol_releases import cooccurrence_request, popularity_request
+from fedrec.shared.protocol_releases import (als_request, cooccurrence_request,
+                                             popularity_request)
 
 log = logging.getLogger("fedrec.releases")
 
@@ -80,6 +81,21 @@ def cooccurrence_total(contributions: Iterable[np.ndarray], h: int, cap: int,
     return stats.cooccurrence_sum(kept, h, bounded, item_weight)
 
 
+def vector_sum(contributions: Iterable[np.ndarray], size: int, statistic: str) -> np.ndarray:
+    """Sum of dense contributions of length ``size``, each clipped here to L2 norm 1 (the
+    sensitivity the accounting assumes, whatever a device sent); a malformed vector
+    counts as zero. Used for the ALS statistics (``fedrec.shared.als``)."""
+    total, refused = np.zeros(size), 0
+    for vector in contributions:
+        vector = np.asarray(vector, np.float64).ravel()
+        if vector.shape != (size,) or not np.all(np.isfinite(vector)):
+            refused += 1
+            continue
+        total += vector / max(1.0, float(np.linalg.norm(vector)))
+    _log_refused(statistic, refused)
+    return total
+
+
 def _log_refused(statistic: str, refused: int) -> None:
     if refused:
         log.warning("%s: %d malformed contributions counted as zero", statistic, refused)
@@ -103,6 +119,9 @@ class ReleaseSettings:
             allowed (the non-private federation equal to centralized statistics).
         skellam_releases: the calibrated Skellam releases when devices add the noise
             (``fedrec.server.distributed``); None: central Gaussian noise.
+        als_rank, als_item_lambda, als_min_support: the ALS pipeline's rank, the item
+            solve's ridge penalty and support cut (``fedrec.shared.als``; its passes are
+            the ``als-p`` entries of ``releases``).
     """
 
     releases: tuple[str, ...]
@@ -116,6 +135,9 @@ class ReleaseSettings:
     noise_seed: int | None = None
     bounded: bool = True
     skellam_releases: dict[str, distributed.SkellamRelease] | None = None
+    als_rank: int = 8
+    als_item_lambda: float = 10.0
+    als_min_support: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.bounded and self.noise_multiplier:
@@ -145,6 +167,8 @@ def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
         settings.popularity_decay, settings.popularity_cap, settings.bounded)),
                            n_items, settings.bounded)
     popularity = _release(total, stats.POPULARITY, budget, events, ledger, save_ledger, rng)
+    if als.release_name(1) in settings.releases:
+        return _run_als(collect, popularity, settings, budget, events, ledger, save_ledger, rng)
     if stats.COOCCURRENCE not in settings.releases:
         return knn.Released(popularity, np.zeros(0, np.int64), None)
     head = stats.choose_head(popularity, settings.head)
@@ -154,6 +178,28 @@ def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
     noisy = _release(total, stats.COOCCURRENCE, budget, events, ledger, save_ledger, rng,
                      symmetric=True)
     return post_process(popularity, head, noisy, settings.knn)
+
+
+def _run_als(collect: Collect, popularity: np.ndarray, settings: ReleaseSettings,
+             budget: stats.BudgetSplit, events: dict, ledger: Ledger,
+             save_ledger: Callable[[Ledger], None], rng: np.random.Generator) -> knn.Released:
+    """The ALS passes on the head the popularity release picks: each pass asks every
+    device for its contribution on the current factors, sums (each clipped to norm 1),
+    records the pass's event, adds one Gaussian draw and solves the item factors."""
+    head = stats.choose_head(popularity, settings.head)
+    h, rank = len(head), settings.als_rank
+    factors = als.initial_factors(h, rank)
+    passes = [name for name in settings.releases if name.startswith(als.ALS)]
+    for name in passes:
+        request = als_request(head, factors, settings.cap, settings.knn.als_negative,
+                              settings.knn.als_lambda)
+        total = vector_sum(collect(als.ALS, request), als.contribution_size(h, rank), name)
+        noisy = _release(total, name, budget, events, ledger, save_ledger, rng)
+        cut = als.support_threshold(settings.als_min_support,
+                                    stats.SENSITIVITY * budget.multiplier(name), rank)
+        factors = als.item_factors(noisy, h, rank, settings.knn.als_negative,
+                                   settings.als_item_lambda, cut)
+    return knn.Released(popularity, head, None, factors=factors)
 
 
 def post_process(popularity: np.ndarray, head: np.ndarray, noisy: np.ndarray,

@@ -63,6 +63,10 @@ class KnnSettings:
             in every pipeline.
         year_window, year_bandwidth: the release-year signal centres on the median year
             of the device's ``year_window`` newest items, with this bandwidth (years).
+        als_weight: fusion weight of the standardised ALS scores ``V u`` (u: the
+            device's own factor solved on the released item factors V; 0: off).
+        als_negative, als_lambda: the device's implicit-negative weight and ridge
+            penalty of that solve (``fedrec.shared.als.user_factor``).
     """
 
     rank: int = 0
@@ -78,6 +82,9 @@ class KnnSettings:
     year_weight: float = 0.0
     year_window: int = 5
     year_bandwidth: float = 1.0
+    als_weight: float = 0.0
+    als_negative: float = 0.0
+    als_lambda: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rank < 0 or self.neighbours < 0 or self.top_k < 0:
@@ -92,16 +99,20 @@ class KnnSettings:
             raise ValueError("year window must be >= 1 and year bandwidth > 0")
         if self.alpha < 0 or (self.knn_weight < 0 and self.knn_weight != AUTO):
             raise ValueError("alpha must be >= 0, kNN weight >= 0 or -1 (auto)")
+        if self.als_weight < 0 or self.als_negative < 0 or not self.als_lambda > 0:
+            raise ValueError("ALS weight and negative weight must be >= 0, ALS lambda > 0")
 
 
 @dataclass(frozen=True)
 class Released:
-    """What a device receives: noisy popularity, the head, and its similarity matrix."""
+    """What a device receives: noisy popularity, the head, and its similarity matrix
+    (or, in the ALS pipeline, the head's item factors)."""
 
     popularity: np.ndarray          # (n_items,)
     head: np.ndarray                # (h,) item indices
     similarity: np.ndarray | None   # (h, h), zero diagonal; None: popularity only
     ease: np.ndarray | None = None  # (h, h) EASE weights, zero diagonal; None: no EASE
+    factors: np.ndarray | None = None  # (h, r) ALS item factors (0 rows: no support)
 
     @property
     def n_items(self) -> int:
@@ -117,6 +128,7 @@ def save_released(path, released: Released, settings: KnnSettings) -> None:
     np.savez(path, popularity=released.popularity, head=released.head,
              similarity=empty if released.similarity is None else released.similarity,
              ease=empty if released.ease is None else released.ease,
+             factors=empty if released.factors is None else released.factors,
              settings=np.array([getattr(settings, f.name) for f in dataclasses.fields(settings)],
                                np.float64))
 
@@ -128,8 +140,10 @@ def load_released(path) -> tuple[Released, KnnSettings]:
     with np.load(path) as data:
         sim = data["similarity"]
         ease = data["ease"] if "ease" in data.files else np.zeros((0, 0))
+        factors = data["factors"] if "factors" in data.files else np.zeros((0, 0))
         released = Released(data["popularity"], data["head"].astype(np.int64),
-                            None if sim.size == 0 else sim, None if ease.size == 0 else ease)
+                            None if sim.size == 0 else sim, None if ease.size == 0 else ease,
+                            None if factors.size == 0 else factors)
         values = data["settings"].tolist()
     names = [f.name for f in dataclasses.fields(KnnSettings)]
     kinds = {f.name: f.type for f in dataclasses.fields(KnnSettings)}
@@ -231,6 +245,10 @@ def device_scores(items: np.ndarray, released: Released, settings: KnnSettings,
             weight = choose_fusion_weight(items, released, settings)
         scores = scores + weight * _knn_everywhere(items, released, settings)
         scale = max(scale, weight)
+    if released.factors is not None and settings.als_weight:
+        scores = scores + settings.als_weight * _on_catalogue(
+            released, als_scores(items, released, settings))
+        scale = max(scale, settings.als_weight)
     if content is not None and (settings.genre_weight or settings.year_weight):
         if content.n_items != released.n_items:
             raise ValueError(f"the content covers {content.n_items} items, the release "
@@ -243,10 +261,33 @@ def device_scores(items: np.ndarray, released: Released, settings: KnnSettings,
 
 def _knn_everywhere(items: np.ndarray, released: Released, settings: KnnSettings,
                     matrix: np.ndarray | None = None) -> np.ndarray:
-    head_scores = _standardise(knn_scores(items, released, settings, matrix))
+    return _on_catalogue(released, knn_scores(items, released, settings, matrix))
+
+
+def _on_catalogue(released: Released, head_scores: np.ndarray) -> np.ndarray:
+    """(n_items,) standardised head scores; items outside the head get the lowest."""
+    head_scores = _standardise(head_scores)
     out = np.full(released.n_items, head_scores.min() if len(head_scores) else 0.0)
     out[released.head] = head_scores
     return out
+
+
+def als_scores(items: np.ndarray, released: Released, settings: KnnSettings) -> np.ndarray:
+    """(h,) ``V u`` on the head: u is the device's own factor, solved on the released
+    factors V from its history's head items (``fedrec.shared.als.user_factor``; nothing
+    leaves the device). Items without a factor (too little support) get the lowest
+    score of the others, so among themselves they rank by popularity in the fusion."""
+    from fedrec.shared.als import user_factor
+    from fedrec.shared.stats import head_positions, newest_distinct
+
+    factors = released.factors
+    pos = head_positions(released.head, released.n_items)[newest_distinct(items)]
+    u = user_factor(pos[pos >= 0], factors, settings.als_negative, settings.als_lambda)
+    scores = factors @ u
+    supported = np.any(factors != 0, axis=1)
+    if supported.any() and not supported.all():
+        scores[~supported] = scores[supported].min()
+    return scores
 
 
 def choose_fusion_weight(items: np.ndarray, released: Released, settings: KnnSettings,

@@ -29,17 +29,25 @@ CONTRIBUTION = "contribution"
 #: item weights (``--pair-beta``; the server applies them itself in the central mode).
 NOISE_SCALE, NOISE_MU_SHARE = "noise-scale", "noise-mu-share"
 NOISE_BITS, ITEM_WEIGHT = "noise-bits", "item-weight"
+#: Keys an ALS request adds (``fedrec.shared.als``): the current item factors (h, r) and
+#: the device's implicit-negative weight and ridge penalty of its own solve.
+FACTORS, NEGATIVE, RIDGE = "factors", "negative", "lambda"
+#: Request values that travel as arrays (the rest in the config record).
+_ARRAY_KEYS = (HEAD, FACTORS)
 EVALUATED = "evaluated"
 #: Config keys of the kNN settings, by :class:`fedrec.shared.knn.KnnSettings` field.
 KNN_KEYS = {"rank": "rank", "alpha": "alpha", "neighbours": "neighbours", "decay": "decay",
             "knn_weight": "knn-weight", "top_k": "top-k", "ease_lambda": "ease-lambda",
             "ease_weight": "ease-weight", "pair_beta": "pair-beta",
             "genre_weight": "genre-weight", "year_weight": "year-weight",
-            "year_window": "year-window", "year_bandwidth": "year-bandwidth"}
+            "year_window": "year-window", "year_bandwidth": "year-bandwidth",
+            "als_weight": "als-weight", "als_negative": "als-negative",
+            "als_lambda": "als-lambda"}
 _KNN_KINDS = {"rank": int, "alpha": float, "neighbours": int, "decay": float,
               "knn_weight": float, "top_k": int, "ease_lambda": float, "ease_weight": float,
               "pair_beta": float, "genre_weight": float, "year_weight": float,
-              "year_window": int, "year_bandwidth": float}
+              "year_window": int, "year_bandwidth": float, "als_weight": float,
+              "als_negative": float, "als_lambda": float}
 
 
 def popularity_request(decay: float, cap: int, bounded: bool = True) -> dict:
@@ -53,10 +61,20 @@ def cooccurrence_request(head: np.ndarray, cap: int) -> dict:
     return {HEAD: head, CAP: cap}
 
 
+def als_request(head: np.ndarray, factors: np.ndarray, cap: int, negative: float,
+                lam: float) -> dict:
+    """Ask for a device's ALS contribution (``fedrec.shared.als.contribution``) on the
+    ``head`` with the current item ``factors``: its ``cap`` most recent head items, its
+    factor solved with implicit-negative weight ``negative`` and ridge ``lam``."""
+    return {HEAD: head, FACTORS: factors, CAP: cap, NEGATIVE: negative, RIDGE: lam}
+
+
 def contribute_content(statistic: str, request: dict) -> RecordDict:
-    """The ``query.contribute`` message: scalars in the config, the head as an array."""
-    config = {STATISTIC: statistic, **{k: v for k, v in request.items() if k != HEAD}}
-    arrays = {HEAD: np.asarray(request[HEAD])} if HEAD in request else {}
+    """The ``query.contribute`` message: scalars in the config, the head (and ALS
+    factors) as arrays."""
+    config = {STATISTIC: statistic,
+              **{k: v for k, v in request.items() if k not in _ARRAY_KEYS}}
+    arrays = {k: np.asarray(request[k]) for k in _ARRAY_KEYS if k in request}
     return RecordDict({CONFIG: ConfigRecord(config), ARRAYS: to_record(arrays)})
 
 
@@ -64,8 +82,9 @@ def contribute_request(content: RecordDict) -> tuple[str, dict]:
     """Inverse of :func:`contribute_content`: (statistic, request)."""
     config = content[CONFIG]
     request = {key: config[key] for key in config.keys() if key != STATISTIC}
-    if ARRAYS in content and HEAD in content[ARRAYS]:
-        request[HEAD] = content[ARRAYS][HEAD].numpy()
+    for key in _ARRAY_KEYS:
+        if ARRAYS in content and key in content[ARRAYS]:
+            request[key] = content[ARRAYS][key].numpy()
     return str(config[STATISTIC]), request
 
 
@@ -84,7 +103,8 @@ def recommend_content(released: knn.Released, settings: knn.KnnSettings) -> Reco
     empty = np.zeros((0, 0))
     arrays = {"popularity": released.popularity, "head": released.head,
               "similarity": empty if released.similarity is None else released.similarity,
-              "ease": empty if released.ease is None else released.ease}
+              "ease": empty if released.ease is None else released.ease,
+              "factors": empty if released.factors is None else released.factors}
     return RecordDict({CONFIG: ConfigRecord(config), ARRAYS: to_record(arrays)})
 
 
@@ -92,8 +112,10 @@ def recommend_request(content: RecordDict) -> tuple[knn.Released, knn.KnnSetting
     """Inverse of :func:`recommend_content`."""
     arrays = from_record(content[ARRAYS])
     sim, ease = arrays["similarity"], arrays["ease"]
+    factors = arrays.get("factors", np.zeros((0, 0)))
     released = knn.Released(arrays["popularity"], arrays["head"], None if sim.size == 0 else sim,
-                            None if ease.size == 0 else ease)
+                            None if ease.size == 0 else ease,
+                            None if factors.size == 0 else factors)
     return released, knn_settings(content[CONFIG])
 
 

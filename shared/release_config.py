@@ -16,7 +16,7 @@ from typing import Any
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.knn import KnnSettings
 
-PIPELINES = ("popularity", "knn")
+PIPELINES = ("popularity", "knn", "als")
 CONTRIBUTIONS = ("bounded", "raw")
 #: Who adds the noise: the server once (central Gaussian) or every device a share of
 #: integer Skellam noise (distributed, ``fedrec.shared.skellam``; issue #22).
@@ -36,9 +36,11 @@ class ReleaseConfig:
     """Everything that defines a statistics-release run.
 
     Attributes:
-        pipeline: ``popularity`` (one release: DP popularity) or ``knn`` (DP popularity,
+        pipeline: ``popularity`` (one release: DP popularity), ``knn`` (DP popularity,
             then DP item co-occurrence on the head it picks; devices fuse kNN and
-            popularity on their own history).
+            popularity on their own history) or ``als`` (DP popularity, then
+            ``als_passes`` DP alternating-least-squares passes on the head:
+            docs/dp-als.md).
         dataset, synthetic_users, synthetic_items, seed: the data (as ``RunConfig``).
         holdout: ``test`` or ``validation`` (choose settings on the latter only).
         target_epsilon: user-level ε of all releases together (``inf``: no noise, not
@@ -47,10 +49,19 @@ class ReleaseConfig:
         popularity_share: share of the budget (precision 1/z^2) spent on popularity.
         popularity_decay, popularity_cap: a device's popularity vector weighs its r-th
             newest item ``decay ** r`` over its ``cap`` newest items (0: all).
-        head: items whose co-occurrence is released (the most popular by the release;
-            0: every item).
-        cap: a device's newest head items that enter its co-occurrence contribution
-            (0: all).
+        head: items whose co-occurrence (or ALS statistics) is released (the most
+            popular by the release; 0: every item).
+        cap: a device's newest head items that enter its co-occurrence or ALS
+            contribution (0: all).
+        als_rank, als_passes: rank r of the factors and number of ALS passes (each one
+            release, an equal share of the non-popularity budget).
+        als_weight, als_negative, als_lambda: ``KnnSettings`` (the device's fusion
+            weight of its u.V scores, the implicit-negative weight nu on both sides,
+            the device's ridge penalty).
+        als_item_lambda: the server's ridge penalty of each item's solve (units of
+            the summed contributions).
+        als_min_support: an item keeps a factor only if its noisy support trace(A_i)
+            exceeds this many noise stds of that trace (else it ranks by popularity).
         knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight,
         pair_beta, genre_weight, year_weight, year_window, year_bandwidth:
             ``fedrec.shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``, ``knn_decay`` its
@@ -97,6 +108,13 @@ class ReleaseConfig:
     ease_lambda: float = 0.0
     ease_weight: float = 0.0
     pair_beta: float = 0.0
+    als_rank: int = 4
+    als_passes: int = 1
+    als_weight: float = 3.0
+    als_negative: float = 0.03
+    als_lambda: float = 1.0
+    als_item_lambda: float = 3.0
+    als_min_support: float = 0.0
     genre_weight: float = 0.3
     year_weight: float = 0.5
     year_window: int = 5
@@ -130,6 +148,11 @@ class ReleaseConfig:
             raise ConfigError("raw contributions have no sensitivity bound, so no noise makes "
                               "them private: use --target-epsilon inf, or bounded contributions")
         self._check_noise()
+        if not 1 <= self.als_passes <= 5 or not 1 <= self.als_rank <= 64:
+            raise ConfigError(f"als-passes must be in [1, 5] and als-rank in [1, 64], got "
+                              f"{self.als_passes} and {self.als_rank}")
+        if not self.als_item_lambda > 0 or self.als_min_support < 0:
+            raise ConfigError("als-item-lambda must be > 0 and als-min-support >= 0")
         try:
             self.knn
         except ValueError as err:
@@ -143,6 +166,9 @@ class ReleaseConfig:
         if not math.isfinite(self.target_epsilon) or self.contributions != "bounded":
             raise ConfigError("--noise distributed needs bounded contributions and a finite "
                               "--target-epsilon (it is a DP mechanism)")
+        if self.pipeline == "als":
+            raise ConfigError("--noise distributed is not wired for --pipeline als yet "
+                              "(use --noise central)")
         if not (self.skellam_scale > 0 and math.isfinite(self.skellam_scale)):
             raise ConfigError(f"skellam-scale must be a finite number > 0, got {self.skellam_scale}")
         if not 2 <= self.skellam_bits <= 62:
@@ -155,6 +181,8 @@ class ReleaseConfig:
 
     @property
     def releases(self) -> tuple[str, ...]:
+        if self.pipeline == "als":
+            return ("popularity",) + tuple(f"als-{p}" for p in range(1, self.als_passes + 1))
         return ("popularity",) if self.pipeline == "popularity" else ("popularity", "cooccurrence")
 
     @property
@@ -166,7 +194,9 @@ class ReleaseConfig:
                            ease_weight=self.ease_weight if knn else 0.0,
                            pair_beta=self.pair_beta, genre_weight=self.genre_weight,
                            year_weight=self.year_weight, year_window=self.year_window,
-                           year_bandwidth=self.year_bandwidth)
+                           year_bandwidth=self.year_bandwidth,
+                           als_weight=self.als_weight if self.pipeline == "als" else 0.0,
+                           als_negative=self.als_negative, als_lambda=self.als_lambda)
 
     def user_delta(self, n_users: int) -> float:
         if self.delta == 0:

@@ -217,14 +217,17 @@ class BudgetSplit:
 
 def split_budget(total_multiplier: float, popularity_share: float,
                  releases: tuple[str, ...] = STATISTICS) -> BudgetSplit:
-    """:class:`BudgetSplit` giving ``popularity_share`` to popularity, the rest to the
-    other release (or everything to popularity when it is the only one)."""
+    """:class:`BudgetSplit` giving ``popularity_share`` to popularity and the rest in
+    equal parts to the other releases (the co-occurrence, or each ALS pass), or
+    everything to popularity when it is the only one."""
     if releases == (POPULARITY,):
         return BudgetSplit(total_multiplier, {POPULARITY: 1.0})
     if not 0 < popularity_share < 1:
         raise ValueError(f"popularity share must be in (0, 1), got {popularity_share}")
+    others = [r for r in releases if r != POPULARITY]
+    rest = (1.0 - popularity_share) / len(others)
     return BudgetSplit(total_multiplier, {POPULARITY: popularity_share,
-                                          COOCCURRENCE: 1.0 - popularity_share})
+                                          **{name: rest for name in others}})
 
 
 def gaussian_delta(noise_multiplier: float, epsilon: float) -> float:

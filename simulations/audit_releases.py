@@ -1,4 +1,4 @@
-"""Audit of a statistics-release run (``fedrec simulate --pipeline popularity|knn``).
+"""Audit of a statistics-release run (``fedrec simulate --pipeline popularity|knn|als``).
 
 Recomputes the user-level ε claim three ways and checks each against the records:
 

@@ -1,4 +1,4 @@
-"""``fedrec simulate --pipeline popularity|knn``: one-shot DP statistics releases.
+"""``fedrec simulate --pipeline popularity|knn|als``: one-shot DP statistics releases.
 
 The flags shared with the DP-FedAvg pipeline (dataset, seed, holdout, target ε, δ,
 noise seed, out) keep their meaning; the release settings have their own group

@@ -187,7 +187,8 @@ PIPELINE_CHOICES = ("neumf",) + PIPELINES
 _RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "head", "cap",
                   "knn_rank", "knn_alpha", "knn_decay", "knn_weight", "knn_top", "ease_lambda",
                   "ease_weight", "pair_beta", "genre_weight", "year_weight", "year_window",
-                  "year_bandwidth", "contributions", "noise", "skellam_scale",
+                  "year_bandwidth", "als_rank", "als_passes", "als_weight", "als_negative",
+                  "als_lambda", "als_item_lambda", "als_min_support", "contributions", "noise", "skellam_scale",
                   "skellam_bits")
 #: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
 _SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
@@ -200,7 +201,7 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                         help="neumf: federated training (DP-FedAvg under --dp server); "
                         "popularity / knn: one-shot DP statistics releases, recommended on "
                         "the device (--target-epsilon is their total budget, inf: no noise)")
-    group = parser.add_argument_group("statistics releases (--pipeline popularity|knn)")
+    group = parser.add_argument_group("statistics releases (--pipeline popularity|knn|als)")
     d = ReleaseConfig()
     group.add_argument("--popularity-share", type=float,
                        help=f"share of the budget for popularity (default {d.popularity_share})")
@@ -226,6 +227,20 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pair-beta", type=float,
                        help=f"a device's pair (i, j) weighs (d_i d_j)^-beta within its unit "
                        f"norm, d the released popularity ({d.pair_beta})")
+    group.add_argument("--als-rank", type=int, help=f"--pipeline als: rank of the factors ({d.als_rank})")
+    group.add_argument("--als-passes", type=int,
+                       help=f"--pipeline als: ALS passes, one DP release each ({d.als_passes})")
+    group.add_argument("--als-weight", type=float,
+                       help=f"weight of the device's ALS scores next to popularity ({d.als_weight:g})")
+    group.add_argument("--als-negative", type=float,
+                       help=f"implicit-negative weight of the ALS solves ({d.als_negative:g})")
+    group.add_argument("--als-lambda", type=float,
+                       help=f"ridge penalty of the device's own factor ({d.als_lambda:g})")
+    group.add_argument("--als-item-lambda", type=float,
+                       help=f"ridge penalty of the server's item factors ({d.als_item_lambda:g})")
+    group.add_argument("--als-min-support", type=float,
+                       help="an item keeps a factor only if its noisy support exceeds this "
+                       f"many noise stds ({d.als_min_support:g})")
     group.add_argument("--genre-weight", type=float,
                        help="weight of each device's genre-profile scores (its own history "
                        f"on the public catalogue; no privacy cost), 0: off ({d.genre_weight})")
@@ -262,7 +277,7 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_release_config(args: argparse.Namespace) -> ReleaseConfig:
-    """The release run's config from the flags (``--pipeline popularity|knn``)."""
+    """The release run's config from the flags (``--pipeline popularity|knn|als``)."""
     values = {k: getattr(args, k) for k in _SHARED_FLAGS + _RELEASE_FLAGS
               if getattr(args, k, None) is not None}
     if values.get("target_epsilon") == 0:
