@@ -44,9 +44,11 @@ def main() -> None:
     parser.add_argument("--epsilons", default="1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--set", default="{}", help="JSON of other ReleaseConfig settings "
+                        "(e.g. '{\"pipeline\": \"popularity\"}')")
     args = parser.parse_args()
     base = ReleaseConfig(dataset="synthetic", synthetic_users=args.users,
-                         synthetic_items=args.items, seed=args.seed)
+                         synthetic_items=args.items, seed=args.seed, **json.loads(args.set))
     start = time.perf_counter()
     roster = release_sim.devices(base)
     print(f"{args.users} users x {args.items} items generated in "

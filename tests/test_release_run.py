@@ -78,7 +78,7 @@ def test_more_budget_is_not_worse_on_average(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(pipeline="als"), "pipeline must be one of"),
+    (dict(pipeline="svd"), "pipeline must be one of"),
     (dict(target_epsilon=0.0), "target-epsilon must be > 0"),
     (dict(popularity_share=1.0), "popularity-share"),
     (dict(knn_decay=0.0), "knn settings"),
