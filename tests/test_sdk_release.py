@@ -52,3 +52,22 @@ def test_a_release_for_another_catalogue_is_refused(tmp_path, catalogue):
     path = _release(tmp_path, catalogue.n_items + 1)
     with EventStore(tmp_path / "d.db") as store, pytest.raises(SdkInputError, match="catalogue"):
         Recommender(store, catalogue, release=path)
+
+
+def test_recommender_serves_an_als_release(tmp_path, catalogue):
+    """An ALS release (item factors, no similarity) survives save/load and the device
+    ranks with its own factor: after item 0, the item sharing its factor direction leads."""
+    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])      # head 0, 1, 2
+    released = knn.Released(np.zeros(catalogue.n_items), np.array([0, 1, 2]), None,
+                            factors=factors)
+    settings = knn.KnnSettings(als_weight=100.0, genre_weight=0.0, year_weight=0.0)
+    path = tmp_path / "als.npz"
+    knn.save_released(path, released, settings)
+    loaded, loaded_settings = knn.load_released(path)
+    np.testing.assert_array_equal(loaded.factors, factors)
+    assert loaded_settings == settings
+    ids = [str(i) for i in catalogue.item_ids]
+    with EventStore(tmp_path / "d.db") as store:
+        rec = Recommender(store, catalogue, release=path)
+        store.record(ids[0], "view", timestamp=1)
+        assert rec.recommend(k=1) == [ids[2]]     # flat popularity: the factors decide
