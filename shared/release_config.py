@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from fedrec.shared.config_meta import setting
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.knn import KnnSettings
 
@@ -87,45 +88,76 @@ class ReleaseConfig:
             ``RunConfig.budget_dir``.
     """
 
-    pipeline: str = "knn"
-    dataset: str = "synthetic"
-    synthetic_users: int = 20
-    synthetic_items: int = 200
-    seed: int = 0
-    holdout: str = "test"
-    target_epsilon: float = 8.0
-    delta: float = 0.0
-    popularity_share: float = 0.2
-    popularity_decay: float = 1.0
-    popularity_cap: int = 0
-    head: int = 700
-    cap: int = 100
-    knn_rank: int = 5
-    knn_alpha: float = 0.25
-    knn_decay: float = 0.8
-    knn_weight: float = 100.0
-    knn_top: int = 0
-    ease_lambda: float = 0.0
-    ease_weight: float = 0.0
-    pair_beta: float = 0.0
-    als_rank: int = 4
-    als_passes: int = 1
-    als_weight: float = 3.0
-    als_negative: float = 0.03
-    als_lambda: float = 1.0
-    als_item_lambda: float = 3.0
-    als_min_support: float = 0.0
-    genre_weight: float = 0.3
-    year_weight: float = 0.5
-    year_window: int = 5
-    year_bandwidth: float = 1.0
-    contributions: str = "bounded"
-    noise_seed: int = -1
-    noise: str = "central"
-    skellam_scale: float = 4096.0
-    skellam_bits: int = 32
-    out: str = "runs/release"
-    budget_dir: str = ""
+    pipeline: str = setting("knn", "releases",
+        "popularity (one DP popularity release), knn (then a DP item co-occurrence on the "
+        "head) or als (then DP ALS passes on the head)", choices=PIPELINES)
+    dataset: str = setting("synthetic", "data",
+        "synthetic, movielens-100k or a path (as RunConfig)")
+    synthetic_users: int = setting(20, "data", "users of the synthetic generator")
+    synthetic_items: int = setting(200, "data", "catalogue size of the synthetic generator")
+    seed: int = setting(0, "data", "seeds the data and the devices' draws")
+    holdout: str = setting("test", "data",
+        "test or validation (choose settings on the latter only)", choices=("test", "validation"))
+    target_epsilon: float = setting(8.0, "user-level DP",
+        "user-level epsilon of all releases together (inf: no noise, not private)")
+    delta: float = setting(0.0, "user-level DP", "user-level delta (0: 1/N^1.1 for N users)")
+    popularity_share: float = setting(0.2, "releases",
+        "share of the budget (precision 1/z^2) spent on popularity")
+    popularity_decay: float = setting(1.0, "releases",
+        "recency weight of a device's popularity vector")
+    popularity_cap: int = setting(0, "releases",
+        "newest items in a device's popularity vector, 0: all")
+    head: int = setting(700, "releases", "items in the co-occurrence (or ALS) release, 0: all")
+    cap: int = setting(100, "releases", "a device's newest head items used, 0: all")
+    knn_rank: int = setting(5, "device scoring", "low-rank denoising, 0: none")
+    knn_alpha: float = setting(0.25, "device scoring", "popularity normalisation")
+    knn_decay: float = setting(0.8, "device scoring", "recency weight in scoring")
+    knn_weight: float = setting(100.0, "device scoring",
+        "weight of kNN next to popularity on the device, -1: each device picks it")
+    knn_top: int = setting(0, "device scoring", "a candidate's most similar items kept, 0: all")
+    ease_lambda: float = setting(0.0, "device scoring",
+        "also release EASE weights with this ridge penalty, 0: no")
+    ease_weight: float = setting(0.0, "device scoring",
+        "weight of EASE next to popularity on the device")
+    pair_beta: float = setting(0.0, "device scoring",
+        "a device's pair (i, j) weighs (d_i d_j)^-beta within its unit norm, d the released "
+        "popularity")
+    als_rank: int = setting(4, "releases", "--pipeline als: rank of the factors")
+    als_passes: int = setting(1, "releases", "--pipeline als: ALS passes, one DP release each")
+    als_weight: float = setting(3.0, "device scoring",
+        "weight of the device's ALS scores next to popularity")
+    als_negative: float = setting(0.03, "device scoring",
+        "implicit-negative weight of the ALS solves")
+    als_lambda: float = setting(1.0, "device scoring", "ridge penalty of the device's own factor")
+    als_item_lambda: float = setting(3.0, "releases", "ridge penalty of the server's item factors")
+    als_min_support: float = setting(0.0, "releases",
+        "an item keeps a factor only if its noisy support exceeds this many noise stds")
+    genre_weight: float = setting(0.3, "device scoring",
+        "weight of each device's genre-profile scores (its own history on the public "
+        "catalogue; no privacy cost), 0: off")
+    year_weight: float = setting(0.5, "device scoring",
+        "weight of each device's release-year scores (closeness to the median year of its "
+        "newest items), 0: off")
+    year_window: int = setting(5, "device scoring",
+        "newest items whose median release year is the centre")
+    year_bandwidth: float = setting(1.0, "device scoring",
+        "width of the release-year closeness, in years")
+    contributions: str = setting("bounded", "user-level DP",
+        "bounded: norm-1 contributions (DP); raw: counts, no DP (needs target-epsilon inf)",
+        choices=CONTRIBUTIONS)
+    noise_seed: int = setting(-1, "user-level DP",
+        "-1: noise from 128 bits of OS entropy; >= 0 seeds it (tests only: NOT private)")
+    noise: str = setting("central", "user-level DP",
+        "central: the server adds one Gaussian per release; distributed: each device adds its "
+        "share of Skellam integer noise", choices=NOISES)
+    skellam_scale: float = setting(4096.0, "distributed noise",
+        "--noise distributed: integer units per unit of contribution")
+    skellam_bits: int = setting(32, "distributed noise",
+        "--noise distributed: most bits per coordinate a device uploads")
+    out: str = setting("runs/release", "run directory", "the run directory")
+    budget_dir: str = setting("", "run directory",
+        "dataset-level budget registry the run records its releases in (empty: .fedrec-budget "
+        "next to out)")
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
