@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import Any, Mapping
 
-from fedrec.shared.config import (DP_CLIPPING, DP_MODES, HOLDOUTS, LOCAL_OPTIMIZERS, STRATEGIES,
-                           RunConfig)
+from fedrec.shared.config import RunConfig
+from fedrec.shared.config_meta import GROUPS, base_type, describe
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.release_config import (CONTRIBUTIONS, NOISES, PIPELINES, RAW_DEFAULTS,
                                    ReleaseConfig, with_raw_defaults)
@@ -24,105 +26,46 @@ WORKERS = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with a [run] table (flags override)")
-    parser.add_argument("--dataset", help="synthetic, movielens-100k or a path")
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument("--clients-per-round", type=int, help="0 = all clients")
-    parser.add_argument("--eval-clients", type=int, help="clients evaluated per round (0 = all)")
-    parser.add_argument("--eval-every", type=int)
-    parser.add_argument("--local-epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", dest="learning_rate", type=float, help="local learning rate")
-    parser.add_argument("--lr-decay", type=float,
-                        help="local learning rate of round r: lr * lr-decay^(r-1)")
-    parser.add_argument("--local-optimizer", choices=LOCAL_OPTIMIZERS)
-    parser.add_argument("--local-adam-eps", type=float,
-                        help="local Adam's stability constant (not a privacy epsilon)")
-    parser.add_argument("--recency-decay", type=float,
-                        help="weight recency-decay^r on a client's r-th most recent positive")
-    parser.add_argument("--reconstruction-steps", type=int)
-    parser.add_argument("--serve-passes", type=int,
-                        help="fit the served (evaluated) user embedding afresh in this many "
-                             "reconstructions (0: refresh the training embedding)")
-    parser.add_argument("--serve-recency-decay", type=float,
-                        help="weight serve-recency-decay^r on the r-th most recent positive "
-                             "in that fit")
-    parser.add_argument("--serve-average", type=int,
-                        help="serve the mean embedding of this many such fits")
-    parser.add_argument("--negatives", type=int)
-    parser.add_argument("--holdout", choices=HOLDOUTS,
-                        help="evaluate on the test item, or on the validation item (for "
-                             "choosing settings)")
-    parser.add_argument("--strategy", choices=STRATEGIES)
-    parser.add_argument("--server-lr", dest="server_learning_rate", type=float)
-    parser.add_argument("--server-momentum", type=float,
-                        help="fedavgm's momentum (with --dp server: applied after the noise)")
-    parser.add_argument("--dim", type=int, help="embedding size of both branches (GMF and MLP)")
-    parser.add_argument("--gmf-dim", type=int, help="GMF embedding size (overrides --dim)")
-    parser.add_argument("--mlp-dim", type=int, help="MLP embedding size (overrides --dim)")
-    parser.add_argument("--synthetic-users", type=int)
-    parser.add_argument("--synthetic-items", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--out", type=Path, help="run directory")
-    dp = parser.add_argument_group("differential privacy")
-    dp.add_argument("--dp", choices=DP_MODES, help="none, client (example-level DP-SGD), "
-                    "server (user-level DP-FedAvg) or both")
-    dp.add_argument("--dp-clipping", choices=DP_CLIPPING, help="user-level clipping")
-    dp.add_argument("--noise-multiplier", type=float, help="user-level z (std / clip, per average)")
-    dp.add_argument("--clip", type=float, help="user-level L2 bound on a client update")
-    dp.add_argument("--target-epsilon", type=float, help="user-level budget: stop before exceeding")
-    dp.add_argument("--delta", type=float, help="user-level delta (default 1/N^1.1)")
-    dp.add_argument("--clip-quantile", type=float, help="adaptive clipping target quantile")
-    dp.add_argument("--clip-lr", type=float, help="adaptive clipping step")
-    dp.add_argument("--clipped-count-stddev", type=float, help="adaptive: count noise std")
-    dp.add_argument("--clip-adapt-range", type=float,
-                    help="adaptive: the clip stays in [clip / r, clip * r] (default 100)")
-    dp.add_argument("--client-noise-multiplier", type=float, help="local DP-SGD noise / clip")
-    dp.add_argument("--client-clip", type=float, help="local DP-SGD per-example L2 bound")
-    dp.add_argument("--client-target-epsilon", type=float,
-                    help="example-level budget: clients decline rounds past it")
-    dp.add_argument("--client-delta", type=float, help="example-level delta")
-    dp.add_argument("--noise-seed", type=int, help="seeds the DP noise only")
-    dp.add_argument("--canaries", type=int, help="audit runs: k canary clients for "
-                    "`fedrec audit --empirical` (0: none)")
-    dp.add_argument("--example-canaries", type=int, metavar="M",
-                    help="audit runs: M users each train on one canary interaction chosen by "
-                    "a coin, for the example-level one-run audit of `fedrec audit "
-                    "--empirical` (0: none)")
-    dp.add_argument("--secagg", action="store_const", const=True,
-                    help="secure aggregation (Flower SecAgg+): the server only sees the sum; "
-                    "needs --dp server --dp-clipping client-fixed")
-    dp.add_argument("--secagg-shares", type=int, help="SecAgg+ shares per secret (0: all)")
-    dp.add_argument("--secagg-threshold", type=float,
-                    help="SecAgg+ fraction of shares that reconstructs a dropped mask")
-    sc = parser.add_argument_group("scenarios")
-    sc.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round")
-    sc.add_argument("--straggler-fraction", type=float, help="fraction of slow clients")
-    sc.add_argument("--straggler-delay", type=float, help="seconds a slow client answers late")
-    sc.add_argument("--round-timeout", type=float, help="seconds the server waits for replies")
-    sc.add_argument("--participation-window", type=int,
-                    help="a device takes part at most once per this many rounds")
-    sc.add_argument("--late-users", type=float,
-                    help="cold start: fraction of users that join only in --join-round")
-    sc.add_argument("--join-round", type=int, help="cold start: the round late users join")
-    sc.add_argument("--new-items", type=float,
-                    help="new items: fraction of the catalogue released only in --items-round")
-    sc.add_argument("--items-round", type=int, help="new items: the round they are released")
-    sc.add_argument("--heterogeneity", dest="synthetic_heterogeneity", type=float,
-                    help="synthetic data: non-IID knob in [0, 1]")
-    sc.add_argument("--activity-skew", dest="synthetic_activity_skew", type=float,
-                    help="synthetic data: sigma of the log-normal activity skew")
-    sc.add_argument("--lazy", dest="lazy_clients", action="store_const", const=True,
-                    help="synthetic data: generate each client when it is called (scale runs: "
-                    "memory bounded by the clients of a round)")
-    parser.add_argument("--budget-dir", type=Path,
-                        help="dataset-level budget registry this run records its releases in "
-                        "(default: .fedrec-budget next to --out; see fedrec audit --budget)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue RUN_DIR from its last complete round")
+    groups = add_run_config_arguments(parser)
+    groups["model"].add_argument("--dim", type=int,
+                                 help="embedding size of both branches (GMF and MLP)")
+    groups["server/strategy"].add_argument("--resume", type=Path, metavar="RUN_DIR",
+                                           help="continue RUN_DIR from its last complete round")
     add_runner_arguments(parser)
     add_release_arguments(parser)
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the centralized NeuMF reference")
+
+
+def add_run_config_arguments(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """One flag per RunConfig field, generated from its metadata (``fedrec.shared.config_meta``).
+
+    Flag ``--field-name`` plus any aliases the field lists; the type from its annotation;
+    choices where the config checks a fixed set; a bool is ``store_const True``. Every
+    flag defaults to None (= not set, the config file or RunConfig's default holds).
+    Returns the argument groups by name (``fedrec.shared.config_meta.GROUPS``).
+    """
+    groups = {g: parser.add_argument_group(g) for g in GROUPS}
+    for f in fields(RunConfig):
+        meta = describe(f)
+        if meta["cli"]:
+            groups[meta["group"]].add_argument(*meta["flags"], dest=f.name,
+                                               help=meta["help"].replace("%", "%%"),
+                                               **_flag_kind(f, meta))
+    return groups
+
+
+def _flag_kind(f: Field, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """argparse's type/action/choices/metavar for one field."""
+    base, _ = base_type(f.type)
+    if base == "bool":
+        return {"action": "store_const", "const": True}
+    kind: dict[str, Any] = {"type": {"int": int, "float": float, "str": str}[base]}
+    if meta["choices"]:
+        kind["choices"] = meta["choices"]
+    if meta["metavar"]:
+        kind["metavar"] = meta["metavar"]
+    return kind
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,20 +75,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
                         "(ray.init address, e.g. auto or ray://head:10001)")
 
 
-_FLAGS = ("dataset", "rounds", "clients_per_round", "eval_clients", "eval_every", "local_epochs",
-          "batch_size", "learning_rate", "lr_decay", "local_optimizer", "local_adam_eps",
-          "recency_decay", "reconstruction_steps", "serve_passes", "serve_recency_decay",
-          "serve_average", "negatives", "holdout", "strategy", "server_learning_rate",
-          "server_momentum", "synthetic_users", "synthetic_items", "seed", "gmf_dim", "mlp_dim",
-          "dp", "dp_clipping",
-          "noise_multiplier", "clip", "target_epsilon", "delta", "clip_quantile", "clip_lr",
-          "clipped_count_stddev", "clip_adapt_range", "client_noise_multiplier", "client_clip",
-          "client_target_epsilon", "client_delta", "noise_seed", "canaries", "example_canaries",
-          "dropout",
-          "straggler_fraction", "straggler_delay", "round_timeout", "participation_window",
-          "synthetic_heterogeneity", "synthetic_activity_skew", "lazy_clients", "late_users",
-          "join_round", "new_items", "items_round", "secagg", "secagg_shares",
-          "secagg_threshold")
+#: RunConfig fields ``fedrec simulate`` has a generated flag for.
+_FLAGS = tuple(f.name for f in fields(RunConfig) if describe(f)["cli"])
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -160,10 +91,6 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     cfg = RunConfig.from_toml(args.config) if args.config else RunConfig()
     dims = {} if args.dim is None else {"gmf_dim": args.dim, "mlp_dim": args.dim}
     changes = {**dims, **{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}}
-    if args.out is not None:
-        changes["out"] = str(args.out)
-    if getattr(args, "budget_dir", None) is not None:
-        changes["budget_dir"] = str(args.budget_dir)
     try:
         return absolute_paths(cfg.replace(**changes))
     except (TypeError, ValueError) as err:
