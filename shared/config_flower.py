@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from fedrec.shared.config_meta import base_type
 from fedrec.shared.errors import ConfigError
 
 
@@ -29,22 +30,29 @@ def flower_key(name: str) -> str:
 
 
 def coerce(kind: str, value: Any, key: str, source: str) -> Any:
-    """Flower run configs carry bool/int/float/str; accept what converts losslessly."""
+    """``value`` as a field annotated ``kind`` (``bool``, ``int``, ``float``, ``str``,
+    optionally ``| None``); Flower run configs carry bool/int/float/str, so accept only
+    what converts losslessly. An optional setting takes ``None`` or the string ``none``."""
+    base, optional = base_type(kind)
+    if optional and (value is None or str(value).lower() == "none"):
+        return None
     try:
-        if kind == "bool":
+        if base == "bool":
             if isinstance(value, bool):
                 return value
             if str(value).lower() in ("true", "false"):
                 return str(value).lower() == "true"
             raise ValueError
-        if kind == "int":
+        if base == "int":
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise ValueError
             return int(float(value))
-        if kind == "float":
+        if base == "float":
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if value is None:
+            raise ValueError
         return str(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}") from None

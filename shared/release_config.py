@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from fedrec.shared.config_flower import coerce
 from fedrec.shared.config_meta import setting
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.knn import KnnSettings
@@ -253,11 +254,7 @@ class ReleaseConfig:
             name = raw.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"unknown release setting {raw!r}")
-            kind = known[name].type
-            try:
-                kwargs[name] = {"int": int, "float": float, "str": str}[kind](value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{raw} must be {kind}, got {value!r}") from None
+            kwargs[name] = coerce(known[name].type, value, raw, "release config")
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> "ReleaseConfig":

@@ -53,3 +53,54 @@ def test_pyproject_flower_defaults_are_the_run_config_defaults():
 
     pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_flower()
+
+
+# ----- coercion of every annotation the configs use (issue #20 part 3, step 3) -----
+
+def _config_fields():
+    from dataclasses import fields
+
+    from fedrec.shared.release_config import ReleaseConfig
+    return [(cls.__name__, f) for cls in (RunConfig, ReleaseConfig) for f in fields(cls)]
+
+
+@pytest.mark.parametrize("owner, field", _config_fields(), ids=lambda x: getattr(x, "name", x))
+def test_coercion_handles_every_field_as_toml_and_as_a_string(owner, field):
+    """What TOML/Flower carry (the typed default) and what ``--run-config`` strings carry
+    (its text) both come back as the default, of the annotated type."""
+    from fedrec.shared.config import coerce
+    from fedrec.shared.config_meta import base_type
+
+    base, _ = base_type(field.type)   # every annotation is one coercion knows
+    default = field.default
+    text = str(default).lower() if base == "bool" else str(default)
+    for value in (default, text):
+        out = coerce(field.type, value, field.name, owner)
+        assert out == default and type(out) is type(default)
+
+
+def test_optional_floats_and_ints_take_none():
+    from fedrec.shared.config import coerce
+    assert coerce("float | None", None, "k", "s") is None
+    assert coerce("float | None", "None", "k", "s") is None
+    assert coerce("float | None", "0.25", "k", "s") == 0.25
+    assert coerce("Optional[int]", 3.0, "k", "s") == 3
+    with pytest.raises(ConfigError, match=r"s: k must be float \| None, got 'x'"):
+        coerce("float | None", "x", "k", "s")
+    with pytest.raises(ConfigError, match="k must be float, got None"):
+        coerce("float", None, "k", "s")      # not optional: None is not a value
+    with pytest.raises(ConfigError, match="k must be str, got None"):
+        coerce("str", None, "k", "s")
+
+
+def test_release_config_coerces_as_the_run_config_does():
+    """ReleaseConfig.from_mapping uses the same coercion: lossless only, inf as a string."""
+    import math
+
+    from fedrec.shared.release_config import ReleaseConfig
+    cfg = ReleaseConfig.from_mapping({"head": "300", "target-epsilon": "inf",
+                                      "contributions": "raw", "knn-top": 20.0})
+    assert cfg.head == 300 and math.isinf(cfg.target_epsilon) and cfg.knn_top == 20
+    with pytest.raises(ConfigError, match="head must be int, got 2.5"):
+        ReleaseConfig.from_mapping({"head": 2.5})     # was silently truncated to 2
+    assert ReleaseConfig.from_mapping(ReleaseConfig().to_dict()) == ReleaseConfig()
