@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_OUT ?= runs/main
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test test-fast venv clean bench
+.PHONY: run test test-fast test-inprocess venv clean bench
 
 venv: $(STAMP)
 
@@ -42,9 +42,14 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q --durations=15
 
+# Tiers (docs/testing.md): test-fast = unit tests (pure functions, one model call, no
+# federation); test-inprocess = in-process federations and trainings; make test = all.
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q -m "not slow and not network"
+	$(VENV)/bin/python -m pytest -q -m "not slow and not inprocess and not network"
+
+test-inprocess: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "inprocess and not slow and not network"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
