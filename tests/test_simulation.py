@@ -15,9 +15,11 @@ from fedrec.server.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-# 8 of 20 clients per round: the resume test then also proves that sampling is seeded
-SMALL = ["--dataset", "synthetic", "--synthetic-users", "20", "--seed", "1",
-         "--clients-per-round", "8", "--no-reference"]
+# 5 of 12 clients per round: the resume test then also proves that sampling is seeded
+# (C(12, 5) = 792 draws a round); a small federation keeps the three resume tests short
+USERS, PER_ROUND = 12, 5
+SMALL = ["--dataset", "synthetic", "--synthetic-users", str(USERS), "--seed", "1",
+         "--clients-per-round", str(PER_ROUND), "--no-reference"]
 
 
 def _env() -> dict[str, str]:
@@ -44,20 +46,20 @@ def test_simulate_writes_a_complete_run_directory(uninterrupted):
     rows = uninterrupted.read_metrics()
     assert [r["round"] for r in rows] == [1, 2, 3]
     for r in rows:
-        assert r["clients_sampled"] == 8 and r["clients_replied"] == 8 and r["clients_failed"] == 0
-        assert r["eval_clients"] == 20
+        assert r["clients_sampled"] == PER_ROUND == r["clients_replied"]
+        assert r["clients_failed"] == 0 and r["eval_clients"] == USERS
         assert r["bytes_up"] > 0 and r["bytes_down"] > r["bytes_up"]
         assert 0 <= r["ndcg@10"] <= r["hr@10"] <= 1
         assert r["client_compute_seconds"] > 0 and r["wall_seconds"] > 0
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     manifest = uninterrupted.manifest()
-    assert manifest["config"]["rounds"] == 3 and manifest["data"]["clients"] == 20
+    assert manifest["config"]["rounds"] == 3 and manifest["data"]["clients"] == USERS
     assert len(manifest["data"]["fingerprint"]) == 64 and manifest["versions"]["flwr"].startswith("1.23")
     results = json.loads(uninterrupted.results_path.read_text())
     assert results["metrics"]["hr@10"] == rows[-1]["hr@10"] and results["privacy"] is None
-    assert results["clients_per_round"] == 8
+    assert results["clients_per_round"] == PER_ROUND
     res = results["resources"]   # what the run used, measured by `fedrec simulate`
-    assert res["simulation_nodes"] == 20 and res["peak_memory_mb"] > 200
+    assert res["simulation_nodes"] == USERS and res["peak_memory_mb"] > 200
     assert res["seconds_per_round"] == pytest.approx(np.mean([r["wall_seconds"] for r in rows]))
     assert sorted(p.name for p in uninterrupted.checkpoints.glob("round-*.npz")) == [
         "round-1.npz", "round-2.npz", "round-3.npz"]
@@ -121,7 +123,7 @@ def test_dp_run_resumes_without_counting_epsilon_twice(tmp_path):
         assert privacy["user"]["rounds"] == 3
         assert privacy["user"]["epsilon"] == pytest.approx(_user_epsilon_from_log(run), rel=1e-12)
         rows = run.read_metrics()
-        assert all(r["dp_noise_std"] == pytest.approx(0.8 * 0.5 / 8) for r in rows)
+        assert all(r["dp_noise_std"] == pytest.approx(0.8 * 0.5 / PER_ROUND) for r in rows)
         assert privacy["example"]["max_client_epsilon"] == max(r["client_epsilon_max"] for r in rows)
         by = privacy["example"]["epsilon_by_accountant"]   # from the devices' own ledgers
         assert by["rdp"] == pytest.approx(privacy["example"]["max_client_epsilon"], rel=1e-9)
