@@ -13,6 +13,28 @@ import pytest  # noqa: E402
 from fedrec.shared.schema import Dataset, normalize_events  # noqa: E402
 
 
+def _memoise_sampled_without_replacement_rdp() -> None:
+    """Memoise dp-accounting's RDP of the Gaussian sampled without replacement at one order.
+
+    ``_compute_rdp_sample_wor_gaussian_scalar(q, sigma, alpha)`` is a pure function of three
+    floats, in pure Python and O(alpha^2) at integer orders: ~1.5 s per event over
+    ``shared.privacy.RDP_ORDERS``, and the suite asks for the same (q, sigma) again and
+    again (every calibration's Brent search, every ledger re-composing its rounds). The
+    cache returns the very float the first call computed, so no number a test checks
+    changes; it lives in this test process only (production code and subprocesses
+    compute every call)."""
+    import functools
+
+    from dp_accounting.rdp import rdp_privacy_accountant as rdp
+
+    if not hasattr(rdp._compute_rdp_sample_wor_gaussian_scalar, "cache_info"):
+        rdp._compute_rdp_sample_wor_gaussian_scalar = functools.lru_cache(maxsize=None)(
+            rdp._compute_rdp_sample_wor_gaussian_scalar)
+
+
+_memoise_sampled_without_replacement_rdp()
+
+
 def make_dataset(rows: list[tuple], items: list[tuple] | None = None, name: str = "tiny") -> Dataset:
     """Dataset from ``(user, item, timestamp, event)`` tuples and optional item rows."""
     events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
