@@ -13,26 +13,33 @@ import pytest  # noqa: E402
 from fedrec.shared.schema import Dataset, normalize_events  # noqa: E402
 
 
-def _memoise_sampled_without_replacement_rdp() -> None:
-    """Memoise dp-accounting's RDP of the Gaussian sampled without replacement at one order.
+def _memoise_dp_accounting() -> None:
+    """Memoise two pure, slow dp-accounting functions for this test process.
 
-    ``_compute_rdp_sample_wor_gaussian_scalar(q, sigma, alpha)`` is a pure function of three
-    floats, in pure Python and O(alpha^2) at integer orders: ~1.5 s per event over
-    ``shared.privacy.RDP_ORDERS``, and the suite asks for the same (q, sigma) again and
-    again (every calibration's Brent search, every ledger re-composing its rounds). The
-    cache returns the very float the first call computed, so no number a test checks
-    changes; it lives in this test process only (production code and subprocesses
-    compute every call)."""
+    - ``rdp._compute_rdp_sample_wor_gaussian_scalar(q, sigma, alpha)``: RDP of the
+      Gaussian sampled without replacement at one order, pure Python and O(alpha^2) at
+      integer orders (~1.5 s per event over ``shared.privacy.RDP_ORDERS``);
+    - ``privacy_loss_distribution.from_gaussian_mechanism(...)``: the Gaussian's PLD on a
+      fine grid (seconds per call; PLD objects are immutable, ``compose`` returns a new one).
+
+    The suite asks for the same arguments again and again (every calibration's Brent
+    search, every ledger re-composing its rounds, every audit's PLD second opinion). A
+    cached call returns the very object the first call computed, so no number a test
+    checks changes; production code and the processes tests start compute every call.
+    """
     import functools
 
+    from dp_accounting.pld import privacy_loss_distribution as pld
     from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
-    if not hasattr(rdp._compute_rdp_sample_wor_gaussian_scalar, "cache_info"):
-        rdp._compute_rdp_sample_wor_gaussian_scalar = functools.lru_cache(maxsize=None)(
-            rdp._compute_rdp_sample_wor_gaussian_scalar)
+    for module, name, size in ((rdp, "_compute_rdp_sample_wor_gaussian_scalar", None),
+                               (pld, "from_gaussian_mechanism", 256)):   # PLDs: MBs each
+        function = getattr(module, name)
+        if not hasattr(function, "cache_info"):
+            setattr(module, name, functools.lru_cache(maxsize=size)(function))
 
 
-_memoise_sampled_without_replacement_rdp()
+_memoise_dp_accounting()
 
 
 def make_dataset(rows: list[tuple], items: list[tuple] | None = None, name: str = "tiny") -> Dataset:

@@ -71,6 +71,7 @@ def test_flowers_adaptive_wrapper_shrinks_the_clip_when_every_update_is_clipped(
     assert wrapper.clipping_norm == pytest.approx(math.exp(-0.1))
 
 
+@pytest.mark.inprocess
 def test_the_clip_grows_when_every_update_is_clipped_and_shrinks_when_none_is(tmp_path):
     cfg = RunConfig(out=str(tmp_path), **ADAPTIVE)
     big, _, _ = _rounds(cfg, 1.0, 3)                  # update norm 10 > every clip
@@ -82,6 +83,7 @@ def test_the_clip_grows_when_every_update_is_clipped_and_shrinks_when_none_is(tm
     assert small[1]["dp_clip"] == pytest.approx(math.exp(-0.1), rel=0.03)
 
 
+@pytest.mark.inprocess
 def test_each_round_is_noised_with_its_own_clip_and_accounted_alike(tmp_path):
     cfg = RunConfig(out=str(tmp_path), **{**ADAPTIVE, "clipped_count_stddev": 2.0})
     lines, released, strategy = _rounds(cfg, 1.0, 3, size=20_000)
@@ -98,6 +100,7 @@ def test_each_round_is_noised_with_its_own_clip_and_accounted_alike(tmp_path):
     assert all(line["dp_event"] == planned for line in lines)
 
 
+@pytest.mark.inprocess
 def test_the_clip_stays_in_the_range_fixed_before_the_run(tmp_path):
     cfg = RunConfig(out=str(tmp_path), **{**ADAPTIVE, "clip_adapt_range": 1.05})
     up, _, strategy = _rounds(cfg, 1.0, 4)

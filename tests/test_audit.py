@@ -65,6 +65,7 @@ def _failed(result):
     return {c["name"] for c in result["checks"] if not c["passed"]}
 
 
+@pytest.mark.inprocess
 def test_a_correct_run_passes_and_recomputation_matches(cfg, tmp_path):
     run = _write_run(tmp_path / "run", cfg)
     result = audit_accounting(load_run(run))
@@ -78,6 +79,7 @@ def test_a_correct_run_passes_and_recomputation_matches(cfg, tmp_path):
     assert "seeded" in audit_accounting(load_run(seeded))["warnings"][0]
 
 
+@pytest.mark.inprocess
 def test_epsilon_is_recomputed_from_the_manifest_alone(cfg, tmp_path):
     run = _write_run(tmp_path / "run", cfg)
     manifest = json.loads((run / "manifest.json").read_text())
@@ -102,6 +104,7 @@ def test_epsilon_is_recomputed_from_the_manifest_alone(cfg, tmp_path):
             "manifest events match the device ledgers"} <= _failed(audit_accounting(load_run(run)))
 
 
+@pytest.mark.inprocess
 def test_example_level_is_recomputed_under_the_declared_relation(cfg, tmp_path):
     """The audit recomputes example-level ε under the relation the manifest declares; a
     run that declared add-or-remove (fedrec before issue 19: its devices' n is public)
@@ -139,6 +142,7 @@ def test_dp_claimed_with_noise_switched_off_fails(cfg, tmp_path):
     assert fedrec(["audit", str(quiet)]) == 1
 
 
+@pytest.mark.inprocess
 def test_under_reported_rounds_fail(cfg, tmp_path):
     short = _write_run(tmp_path / "short", cfg)
     rows = (short / "metrics.jsonl").read_text().splitlines()
@@ -156,6 +160,7 @@ def test_under_reported_rounds_fail(cfg, tmp_path):
         audit_accounting(load_run(run)))
 
 
+@pytest.mark.inprocess
 def test_client_over_budget_or_uncounted_participation_fails(cfg, tmp_path):
     tight = _write_run(tmp_path / "tight", cfg.replace(client_target_epsilon=1.0))
     assert "no client over its budget" in _failed(audit_accounting(load_run(tight)))
@@ -184,6 +189,7 @@ def test_a_rejected_update_is_spent_and_the_manifest_must_count_it(cfg, tmp_path
     assert _failed(audit_accounting(load_run(run))) == {"every participation is in the manifest"}
 
 
+@pytest.mark.inprocess
 def test_without_device_ledgers_example_epsilon_comes_from_the_reported_events(cfg, tmp_path):
     """A deployment: the ledgers stay on the devices; the manifest holds what they reported."""
     import shutil
@@ -277,6 +283,7 @@ def _adaptive_run(path, cfg: RunConfig, rounds: int = 3):
     return path
 
 
+@pytest.mark.inprocess
 def test_adaptive_clipping_runs_are_audited_against_flowers_own_noise_split(tmp_path):
     cfg = RunConfig(out=str(tmp_path), dp="server", dp_clipping="server-adaptive",
                     noise_multiplier=0.5, clip=1.0, clipped_count_stddev=2.0)

@@ -50,6 +50,7 @@ def test_own_multiplier_by_hand():
     assert own_multiplier(0.25, 0.5, 4, rounding=0.1) == pytest.approx(0.25 / 0.3)
 
 
+@pytest.mark.inprocess
 def test_a_correct_run_agrees_with_the_independent_derivation(tmp_path):
     cfg = RunConfig(dp="server", noise_multiplier=1.2, clip=0.5, clients_per_round=M)
     result = audit_accounting(load_run(_user_run(tmp_path / "run", cfg)))
@@ -59,6 +60,7 @@ def test_a_correct_run_agrees_with_the_independent_derivation(tmp_path):
     assert user["independent_rdp"] <= user["claimed"] * (1 + 1e-9)    # more RDP orders
 
 
+@pytest.mark.inprocess
 def test_a_bug_in_the_training_codes_event_builder_is_caught(tmp_path, monkeypatch):
     """The sensitivity constant of ``user_level_event`` halved (replace-one treated as
     add/remove): every event's multiplier doubles and ε shrinks. The logs, the manifest

@@ -113,6 +113,7 @@ def test_baseline_cli_writes_results_with_the_documented_shape(events_csv, tmp_p
         assert {"full_hr@10", "coverage@10", "novelty@10"} <= r["metrics"].keys()
 
 
+@pytest.mark.inprocess
 def test_neumf_dp_reports_an_epsilon_an_auditor_can_recompute(events_csv, tmp_path,
                                                               monkeypatch):
     import fedrec.shared.training
@@ -164,6 +165,7 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.inprocess
 def test_popularity_dp_is_user_level_and_close_to_popularity_at_large_epsilon(events_csv, tmp_path):
     out = tmp_path / "pdp.json"
     assert main(["baseline", "--dataset", str(events_csv), "--model", "popularity,popularity-dp",

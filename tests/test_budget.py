@@ -38,6 +38,7 @@ def _entry(path: Path, mode: str, user=None, example=None, fp="f" * 64, seed=-1)
     return run_entry(manifest, accounting, 3, path)
 
 
+@pytest.mark.inprocess
 def test_runs_on_the_same_data_compose_and_a_run_without_dp_makes_it_infinite(tmp_path):
     reg = BudgetRegistry(tmp_path / "budget")
     a = _entry(tmp_path / "a", "both", _user(1.0, 3), _example({0: (2.0, 0.5, 4, [1, 2, 3]),
@@ -115,6 +116,7 @@ def test_a_folder_that_is_no_registry_is_one_line_and_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("no budget registry (not a directory)")
 
 
+@pytest.mark.inprocess
 def test_a_sweep_reports_what_its_runs_spent_together(tmp_path):
     from fedrec.simulations.budget_cmd import spent_by
 
@@ -133,6 +135,7 @@ def test_a_sweep_reports_what_its_runs_spent_together(tmp_path):
     assert f"{sweep_eps:.4g}" in str(own.columns[3]._cells[0])
 
 
+@pytest.mark.inprocess
 def test_a_statistics_release_run_records_its_ledger_too(tmp_path):
     from fedrec.shared.release_config import ReleaseConfig
     from fedrec.simulations import release_sim

@@ -65,6 +65,7 @@ def test_data_validate_does_not_import_tensorflow(tmp_path):
     assert fresh_fedrec("data", "validate", str(events)) == (0, False)
 
 
+@pytest.mark.inprocess
 def test_audit_without_empirical_does_not_import_tensorflow(run_dir):
     (run_dir / "audit.json").unlink(missing_ok=True)
     assert fresh_fedrec("audit", str(run_dir)) == (0, False)

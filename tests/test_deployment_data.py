@@ -54,6 +54,7 @@ def test_a_device_indexes_its_events_like_the_catalogue(files):
     np.testing.assert_array_equal(device.inter.item_features, cat.item_features)
 
 
+@pytest.mark.inprocess
 def test_device_client_app_trains_and_evaluates_from_its_own_files(files):
     root, _, _ = files
     cfg = _cfg(root)

@@ -89,6 +89,7 @@ def _independent_replace_one_epsilon(ledger_json: str) -> float:
     return rdp.compute_epsilon(orders, total, data["delta"])[0]
 
 
+@pytest.mark.inprocess
 def test_device_claims_replace_one_and_an_independent_recomputation_agrees(tmp_path, fed):
     """A device (q < 1: 29 examples, batch 8) runs two DP rounds; the ε it reports is
     under replace-one, and an auditor holding only its ledger file agrees within 1 %."""
@@ -115,6 +116,7 @@ def test_the_median_movielens_client_at_z_3_88():
     assert privacy.epsilon(event, 1e-5, relation="replace_one") == pytest.approx(19.85, abs=0.01)
 
 
+@pytest.mark.inprocess
 def test_example_noise_is_calibrated_under_replace_one(tmp_path):
     from fedrec.simulations.calibrate import example_noise_multiplier
 
@@ -158,6 +160,7 @@ def test_whether_a_device_allows_seeded_noise_is_its_own_setting():
     assert not allows({"partition-id": 3, "allow-seeded-noise": False})
 
 
+@pytest.mark.inprocess
 def test_a_device_refuses_a_seeded_round_unless_it_allows_one(tmp_path, fed):
     from flwr.app import Context, Message, RecordDict
 
@@ -222,6 +225,7 @@ def test_secret_device_randomness_uses_128_bits_of_os_entropy(monkeypatch):
     assert seeded >> 64 and seeded & ((1 << 64) - 1)    # a seeded key fills both words too
 
 
+@pytest.mark.inprocess
 def test_both_words_of_the_noise_key_shape_the_noise(tmp_path, fed):
     cfg = _cfg(tmp_path, dp="client", learning_rate=1.0, local_optimizer="sgd")
     model = LocalModel(cfg.model, fed.inter.n_items, fed.inter.item_features)
@@ -258,6 +262,7 @@ def _sgd_round(tmp_path, fed, z, rate, steps, monkeypatch=None, empty=False):
     return model, {k: v - start[k] for k, v in model.global_weights().items()}, data
 
 
+@pytest.mark.inprocess
 def test_an_empty_poisson_batch_still_runs_its_noisy_step(tmp_path, fed, monkeypatch):
     """Every batch empty: each planned step still adds its noise (a zero clipped sum
     plus N(0, (zC)^2) over the expected batch), so the upload moves by
@@ -270,6 +275,7 @@ def test_an_empty_poisson_batch_still_runs_its_noisy_step(tmp_path, fed, monkeyp
         assert np.std(update[name]) == pytest.approx(expected, rel=0.1), name
 
 
+@pytest.mark.inprocess
 def test_every_planned_step_runs_where_empty_batches_are_likely(tmp_path, fed):
     """29 rows at q = 0.03: a batch is empty with odds 0.97^29 = 41 %, and every step
     is still run."""
@@ -312,6 +318,7 @@ def test_release_key_covers_the_data_and_the_stored_embedding(tmp_path, fed):
     assert capp.release_key(msg, secret, 0, data, None) is None
 
 
+@pytest.mark.inprocess
 def test_a_seeded_round_on_another_embedding_is_counted_again(tmp_path, fed):
     """The same seeded round replayed on the same inputs is free; run on a different
     stored embedding it is a different release and the ledger counts it."""

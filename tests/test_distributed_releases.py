@@ -79,6 +79,7 @@ def test_audit_catches_a_declared_mu_that_was_not_spent(distributed_run, tmp_pat
     assert not audit_releases.audit(tmp_path)["passed"]
 
 
+@pytest.mark.inprocess
 def test_wrap_rule_refuses_an_impossible_width(tmp_path):
     cfg = ReleaseConfig(**SMALL, target_epsilon=2.0, skellam_bits=8, out=str(tmp_path / "w"))
     with pytest.raises(ConfigError, match="needs .* bits per coordinate not to wrap"):

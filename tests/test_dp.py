@@ -37,6 +37,7 @@ def fed():
 
 # ----- ledgers -----
 
+@pytest.mark.inprocess
 def test_ledger_composes_rounds_exactly_like_a_direct_accountant_call():
     a = privacy.dpsgd_event(1.1, 0.05, 40)
     b = privacy.dpsgd_event(0.9, 0.10, 12)
@@ -67,6 +68,7 @@ def test_ledger_counts_a_replay_only_when_it_is_a_new_release():
     assert Ledger.loads(ledger.dumps()).history == ledger.history
 
 
+@pytest.mark.inprocess
 def test_client_ledger_agrees_with_tensorflow_privacy_statement():
     """Same mechanism, two implementations: fedrec's ledger and tf-privacy's statement."""
     import tensorflow_privacy as tfp
@@ -106,6 +108,7 @@ def test_user_level_event_matches_flower_sampling_and_replace_one_sensitivity():
 
 # ----- client: example-level DP-SGD -----
 
+@pytest.mark.inprocess
 def test_client_dp_ledger_persists_and_matches_the_plan(tmp_path, fed):
     cfg = _cfg(tmp_path, dp="client", client_noise_multiplier=1.5)
     weights = _weights(cfg, fed)
@@ -122,6 +125,7 @@ def test_client_dp_ledger_persists_and_matches_the_plan(tmp_path, fed):
     assert eps[0] < eps[1] == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.inprocess
 def test_client_declines_a_round_past_its_budget(tmp_path, fed):
     probe = _cfg(tmp_path / "probe", dp="client")
     plan = LocalSettings.from_run_config(probe).dp_plan(len(fed.client(5).train_items))
@@ -152,6 +156,7 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
                                                                 rel=0.01)
 
 
+@pytest.mark.inprocess
 def test_a_local_dp_step_adds_noise_of_the_planned_scale(tmp_path, fed):
     """One DP-SGD step with plain SGD (lr 1): with and without noise, same batch; the
     difference is the noise itself, std z * C / expected batch size."""
@@ -214,6 +219,7 @@ def _tf_privacy_clipped_mean(model, variables, clip, x, y, w):
     return [tf.convert_to_tensor(g).numpy() for g in clipped]
 
 
+@pytest.mark.inprocess
 def test_a_dp_step_is_the_clipped_sum_over_the_expected_batch_size(tmp_path, fed):
     """Without noise, one DP-SGD step (plain SGD, lr 1) moves the global weights by minus
     the sum of per-example clipped gradients over the *expected* batch size: tf-privacy's
@@ -313,6 +319,7 @@ def test_padding_a_dp_batch_changes_neither_the_clipped_sum_nor_the_loss(tmp_pat
     assert max(np.abs(g).max() for g in dense(plain)) > 1e-5
 
 
+@pytest.mark.inprocess
 def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):
     lazy, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=True)
     eager, _ = _sgd_dp_update(tmp_path, fed, 0.0, lazy=False)
@@ -321,6 +328,7 @@ def test_lazy_table_noise_without_noise_is_plain_dp_sgd(tmp_path, fed):
         np.testing.assert_allclose(lazy[k], eager[k], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.inprocess
 def test_lazy_table_noise_gives_every_row_the_noise_of_every_step(tmp_path, fed):
     """With no gradient the update is -lr times the noise of all executed steps:
     std lr * z C / B * sqrt(steps) on every entry, on the rows that batches read (caught
@@ -340,6 +348,7 @@ def test_lazy_table_noise_gives_every_row_the_noise_of_every_step(tmp_path, fed)
     assert np.abs(np.mean(table)) < 0.1 * expected
 
 
+@pytest.mark.inprocess
 def test_client_noise_is_applied_seeded_and_hides_which_items_were_touched(tmp_path, fed):
     user = 4
     touched = set(np.asarray(fed.client(user).train_items).tolist())
@@ -418,6 +427,7 @@ def test_adaptive_clipping_accounts_the_clip_it_used_and_the_noise_it_added(tmp_
     assert inner.events[1] == dpe.GaussianDpEvent(2.0)
 
 
+@pytest.mark.inprocess
 def test_fewer_replies_than_sampled_are_accounted_as_less_noise_per_update(tmp_path):
     cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=2.0, clip=1.0)
     full = privacy.user_level_event(100, 10, 10, 2.0 / 10, 1.0)
@@ -445,6 +455,7 @@ def test_adaptive_plan_uses_flowers_split_of_the_noise(tmp_path):
     assert planned.events[1] == dpe.GaussianDpEvent(2.0)
 
 
+@pytest.mark.inprocess
 def test_server_refuses_a_round_past_the_target(tmp_path):
     cfg = RunConfig(out=str(tmp_path), dp="server", noise_multiplier=4.0, clip=1.0)
     sp = ServerPrivacy(cfg, 100, 10)

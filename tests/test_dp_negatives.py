@@ -43,6 +43,7 @@ def test_a_rows_negatives_are_uniform_over_all_but_its_own_positive():
     np.testing.assert_allclose(freq[[0, 2, 3, 4]], 0.25, atol=0.015)
 
 
+@pytest.mark.inprocess
 def test_a_rows_negative_distribution_does_not_depend_on_the_other_rows():
     """Substitute row 0's positive (0 -> 3): rows 1 and 2 draw from the same distribution
     (make_rows, which avoids all of a user's positives, would move items 0 and 3)."""

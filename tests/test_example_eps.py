@@ -56,6 +56,7 @@ def test_table_column_by_hand(tmp_path):
     ("median client, ε=1", "example σ = 24.0, C = 1 (labelled ε = 1 under add/remove)",
      "runs/sweep_ml100k_example/runs/example-eps1-seed0"),
 ])
+@pytest.mark.inprocess
 def test_the_pages_print_the_recomputed_replace_one_epsilon(key, setting, run):
     script = _script()
     row = next(r for r in script.ROWS if r.key == key)

@@ -91,6 +91,7 @@ def test_momentum_sits_outside_the_dp_wrapper_and_spends_no_epsilon(tmp_path):
     assert mechanism(plain_cfg, 4, 4)["post_processing"] is None
 
 
+@pytest.mark.inprocess
 def test_momentum_state_survives_a_checkpoint(tmp_path):
     """The momentum is strategy state: restored into a fresh strategy, the next round is
     the same as the uninterrupted one's."""

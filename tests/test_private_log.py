@@ -51,6 +51,7 @@ def _released(run: RunDir) -> dict[str, str]:
     return out
 
 
+@pytest.mark.inprocess
 def test_released_files_hold_no_participation(dp_run):
     from fedrec.simulations.simulate_cmd import add_ledger_summary
 
@@ -77,6 +78,7 @@ def test_released_files_hold_no_participation(dp_run):
     assert spent == {p for r in releases for p in r["participants"]}
 
 
+@pytest.mark.inprocess
 def test_privacy_json_states_the_adversary_and_the_unamplified_epsilon(dp_run):
     user = json.loads((dp_run.path / "privacy.json").read_text())["user"]
     assert "released models" in user["adversary"]
@@ -95,6 +97,7 @@ def test_privacy_json_states_the_adversary_and_the_unamplified_epsilon(dp_run):
     assert known["epsilon"] > user["epsilon"]              # sampling amplification is gone
 
 
+@pytest.mark.inprocess
 def test_the_audit_reads_participation_from_the_private_log(dp_run, tmp_path):
     assert fedrec(["audit", str(dp_run.path), "--out", str(tmp_path)]) == 0
     audit = json.loads((tmp_path / "audit.json").read_text())
@@ -157,6 +160,7 @@ def _check_every_release_counted(run: RunDir) -> None:
     assert fedrec(["audit", str(run.path)]) == 0
 
 
+@pytest.mark.inprocess
 def test_a_release_before_a_crash_is_counted_after_resume(tmp_path):
     from fedrec.server.app import run_federation
 
@@ -189,6 +193,7 @@ def test_a_killed_server_process_resumes_with_every_release_counted(tmp_path):
     _check_every_release_counted(RunDir(out))
 
 
+@pytest.mark.inprocess
 def test_every_run_on_the_data_lands_in_the_budget_registry(dp_run, tmp_path):
     from fedrec.shared.budget import BudgetRegistry, compose
 

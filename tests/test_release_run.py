@@ -25,6 +25,7 @@ def private_run(tmp_path_factory):
     return out, release_sim.run(cfg)
 
 
+@pytest.mark.inprocess
 def test_private_run_claims_its_target_and_audits(private_run):
     out, results = private_run
     claim = results["privacy"]
@@ -55,6 +56,7 @@ def test_audit_catches_a_declared_noise_that_was_not_spent(private_run, tmp_path
     assert not next(c for c in result["checks"] if c["name"].startswith("declared"))["passed"]
 
 
+@pytest.mark.inprocess
 def test_seeded_or_noiseless_runs_claim_infinity(tmp_path):
     seeded = release_sim.run(ReleaseConfig(**SMALL, noise_seed=3, out=str(tmp_path / "s")))
     assert seeded["privacy"]["epsilon"] == math.inf and not seeded["privacy"]["private"]
@@ -88,6 +90,7 @@ def test_bad_settings_are_one_clear_error(changes, message):
         ReleaseConfig(**changes)
 
 
+@pytest.mark.inprocess
 def test_cli_runs_and_refuses_an_existing_run(tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "fedrec.simulations.cli", "simulate", "--pipeline", "knn", "--dataset",
@@ -145,6 +148,7 @@ def test_without_dp_the_federated_similarity_is_the_centralized_one(tmp_path):
         cfg.replace(target_epsilon=8.0)
 
 
+@pytest.mark.inprocess
 def test_the_flower_release_apps_release_what_the_in_process_engine_releases(tmp_path):
     """The wire protocol of the release apps (``fedrec.shared.protocol_releases``) without
     Flower's engine: the ServerApp's main and the ClientApp over a grid that hands each

@@ -73,6 +73,7 @@ def test_too_few_simulation_nodes_is_one_clear_error():
         SlotGrid(_EchoGrid(), n_users=100, slots=5, timeout=0.0)
 
 
+@pytest.mark.inprocess
 def test_a_lazy_federation_runs_its_users_through_a_few_nodes(tmp_path):
     from fedrec.server.app import run_federation
 

@@ -24,6 +24,7 @@ def _rows(cfg: RunConfig) -> list[dict]:
     return RunDir(cfg.out).private_rows()
 
 
+@pytest.mark.inprocess
 def test_dropouts_fail_mid_round_and_the_round_goes_on(tmp_path):
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=3, dropout=0.4, **SMALL)
     results = run_inprocess(cfg)
@@ -45,6 +46,7 @@ def test_failures_are_fatal_only_below_min_replies(tmp_path):
         run_inprocess(cfg)
 
 
+@pytest.mark.inprocess
 def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=6, clients_per_round=6,
                     participation_window=3, dp="server", noise_multiplier=0.5, noise_seed=0,
@@ -100,6 +102,7 @@ def test_bad_scenario_settings_fail_at_the_edge(changes, message):
         RunConfig(**changes)
 
 
+@pytest.mark.inprocess
 def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
     from fedrec.client.scenarios import is_late
     from fedrec.client.local import evaluate_scores
@@ -129,6 +132,7 @@ def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
         assert store.last_round() >= 3 and store.last_round("eval") == 4
 
 
+@pytest.mark.inprocess
 def test_items_added_mid_run_stay_untrained_until_released(tmp_path):
     from fedrec.client.scenarios import new_items
     from fedrec.server.app import initial_global_weights

@@ -91,6 +91,7 @@ def test_a_newer_schema_is_refused(tmp_path):
                            st.text(max_size=3)),
        value=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(),
                        st.text(max_size=3)))
+@pytest.mark.inprocess
 def test_record_accepts_good_input_and_refuses_the_rest_cleanly(tmp_path_factory, item, event,
                                                                 timestamp, value):
     store = EventStore(tmp_path_factory.mktemp("fuzz") / "d.db")
@@ -105,6 +106,7 @@ def test_record_accepts_good_input_and_refuses_the_rest_cleanly(tmp_path_factory
 
 # ----- recommender -----
 
+@pytest.mark.inprocess
 def test_a_new_user_gets_recommendations_then_personal_ones(tmp_path, catalogue, cfg):
     store, rec = _device(tmp_path, catalogue, cfg)
     cold = rec.recommend(k=5)
@@ -139,6 +141,7 @@ def test_fallbacks_before_any_model(tmp_path, catalogue, cfg):
     assert best == [str(catalogue.item_ids[-1]), str(catalogue.item_ids[-2])]
 
 
+@pytest.mark.inprocess
 def test_privacy_status_per_level_with_next_eligibility(tmp_path, catalogue, cfg):
     target = 15.0   # the two rounds below spend about 5.7 under replace-one
     store, rec = _device(tmp_path, catalogue, cfg)
@@ -166,6 +169,7 @@ def test_privacy_status_per_level_with_next_eligibility(tmp_path, catalogue, cfg
     assert tight["example"]["remaining"] == pytest.approx((one_more - spent) / 2)
 
 
+@pytest.mark.inprocess
 def test_tflite_export_scores_like_keras(tmp_path, catalogue, cfg):
     import tensorflow as tf
 
@@ -181,6 +185,7 @@ def test_tflite_export_scores_like_keras(tmp_path, catalogue, cfg):
     np.testing.assert_allclose(interpreter.get_tensor(out["index"])[0], rec.scores(), atol=1e-5)
 
 
+@pytest.mark.inprocess
 def test_the_client_app_trains_from_and_into_the_sdk_store(tmp_path, catalogue, cfg):
     """A deployed device whose app uses the SDK: events in, embedding/ledger/model kept."""
     from flwr.app import Context, Message, RecordDict

@@ -43,6 +43,7 @@ def _run(tmp_path, name, **changes) -> tuple[RunDir, RecordingGrid]:
     return RunDir(cfg.out), grid
 
 
+@pytest.mark.inprocess
 def test_secagg_changes_who_sees_what_not_the_result(tmp_path):
     plain, _ = _run(tmp_path, "plain", noise_multiplier=0.0)
     secure, grid = _run(tmp_path, "secagg", noise_multiplier=0.0, secagg=True)
@@ -65,6 +66,7 @@ def test_secagg_changes_who_sees_what_not_the_result(tmp_path):
     assert len(masked) == 10
 
 
+@pytest.mark.inprocess
 def test_secagg_with_dp_noise_is_accounted_and_audited(tmp_path):
     run, _ = _run(tmp_path, "dp", noise_multiplier=1.0, secagg=True)
     rows = run.read_metrics()
@@ -84,6 +86,7 @@ def test_secagg_with_dp_noise_is_accounted_and_audited(tmp_path):
         privacy["user"]["epsilon"], rel=1e-9)
 
 
+@pytest.mark.inprocess
 def test_a_resumed_secagg_run_records_its_rounds_in_the_restored_ledger(tmp_path):
     cfg = RunConfig(out=str(tmp_path / "resumed"), **{**BASE, "noise_multiplier": 1.0,
                                                        "secagg": True, "rounds": 1})

@@ -52,6 +52,7 @@ def _write(tmp_path, text: str) -> Path:
     return path
 
 
+@pytest.mark.inprocess
 def test_cells_expand_cells_times_grid_times_seeds_with_calibrated_noise(tmp_path):
     sweep = load_sweep(_write(tmp_path, SMALL), tmp_path / "out")
     assert len(sweep.cells) == 2 * 2 * 2
@@ -112,6 +113,7 @@ def _fake_run(cell, hr: float, eps: float | None) -> None:
     (out / "metrics.jsonl").write_text(json.dumps({"round": 1, "hr@10": hr}) + "\n")
 
 
+@pytest.mark.inprocess
 def test_report_tables_mean_and_spread_over_seeds_and_is_self_contained(tmp_path):
     sweep = load_sweep(_write(tmp_path, SMALL), tmp_path / "out")
     for cell in sweep.cells[:-1]:                        # the last one still to run

@@ -132,6 +132,7 @@ def _composed_from_ledgers(run_dirs: list[Path]) -> float:
     return into.epsilon("rdp")
 
 
+@pytest.mark.inprocess
 def test_a_release_sweep_runs_reports_counts_its_budget_and_skips_finished_cells(tmp_path, capsys):
     path, out = _write(tmp_path, RELEASES), tmp_path / "out"
     assert fedrec(["sweep", str(path), "--out", str(out)]) == 0
