@@ -155,6 +155,7 @@ def private_run(tmp_path_factory):
                                               out=str(out)))
 
 
+@pytest.mark.inprocess
 def test_private_als_run_claims_its_target_and_audits(private_run, tmp_path):
     out, results = private_run
     assert 3.9 <= results["privacy"]["epsilon"] <= 4.0 and results["privacy"]["releases"] == 3
@@ -182,6 +183,7 @@ def test_als_settings_errors_are_one_clear_line():
         ReleaseConfig(pipeline="als", noise="distributed")
 
 
+@pytest.mark.inprocess
 def test_cli_simulate_pipeline_als_runs_and_audits(tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "fedrec.simulations.cli", "simulate", "--pipeline", "als",
