@@ -149,6 +149,7 @@ def test_sum_with_dropouts_carries_at_least_the_accounted_noise():
     assert np.var(np.concatenate(at_t)) > 0.9 * mu     # the fewest survivors: still mu
 
 
+@pytest.mark.inprocess
 def test_too_few_survivors_is_not_released_and_the_event_stays(tmp_path):
     """30 devices, t = 27, 6 fail: 24 < 27 shares carry less than mu, so the release
     fails with one line; its write-ahead event stays in the ledger."""
