@@ -13,9 +13,16 @@ integer L2 sensitivity under REPLACE_ONE (rounding included) and ``f_k`` its sha
 the budget (as the central split), with the smallest z whose composed Skellam RDP ε
 meets the target (``fedrec.shared.skellam.calibrate``).
 
+Dropouts: shares are sized for ``t`` devices (``t <= n``, the fewest survivors a release
+accepts): each adds ``Sk(mu / t)``, so ``s >= t`` well-formed uploads carry
+``Sk(mu s / t)``, at least the ``mu`` the ledger's event accounts. The server counts the
+uploads it summed and refuses to release when ``s < t`` (:class:`TooFewSurvivors`); the
+write-ahead event stays in the ledger. The bit width is sized for all n devices and the
+largest noise ``mu n / t`` (the worst case).
+
 Not done here: SecAgg+ transport (in this engine the server's loop receives each
 device's noisy share, so the ε against the server only holds once SecAgg+ carries the
-shares), dropouts (``n`` is the roster: every device answers in-process), DP-FedAvg.
+shares), DP-FedAvg.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 from dp_accounting import dp_event as dpe
 
 from fedrec.shared import knn, privacy, skellam, stats
-from fedrec.shared.errors import ConfigError
+from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.protocol_releases import (ITEM_WEIGHT, NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE,
                                       cooccurrence_request, popularity_request)
@@ -41,6 +48,10 @@ log = logging.getLogger("fedrec.releases")
 CLIP = 1.0
 
 
+class TooFewSurvivors(FedrecError):
+    """Fewer well-formed uploads than the noise shares are sized for: not released."""
+
+
 @dataclass(frozen=True)
 class SkellamRelease:
     """One release's distributed mechanism (integer units: real value times ``scale``).
@@ -48,9 +59,13 @@ class SkellamRelease:
     Attributes:
         dim: coordinates of the summed vector.
         scale: integer units per unit of contribution.
-        mu: variance of the summed noise ``Sk(mu)`` per coordinate.
-        devices: n, devices that add a share ``Sk(mu / n)`` each.
-        bits: bits per coordinate of an upload (the sum cannot wrap but with 2^-40).
+        mu: variance of the summed noise per coordinate that the ledger accounts: the
+            least any accepted round carries (``t`` survivors).
+        devices: n, the roster asked for a share.
+        bits: bits per coordinate of an upload (the sum of all n cannot wrap but with
+            2^-40).
+        threshold: t, the fewest survivors a release accepts; each device adds
+            ``Sk(mu / t)`` (0: t = n, every device must answer).
     """
 
     dim: int
@@ -59,21 +74,46 @@ class SkellamRelease:
     devices: int
     bits: int
     beta: float = skellam.BETA
+    threshold: int = 0
 
-    def event(self) -> skellam.SkellamEvent:
-        return skellam.release_event(self.mu, self.scale, CLIP, self.dim, self.beta)
+    def __post_init__(self) -> None:
+        if self.threshold == 0:
+            object.__setattr__(self, "threshold", self.devices)
+        if not 1 <= self.threshold <= self.devices:
+            raise ValueError(f"survivor threshold must be in [1, {self.devices}], "
+                             f"got {self.threshold}")
+
+    @property
+    def mu_per_device(self) -> float:
+        """Each device's share ``Sk(mu / t)``."""
+        return self.mu / self.threshold
+
+    def mu_summed(self, survivors: int) -> float:
+        """Noise variance a sum of ``survivors`` shares carries: ``mu s / t``."""
+        return self.mu_per_device * survivors
+
+    def event(self, mu: float | None = None) -> skellam.SkellamEvent:
+        """The release's event (``mu``: another noise variance, e.g. the summed one)."""
+        return skellam.release_event(self.mu if mu is None else mu, self.scale, CLIP,
+                                     self.dim, self.beta)
 
     def noise_std(self) -> float:
-        """Std of the noise on the released (unscaled) sum, per coordinate."""
+        """Std of the accounted noise on the released (unscaled) sum, per coordinate."""
         return math.sqrt(self.mu) / self.scale
 
     def declared(self) -> dict:
         event = self.event()
         return {"mechanism": "skellam", "dim": self.dim, "scale": self.scale, "mu": self.mu,
-                "devices": self.devices, "mu_per_device": self.mu / self.devices,
+                "devices": self.devices, "threshold": self.threshold,
+                "mu_per_device": self.mu_per_device,
                 "beta": self.beta, "clip": CLIP, "bits": self.bits,
                 "l1_sensitivity": event.l1_sensitivity, "l2_sensitivity": event.l2_sensitivity,
                 "noise_std": self.noise_std()}
+
+    def survivors_record(self, survivors: int) -> dict:
+        """What the run records after the sum: s, t, n and the noise actually summed."""
+        return {"devices": self.devices, "threshold": self.threshold, "survivors": survivors,
+                "mu": self.mu, "mu_actual": self.mu_summed(survivors)}
 
 
 def dims(releases: tuple[str, ...], n_items: int, head: int) -> dict[str, int]:
@@ -87,8 +127,13 @@ def dims(releases: tuple[str, ...], n_items: int, head: int) -> dict[str, int]:
 
 
 def plan(target_epsilon: float, delta: float, shares: dict[str, float], dim: dict[str, int],
-         scale: float, devices: int, max_bits: int) -> dict[str, SkellamRelease]:
-    """Calibrated releases, refusing (one line) when a sum could wrap in ``max_bits``."""
+         scale: float, devices: int, max_bits: int, threshold: int = 0
+         ) -> dict[str, SkellamRelease]:
+    """Calibrated releases, refusing (one line) when a sum could wrap in ``max_bits``.
+
+    ``threshold`` t (0: ``devices``): shares are sized for t survivors; the width covers
+    all ``devices`` uploading, with the largest noise ``mu devices / t``."""
+    threshold = threshold or devices
     names = list(shares)
     sens = [skellam.replace_one_sensitivities(scale, CLIP, dim[k])[1] for k in names]
 
@@ -107,23 +152,26 @@ def plan(target_epsilon: float, delta: float, shares: dict[str, float], dim: dic
     out = {}
     for k, d2 in zip(names, sens):
         mu = (d2 * z) ** 2 / shares[k]
-        bits = skellam.bits_needed(devices, d2 / 2.0, mu, dim[k])
+        bits = skellam.bits_needed(devices, d2 / 2.0, mu * devices / threshold, dim[k])
         if bits > max_bits:
             raise ConfigError(f"distributed noise: the {k} sum needs {bits} bits per coordinate "
                               f"not to wrap, more than --skellam-bits {max_bits}; lower "
                               f"--skellam-scale ({scale:g}) or raise --skellam-bits")
-        out[k] = SkellamRelease(dim[k], scale, mu, devices, bits)
+        out[k] = SkellamRelease(dim[k], scale, mu, devices, bits, threshold=threshold)
     return out
 
 
-def modular_sum(shares: Iterable[np.ndarray], release: SkellamRelease) -> np.ndarray:
-    """Sum of the devices' uploads modulo 2^bits, centered, in real units (/ scale).
+def modular_total(shares: Iterable[np.ndarray], release: SkellamRelease
+                  ) -> tuple[np.ndarray, int]:
+    """Sum of the devices' uploads modulo 2^bits, centered, in real units (/ scale), and
+    the number of uploads summed (the survivors s).
 
     One upload at a time (memory does not grow with the roster). An upload of the
-    wrong shape or outside ``[0, 2^bits)`` is refused (counted as zero) and logged.
+    wrong shape or outside ``[0, 2^bits)`` is refused (not summed, not counted) and
+    logged: its noise share is not in the sum.
     """
     modulus = np.int64(1) << release.bits
-    total, refused = np.zeros(release.dim, np.int64), 0
+    total, refused, summed = np.zeros(release.dim, np.int64), 0, 0
     for share in shares:
         share = np.asarray(share).ravel()
         if (share.shape != (release.dim,) or share.dtype.kind not in "iu"
@@ -131,21 +179,32 @@ def modular_sum(shares: Iterable[np.ndarray], release: SkellamRelease) -> np.nda
             refused += 1
             continue
         total = np.mod(total + share.astype(np.int64), modulus)
+        summed += 1
     if refused:
-        log.warning("distributed sum: %d malformed uploads counted as zero", refused)
-    return skellam.unwrap(total, release.bits) / release.scale
+        log.warning("distributed sum: %d malformed uploads refused", refused)
+    return skellam.unwrap(total, release.bits) / release.scale, summed
+
+
+def modular_sum(shares: Iterable[np.ndarray], release: SkellamRelease) -> np.ndarray:
+    """:func:`modular_total` without the count."""
+    return modular_total(shares, release)[0]
 
 
 def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, settings,
         releases: dict[str, SkellamRelease], ledger: Ledger,
-        save_ledger: Callable[[Ledger], None]
+        save_ledger: Callable[[Ledger], None],
+        on_summed: Callable[[str, dict], None] | None = None
         ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The releases of ``fedrec.server.releases.run_releases`` with distributed noise:
     (noisy popularity, head, noisy (h, h) co-occurrence), the last two None for the
-    popularity pipeline. ``settings``: ``fedrec.server.releases.ReleaseSettings``."""
+    popularity pipeline. ``settings``: ``fedrec.server.releases.ReleaseSettings``.
+
+    ``on_summed(name, record)`` gets each release's :meth:`SkellamRelease.survivors_record`
+    after its sum and before anything is released; a sum of fewer than t uploads raises
+    :class:`TooFewSurvivors` (its ledger event stays)."""
     def request(name: str, base: dict) -> dict:
         r = releases[name]
-        return {**base, NOISE_SCALE: r.scale, NOISE_MU_SHARE: r.mu / r.devices,
+        return {**base, NOISE_SCALE: r.scale, NOISE_MU_SHARE: r.mu_per_device,
                 NOISE_BITS: r.bits}
 
     def release(name: str, base: dict) -> np.ndarray:
@@ -153,7 +212,12 @@ def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, sett
         save_ledger(ledger)                  # write-ahead: before any share is drawn
         log.info("release %s: Skellam mu %.4g (%d bits per coordinate)", name,
                  releases[name].mu, releases[name].bits)
-        return modular_sum(collect(name, request(name, base)), releases[name])
+        r = releases[name]
+        total, survivors = modular_total(collect(name, request(name, base)), r)
+        if on_summed is not None:
+            on_summed(name, r.survivors_record(survivors))
+        check_survivors(name, survivors, r)
+        return total
 
     popularity = release(stats.POPULARITY, popularity_request(
         settings.popularity_decay, settings.popularity_cap, True))
@@ -165,3 +229,13 @@ def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, sett
     if weight is not None:
         base[ITEM_WEIGHT] = weight
     return popularity, head, stats.unpack_triangle(release(stats.COOCCURRENCE, base), len(head))
+
+
+def check_survivors(name: str, survivors: int, release: SkellamRelease) -> None:
+    """Refuse (one line) a sum of fewer than t shares: it carries less than the
+    accounted noise, so it must not be released."""
+    if survivors < release.threshold:
+        raise TooFewSurvivors(
+            f"{name} release not made: {survivors} of {release.devices} devices uploaded a "
+            f"well-formed share, fewer than the {release.threshold} the noise is sized for "
+            f"(--min-survivors); its ledger event stays")

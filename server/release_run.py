@@ -11,7 +11,8 @@ ledger under ``accounting``), ``ledger.json`` (the server's ledger, written befo
 release's noise is drawn), ``release.npz`` (what devices receive: the SDK's
 ``Recommender(release=...)`` serves it), ``privacy.json`` and ``results.json``. No file
 records who took part: every device contributes exactly once, so participation is the
-public roster.
+public roster. With distributed noise the manifest's ``survivors`` section records, per
+release and before it is released, how many shares were summed (a count, never who).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dp_accounting import dp_event as dpe
+
 from fedrec.server import distributed, releases
 from fedrec.server.rundir import RunDir
-from fedrec.shared import als, knn, stats
+from fedrec.shared import als, knn, privacy, stats
 from fedrec.shared.budget import BudgetRegistry, run_entry
 from fedrec.shared.errors import FedrecError
 from fedrec.shared.ledger import Ledger
@@ -40,7 +43,8 @@ ADVERSARY = ("anyone who sees the released statistics or what devices compute fr
 ADVERSARY_DISTRIBUTED = (
     "anyone who sees the released statistics or what devices compute from them; each "
     "device adds its own share of the noise, but without SecAgg+ (not yet wired) the "
-    "server receives every device's noisy share, which carries only 1/n of the noise: "
+    "server receives every device's noisy share, which carries only 1/t of the noise (t "
+    "the survivor threshold): "
     "against the server the ε holds only once SecAgg+ carries the shares")
 #: ``evaluate(released) -> (mean metrics, devices evaluated)``.
 Evaluate = Callable[[knn.Released], tuple[dict[str, float], int]]
@@ -73,7 +77,8 @@ def skellam_plan(cfg: ReleaseConfig, data: DataInfo) -> dict[str, distributed.Sk
     shares = settings_for(cfg, 0.0).budget().shares
     return distributed.plan(cfg.target_epsilon, cfg.user_delta(data.users), shares,
                             distributed.dims(cfg.releases, data.items, cfg.head),
-                            cfg.skellam_scale, data.users, cfg.skellam_bits)
+                            cfg.skellam_scale, data.users, cfg.skellam_bits,
+                            cfg.survivor_threshold(data.users))
 
 
 def noise_for(cfg: ReleaseConfig, n_users: int) -> float:
@@ -88,7 +93,8 @@ def declared(cfg: ReleaseConfig, n_users: int, z: float,
     if plan is not None:
         return {"level": "user", "relation": stats.RELATION, "noise": "distributed",
                 "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "rdp",
-                "secret_randomness": cfg.private,
+                "secret_randomness": cfg.private, "min_survivors": cfg.min_survivors,
+                "threshold": cfg.survivor_threshold(n_users),
                 "releases": {name: r.declared() for name, r in plan.items()}}
     budget = settings_for(cfg, z).budget()
     return {"level": "user", "relation": stats.RELATION, "sensitivity": stats.SENSITIVITY,
@@ -126,10 +132,17 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
         budget.record(run_entry(run_dir.manifest(), {"user": led.to_dict()}, len(led.history),
                                 run_dir.path, mode=f"{cfg.pipeline} statistics release"))
 
-    released = releases.run_releases(collect, data.items, settings_for(cfg, z, plan), ledger, save)
+    survivors: dict[str, dict] = {}
+
+    def summed(name: str, record: dict) -> None:     # before the release leaves
+        survivors[name] = record
+        run_dir.record_section("survivors", survivors)
+
+    released = releases.run_releases(collect, data.items, settings_for(cfg, z, plan), ledger,
+                                     save, summed)
     knn.save_released(run_dir.path / "release.npz", released, cfg.knn)
     metrics, evaluated = evaluate(released)
-    privacy = privacy_record(cfg, ledger)
+    privacy = privacy_record(cfg, ledger, plan, survivors)
     run_dir.write_privacy(privacy)
     results = {"kind": KIND, "engine": engine, "pipeline": cfg.pipeline, "dataset": data.name,
                "seed": cfg.seed, "holdout": cfg.holdout, "metrics": metrics,
@@ -140,21 +153,43 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                "seconds": time.perf_counter() - start}
     if plan is not None:
         results["bits_per_coordinate"] = {name: r.bits for name, r in plan.items()}
+        results["distributed"] = privacy["user"]["distributed"]
     run_dir.write_results(results)
     return results
 
 
-def privacy_record(cfg: ReleaseConfig, ledger: Ledger) -> dict[str, Any]:
-    """``privacy.json``: the user-level ε (PLD, the claim; RDP beside it) of the ledger."""
+def privacy_record(cfg: ReleaseConfig, ledger: Ledger,
+                   plan: dict[str, distributed.SkellamRelease] | None = None,
+                   survivors: dict[str, dict] | None = None) -> dict[str, Any]:
+    """``privacy.json``: the user-level ε (PLD, the claim; RDP beside it) of the ledger.
+    Distributed noise: the claim is the ledger's planned events (``mu``, the noise of t
+    survivors); ``distributed`` adds the survivors per release and the ε of the noise
+    actually summed (``mu s / t`` >= ``mu``: at most the claim)."""
     eps = ledger.epsilons()
     accountant = "rdp" if cfg.noise == "distributed" else "pld"   # PLD has no Skellam
     claim = eps[accountant] if cfg.private else math.inf
-    return {"user": {"epsilon": claim, "epsilons": eps, "accountant": accountant,
-                     "delta": ledger.delta, "relation": stats.RELATION,
-                     "neighbours": "replace one user's entire history (the roster is public)",
-                     "adversary": ADVERSARY if cfg.noise == "central" else ADVERSARY_DISTRIBUTED,
-                     "noise": cfg.noise, "private": cfg.private,
-                     "releases": len(ledger.history)}}
+    user = {"epsilon": claim, "epsilons": eps, "accountant": accountant,
+            "delta": ledger.delta, "relation": stats.RELATION,
+            "neighbours": "replace one user's entire history (the roster is public)",
+            "adversary": ADVERSARY if cfg.noise == "central" else ADVERSARY_DISTRIBUTED,
+            "noise": cfg.noise, "private": cfg.private,
+            "releases": len(ledger.history)}
+    if plan is not None:
+        user["distributed"] = survivors_summary(cfg, ledger.delta, plan, survivors or {})
+    return {"user": user}
+
+
+def survivors_summary(cfg: ReleaseConfig, delta: float,
+                      plan: dict[str, distributed.SkellamRelease],
+                      survivors: dict[str, dict]) -> dict[str, Any]:
+    """Per release s, t, n, mu (accounted) and mu_actual; the RDP ε of the noise actually
+    summed (inf when not private, or when a release lacks its record)."""
+    actual = math.inf
+    if cfg.private and set(survivors) == set(plan):
+        events = [plan[k].event(survivors[k]["mu_actual"]) for k in plan]
+        actual = privacy.epsilon(dpe.ComposedDpEvent(events), delta, "rdp", stats.RELATION)
+    return {"min_survivors": cfg.min_survivors, "release_dropout": cfg.release_dropout,
+            "releases": survivors, "epsilon_actual": actual}
 
 
 def upload_bytes(cfg: ReleaseConfig, n_items: int, head: int,

@@ -149,15 +149,19 @@ class ReleaseSettings:
 
 
 def run_releases(collect: Collect, n_items: int, settings: ReleaseSettings,
-                 ledger: Ledger, save_ledger: Callable[[Ledger], None]) -> knn.Released:
+                 ledger: Ledger, save_ledger: Callable[[Ledger], None],
+                 on_summed: Callable[[str, dict], None] | None = None) -> knn.Released:
     """Run every release once and return what devices receive.
 
     ``save_ledger`` persists the ledger durably; it is called after each release's event
     is recorded and before that release's noise is drawn or anything leaves.
+    ``on_summed``: distributed noise only, each release's survivors record
+    (``fedrec.server.distributed.run``).
     """
     if settings.skellam_releases is not None:
         popularity, head, noisy = distributed.run(collect, n_items, settings,
-                                                  settings.skellam_releases, ledger, save_ledger)
+                                                  settings.skellam_releases, ledger, save_ledger,
+                                                  on_summed)
         if head is None:
             return knn.Released(popularity, np.zeros(0, np.int64), None)
         return post_process(popularity, head, noisy, settings.knn)

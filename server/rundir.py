@@ -119,6 +119,14 @@ class RunDir:
         write_text_atomic(self.manifest_path,
                           json.dumps(manifest, indent=2, default=to_json) + "\n", durable=True)
 
+    def record_section(self, key: str, value: Any) -> None:
+        """Replace one top-level manifest section (e.g. a release run's ``survivors``),
+        durably, before what it describes is released."""
+        manifest = self.manifest()
+        manifest[key] = value
+        write_text_atomic(self.manifest_path,
+                          json.dumps(manifest, indent=2, default=to_json) + "\n", durable=True)
+
     # ----- server-private records -----
     def _private_dir(self) -> Path:
         folder = self.path / PRIVATE_DIR

@@ -83,6 +83,15 @@ class ReleaseConfig:
             quantization grid is 1 / scale).
         skellam_bits: distributed only: the most bits per coordinate a device may upload;
             a configuration whose modular sum could wrap within that width is refused.
+        min_survivors: distributed only: fraction of the roster, in (0, 1], that must
+            upload a well-formed share for a release to happen; each device adds
+            ``Sk(mu / t)`` with ``t = ceil(min_survivors * n)`` (:meth:`survivor_threshold`),
+            so any ``s >= t`` survivors carry ``Sk(mu s / t)``, at least the accounted
+            ``mu``; fewer than t and the release fails (docs/distributed-dp.md). 1.0: every
+            device must answer.
+        release_dropout: distributed only, in-process simulation of failures: fraction of
+            the roster, in [0, 1), that never uploads in a release (drawn per release by
+            a generator seeded from ``seed``: not secret, not privacy randomness).
         out: the run directory.
         budget_dir: the dataset-level budget registry the run records its releases in
             (``fedrec.shared.budget``; empty: ``.fedrec-budget`` next to ``out``), as
@@ -155,6 +164,12 @@ class ReleaseConfig:
         "--noise distributed: integer units per unit of contribution")
     skellam_bits: int = setting(32, "distributed noise",
         "--noise distributed: most bits per coordinate a device uploads")
+    min_survivors: float = setting(1.0, "distributed noise",
+        "--noise distributed: fraction of the roster in (0, 1] that must upload for a release; "
+        "noise shares are sized for ceil(fraction * n) devices, a release with fewer fails")
+    release_dropout: float = setting(0.0, "distributed noise",
+        "--noise distributed, in-process: simulated fraction of devices in [0, 1) that never "
+        "upload in a release (seeded by seed: a failure simulation, not privacy randomness)")
     out: str = setting("runs/release", "run directory", "the run directory")
     budget_dir: str = setting("", "run directory",
         "dataset-level budget registry the run records its releases in (empty: .fedrec-budget "
@@ -194,7 +209,13 @@ class ReleaseConfig:
     def _check_noise(self) -> None:
         if self.noise not in NOISES:
             raise ConfigError(f"noise must be central or distributed, got {self.noise!r}")
+        if not (0 < self.min_survivors <= 1 and 0 <= self.release_dropout < 1):
+            raise ConfigError(f"min-survivors must be in (0, 1] and release-dropout in [0, 1), "
+                              f"got {self.min_survivors} and {self.release_dropout}")
         if self.noise == "central":
+            if self.min_survivors != 1 or self.release_dropout:
+                raise ConfigError("--min-survivors and --release-dropout apply to --noise "
+                                  "distributed only")
             return
         if not math.isfinite(self.target_epsilon) or self.contributions != "bounded":
             raise ConfigError("--noise distributed needs bounded contributions and a finite "
@@ -230,6 +251,11 @@ class ReleaseConfig:
                            year_bandwidth=self.year_bandwidth,
                            als_weight=self.als_weight if self.pipeline == "als" else 0.0,
                            als_negative=self.als_negative, als_lambda=self.als_lambda)
+
+    def survivor_threshold(self, n_users: int) -> int:
+        """t = ceil(min_survivors * n): the fewest well-formed uploads a distributed
+        release accepts (rounded first to 9 decimals, so 0.7 * 10 is 7, not 8)."""
+        return max(1, math.ceil(round(self.min_survivors * n_users, 9)))
 
     def user_delta(self, n_users: int) -> float:
         if self.delta == 0:

@@ -20,7 +20,11 @@ release's ``SkellamEvent`` from the declared scale, dimension, clip and beta (th
 rounding-inflated sensitivities recomputed by ``fedrec.shared.skellam``); check 2 uses the RDP
 accountant (PLD has no Skellam); check 3 is ``fedrec.shared.skellam``'s own composition of the
 declared releases (its closed-form RDP summed by order), plus the declared noise split
-(n shares of mu / n) and a bit width in which the sum cannot wrap.
+(shares of mu / t, t = ceil(min_survivors * n)) and a bit width in which the sum of all n
+cannot wrap (noise mu n / t). A fourth check reads the survivors record (``privacy.json``
+``distributed``, equal to the manifest's ``survivors``): every release summed s >= t
+shares (s <= n), its noise ``mu s / t`` is recomputed here, and the ε of that noise
+actually summed (own closed form) is at most the claim.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from fedrec.shared.ledger import Ledger
 KIND = "statistics-release"
 #: The claim (PLD) may sit above the exact curve by the PLD's pessimistic discretisation.
 EXACT_TOLERANCE = 0.01
+SURVIVORS_CHECK = "every release summed >= t shares; ε of the noise summed <= claim"
 
 
 def is_release_run(path: str | Path) -> bool:
@@ -74,7 +79,9 @@ def audit(path: str | Path) -> dict[str, Any]:
                              f"claimed {claimed:.6g}, recomputed {fresh}"))
         checks.append(_skellam_check(declared, claimed) if distributed
                       else _exact_check(declared, claimed))
-    else:
+    if distributed:
+        checks.append(_survivors_check(declared, manifest, claim, claimed))
+    if not private:
         checks.append(_check("not private is said", math.isinf(claimed),
                              "seeded or noiseless releases must claim ε = inf"))
     return {"run": str(path), "kind": KIND, "mode": f"{manifest['config']['pipeline']} releases",
@@ -107,17 +114,50 @@ def _event(release: dict[str, Any]) -> dpe.DpEvent:
 def _skellam_check(declared: dict[str, Any], claimed: float) -> dict[str, Any]:
     releases = list(declared["releases"].values())
     events = [_event(r) for r in releases]
-    shares_ok = all(math.isclose(r["mu_per_device"] * r["devices"], r["mu"])
-                    and r["devices"] == declared["users"] for r in releases)
+    t = _threshold(declared)
+    shares_ok = all(math.isclose(r["mu_per_device"] * r.get("threshold", -1), r["mu"])
+                    and r["threshold"] == t and r["devices"] == declared["users"]
+                    for r in releases)
     bits_ok = all(r["bits"] >= skellam.bits_needed(r["devices"], e.l2_sensitivity / 2,
-                                                   r["mu"], r["dim"])
+                                                   r["mu"] * r["devices"] / t, r["dim"])
                   for r, e in zip(releases, events))
     own = skellam.epsilon(events, declared["delta"], privacy.RDP_ORDERS)
     ok = shares_ok and bits_ok and math.isclose(own, claimed, rel_tol=1e-6)
     return _check("Skellam ε from the declared releases (fedrec.shared.skellam) = claim", ok,
                   f"closed-form RDP composed {own:.6g}, claimed {claimed:.6g}; noise shares "
-                  f"{'sum to mu' if shares_ok else 'DO NOT sum to mu'}; bit width "
+                  f"{'are mu / t' if shares_ok else 'ARE NOT mu / t'}; bit width "
                   f"{'cannot wrap' if bits_ok else 'TOO SMALL'}")
+
+
+def _threshold(declared: dict[str, Any]) -> int:
+    """t = ceil(min_survivors * n), recomputed (as ``ReleaseConfig.survivor_threshold``)."""
+    n = declared["users"]
+    return max(1, math.ceil(round(declared.get("min_survivors", 1.0) * n, 9)))
+
+
+def _survivors_check(declared: dict[str, Any], manifest: dict[str, Any],
+                     claim: dict[str, Any], claimed: float) -> dict[str, Any]:
+    """Every release summed t <= s <= n shares; the ε of the noise actually summed
+    (mu s / t, recomputed here) is at most the claim."""
+    records = claim.get("distributed", {}).get("releases")
+    releases = declared["releases"]
+    if not records or set(records) != set(releases) or manifest.get("survivors") != records:
+        return _check(SURVIVORS_CHECK, False,
+                      "survivors not recorded for every release, or privacy.json and the "
+                      "manifest's survivors section differ")
+    t, short, actual = _threshold(declared), [], []
+    for name, r in releases.items():
+        rec = records[name]
+        s = rec["survivors"]
+        if not (rec["threshold"] == t <= s <= rec["devices"] == r["devices"]
+                and rec["mu"] == r["mu"] and math.isclose(rec["mu_actual"], r["mu"] * s / t)):
+            short.append(f"{name} (s={s}, t={rec['threshold']}, n={rec['devices']})")
+        actual.append(_event({**r, "mu": r["mu"] * s / t}))
+    own = skellam.epsilon(actual, declared["delta"], privacy.RDP_ORDERS)
+    ok = not short and own <= claimed * (1 + 1e-9)
+    return _check(SURVIVORS_CHECK, ok,
+                  f"t = {t}; {'bad: ' + ', '.join(short) if short else 'all releases s >= t'}; "
+                  f"ε with mu s / t {own:.6g}, claimed {claimed:.6g}")
 
 
 def _exact_check(declared: dict[str, Any], claimed: float) -> dict[str, Any]:

@@ -116,7 +116,7 @@ _RELEASE_FLAGS = ("popularity_share", "popularity_decay", "popularity_cap", "hea
                   "ease_weight", "pair_beta", "genre_weight", "year_weight", "year_window",
                   "year_bandwidth", "als_rank", "als_passes", "als_weight", "als_negative",
                   "als_lambda", "als_item_lambda", "als_min_support", "contributions", "noise", "skellam_scale",
-                  "skellam_bits")
+                  "skellam_bits", "min_survivors", "release_dropout")
 #: flags ``fedrec simulate`` shares with the DP-FedAvg pipeline.
 _SHARED_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "seed", "holdout",
                  "target_epsilon", "delta", "noise_seed")
@@ -193,6 +193,14 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"--noise distributed: integer units per unit of contribution ({d.skellam_scale:g})")
     group.add_argument("--skellam-bits", type=int,
                        help=f"--noise distributed: most bits per coordinate a device uploads ({d.skellam_bits})")
+    group.add_argument("--min-survivors", type=float,
+                       help="--noise distributed: fraction of the roster in (0, 1] that must upload "
+                       "for a release; noise shares are sized for ceil(fraction * n) devices, "
+                       f"a release with fewer fails ({d.min_survivors:g})")
+    group.add_argument("--release-dropout", type=float,
+                       help="--noise distributed, in-process: simulated fraction of devices in "
+                       "[0, 1) that never upload in a release (seeded by --seed: a failure "
+                       f"simulation, not privacy randomness) ({d.release_dropout:g})")
     group.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess",
                        help="inprocess: the devices' and server's code in one loop (seconds); "
                        "flower: Flower's simulation engine, one SuperNode per user, the "
