@@ -12,28 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import secrets
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.constant import MessageType
 
-import numpy as np  # noqa: E402
-from flwr.app import Context, Message, MetricRecord, RecordDict  # noqa: E402
-from flwr.clientapp import ClientApp  # noqa: E402
-from flwr.common.constant import MessageType  # noqa: E402
-
-from fedrec.client.local import KEY_BITS, evaluate_scores, get_local_model  # noqa: E402
-from fedrec.client.mods import optional_fixedclipping_mod, simulation_node_mod  # noqa: E402
-from fedrec.client.secagg import secagg_mod  # noqa: E402
-from fedrec.client.scenarios import is_late, new_items, released, scenario  # noqa: E402
-from fedrec.client.state import LedgerStore, PrivateStore  # noqa: E402
-from fedrec.client.store import EventStore, StoreEmbedding, StoreLedger  # noqa: E402
-from fedrec.shared import canary  # noqa: E402
-from fedrec.shared.catalogue import device_federation, load_catalogue, load_device  # noqa: E402
-from fedrec.shared.config import RunConfig  # noqa: E402
-from fedrec.shared.federated_data import ClientData, Federation, federation_of  # noqa: E402
-from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
+from fedrec.client.local import KEY_BITS, evaluate_scores, get_local_model
+from fedrec.client.mods import optional_fixedclipping_mod, simulation_node_mod
+from fedrec.client.secagg import secagg_mod
+from fedrec.client.scenarios import is_late, new_items, released, scenario
+from fedrec.client.state import LedgerStore, PrivateStore
+from fedrec.client.store import EventStore, StoreEmbedding, StoreLedger
+from fedrec.shared import canary
+from fedrec.shared.catalogue import device_federation, load_catalogue, load_device
+from fedrec.shared.config import RunConfig
+from fedrec.shared.federated_data import ClientData, Federation, federation_of
+from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,
                              COLD_USERS, CONFIG, EVAL_METRICS, LAZY_USER, METRICS,
                              NEW_ITEM_HR, NEW_ITEM_USERS, NODE_ALLOW_SEEDED,
                              NODE_DEVICE_INDEX, NODE_EVENTS_PATH, NODE_PARTITION_ID,

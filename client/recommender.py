@@ -10,22 +10,19 @@ after the first events :meth:`Recommender.update_from_events` fits the embedding
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from fedrec.client.local import LocalSettings, get_local_model  # noqa: E402
-from fedrec.client.store import EventStore, SdkInputError  # noqa: E402
-from fedrec.shared import knn, privacy  # noqa: E402
-from fedrec.shared.catalogue import Catalogue  # noqa: E402
-from fedrec.shared.config import RunConfig  # noqa: E402
-from fedrec.shared.federated_data import ClientData  # noqa: E402
-from fedrec.shared.interactions import build_interactions  # noqa: E402
-from fedrec.shared.rerank import mmr_rerank  # noqa: E402
-from fedrec.shared.schema import Dataset  # noqa: E402
+from fedrec.client.local import LocalSettings, get_local_model
+from fedrec.client.store import EventStore, SdkInputError
+from fedrec.shared import knn, privacy
+from fedrec.shared.catalogue import Catalogue
+from fedrec.shared.config import RunConfig
+from fedrec.shared.federated_data import ClientData
+from fedrec.shared.interactions import build_interactions
+from fedrec.shared.rerank import mmr_rerank
+from fedrec.shared.schema import Dataset
 
 
 class Recommender:

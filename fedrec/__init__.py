@@ -16,8 +16,13 @@ The SDK names below load on first use: importing ``fedrec`` stays free of Tensor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+# TensorFlow's C++ start-up chatter, set once here: every module of the code base is
+# imported through this package, before anything imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SUBPACKAGES = ("shared", "client", "server", "simulations")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -19,36 +18,34 @@ from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common.constant import MessageType
+from flwr.serverapp import Grid, ServerApp
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # noqa: E402
-from flwr.common.constant import MessageType  # noqa: E402
-from flwr.serverapp import Grid, ServerApp  # noqa: E402
-
-from fedrec.server.dp import (ServerPrivacy, accounting_record, declared_privacy,  # noqa: E402
+from fedrec.server.dp import (ServerPrivacy, accounting_record, declared_privacy,
                        final_privacy, reported_events)
-from fedrec.server.private_log import (crash_point, ledger_from_releases, release_entry,  # noqa: E402
+from fedrec.server.private_log import (crash_point, ledger_from_releases, release_entry,
                                 resumed_ledger, split_fields, user_scope)
-from fedrec.server.reply_order import eval_order, train_order  # noqa: E402
-from fedrec.server.rundir import PRIVATE_SECTION, RunDir  # noqa: E402
-from fedrec.server.secagg import SecAggTrainer  # noqa: E402
-from fedrec.server.simnodes import SIMULATION_NODES, NodeLog  # noqa: E402
-from fedrec.server.validate import check_update  # noqa: E402
-from fedrec.server.slots import SlotGrid, slots_needed  # noqa: E402
-from fedrec.server.strategy import (OrderedGrid, get_state, make_strategy, per_round,  # noqa: E402
+from fedrec.server.reply_order import eval_order, train_order
+from fedrec.server.rundir import PRIVATE_SECTION, RunDir
+from fedrec.server.secagg import SecAggTrainer
+from fedrec.server.simnodes import SIMULATION_NODES, NodeLog
+from fedrec.server.validate import check_update
+from fedrec.server.slots import SlotGrid, slots_needed
+from fedrec.server.strategy import (OrderedGrid, get_state, make_strategy, per_round,
                              seed_sampling, set_state, wait_for_nodes)
-from fedrec.shared.config import RunConfig  # noqa: E402
-from fedrec.shared.budget import BudgetRegistry, run_entry  # noqa: E402
-from fedrec.shared.ledger import Ledger  # noqa: E402
-from fedrec.shared.runinfo import versions  # noqa: E402
-from fedrec.shared.catalogue import load_catalogue  # noqa: E402
-from fedrec.shared.federated_data import federation_of  # noqa: E402
-from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,  # noqa: E402
+from fedrec.shared.config import RunConfig
+from fedrec.shared.budget import BudgetRegistry, run_entry
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.runinfo import versions
+from fedrec.shared.catalogue import load_catalogue
+from fedrec.shared.federated_data import federation_of
+from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,
                              COLD_USERS, CONFIG, DECLINED_REASON, EVAL_METRICS, METRICS,
                              NEW_ITEM_HR, NEW_ITEM_USERS, NUM_EXAMPLES, SAMPLE_EVALUATE,
                              SAMPLE_TRAIN, TRAIN_LOSS, LocalSettings, from_record,
                              is_declined, position_of, to_record)
-from fedrec.shared.protocol import round_config as wire_round_config  # noqa: E402
+from fedrec.shared.protocol import round_config as wire_round_config
 
 log = logging.getLogger("flwr")
 app = ServerApp()

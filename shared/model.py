@@ -21,14 +21,11 @@ weight is *global*, the part federation averages.
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from fedrec.shared.model_config import ModelConfig  # noqa: E402,F401  (re-exported)
+from fedrec.shared.model_config import ModelConfig  # noqa: F401  (re-exported)
 
 PRIVATE_PREFIX = "user_"
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from fedrec.shared import __version__  # noqa: E402
-from fedrec.shared.errors import FedrecError  # noqa: E402
-from fedrec.simulations import cli_args, simulate_args  # noqa: E402
+from fedrec.shared import __version__
+from fedrec.shared.errors import FedrecError
+from fedrec.simulations import cli_args, simulate_args
 
 EXIT_USER_ERROR = 2
 

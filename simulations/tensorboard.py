@@ -6,11 +6,8 @@ crashed run never has duplicated or missing steps: the events always equal the l
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: metrics.jsonl keys written as scalars (tag: key), one step per round
 SCALARS = {"eval/hr@10": "hr@10", "eval/ndcg@10": "ndcg@10", "eval/full_hr@10": "full_hr@10",

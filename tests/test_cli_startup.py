@@ -121,3 +121,22 @@ def test_importing_fedrec_and_its_sdk_package_does_not_import_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
     assert proc.stdout.split()[-5:] == ["probe", "False", "False", "True", "0.1.0"], proc.stderr
+
+
+def test_importing_fedrec_sets_the_tensorflow_log_level_once():
+    """The TensorFlow environment is set in one place, ``fedrec/__init__.py``, which every
+    module of the code base is imported through (no per-module ``os.environ`` lines)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    probe = "import os, fedrec.shared.errors; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=env, cwd=Path(__file__).resolve().parents[1], check=True)
+    assert out.stdout.strip() == "3"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"                 # a user's own setting wins
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=env, cwd=Path(__file__).resolve().parents[1], check=True)
+    assert out.stdout.strip() == "0"
+    root = Path(__file__).resolve().parents[1]
+    setters = [p for d in ("shared", "client", "server", "simulations")
+               for p in (root / d).glob("*.py")
+               if 'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL"' in p.read_text()]
+    assert setters == []
