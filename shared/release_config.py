@@ -33,6 +33,12 @@ RAW_DEFAULTS = {"target_epsilon": math.inf, "head": 0, "cap": 0, "knn_rank": 0,
                 "genre_weight": 0.0, "year_weight": 0.0}
 
 
+def _raw_defaults_text() -> str:
+    """:data:`RAW_DEFAULTS` as the help lists them (``head 0, cap 0, ...``)."""
+    return ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in RAW_DEFAULTS.items()
+                     if k != "target_epsilon")
+
+
 @dataclass(frozen=True)
 class ReleaseConfig:
     """Everything that defines a statistics-release run.
@@ -100,7 +106,8 @@ class ReleaseConfig:
 
     pipeline: str = setting("knn", "releases",
         "popularity (one DP popularity release), knn (then a DP item co-occurrence on the "
-        "head) or als (then DP ALS passes on the head)", choices=PIPELINES)
+        "head) or als (then DP ALS passes on the head)", choices=PIPELINES,
+        cli=False)   # fedrec simulate's --pipeline is hand-written: it also chooses neumf
     dataset: str = setting("synthetic", "data",
         "synthetic, movielens-100k or a path (as RunConfig)")
     synthetic_users: int = setting(20, "data", "users of the synthetic generator")
@@ -153,13 +160,16 @@ class ReleaseConfig:
     year_bandwidth: float = setting(1.0, "device scoring",
         "width of the release-year closeness, in years")
     contributions: str = setting("bounded", "user-level DP",
-        "bounded: norm-1 contributions (DP); raw: counts, no DP (needs target-epsilon inf)",
+        "bounded: norm-1 contributions (DP); raw: counts, the federated statistics equal the "
+        "centralized ones, no DP (needs target-epsilon inf; the flags and sweep cells imply "
+        "it, and there unset settings take the no-DP defaults: " + _raw_defaults_text() + ")",
         choices=CONTRIBUTIONS)
     noise_seed: int = setting(-1, "user-level DP",
         "-1: noise from 128 bits of OS entropy; >= 0 seeds it (tests only: NOT private)")
     noise: str = setting("central", "user-level DP",
         "central: the server adds one Gaussian per release; distributed: each device adds its "
-        "share of Skellam integer noise", choices=NOISES)
+        "share of Skellam integer noise to its quantized contribution, the server sums "
+        "integers mod 2^bits (in-process engine only; docs/distributed-dp.md)", choices=NOISES)
     skellam_scale: float = setting(4096.0, "distributed noise",
         "--noise distributed: integer units per unit of contribution")
     skellam_bits: int = setting(32, "distributed noise",

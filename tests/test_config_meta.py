@@ -162,3 +162,105 @@ def test_unset_flags_leave_the_config_file_alone(tmp_path):
 def test_a_bad_choice_is_one_argparse_line():
     with pytest.raises(SystemExit):
         _parser().parse_args(["--dp-clipping", "sometimes"])
+
+
+# ----- the release-pipeline flags generated from ReleaseConfig's metadata (step 3) -----
+
+#: Every release flag `fedrec simulate` had while they were hand-written, with the
+#: ReleaseConfig field it sets (tests, docs, sweeps and the Makefile use these names).
+OLD_RELEASE_FLAGS = {flag: flag[2:].replace("-", "_") for flag in (
+    "--popularity-share", "--popularity-decay", "--popularity-cap", "--head", "--cap",
+    "--knn-rank", "--knn-alpha", "--knn-decay", "--knn-weight", "--knn-top", "--ease-lambda",
+    "--ease-weight", "--pair-beta", "--genre-weight", "--year-weight", "--year-window",
+    "--year-bandwidth", "--als-rank", "--als-passes", "--als-weight", "--als-negative",
+    "--als-lambda", "--als-item-lambda", "--als-min-support", "--contributions", "--noise",
+    "--skellam-scale", "--skellam-bits", "--min-survivors", "--release-dropout",
+    # shared with the RunConfig group (defined there once)
+    "--dataset", "--synthetic-users", "--synthetic-items", "--seed", "--holdout",
+    "--target-epsilon", "--delta", "--noise-seed", "--budget-dir", "--out")}
+#: Settings that are valid only next to another one.
+_NEEDS = {"min_survivors": ["--noise", "distributed"],
+          "release_dropout": ["--noise", "distributed"]}
+
+
+def _release_value_for(name: str) -> tuple[list[str], object]:
+    """A flag's argv value and the (valid, non-default) ReleaseConfig value it gives."""
+    f = {f.name: f for f in fields(ReleaseConfig)}[name]
+    base, _ = base_type(f.type)
+    choices = [c for c in describe(f)["choices"] if c != f.default]
+    if choices:
+        return [choices[-1]], choices[-1]
+    if base == "str":
+        return ["/tmp/x"], "/tmp/x"
+    value = {"int": 3, "float": 0.5}[base]
+    value = value + 1 if value == f.default else value
+    return [str(value)], value
+
+
+def _release_config(argv):
+    from fedrec.simulations.simulate_args import build_release_config
+    return build_release_config(_parser().parse_args(["--pipeline", "knn", *argv]))
+
+
+@pytest.mark.parametrize("flag", sorted(OLD_RELEASE_FLAGS))
+def test_every_old_release_flag_still_sets_its_field(flag):
+    name = OLD_RELEASE_FLAGS[flag]
+    argv, value = _release_value_for(name)
+    assert getattr(_release_config([*_NEEDS.get(name, []), flag, *argv]), name) == value
+
+
+def test_every_release_config_field_has_a_flag_unless_marked_otherwise():
+    """Each cli ReleaseConfig field answers to its flags, one argparse action each
+    (a shared one is RunConfig's); unset, the release run keeps ReleaseConfig's default."""
+    parser = _parser()
+    by_dest = {}
+    for action in parser._actions:
+        by_dest.setdefault(action.dest, []).extend(action.option_strings)
+    no_flag = {f.name for f in fields(ReleaseConfig) if not describe(f)["cli"]}
+    assert no_flag == {"pipeline"}            # hand-written: it also chooses neumf
+    assert by_dest["pipeline"] == ["--pipeline"]
+    defaults = _release_config([])
+    for f in fields(ReleaseConfig):
+        if f.name in no_flag:
+            continue
+        assert sorted(by_dest[f.name]) == sorted(describe(f)["flags"]), f.name
+        assert getattr(defaults, f.name) == f.default, f.name
+
+
+def test_shared_release_fields_take_the_run_config_flag_unchanged():
+    """Same name => same flags, type and choices: one flag can fill both configs."""
+    from fedrec.simulations.simulate_args import _RELEASE_FLAGS, _SHARED_FLAGS
+    run = {f.name: f for f in fields(RunConfig)}
+    assert set(_SHARED_FLAGS) == {"dataset", "synthetic_users", "synthetic_items", "seed",
+                                  "holdout", "target_epsilon", "delta", "noise_seed", "out",
+                                  "budget_dir"}
+    assert not set(_SHARED_FLAGS) & set(_RELEASE_FLAGS)
+    for f in fields(ReleaseConfig):
+        if f.name in _SHARED_FLAGS:
+            mine, theirs = describe(f), describe(run[f.name])
+            assert base_type(f.type) == base_type(run[f.name].type), f.name
+            assert (mine["flags"], mine["choices"]) == (theirs["flags"], theirs["choices"])
+
+
+def test_release_help_is_the_metadata_help_with_the_default():
+    """One source: each generated release flag's help is its field's, plus the default;
+    --contributions lists the no-DP defaults a raw run takes."""
+    from fedrec.shared.release_config import RAW_DEFAULTS
+    from fedrec.simulations.simulate_args import _RELEASE_FLAGS
+    helps = {a.dest: a.help for a in _parser()._actions}
+    release = {f.name: f for f in fields(ReleaseConfig)}
+    for name in _RELEASE_FLAGS:
+        default = release[name].default
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        assert helps[name] == f"{describe(release[name])['help']} (default {shown})", name
+    for key, value in RAW_DEFAULTS.items():
+        if key != "target_epsilon":
+            assert f"{key.replace('_', '-')} {value:g}" in helps["contributions"]
+    assert "(default 4096)" in helps["skellam_scale"]
+
+
+def test_simulate_help_lists_every_release_flag():
+    text = " ".join(_parser().format_help().split())
+    for flag in [*OLD_RELEASE_FLAGS, "--pipeline", "--engine", "--compare"]:
+        assert f"{flag} " in text, flag
+    assert "ease-lambda 2000, ease-weight 300" in text
