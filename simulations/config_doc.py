@@ -37,11 +37,13 @@ training) or `ReleaseConfig` (the statistics-release pipelines), with its help t
 group, flags, choices and scope in the field's metadata (`fedrec.shared.config_meta`).
 From that one declaration:
 
-- `fedrec simulate` builds its flags for `RunConfig` (`--setting-name`, plus the older
-  aliases listed below; a bool setting is a flag without a value that sets it true, so a
-  TOML `true` cannot be turned off from the command line). The release-pipeline flags
-  are still written by hand in `fedrec.simulations.simulate_args` (their defaults are
-  the `ReleaseConfig` ones below).
+- `fedrec simulate` builds its flags (`--setting-name`, plus the older aliases listed
+  below; a bool setting is a flag without a value that sets it true, so a TOML `true`
+  cannot be turned off from the command line). A `ReleaseConfig` setting that
+  `RunConfig` also has (same name) answers to the one `RunConfig` flag; a release run
+  takes the `ReleaseConfig` default when it is unset. A setting marked — has no
+  generated flag (deployment-only settings; `--pipeline`, which also chooses `neumf`,
+  and `--resume RUN_DIR` are written by hand, as are `--engine` and `--compare`).
 - the Flower run config: `[tool.flwr.app.config]` in `pyproject.toml` holds exactly
   these keys with these defaults (hyphenated; a test checks it), and `--run-config`,
   TOML `[run]` tables, sweep cells and manifests are read back with one lossless
@@ -57,10 +59,7 @@ none of them. `dp = server`, `noise-multiplier`, `clip`, `target-epsilon` and `d
 anyone who sees the released models but not the server); the `client-*` settings are
 *example-level* (one interaction of a device replaced, REPLACE_ONE: a device's example
 count is public). `noise-seed` >= 0 makes every DP draw reproducible and therefore **not
-private**. Defaults are those of a run without `--config`. `fedrec simulate --pipeline
-popularity|knn|als` shares the flags `--dataset`, `--synthetic-users`,
-`--synthetic-items`, `--seed`, `--holdout`, `--target-epsilon`, `--delta` and
-`--noise-seed` with the table below but takes its defaults from `ReleaseConfig`.
+private**. Defaults are those of a run without `--config`.
 """
 
 
@@ -87,20 +86,20 @@ def _flags(field: Field, meta: dict) -> str:
     return ", ".join(f"`{flag}`" for flag in meta["flags"])
 
 
-def _group_section(title: str, cls: type, group: str, with_flags: bool) -> list[str]:
+def _group_section(title: str, cls: type, group: str, with_scope: bool) -> list[str]:
     members = [f for f in fields(cls) if describe(f)["group"] == group]
     if not members:
         return []
-    head = "| setting | flag | type | default | scope | help |" if with_flags else \
-        "| setting | type | default | help |"
+    head = "| setting | flag | type | default | scope | help |" if with_scope else \
+        "| setting | flag | type | default | help |"
     lines = [f"### {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for f in members:
         meta = dict(describe(f))
         help_text = meta["help"] + (f" (one of: {', '.join(meta['choices'])})"
                                     if meta["choices"] else "")
-        row = [f"`{flower_key(f.name)}`"] + ([_flags(f, meta)] if with_flags else []) + [
-            f"`{_cell(_type(f))}`", _default(f.default)] + (
-            [meta["scope"]] if with_flags else []) + [_cell(help_text)]
+        row = [f"`{flower_key(f.name)}`", _flags(f, meta), f"`{_cell(_type(f))}`",
+               _default(f.default)] + ([meta["scope"]] if with_scope else []) + [
+            _cell(help_text)]
         lines.append("| " + " | ".join(row) + " |")
     details = [(f, describe(f)["doc"]) for f in members if describe(f)["doc"]]
     if details:
@@ -113,12 +112,13 @@ def render() -> str:
     """The whole page, as the checked-in ``docs/configuration.md`` must read."""
     lines = [INTRO, "## Federated training (`RunConfig`)", ""]
     for group in GROUPS:
-        lines += _group_section(group, RunConfig, group, with_flags=True)
+        lines += _group_section(group, RunConfig, group, with_scope=True)
     lines += ["## Statistics releases (`ReleaseConfig`)", "",
-              "Flags: `--setting-name` (hand-written, same names); sweep cells and the Flower "
-              "run config of the release apps use the same keys.", ""]
+              "Flags of `fedrec simulate --pipeline popularity|knn|als`, generated as above; "
+              "sweep cells and the Flower run config of the release apps use the same keys.",
+              ""]
     for group in RELEASE_GROUPS:
-        lines += _group_section(group, ReleaseConfig, group, with_flags=False)
+        lines += _group_section(group, ReleaseConfig, group, with_scope=False)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

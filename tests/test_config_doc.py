@@ -25,7 +25,8 @@ def test_every_setting_has_a_row_with_its_default():
             assert f"| `{flower_key(f.name)}` |" in text, f.name
     assert "| `learning-rate` | `--learning-rate`, `--lr` | `float` | `0.01` | device |" in text
     assert "| `catalogue` | — | `str` | `\"\"` | run |" in text
-    assert "| `skellam-bits` | `int` | `32` |" in text
+    assert "| `skellam-bits` | `--skellam-bits` | `int` | `32` |" in text
+    assert "| `pipeline` | — | `str` | `knn` |" in text   # --pipeline is hand-written
 
 
 def test_check_mode_reports_a_stale_page(tmp_path, capsys):
