@@ -42,10 +42,10 @@ def main() -> None:
     import tensorflow as tf
 
     from fedrec.client.local import LocalModel
-    from fedrec.shared.protocol import LocalSettings
     from fedrec.server.app import initial_global_weights
     from fedrec.shared.config import RunConfig
     from fedrec.shared.federated_data import federation_of
+    from fedrec.shared.protocol import LocalSettings
     from fedrec.shared.training import batch_arrays
 
     cfg = RunConfig(dataset=args.dataset, local_optimizer=args.optimizer, dp="client")

@@ -54,7 +54,8 @@ def main() -> None:
         if kind == "dpmodel":
             from tensorflow_privacy import DPModel
             from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
-                make_default_layer_registry)
+                make_default_layer_registry,
+            )
             model = build_model(cfg, inter.n_users, inter.n_items, n_feat, model_class=DPModel,
                                 l2_norm_clip=1.0, noise_multiplier=1.0, use_xla=False,
                                 layer_registry=make_default_layer_registry())

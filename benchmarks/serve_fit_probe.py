@@ -50,11 +50,11 @@ def main() -> None:
 
     from fedrec.client.app import held_out
     from fedrec.client.local import get_local_model
-    from fedrec.shared.protocol import LocalSettings
     from fedrec.server.rundir import RunDir
     from fedrec.shared.config import RunConfig
     from fedrec.shared.errors import ConfigError
     from fedrec.shared.federated_data import federation_of
+    from fedrec.shared.protocol import LocalSettings
 
     run = RunDir(args.run)
     manifest = json.loads(run.manifest_path.read_text())

@@ -22,22 +22,47 @@ from flwr.common.constant import MessageType
 
 from fedrec.client.local import KEY_BITS, evaluate_scores, get_local_model
 from fedrec.client.mods import optional_fixedclipping_mod, simulation_node_mod
-from fedrec.client.secagg import secagg_mod
 from fedrec.client.scenarios import is_late, new_items, released, scenario
+from fedrec.client.secagg import secagg_mod
 from fedrec.client.state import LedgerStore, PrivateStore
 from fedrec.client.store import EventStore, StoreEmbedding, StoreLedger
 from fedrec.shared import canary
 from fedrec.shared.catalogue import device_federation, load_catalogue, load_device
 from fedrec.shared.config import RunConfig
 from fedrec.shared.federated_data import ClientData, Federation, federation_of
-from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,
-                             COLD_USERS, CONFIG, EVAL_METRICS, LAZY_USER, METRICS,
-                             NEW_ITEM_HR, NEW_ITEM_USERS, NODE_ALLOW_SEEDED,
-                             NODE_DEVICE_INDEX, NODE_EVENTS_PATH, NODE_PARTITION_ID,
-                             NODE_STATE_DIR, NODE_STORE_PATH, NUM_EXAMPLES, STREAM_DP_NOISE,
-                             STREAM_LOCAL_TRAIN, STREAM_SERVE_FIT, TRAIN_LOSS, LocalSettings,
-                             decline_content, from_record, is_declined, position_content,
-                             server_round, to_record, user_budget, with_dp_event)
+from fedrec.shared.protocol import (
+    ARRAYS,
+    CLIENT_EPSILON,
+    CLIENT_SECONDS,
+    COLD_HR,
+    COLD_USERS,
+    CONFIG,
+    EVAL_METRICS,
+    LAZY_USER,
+    METRICS,
+    NEW_ITEM_HR,
+    NEW_ITEM_USERS,
+    NODE_ALLOW_SEEDED,
+    NODE_DEVICE_INDEX,
+    NODE_EVENTS_PATH,
+    NODE_PARTITION_ID,
+    NODE_STATE_DIR,
+    NODE_STORE_PATH,
+    NUM_EXAMPLES,
+    STREAM_DP_NOISE,
+    STREAM_LOCAL_TRAIN,
+    STREAM_SERVE_FIT,
+    TRAIN_LOSS,
+    LocalSettings,
+    decline_content,
+    from_record,
+    is_declined,
+    position_content,
+    server_round,
+    to_record,
+    user_budget,
+    with_dp_event,
+)
 
 # SecAgg+ masks what the clipping mod left (fedrec.client.secagg); outside both, a simulated
 # client names its Ray node (diagnostics the server takes off the reply)

@@ -76,7 +76,8 @@ class DpSgdEngine:
         """Engine of ``model`` (weight groups ``user_vars``, ``global_vars``; ``n_items``
         rows in each item table; ``item_features`` [items, features] of the batches)."""
         from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
-            make_default_layer_registry)
+            make_default_layer_registry,
+        )
 
         tf.get_logger().setLevel("ERROR")  # AutoGraph notes about tf-privacy's helpers
         self.registry = make_default_layer_registry()
@@ -197,7 +198,8 @@ class DpSgdEngine:
         """
         from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
         from tensorflow_privacy.privacy.fast_gradient_clipping.gradient_clipping_utils import (
-            model_forward_pass)
+            model_forward_pass,
+        )
 
         owners = {id(v) for v in variables}
         tape = tf.GradientTape(watch_accessed_variables=False)

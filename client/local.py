@@ -19,16 +19,28 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from fedrec.client.dp_sgd import (KEY_BITS, DpSgdEngine, mean_noise_std,  # noqa: F401 (re-exported)
-                                  noise_key_words)
+from fedrec.client.dp_sgd import KEY_BITS, DpSgdEngine, mean_noise_std, noise_key_words  # noqa: F401 (re-exported)
 from fedrec.shared import metrics
 from fedrec.shared.federated_data import ClientData
 from fedrec.shared.interactions import rows_from_end
-from fedrec.shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
-                          global_variables, make_scorer, private_variables, set_weights)
+from fedrec.shared.model import (
+    ModelConfig,
+    build_model,
+    get_global_weights,
+    get_private_weights,
+    global_variables,
+    make_scorer,
+    private_variables,
+    set_weights,
+)
 from fedrec.shared.protocol import STREAM_USER_INIT, DpSgdPlan, LocalSettings
-from fedrec.shared.training import (TrainingRows, batch_arrays, make_dp_rows, make_rows,
-                                    shuffled_batches)
+from fedrec.shared.training import (
+    TrainingRows,
+    batch_arrays,
+    make_dp_rows,
+    make_rows,
+    shuffled_batches,
+)
 
 USER_INIT_STDDEV = 0.05  # matches the model's embedding initialiser
 

@@ -16,9 +16,19 @@ import numpy as np
 from fedrec.shared import als, knn, metrics, skellam, stats
 from fedrec.shared.content import ItemContent
 from fedrec.shared.federated_data import ClientData
-from fedrec.shared.protocol_releases import (BOUNDED, CAP, DECAY, FACTORS, HEAD, ITEM_WEIGHT,
-                                             NEGATIVE, NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE,
-                                             RIDGE)
+from fedrec.shared.protocol_releases import (
+    BOUNDED,
+    CAP,
+    DECAY,
+    FACTORS,
+    HEAD,
+    ITEM_WEIGHT,
+    NEGATIVE,
+    NOISE_BITS,
+    NOISE_MU_SHARE,
+    NOISE_SCALE,
+    RIDGE,
+)
 
 
 def contribution(statistic: str, request: dict, data: ClientData) -> np.ndarray:

@@ -13,7 +13,12 @@ import numpy as np
 
 from fedrec.shared.config import RunConfig
 from fedrec.shared.federated_data import ClientData
-from fedrec.shared.protocol import STREAM_LATE_USER, STREAM_NEW_ITEMS, STREAM_SCENARIO, STREAM_STRAGGLER
+from fedrec.shared.protocol import (
+    STREAM_LATE_USER,
+    STREAM_NEW_ITEMS,
+    STREAM_SCENARIO,
+    STREAM_STRAGGLER,
+)
 
 
 def scenario(cfg: RunConfig, user: int, rnd: int, store) -> str | None:

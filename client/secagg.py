@@ -26,8 +26,15 @@ from flwr.common import recorddict_compat as compat
 from flwr.common.constant import MessageType
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from fedrec.shared.protocol import (ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, declined_reason,
-                             split_array_names, to_record)
+from fedrec.shared.protocol import (
+    ARRAYS,
+    CONFIG,
+    METRICS,
+    NUM_EXAMPLES,
+    declined_reason,
+    split_array_names,
+    to_record,
+)
 
 
 class DeclinedUnderSecAgg(RuntimeError):

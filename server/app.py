@@ -17,35 +17,69 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.common.constant import MessageType
 from flwr.serverapp import Grid, ServerApp
 
-from fedrec.server.dp import (ServerPrivacy, accounting_record, declared_privacy,
-                       final_privacy, reported_events)
-from fedrec.server.private_log import (crash_point, ledger_from_releases, release_entry,
-                                resumed_ledger, split_fields, user_scope)
+from fedrec.server.dp import (
+    ServerPrivacy,
+    accounting_record,
+    declared_privacy,
+    final_privacy,
+    reported_events,
+)
+from fedrec.server.private_log import (
+    crash_point,
+    ledger_from_releases,
+    release_entry,
+    resumed_ledger,
+    split_fields,
+    user_scope,
+)
 from fedrec.server.reply_order import eval_order, train_order
 from fedrec.server.rundir import PRIVATE_SECTION, RunDir
 from fedrec.server.secagg import SecAggTrainer
 from fedrec.server.simnodes import SIMULATION_NODES, NodeLog
-from fedrec.server.validate import check_update
 from fedrec.server.slots import SlotGrid, slots_needed
-from fedrec.server.strategy import (OrderedGrid, get_state, make_strategy, per_round,
-                             seed_sampling, set_state, wait_for_nodes)
-from fedrec.shared.config import RunConfig
+from fedrec.server.strategy import (
+    OrderedGrid,
+    get_state,
+    make_strategy,
+    per_round,
+    seed_sampling,
+    set_state,
+    wait_for_nodes,
+)
+from fedrec.server.validate import check_update
 from fedrec.shared.budget import BudgetRegistry, run_entry
-from fedrec.shared.ledger import Ledger
-from fedrec.shared.runinfo import versions
 from fedrec.shared.catalogue import load_catalogue
+from fedrec.shared.config import RunConfig
 from fedrec.shared.federated_data import federation_of
-from fedrec.shared.protocol import (ARRAYS, CLIENT_EPSILON, CLIENT_SECONDS, COLD_HR,
-                             COLD_USERS, CONFIG, DECLINED_REASON, EVAL_METRICS, METRICS,
-                             NEW_ITEM_HR, NEW_ITEM_USERS, NUM_EXAMPLES, SAMPLE_EVALUATE,
-                             SAMPLE_TRAIN, TRAIN_LOSS, LocalSettings, from_record,
-                             is_declined, position_of, to_record)
+from fedrec.shared.ledger import Ledger
+from fedrec.shared.protocol import (
+    ARRAYS,
+    CLIENT_EPSILON,
+    CLIENT_SECONDS,
+    COLD_HR,
+    COLD_USERS,
+    CONFIG,
+    DECLINED_REASON,
+    EVAL_METRICS,
+    METRICS,
+    NEW_ITEM_HR,
+    NEW_ITEM_USERS,
+    NUM_EXAMPLES,
+    SAMPLE_EVALUATE,
+    SAMPLE_TRAIN,
+    TRAIN_LOSS,
+    LocalSettings,
+    from_record,
+    is_declined,
+    position_of,
+    to_record,
+)
 from fedrec.shared.protocol import round_config as wire_round_config
+from fedrec.shared.runinfo import versions
 
 log = logging.getLogger("flwr")
 app = ServerApp()

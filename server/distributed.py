@@ -33,14 +33,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-
 from dp_accounting import dp_event as dpe
 
 from fedrec.shared import knn, privacy, skellam, stats
 from fedrec.shared.errors import ConfigError, FedrecError
 from fedrec.shared.ledger import Ledger
-from fedrec.shared.protocol_releases import (ITEM_WEIGHT, NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE,
-                                      cooccurrence_request, popularity_request)
+from fedrec.shared.protocol_releases import (
+    ITEM_WEIGHT,
+    NOISE_BITS,
+    NOISE_MU_SHARE,
+    NOISE_SCALE,
+    cooccurrence_request,
+    popularity_request,
+)
 
 log = logging.getLogger("fedrec.releases")
 

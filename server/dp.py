@@ -38,15 +38,15 @@ import numpy as np
 from dp_accounting import dp_event as dpe
 from flwr.common.differential_privacy import compute_adaptive_noise_params, compute_stdv
 
+from fedrec.server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
+from fedrec.server.strategy import make_strategy, per_round, server_lr
+from fedrec.server.wrappers import adaptive_range, dp_wrapper
 from fedrec.shared import privacy
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.ledger import Ledger
-from fedrec.shared.training import DP_NEGATIVES
 from fedrec.shared.protocol import STREAM_SERVER_NOISE, LocalSettings, reported_event
-from fedrec.server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
-from fedrec.server.strategy import make_strategy, per_round, server_lr
-from fedrec.server.wrappers import adaptive_range, dp_wrapper
+from fedrec.shared.training import DP_NEGATIVES
 
 RELATION = "replace_one"
 

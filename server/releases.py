@@ -26,8 +26,7 @@ import numpy as np
 from fedrec.server import distributed
 from fedrec.shared import als, knn, stats
 from fedrec.shared.ledger import Ledger
-from fedrec.shared.protocol_releases import (als_request, cooccurrence_request,
-                                             popularity_request)
+from fedrec.shared.protocol_releases import als_request, cooccurrence_request, popularity_request
 
 log = logging.getLogger("fedrec.releases")
 

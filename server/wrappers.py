@@ -10,8 +10,10 @@ other way round.
 from __future__ import annotations
 
 from flwr.common.differential_privacy import compute_adaptive_noise_params
-from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping,
-                                     DifferentialPrivacyServerSideFixedClipping)
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+)
 
 from fedrec.server.adaptive import AdaptiveClipping
 from fedrec.shared.config import RunConfig

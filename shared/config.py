@@ -12,8 +12,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from fedrec.shared.config_checks import (DP_CLIPPING, DP_MODES, HOLDOUTS,  # noqa: F401 (re-exported)
-                                         LOCAL_OPTIMIZERS, STRATEGIES, check)
+from fedrec.shared.config_checks import (  # noqa: F401 (re-exported)
+    DP_CLIPPING,
+    DP_MODES,
+    HOLDOUTS,
+    LOCAL_OPTIMIZERS,
+    STRATEGIES,
+    check,
+)
 from fedrec.shared.config_flower import coerce, flower_key, read_toml  # noqa: F401 (re-exported)
 from fedrec.shared.config_meta import setting
 from fedrec.shared.errors import ConfigError

@@ -4,9 +4,10 @@ carries (bool/int/float/str), converted only where that is lossless."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from fedrec.shared.config_meta import base_type
 from fedrec.shared.errors import ConfigError

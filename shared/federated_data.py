@@ -19,8 +19,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fedrec.shared import canary
-from fedrec.shared.interactions import (STREAM_TEST_NEGATIVES, STREAM_VAL_NEGATIVES, Interactions,
-                                 Split, build_interactions, leave_last_out, user_negatives)
+from fedrec.shared.interactions import (
+    STREAM_TEST_NEGATIVES,
+    STREAM_VAL_NEGATIVES,
+    Interactions,
+    Split,
+    build_interactions,
+    leave_last_out,
+    user_negatives,
+)
 from fedrec.shared.schema import Dataset, fingerprint
 
 

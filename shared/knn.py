@@ -18,7 +18,6 @@ import numpy as np
 from fedrec.shared.content import ItemContent, content_scores
 from fedrec.shared.content import standardise as _standardise
 
-
 #: ``knn_weight`` that lets each device choose its own fusion weight.
 AUTO = -1.0
 FUSION_WEIGHTS = (0.0, 1.0, 3.0, 10.0, 100.0)

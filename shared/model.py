@@ -21,7 +21,6 @@ weight is *global*, the part federation averages.
 
 from __future__ import annotations
 
-
 import numpy as np
 import tensorflow as tf
 

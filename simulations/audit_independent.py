@@ -25,7 +25,6 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from fedrec.shared import privacy
 
-
 #: Replacing one user's clipped update (L2 norm <= C) by another's moves the sum of the
 #: averaged updates by at most 2C (triangle inequality), the mean of r of them by 2C/r.
 AUDIT_REPLACE_ONE_SENSITIVITY = 2.0

@@ -10,10 +10,15 @@ import numpy as np
 from rich.table import Table
 
 from fedrec.shared.errors import ConfigError, DataError
-from fedrec.shared.runinfo import versions, write_json_atomic
-from fedrec.shared.interactions import (Interactions, Split, build_interactions, evaluation_negatives,
-                                 leave_last_out)
+from fedrec.shared.interactions import (
+    Interactions,
+    Split,
+    build_interactions,
+    evaluation_negatives,
+    leave_last_out,
+)
 from fedrec.shared.model import ModelConfig
+from fedrec.shared.runinfo import versions, write_json_atomic
 from fedrec.shared.schema import Dataset, fingerprint
 from fedrec.simulations.baselines import MODELS, NeuMFConfig, run_baseline
 from fedrec.simulations.progress import TrainingProgress, console, report

@@ -252,8 +252,13 @@ def _fit(inter: Interactions, split: Split, val_negatives: np.ndarray, config: N
     import tensorflow as tf
 
     from fedrec.shared.model import make_scorer
-    from fedrec.shared.training import (keras_dataset, make_dp_rows, make_rows, poisson_batches,
-                                 shuffled_batches)
+    from fedrec.shared.training import (
+        keras_dataset,
+        make_dp_rows,
+        make_rows,
+        poisson_batches,
+        shuffled_batches,
+    )
 
     tf.keras.utils.set_random_seed(seed)
     rng = np.random.default_rng([seed, 7])
@@ -311,7 +316,8 @@ def _compiled_model(config: NeuMFConfig, plan: DpPlan | None, inter: Interaction
     if plan is not None:
         from tensorflow_privacy import DPModel
         from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
-            make_default_layer_registry)
+            make_default_layer_registry,
+        )
         model_class = DPModel
         kwargs = dict(l2_norm_clip=plan.l2_norm_clip, noise_multiplier=plan.noise_multiplier,
                       use_xla=False, layer_registry=make_default_layer_registry())

@@ -7,8 +7,14 @@ import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 #: Progress, logs and messages go to stderr; result tables to stdout (``report``), wide
 #: enough when stdout is a file or a CI log rather than a terminal.

@@ -19,11 +19,19 @@ import argparse
 from fedrec.server.rundir import RunDir
 from fedrec.shared.errors import ConfigError
 from fedrec.simulations.progress import console, report
-from fedrec.simulations.simulate_args import build_config   # the flags live there (light)
+from fedrec.simulations.simulate_args import build_config  # the flags live there (light)
+
 # The steps of a run, each its own module; re-exported under their earlier names here.
-from fedrec.simulations.simulate_launch import (STARTUP_TIMEOUT, StartupHang, app_pyproject,
-                                                backend_config, execute, follow, launch,
-                                                round_status)
+from fedrec.simulations.simulate_launch import (
+    STARTUP_TIMEOUT,
+    StartupHang,
+    app_pyproject,
+    backend_config,
+    execute,
+    follow,
+    launch,
+    round_status,
+)
 from fedrec.simulations.simulate_post import add_ledger_summary, add_resources
 from fedrec.simulations.simulate_reference import reference
 from fedrec.simulations.simulate_table import final_table

@@ -47,8 +47,7 @@ from typing import Any
 from fedrec.shared.config import RunConfig, read_toml
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.release_config import ReleaseConfig
-from fedrec.simulations.sweep_release import (NEUMF, check_release_keys, pipeline_of,
-                                       release_config)
+from fedrec.simulations.sweep_release import NEUMF, check_release_keys, pipeline_of, release_config
 
 #: Cell keys that are not run parameters: targets the noise is calibrated for.
 TARGETS = ("user-epsilon", "example-epsilon")

@@ -116,7 +116,7 @@ def write_results(out: Path, rows: list[dict]) -> None:
 def tradeoff_plot(rows: list[dict], references: dict[str, float], out: Path) -> Path | None:
     """ε (log) against HR@10 and NDCG@10: mean ± sd over seeds per DP cell; release
     cells as one line per series (``series_of``)."""
-    from fedrec.simulations.plots import plt, _save
+    from fedrec.simulations.plots import _save, plt
 
     finite = {label: rs for label, rs in by_cell(rows).items() if epsilon_of(rs[0])}
     cells = {k: rs for k, rs in finite.items() if rs[0].get("pipeline", NEUMF) == NEUMF}
@@ -190,7 +190,7 @@ def _epsilon_axis(ax, eps: list[float]) -> None:
 
 def convergence_plot(cells: list[Cell], out: Path) -> Path | None:
     """HR@10 per evaluated round, one line per cell (mean over its seeds)."""
-    from fedrec.simulations.plots import plt, _save
+    from fedrec.simulations.plots import _save, plt
 
     curves: dict[str, dict[int, list[float]]] = {}
     for cell in cells:

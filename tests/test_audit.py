@@ -10,11 +10,11 @@ from dp_accounting import dp_event as dpe
 
 from fedrec.server.dp import ServerPrivacy, accounting_record, declared_privacy
 from fedrec.shared import privacy, protocol
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import RunConfig
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.protocol import LocalSettings
 from fedrec.simulations.audit import audit_accounting, load_run
+from fedrec.simulations.cli import main as fedrec
 
 N, M, ROUNDS = 50, 3, 4
 EXAMPLES = {0: 40, 1: 12, 2: 100}   # client -> training examples

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 
 from fedrec.shared import privacy
-from fedrec.simulations.cli import main
 from fedrec.shared.interactions import build_interactions, leave_last_out
-from fedrec.simulations.baselines import (NeuMFConfig, itemknn_scorer, popularity_scorer, recency_profile,
-                                   select_itemknn, training_weights)
+from fedrec.simulations.baselines import (
+    NeuMFConfig,
+    itemknn_scorer,
+    popularity_scorer,
+    recency_profile,
+    select_itemknn,
+    training_weights,
+)
+from fedrec.simulations.cli import main
 from tests.conftest import make_dataset
 
 

@@ -10,9 +10,9 @@ from dp_accounting import dp_event as dpe
 
 from fedrec.shared import privacy
 from fedrec.shared.budget import BudgetRegistry, compose, run_entry
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import RunConfig
 from fedrec.shared.ledger import Ledger
+from fedrec.simulations.cli import main as fedrec
 
 N, M, DELTA = 50, 5, 1e-3
 

@@ -48,8 +48,9 @@ def test_toml_file_with_a_run_table(tmp_path):
 
 def test_pyproject_flower_defaults_are_the_run_config_defaults():
     """`flwr run .` and `fedrec simulate` must start from the same configuration."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_flower()

@@ -14,8 +14,7 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
 from fedrec.client import app as capp
-from fedrec.client import dp_sgd
-from fedrec.client import local
+from fedrec.client import dp_sgd, local
 from fedrec.client.local import LocalModel
 from fedrec.client.state import LedgerStore, PrivateStore
 from fedrec.shared import privacy, protocol

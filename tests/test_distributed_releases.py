@@ -14,7 +14,12 @@ from fedrec.client import releases as device
 from fedrec.server import distributed
 from fedrec.shared import skellam, stats
 from fedrec.shared.errors import ConfigError
-from fedrec.shared.protocol_releases import NOISE_BITS, NOISE_MU_SHARE, NOISE_SCALE, popularity_request
+from fedrec.shared.protocol_releases import (
+    NOISE_BITS,
+    NOISE_MU_SHARE,
+    NOISE_SCALE,
+    popularity_request,
+)
 from fedrec.shared.release_config import ReleaseConfig
 from fedrec.simulations import audit_releases, release_sim
 
@@ -230,8 +235,9 @@ def test_bad_survivor_settings_are_one_clear_error(changes, message):
 
 
 def test_survivor_threshold_and_flags():
-    from fedrec.simulations import simulate_args
     import argparse
+
+    from fedrec.simulations import simulate_args
 
     assert ReleaseConfig(noise="distributed", min_survivors=0.7).survivor_threshold(10) == 7
     assert ReleaseConfig(noise="distributed", min_survivors=0.75).survivor_threshold(943) == 708

@@ -29,7 +29,6 @@ from tests.helpers import small_federation
 from tests.helpers import training_replies as _replies
 
 
-
 @pytest.fixture(scope="module")
 def fed():
     return small_federation()
@@ -146,7 +145,8 @@ def test_local_noise_scale_is_tensorflow_privacy_add_aggregate_noise_scale():
     """LocalModel draws its own (seeded) noise at std z*C/B: tf-privacy's scale for a mean loss."""
     import tensorflow as tf
     from tensorflow_privacy.privacy.fast_gradient_clipping.gradient_clipping_utils import (
-        add_aggregate_noise)
+        add_aggregate_noise,
+    )
 
     tf.random.set_seed(0)
     z, clip, batch = 1.3, 0.7, 16

@@ -13,14 +13,17 @@ from dp_accounting.pld import pld_privacy_accountant
 from scipy import stats
 
 from fedrec.shared import canary
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import ConfigError, RunConfig
 from fedrec.shared.federated_data import federation_of
 from fedrec.simulations import empirical
 from fedrec.simulations.audit import load_run
-from fedrec.simulations.empirical_audit import (canary_audit, empirical_checks, membership_audit,
-                                         per_coin_claim)
-
+from fedrec.simulations.cli import main as fedrec
+from fedrec.simulations.empirical_audit import (
+    canary_audit,
+    empirical_checks,
+    membership_audit,
+    per_coin_claim,
+)
 
 # ----- math -----
 

@@ -7,8 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from flwr.app import Message, MetricRecord, RecordDict
-from flwr.serverapp.strategy.strategy_utils import (aggregate_arrayrecords,
-                                                    aggregate_metricrecords)
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords, aggregate_metricrecords
 
 from fedrec.client import app as capp
 from fedrec.client.state import PrivateStore
@@ -16,11 +15,11 @@ from fedrec.server.app import initial_global_weights
 from fedrec.server.reply_order import eval_order, train_order
 from fedrec.shared import protocol
 from fedrec.shared.config import RunConfig
-from tests.helpers import call_client as _call
 from fedrec.shared.evaluate import evaluate
 from fedrec.shared.federated_data import federation_of
 from fedrec.shared.interactions import evaluation_negatives
 from fedrec.shared.model import build_model, get_private_weights, make_scorer, set_weights
+from tests.helpers import call_client as _call
 
 N_USERS = 12
 

@@ -5,9 +5,9 @@ needed (issue #20, part 1). The end-to-end check from a wheel is tests/test_whee
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
+import tomllib
 from flwr.common.config import validate_config
 
 from fedrec.shared import flower_app

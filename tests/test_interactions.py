@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from fedrec.shared.interactions import (build_interactions, evaluation_negatives, leave_last_out,
-                                 sample_training_negatives, user_negatives)
+from fedrec.shared.interactions import (
+    build_interactions,
+    evaluation_negatives,
+    leave_last_out,
+    sample_training_negatives,
+    user_negatives,
+)
 from tests.conftest import make_dataset
 
 

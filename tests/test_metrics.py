@@ -8,10 +8,23 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fedrec.shared.metrics import (add_sums, beyond_accuracy, catalog_coverage, hit_rate,
-                            intra_list_diversity, metrics_from_sums, mrr, ndcg, novelty,
-                            personalization, precision_recall_ndcg_at_k, rank_of_positive,
-                            ranking_sums, simulated_ctr, top_k)
+from fedrec.shared.metrics import (
+    add_sums,
+    beyond_accuracy,
+    catalog_coverage,
+    hit_rate,
+    intra_list_diversity,
+    metrics_from_sums,
+    mrr,
+    ndcg,
+    novelty,
+    personalization,
+    precision_recall_ndcg_at_k,
+    rank_of_positive,
+    ranking_sums,
+    simulated_ctr,
+    top_k,
+)
 
 NEG_INF = -np.inf
 

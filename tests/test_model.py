@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedrec.shared.model import (ModelConfig, build_model, get_global_weights, get_private_weights,
-                          make_scorer, set_weights)
+from fedrec.shared.model import (
+    ModelConfig,
+    build_model,
+    get_global_weights,
+    get_private_weights,
+    make_scorer,
+    set_weights,
+)
 
 CFG = ModelConfig(gmf_dim=4, mlp_embedding_dim=3, mlp_layers=(6, 2), content_dim=5)
 
@@ -72,7 +78,8 @@ def test_scorer_matches_a_direct_model_call():
 def test_dp_model_uses_fast_gradient_clipping():
     from tensorflow_privacy import DPModel
     from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
-        make_default_layer_registry)
+        make_default_layer_registry,
+    )
 
     model = _model(model_class=DPModel, l2_norm_clip=1.0, noise_multiplier=1.0, use_xla=False,
                    layer_registry=make_default_layer_registry())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.serverapp.strategy import (DifferentialPrivacyServerSideFixedClipping, FedAvg,
-                                     FedAvgM)
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedAvgM
 
 from fedrec.server.app import round_config
 from fedrec.server.dp import ServerPrivacy, mechanism

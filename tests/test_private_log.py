@@ -20,8 +20,8 @@ from dp_accounting import dp_event as dpe
 
 from fedrec.server.rundir import RunDir
 from fedrec.shared import privacy
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import RunConfig
+from fedrec.simulations.cli import main as fedrec
 from fedrec.simulations.inprocess import InProcessGrid, run_inprocess
 
 ROOT = Path(__file__).resolve().parent.parent

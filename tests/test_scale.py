@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedrec.server.slots import SlotGrid, slots_needed
 from fedrec.server.rundir import RunDir
+from fedrec.server.slots import SlotGrid, slots_needed
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.federated_data import load_federation

@@ -3,7 +3,6 @@ heterogeneity. Whole federations through the real ServerApp loop and ClientApp, 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -66,9 +65,10 @@ def test_a_participation_window_spaces_each_devices_rounds(tmp_path):
 
 
 def test_stragglers_answer_late(tmp_path):
-    from fedrec.simulations.inprocess import InProcessGrid
-    from fedrec.server.app import initial_global_weights, round_config
     from flwr.app import Message, RecordDict
+
+    from fedrec.server.app import initial_global_weights, round_config
+    from fedrec.simulations.inprocess import InProcessGrid
 
     cfg = RunConfig(out=str(tmp_path / "run"), straggler_fraction=1.0, straggler_delay=0.3,
                     **SMALL)
@@ -104,8 +104,8 @@ def test_bad_scenario_settings_fail_at_the_edge(changes, message):
 
 @pytest.mark.inprocess
 def test_cold_start_users_join_late_and_see_popular_items_until_then(tmp_path):
-    from fedrec.client.scenarios import is_late
     from fedrec.client.local import evaluate_scores
+    from fedrec.client.scenarios import is_late
 
     cfg = RunConfig(out=str(tmp_path / "run"), rounds=4, late_users=0.5, join_round=3,
                     **{**SMALL, "synthetic_users": 24, "eval_every": 1})

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from fedrec.server.app import run_federation, server_data
+from fedrec.server.rundir import RunDir
 from fedrec.server.secagg_bounds import rounding_l2
 from fedrec.shared import privacy as privacy_lib
-from fedrec.server.rundir import RunDir
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
+from fedrec.simulations.cli import main as fedrec
 from fedrec.simulations.inprocess import InProcessGrid
 
 BASE = dict(dataset="synthetic", synthetic_users=5, synthetic_items=60, rounds=2, dp="server",

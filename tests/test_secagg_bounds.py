@@ -16,9 +16,9 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from fedrec.server import secagg_bounds as sb
 from fedrec.server.dp import ServerPrivacy, check_settings
 from fedrec.shared import privacy
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
+from fedrec.simulations.cli import main as fedrec
 
 Q, M, R = 2 ** 22, 2 ** 32, 8.0
 SECAGG = dict(dp="server", dp_clipping="client-fixed", secagg=True, clip=0.5)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fedrec.simulations.cli import main as fedrec
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
 from fedrec.simulations.calibrate import user_noise_multiplier
+from fedrec.simulations.cli import main as fedrec
 from fedrec.simulations.simulate_cmd import backend_config
 from fedrec.simulations.sweep import load_sweep, slug
 from fedrec.simulations.sweep_report import write_report
