@@ -65,3 +65,22 @@ def tiny() -> Dataset:
              ("i3", "books", 5.0, "Book"), ("i4", "books", 7.0, "Novel"),
              ("i5", "sport", 30.0, "Ball"), ("i6", "", np.nan, "Mystery")]
     return make_dataset(rows, items)
+
+
+@pytest.fixture
+def noise_draws(monkeypatch) -> tuple[list[int], list[int]]:
+    """Write-ahead probe for the statistics releases: a test's ledger-save callback appends
+    ``len(ledger.history)`` to ``saved``; every noise draw (``stats.add_noise``) appends to
+    ``drawn`` how many events were durable at that moment."""
+    from fedrec.shared import stats
+
+    saved: list[int] = []
+    drawn: list[int] = []
+    real = stats.add_noise
+
+    def spy(total, z, rng, symmetric=False):
+        drawn.append(saved[-1])
+        return real(total, z, rng, symmetric)
+
+    monkeypatch.setattr(stats, "add_noise", spy)
+    return saved, drawn

@@ -120,16 +120,8 @@ def test_without_noise_als_recovers_a_planted_low_rank_ranking():
     assert fused > pop + 0.3, (pop, fused)
 
 
-def test_ledger_has_one_event_per_pass_written_before_its_noise(monkeypatch):
-    saved: list[int] = []
-    drawn: list[int] = []
-    real = stats.add_noise
-
-    def spy(total, z, rng, symmetric=False):
-        drawn.append(saved[-1])             # how many events were durable at this draw
-        return real(total, z, rng, symmetric)
-
-    monkeypatch.setattr(stats, "add_noise", spy)
+def test_ledger_has_one_event_per_pass_written_before_its_noise(noise_draws):
+    saved, drawn = noise_draws
     users, n_items = _planted(1)
     data = [SimpleNamespace(train_items=t, n_items=n_items) for t, _ in users]
 

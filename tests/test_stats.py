@@ -109,16 +109,8 @@ def test_calibration_meets_the_target_tightly():
     assert releases.calibrate_total(math.inf, 1e-4, shares) == 0.0
 
 
-def test_ledger_is_written_before_any_noise(monkeypatch):
-    saved: list[int] = []
-    drawn: list[int] = []
-    real = stats.add_noise
-
-    def spy(total, z, rng, symmetric=False):
-        drawn.append(saved[-1])             # how many events were durable at this draw
-        return real(total, z, rng, symmetric)
-
-    monkeypatch.setattr(stats, "add_noise", spy)
+def test_ledger_is_written_before_any_noise(noise_draws):
+    saved, drawn = noise_draws
     users = [np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([2, 3])]
 
     def collect(name, request):
