@@ -50,15 +50,7 @@ def popularity_sum(contributions: Iterable[np.ndarray], n_items: int,
     its share of the sum is bounded: the sensitivity the accounting assumes). A malformed
     vector counts as zero, which is within the same bound. ``bounded=False`` (no DP):
     the plain sum."""
-    total, refused = np.zeros(n_items), 0
-    for vector in contributions:
-        vector = np.asarray(vector, np.float64).ravel()
-        if vector.shape != (n_items,) or not np.all(np.isfinite(vector)):
-            refused += 1
-            continue
-        total += vector / (max(1.0, float(np.linalg.norm(vector))) if bounded else 1.0)
-    _log_refused("popularity", refused)
-    return total
+    return vector_sum(contributions, n_items, "popularity", bounded)
 
 
 def cooccurrence_total(contributions: Iterable[np.ndarray], h: int, cap: int,
@@ -80,17 +72,19 @@ def cooccurrence_total(contributions: Iterable[np.ndarray], h: int, cap: int,
     return stats.cooccurrence_sum(kept, h, bounded, item_weight)
 
 
-def vector_sum(contributions: Iterable[np.ndarray], size: int, statistic: str) -> np.ndarray:
+def vector_sum(contributions: Iterable[np.ndarray], size: int, statistic: str,
+               bounded: bool = True) -> np.ndarray:
     """Sum of dense contributions of length ``size``, each clipped here to L2 norm 1 (the
-    sensitivity the accounting assumes, whatever a device sent); a malformed vector
-    counts as zero. Used for the ALS statistics (``fedrec.shared.als``)."""
+    sensitivity the accounting assumes, whatever a device sent; ``bounded=False``: the
+    plain sum); a malformed vector counts as zero. The popularity release and the ALS
+    statistics (``fedrec.shared.als``) use it."""
     total, refused = np.zeros(size), 0
     for vector in contributions:
         vector = np.asarray(vector, np.float64).ravel()
         if vector.shape != (size,) or not np.all(np.isfinite(vector)):
             refused += 1
             continue
-        total += vector / max(1.0, float(np.linalg.norm(vector)))
+        total += vector / (max(1.0, float(np.linalg.norm(vector))) if bounded else 1.0)
     _log_refused(statistic, refused)
     return total
 
