@@ -38,9 +38,12 @@ run: $(STAMP)
 		--seed 0 --out $(RUN_OUT)/release --compare $(RUN_OUT)/baselines.json
 	$(VENV)/bin/fedrec audit $(RUN_OUT)/release
 
+# Every tier, as $(SHARDS) concurrent pytest processes split by test file
+# (tests/shards.py; SHARDS=1 runs one process).
+SHARDS ?= 4
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python tests/shards.py --shards $(SHARDS)
 
 # Tiers (docs/testing.md): test-fast = unit tests (pure functions, one model call, no
 # federation); test-inprocess = in-process federations and trainings; make test = all.
