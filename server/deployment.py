@@ -3,7 +3,7 @@
 --enable-supernode-auth``), every node registered with ``flwr supernode register``.
 
 This is the documented deployment path, scripted: ``examples/local_federation`` uses it
-to run an app's devices, and ``tests/test_deployment.py`` to test it with real
+to run an app's devices, and ``tests/test_deployment*.py`` to test it with real
 processes. Each device is a SuperNode whose node config points at its SDK store
 (``store-path``, ``fedrec.client.store.EventStore``); the run config names the shared item
 catalogue and the number of devices.
@@ -14,8 +14,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +40,26 @@ class Ports:
     fleet: int = 9092
     control: int = 9093
     clientappio: int = 9094
+
+    @classmethod
+    def free(cls, nodes: int, tries: int = 100) -> "Ports":
+        """Ports no process on 127.0.0.1 holds now: 3 + ``nodes`` consecutive ones from a
+        random base in [20000, 60000), so that two deployments (two test processes) can run
+        at once. (Another process may still take one before the deployment binds it.)"""
+        for _ in range(tries):
+            base = random.randrange(20000, 60000 - 3 - nodes)
+            if all(_port_free(p) for p in range(base, base + 3 + nodes)):
+                return cls(base, base + 1, base + 2, base + 3)
+        raise FedrecError(f"found no {3 + nodes} consecutive free ports on 127.0.0.1")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass

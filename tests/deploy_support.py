@@ -1,7 +1,8 @@
 """What the deployment test files share: a real federation on 127.0.0.1 (SuperLink +
 3 SuperNodes over TLS with SuperNode authentication, each device an app's SDK store),
 started once per test file (each file's module-scoped fixture calls
-:func:`three_node_federation`), so two files can run in two processes at once."""
+:func:`three_node_federation`) on free ports, so two files can run in two processes at
+once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fedrec.client.store import EventStore
-from fedrec.server.deployment import LocalDeployment
+from fedrec.server.deployment import LocalDeployment, Ports
 from fedrec.server.rundir import RunDir
 from fedrec.shared.synthetic import SyntheticConfig, generate
 
@@ -44,7 +45,7 @@ def three_node_federation(root: Path) -> Iterator[tuple[QuickExpiry, Path, list[
             for row in data.events[data.events["user_id"] == user].itertuples():
                 store.record(row.item_id, row.event, int(row.timestamp))
         stores.append(path)
-    with QuickExpiry(root / "federation") as fed:
+    with QuickExpiry(root / "federation", Ports.free(3)) as fed:
         fed.credentials(3)
         fed.start_superlink()
         for i in (1, 2, 3):

@@ -7,7 +7,8 @@ site-packages) but neither the checkout nor the project's editable install (a ``
 line adds a folder to ``sys.path``; the ``.pth`` files inside that folder, the editable
 finder among them, are not run). Then, from an empty temporary directory: a 1-round
 synthetic ``fedrec simulate``, ``fedrec audit`` on it, a DP popularity release, and an SDK
-round trip. Every step asserts that the code it ran is the wheel's.
+round trip; a deployment (SuperLink + 2 SuperNodes over TLS) whose Flower App is the
+wheel's. Every step asserts that the code it ran is the wheel's.
 """
 
 from __future__ import annotations
@@ -41,6 +42,43 @@ with EventStore("phone.db", user_id="alice") as store:
         store.record(item, "click", 1)
     recs = Recommender(store, catalogue, release=sys.argv[1]).recommend(k=5)
     print(json.dumps({"file": fedrec.__file__, "events": store.count(), "recs": recs}))
+"""
+
+#: Runs in the wheel's venv: a SuperLink and two SuperNodes (TLS, authenticated) started by
+#: the installed fedrec, one round of DP-FedAvg over two SDK stores, on free ports.
+DEPLOY = """
+import json, sys
+from pathlib import Path
+import fedrec
+from fedrec.client.store import EventStore
+from fedrec.server.deployment import LocalDeployment, Ports
+from fedrec.shared.synthetic import SyntheticConfig, generate
+
+root = Path(sys.argv[1]).resolve()
+root.mkdir()
+data = generate(SyntheticConfig(n_users=2, n_items=40, seed=5))
+data.items.to_csv(root / "catalogue.csv", index=False)
+stores = []
+for k, user in enumerate(dict.fromkeys(data.events["user_id"]), start=1):
+    with EventStore(root / f"device-{k}.db") as store:
+        for row in data.events[data.events["user_id"] == user].itertuples():
+            store.record(row.item_id, row.event, int(row.timestamp))
+    stores.append(root / f"device-{k}.db")
+with LocalDeployment(root / "federation", Ports.free(2)) as fed:
+    fed.credentials(2)
+    fed.start_superlink()
+    for i in (1, 2):
+        fed.register(i)
+        fed.start_supernode(i, {"store-path": str(stores[i - 1]), "device-index": i})
+    fed.wait_online(2, timeout=300)
+    proc = fed.run({"catalogue": str(root / "catalogue.csv"), "clients": 2, "rounds": 1,
+                    "out": str(root / "run"), "dp": "server", "noise-multiplier": 0.3,
+                    "clip": 1.0, "round-timeout": 300.0, "gmf-dim": 4, "mlp-dim": 4,
+                    "content-dim": 4})
+    code = proc.wait(timeout=900)
+    app = (fed.project / "pyproject.toml").read_text()
+print(json.dumps({"file": fedrec.__file__, "exit": code, "app": app,
+                  "log": (root / "federation" / "flwr-run.log").read_text()[-3000:]}))
 """
 
 
@@ -156,3 +194,16 @@ def test_baseline_certs_and_a_bundled_sweep_from_the_wheel(installed):
     listed = _run(installed, fedrec, "sweep", "simulations/configs/synthetic_scale.toml",
                   "--out", "sweep", "--dry-run").stdout
     assert "seed" in listed or "cell" in listed.lower(), listed
+
+
+def test_a_tls_deployment_runs_the_wheels_flower_app(installed):
+    python, _, work = installed
+    seen = json.loads(_run(installed, str(python), "-c", DEPLOY, "deploy", timeout=1200).stdout)
+    assert Path(seen["file"]).is_relative_to(python.parent.parent)
+    assert seen["exit"] == 0, seen["log"]
+    assert '"fedrec.server.app:app"' in seen["app"]
+    run = work / "deploy" / "run"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["clients_replied"] for r in rows] == [2]
+    _run(installed, str(python.parent / "fedrec"), "audit", str(run))
+    assert json.loads((run / "audit.json").read_text())["passed"] is True
