@@ -19,6 +19,16 @@ from fedrec.shared.errors import ConfigError
 from fedrec.shared.knn import KnnSettings
 
 PIPELINES = ("popularity", "knn", "als")
+#: ``fedrec simulate --pipeline auto``: the release pipeline chosen from the roster size
+#: and the budget (:func:`auto_pipeline`).
+AUTO = "auto"
+#: Users x total user-level ε from which ``auto`` picks ``knn`` over ``popularity``. The
+#: co-occurrence's signal grows with the users and its noise shrinks with ε, so the two
+#: pipelines cross at a roughly fixed product: on MovieLens-100k's validation item (943
+#: users, seeds 0-2, secret noise) popularity led at ε 3 (0.536 against 0.504), they tied
+#: at ε 4 (0.541 each, 3,772) and kNN led at ε 6 (0.589 against 0.545):
+#: docs/results/2026-12-03-dp-statistics-releases.md, "Which pipeline when".
+AUTO_KNN_FROM = 4000.0
 CONTRIBUTIONS = ("bounded", "raw")
 #: Who adds the noise: the server once (central Gaussian) or every device a share of
 #: integer Skellam noise (distributed, ``fedrec.shared.skellam``; issue #22).
@@ -295,6 +305,16 @@ class ReleaseConfig:
 
     def replace(self, **changes: Any) -> "ReleaseConfig":
         return dataclasses.replace(self, **changes)
+
+
+def auto_pipeline(users: int, target_epsilon: float) -> str:
+    """The release pipeline for ``users`` devices and a total user-level ``target_epsilon``
+    (inf: no noise): ``knn`` when users x ε >= :data:`AUTO_KNN_FROM`, else
+    ``popularity``."""
+    if users <= 0 or not target_epsilon > 0:
+        raise ConfigError(f"--pipeline auto needs users > 0 and ε > 0, got {users}, "
+                          f"{target_epsilon:g}")
+    return "knn" if users * target_epsilon >= AUTO_KNN_FROM else "popularity"
 
 
 def with_raw_defaults(values: dict[str, Any]) -> dict[str, Any]:

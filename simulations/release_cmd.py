@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     if RunDir(cfg.out).manifest_path.exists():
         raise ConfigError(f"{cfg.out} already holds a run; choose another --out")
-    console.print(f"{cfg.pipeline} release pipeline on {cfg.dataset}, user-level ε "
+    chosen = " (--pipeline auto)" if args.pipeline == "auto" else ""
+    console.print(f"{cfg.pipeline} release pipeline{chosen} on {cfg.dataset}, user-level ε "
                   f"{cfg.target_epsilon:g} -> {cfg.out}")
     with console.status(f"{args.engine}: calibrating the noise, collecting contributions, "
                         "releasing, evaluating on the devices..."):

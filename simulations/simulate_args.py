@@ -17,7 +17,14 @@ from typing import Any, Mapping
 from fedrec.shared.config import RunConfig
 from fedrec.shared.config_meta import GROUPS, base_type, describe
 from fedrec.shared.errors import ConfigError
-from fedrec.shared.release_config import PIPELINES, ReleaseConfig, with_raw_defaults
+from fedrec.shared.release_config import (
+    AUTO,
+    AUTO_KNN_FROM,
+    PIPELINES,
+    ReleaseConfig,
+    auto_pipeline,
+    with_raw_defaults,
+)
 
 #: Simulated clients running in parallel by default (one per core of a 2-core machine).
 WORKERS = 2
@@ -108,7 +115,7 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg.replace(**changes)
 
 
-PIPELINE_CHOICES = ("neumf",) + PIPELINES
+PIPELINE_CHOICES = ("neumf",) + PIPELINES + (AUTO,)
 #: ReleaseConfig fields whose flag is RunConfig's (same name: ``--dataset``, ``--seed``,
 #: ``--target-epsilon``, ``--out``, ...): defined once, by the RunConfig groups; a release
 #: run takes ReleaseConfig's default where the flag is unset.
@@ -129,8 +136,10 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--pipeline", choices=PIPELINE_CHOICES, default="neumf",
                         help="neumf: federated training (DP-FedAvg under --dp server); "
-                        "popularity / knn: one-shot DP statistics releases, recommended on "
-                        "the device (--target-epsilon is their total budget, inf: no noise)")
+                        "popularity / knn / als: one-shot DP statistics releases, recommended "
+                        "on the device (--target-epsilon is their total budget, inf: no "
+                        "noise); auto: knn when users x ε >= "
+                        f"{AUTO_KNN_FROM:g}, else popularity")
     group = parser.add_argument_group(RELEASE_GROUP)
     release_fields = {f.name: f for f in fields(ReleaseConfig)}
     for name in _RELEASE_FLAGS:
@@ -162,4 +171,15 @@ def build_release_config(args: argparse.Namespace) -> ReleaseConfig:
     values = with_raw_defaults(values)
     if getattr(args, "budget_dir", None) is not None:
         values["budget_dir"] = str(Path(args.budget_dir).resolve())
-    return ReleaseConfig(pipeline=args.pipeline, **values)
+    if args.pipeline != AUTO:
+        return ReleaseConfig(pipeline=args.pipeline, **values)
+    cfg = ReleaseConfig(**values)
+    return cfg.replace(pipeline=auto_pipeline(roster_size(cfg), cfg.target_epsilon))
+
+
+def roster_size(cfg: ReleaseConfig) -> int:
+    """Users of the release run's data (loaded once per process: the run reuses it)."""
+    from fedrec.shared.federated_data import load_federation
+
+    return load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users,
+                           cfg.synthetic_items).n_clients

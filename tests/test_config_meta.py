@@ -3,12 +3,14 @@ derived from it elsewhere (``fedrec.shared.config_meta``; issue #20 part 3)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 
 import pytest
 
 from fedrec.shared.config import RunConfig
 from fedrec.shared.config_meta import GROUPS, RELEASE_GROUPS, base_type, describe, setting
+from fedrec.shared.errors import ConfigError
 from fedrec.shared.protocol import LocalSettings
 from fedrec.shared.release_config import ReleaseConfig
 
@@ -264,3 +266,30 @@ def test_simulate_help_lists_every_release_flag():
     for flag in [*OLD_RELEASE_FLAGS, "--pipeline", "--engine", "--compare"]:
         assert f"{flag} " in text, flag
     assert "ease-lambda 2000, ease-weight 300" in text
+
+
+@pytest.mark.parametrize(("users", "epsilon", "chosen"), [
+    (943, 3.0, "popularity"), (943, 4.0, "popularity"),   # 3,772 < 4,000
+    (943, 5.0, "knn"), (100_000, 1.0, "knn"), (40, math.inf, "knn"), (400, 10.0, "knn"),
+    (399, 10.0, "popularity")])
+def test_auto_pipeline_picks_knn_from_4000_users_times_epsilon(users, epsilon, chosen):
+    from fedrec.shared.release_config import auto_pipeline
+    assert auto_pipeline(users, epsilon) == chosen
+
+
+def test_pipeline_auto_resolves_on_the_roster_of_the_run():
+    from fedrec.simulations.simulate_args import build_release_config
+
+    def chosen(users: int, epsilon: str) -> str:
+        args = _parser().parse_args(["--pipeline", "auto", "--dataset", "synthetic",
+                                     "--synthetic-users", str(users), "--synthetic-items", "30",
+                                     "--target-epsilon", epsilon])
+        return build_release_config(args).pipeline
+    assert chosen(40, "8") == "popularity" and chosen(40, "inf") == "knn"
+    assert chosen(600, "8") == "knn"
+
+
+def test_pipeline_auto_refuses_what_it_cannot_choose_for():
+    from fedrec.shared.release_config import auto_pipeline
+    with pytest.raises(ConfigError, match="pipeline auto"):
+        auto_pipeline(0, 8.0)
