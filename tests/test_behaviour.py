@@ -1,6 +1,7 @@
 """Behaviour unchanged by issue #20's restructuring (namespace, protocol, module splits,
-generated settings): the seeded synthetic federation of ``benchmarks/behaviour_golden.py``
-gives the numbers the tree before the restructuring (commit 62ccd7c) wrote to
+generated settings): the seeded synthetic federation (user-level DP-FedAvg) of
+``benchmarks/behaviour_golden.py`` gives the numbers the tree before the restructuring
+(commit 62ccd7c, run with ``--old``) wrote to
 ``tests/data/behaviour_golden.json``: results.json's metrics and ε, each round's train
 loss and the final model's per-array norms.
 
