@@ -1,4 +1,4 @@
-"""Statistics releases with distributed Skellam noise (issue #22, in-process slice).
+"""Statistics releases with distributed Skellam noise (issue #22).
 
 Each device scales its (L2 <= 1) contribution by ``scale``, rounds it to integers with
 conditional randomized rounding, adds its share ``Sk(mu / n)`` of integer noise and
@@ -20,9 +20,10 @@ uploads it summed and refuses to release when ``s < t`` (:class:`TooFewSurvivors
 write-ahead event stays in the ledger. The bit width is sized for all n devices and the
 largest noise ``mu n / t`` (the worst case).
 
-Not done here: SecAgg+ transport (in this engine the server's loop receives each
-device's noisy share, so the ε against the server only holds once SecAgg+ carries the
-shares), DP-FedAvg.
+Transport: the in-process engine's ``collect`` yields every device's upload (the server
+sees each noisy share); the Flower engine's (``fedrec.server.release_secagg``) returns an
+:class:`UnmaskedSum`, the sum SecAgg+ unmasked and its survivor count, which
+:func:`modular_total` reduces and centers the same way. DP-FedAvg is not here.
 """
 
 from __future__ import annotations
