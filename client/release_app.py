@@ -25,7 +25,9 @@ from fedrec.shared.content import ItemContent
 from fedrec.shared.federated_data import ClientData, load_federation
 from fedrec.shared.protocol import NODE_PARTITION_ID
 from fedrec.shared.release_config import ReleaseConfig
+from fedrec.shared.secagg_prg import install as install_full_seed_masks
 
+install_full_seed_masks()       # SecAgg+ masks keyed by the whole seed (fedrec.shared.secagg_prg)
 app = ClientApp()
 
 

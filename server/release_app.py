@@ -22,8 +22,10 @@ from fedrec.shared import knn
 from fedrec.shared import protocol_releases as wire
 from fedrec.shared.federated_data import load_federation
 from fedrec.shared.release_config import ReleaseConfig
+from fedrec.shared.secagg_prg import install as install_full_seed_masks
 
 log = logging.getLogger("flwr")
+install_full_seed_masks()       # SecAgg+ masks keyed by the whole seed (fedrec.shared.secagg_prg)
 app = ServerApp()
 #: Seconds to wait for every device's answer to one query.
 TIMEOUT = 3600.0

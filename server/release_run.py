@@ -28,7 +28,7 @@ from dp_accounting import dp_event as dpe
 
 from fedrec.server import distributed, releases
 from fedrec.server.rundir import RunDir
-from fedrec.shared import als, knn, privacy, stats
+from fedrec.shared import als, knn, privacy, secagg_prg, stats
 from fedrec.shared.budget import BudgetRegistry, run_entry
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.release_config import ReleaseConfig
@@ -104,8 +104,10 @@ def declared(cfg: ReleaseConfig, n_users: int, z: float,
     if plan is not None:
         releases = {name: r.declared() for name, r in plan.items()}
         if secagg:
+            masks = secagg_prg.NAME if secagg_prg.installed() else "flower-mt19937"
             for name, r in plan.items():
-                releases[name]["secagg"] = distributed.secagg_record(r)
+                releases[name]["secagg"] = {**distributed.secagg_record(r),
+                                            "mask_generator": masks}
         return {"level": "user", "relation": stats.RELATION, "noise": "distributed",
                 "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "rdp",
                 "secret_randomness": cfg.private, "min_survivors": cfg.min_survivors,

@@ -168,7 +168,8 @@ def _secagg_check(declared: dict[str, Any]) -> dict[str, Any]:
     """Every release's recorded SecAgg+ setup, recomputed here: reconstruction threshold
     = t, a key shared with all n devices, weight 1, ``Q = 2^bits`` (<= 2^30: int32),
     ``c = Q / 2`` (quantizer exactly 1), ``M`` the smallest power of two above
-    ``n (Q + 1)``, and ``n 2^bits < 2^50`` (the sum is recovered exactly)."""
+    ``n (Q + 1)``, ``n 2^bits < 2^50`` (the sum is recovered exactly), and masks drawn
+    by the full-seed generator (``fedrec.shared.secagg_prg``, not Flower's 32-bit one)."""
     t, bad = _threshold(declared), []
     for name, r in declared["releases"].items():
         n, q = r["devices"], 2 ** r["bits"]
@@ -176,7 +177,8 @@ def _secagg_check(declared: dict[str, Any]) -> dict[str, Any]:
         while m <= n * (q + 1):
             m *= 2
         want = {"threshold": t, "num_shares": n, "quantization_range": q,
-                "clipping_range": q // 2, "modulus_range": m, "max_weight": 1}
+                "clipping_range": q // 2, "modulus_range": m, "max_weight": 1,
+                "mask_generator": "shake-256"}
         if r.get("secagg") != want or r["bits"] > 30 or n * q >= 2 ** 50:
             bad.append(name)
     return _check("SecAgg+ setup: threshold = t, Q = 2^bits, c = Q/2, M > n (Q + 1)", not bad,

@@ -29,7 +29,7 @@ from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 from fedrec.client import release_secagg
 from fedrec.client import releases as device
 from fedrec.server import distributed
-from fedrec.shared import knn, skellam
+from fedrec.shared import knn, secagg_prg, skellam
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.release_config import ReleaseConfig
 from fedrec.simulations import audit_releases, release_sim
@@ -140,6 +140,33 @@ def test_an_unmasked_sum_is_reduced_and_centered_like_the_modular_sum():
     assert distributed.modular_total(distributed.UnmaskedSum(None, 2), r) == (None, 2)
     with pytest.raises(distributed.TooFewSurvivors, match="SecAgg\\+ halted"):
         distributed.check_survivors("popularity", 5, r, unmasked=False)
+
+
+def test_full_seed_masks_differ_where_flowers_32_bit_fold_collides():
+    """Two keys equal in Flower's 32-bit XOR fold give Flower the same masks; the
+    full-seed generator (SHAKE-256 of the whole key) gives different ones, uniform on
+    [0, M) (M - 1 included), with Flower's shapes."""
+    rng = np.random.default_rng(7)
+    a = bytearray(rng.bytes(32))
+    b = bytearray(a)
+    for i in range(4):                 # flip the same bits in two words: same fold
+        b[i] ^= 0x5A
+        b[4 + i] ^= 0x5A
+    shapes = [(1,), (3, 5), ()]
+    for x, y in zip(pseudo_rand_gen(bytes(a), 2 ** 20, shapes),
+                    pseudo_rand_gen(bytes(b), 2 ** 20, shapes)):
+        np.testing.assert_array_equal(x, y)                  # Flower: 32 bits of seed
+    ours_a = secagg_prg.full_seed_rand_gen(bytes(a), 2 ** 20, shapes)
+    ours_b = secagg_prg.full_seed_rand_gen(bytes(b), 2 ** 20, shapes)
+    assert [x.shape for x in ours_a] == [(1,), (3, 5), ()]
+    assert all(x.dtype == np.int64 for x in ours_a)
+    assert not np.array_equal(ours_a[1], ours_b[1])
+    again = secagg_prg.full_seed_rand_gen(bytes(a), 2 ** 20, shapes)
+    assert all(np.array_equal(x, y) for x, y in zip(ours_a, again))   # both sides agree
+    small = secagg_prg.full_seed_rand_gen(bytes(a), 4, [(4000,)])[0]
+    assert set(np.unique(small)) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="power of two"):
+        secagg_prg.full_seed_rand_gen(bytes(a), 6, [(2,)])
 
 
 # ----- the apps over a grid in this process (no engine) -----
@@ -266,6 +293,8 @@ def test_the_server_holds_no_unnoised_aggregate_on_a_grid(tmp_path, monkeypatch)
     manifest = json.loads((tmp_path / "grid" / "manifest.json").read_text())
     assert manifest["privacy"]["transport"] == "secagg+"
     assert manifest["privacy"]["releases"]["popularity"]["secagg"]["threshold"] == N
+    assert manifest["privacy"]["releases"]["popularity"]["secagg"]["mask_generator"] == \
+        "shake-256" and secagg_prg.installed()     # and both sides unmasked with it
 
 
 @pytest.mark.inprocess
@@ -311,7 +340,8 @@ def test_secagg_halting_makes_no_release_and_keeps_the_event(tmp_path):
 def test_audit_fails_on_a_tampered_secagg_record(tmp_path):
     cfg = ReleaseConfig(**SMALL, out=str(tmp_path / "grid"))
     _run_on_grid(cfg)
-    for key, value in [("threshold", N - 1), ("modulus_range", 2 ** 62)]:
+    for key, value in [("threshold", N - 1), ("modulus_range", 2 ** 62),
+                       ("mask_generator", "flower-mt19937")]:
         bad = tmp_path / f"bad-{key}"
         shutil.copytree(tmp_path / "grid", bad)
         manifest = json.loads((bad / "manifest.json").read_text())
