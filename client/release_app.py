@@ -5,33 +5,56 @@ Two query actions, both answered from the device's own data
 server names (popularity vector, or head positions for the co-occurrence), and
 ``query.recommend`` takes the release, ranks the device's held-out item on the device and
 returns its metrics (a simulation's measurement: a deployment would not report them).
+
+With distributed noise in the Flower engine the contributions travel through SecAgg+
+instead: Flower's ``secaggplus_mod`` runs the protocol's train messages and calls the
+train handler for the fit stage, which answers with the device's centered noisy share
+(``fedrec.client.release_secagg``).
 """
 
 from __future__ import annotations
 
 from flwr.app import Context, Message
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 
+from fedrec.client import release_secagg
 from fedrec.client import releases as device
 from fedrec.shared import protocol_releases as wire
 from fedrec.shared.content import ItemContent
 from fedrec.shared.federated_data import ClientData, load_federation
 from fedrec.shared.protocol import NODE_PARTITION_ID
 from fedrec.shared.release_config import ReleaseConfig
+from fedrec.shared.secagg_prg import install as install_full_seed_masks
 
+install_full_seed_masks()       # SecAgg+ masks keyed by the whole seed (fedrec.shared.secagg_prg)
 app = ClientApp()
 
 
 def device_data(context: Context) -> tuple[ReleaseConfig, ClientData, ItemContent]:
     """This simulated device's config, data (``partition-id`` picks the user) and the
     catalogue's public metadata."""
+    cfg, data, fed = _device(context)
+    return cfg, data, ItemContent.of(fed.inter)
+
+
+def _device(context: Context):
+    """(config, this device's data, the federation) of ``partition-id``'s user."""
     cfg = ReleaseConfig.from_mapping(dict(context.run_config))
     if NODE_PARTITION_ID not in context.node_config:
         raise RuntimeError(f"this ClientApp needs node_config['{NODE_PARTITION_ID}'] (simulation)")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
     data = fed.client(int(context.node_config[NODE_PARTITION_ID]))
     data = data.for_validation() if cfg.holdout == "validation" else data
-    return cfg, data, ItemContent.of(fed.inter)
+    return cfg, data, fed
+
+
+@app.train(mods=[secaggplus_mod])
+def secagg_share(msg: Message, context: Context) -> Message:
+    """The fit stage of a SecAgg+ release: this device's centered noisy share."""
+    cfg, data, fed = _device(context)
+    return release_secagg.answer(msg, context, cfg, data,
+                                 int(context.node_config[NODE_PARTITION_ID]), fed.n_clients)
 
 
 @app.query(wire.CONTRIBUTE_ACTION)

@@ -9,6 +9,7 @@ reports exactly what devices would.
 
 from __future__ import annotations
 
+import math
 import secrets
 
 import numpy as np
@@ -78,15 +79,42 @@ def dense_contribution(statistic: str, request: dict, data: ClientData) -> np.nd
         None if weight is None else np.asarray(weight, np.float64))
 
 
-def noisy_share(statistic: str, request: dict, data: ClientData,
-                rng: np.random.Generator) -> np.ndarray:
+def centered_share(statistic: str, request: dict, data: ClientData,
+                   rng: np.random.Generator) -> np.ndarray:
     """Distributed noise (``fedrec.server.distributed``): the device's dense contribution,
-    scaled, conditionally rounded (L2 bound kept), plus ``Sk(mu share)`` per coordinate,
-    modulo ``2^bits`` (int64 in ``[0, 2^bits)``). Never the plain contribution."""
+    scaled, conditionally rounded (L2 bound kept), plus ``Sk(mu share)`` per coordinate
+    (int64, not reduced: what SecAgg+ carries). Never the plain contribution."""
     x = skellam.quantize(dense_contribution(statistic, request, data),
                          float(request[NOISE_SCALE]), 1.0, rng)
     x += skellam.noise_share(x.size, float(request[NOISE_MU_SHARE]), rng)
-    return skellam.wrap(x, int(request[NOISE_BITS]))
+    return x
+
+
+def noisy_share(statistic: str, request: dict, data: ClientData,
+                rng: np.random.Generator) -> np.ndarray:
+    """:func:`centered_share` modulo ``2^bits`` (int64 in ``[0, 2^bits)``): the upload of
+    the in-process engine."""
+    return skellam.wrap(centered_share(statistic, request, data, rng),
+                        int(request[NOISE_BITS]))
+
+
+def share_stream(release: int, devices: int, device: int) -> int:
+    """Index of the test noise stream (:func:`noise_generator`) of ``device`` (0-based)
+    in the ``release``-th release (1-based) of ``devices``: distinct per release and
+    device, and the same in every engine."""
+    return release * devices + device
+
+
+def simulated_dropouts(fraction: float, n: int, seed: int, release: int) -> frozenset[int]:
+    """Simulated failures: ``floor(fraction * n)`` devices, drawn without replacement by a
+    generator seeded from the run's ``seed`` and the release's index, never upload in
+    that release. Not secret and not privacy randomness: which devices fail is no input
+    to any DP claim (the server only counts the uploads it sums)."""
+    k = math.floor(round(fraction * n, 9))
+    if k <= 0:
+        return frozenset()
+    rng = np.random.default_rng([seed, 0xD80F, release])
+    return frozenset(int(u) for u in rng.choice(n, size=k, replace=False))
 
 
 def evaluate(data: ClientData, released: knn.Released, settings: knn.KnnSettings,

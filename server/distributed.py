@@ -1,4 +1,4 @@
-"""Statistics releases with distributed Skellam noise (issue #22, in-process slice).
+"""Statistics releases with distributed Skellam noise (issue #22).
 
 Each device scales its (L2 <= 1) contribution by ``scale``, rounds it to integers with
 conditional randomized rounding, adds its share ``Sk(mu / n)`` of integer noise and
@@ -20,9 +20,10 @@ uploads it summed and refuses to release when ``s < t`` (:class:`TooFewSurvivors
 write-ahead event stays in the ledger. The bit width is sized for all n devices and the
 largest noise ``mu n / t`` (the worst case).
 
-Not done here: SecAgg+ transport (in this engine the server's loop receives each
-device's noisy share, so the ε against the server only holds once SecAgg+ carries the
-shares), DP-FedAvg.
+Transport: the in-process engine's ``collect`` yields every device's upload (the server
+sees each noisy share); the Flower engine's (``fedrec.server.release_secagg``) returns an
+:class:`UnmaskedSum`, the sum SecAgg+ unmasked and its survivor count, which
+:func:`modular_total` reduces and centers the same way. DP-FedAvg is not here.
 """
 
 from __future__ import annotations
@@ -166,15 +167,35 @@ def plan(target_epsilon: float, delta: float, shares: dict[str, float], dim: dic
     return out
 
 
-def modular_total(shares: Iterable[np.ndarray], release: SkellamRelease
-                  ) -> tuple[np.ndarray, int]:
+@dataclass(frozen=True)
+class UnmaskedSum:
+    """What a secure aggregation hands the server: the integer sum of the survivors'
+    centered shares (int64; None when the protocol halted and unmasked nothing) and
+    how many shares it holds (s)."""
+
+    total: np.ndarray | None
+    survivors: int
+
+
+def modular_total(shares: Iterable[np.ndarray] | UnmaskedSum, release: SkellamRelease
+                  ) -> tuple[np.ndarray | None, int]:
     """Sum of the devices' uploads modulo 2^bits, centered, in real units (/ scale), and
     the number of uploads summed (the survivors s).
 
     One upload at a time (memory does not grow with the roster). An upload of the
     wrong shape or outside ``[0, 2^bits)`` is refused (not summed, not counted) and
-    logged: its noise share is not in the sum.
+    logged: its noise share is not in the sum. An :class:`UnmaskedSum` (SecAgg+) is
+    already summed: it is reduced modulo 2^bits and centered the same way (None when
+    nothing was unmasked).
     """
+    if isinstance(shares, UnmaskedSum):
+        if shares.total is None:
+            return None, shares.survivors
+        total = np.asarray(shares.total).ravel()
+        if total.shape != (release.dim,) or total.dtype.kind not in "iu":
+            raise ValueError(f"unmasked sum of shape {total.shape} ({total.dtype}), "
+                             f"expected ({release.dim},) integers")
+        return skellam.unwrap(total, release.bits) / release.scale, shares.survivors
     modulus = np.int64(1) << release.bits
     total, refused, summed = np.zeros(release.dim, np.int64), 0, 0
     for share in shares:
@@ -190,12 +211,45 @@ def modular_total(shares: Iterable[np.ndarray], release: SkellamRelease
     return skellam.unwrap(total, release.bits) / release.scale, summed
 
 
+def secagg_record(release: SkellamRelease) -> dict:
+    """How SecAgg+ carries ``release`` (``fedrec.server.release_secagg``): Flower's
+    reconstruction threshold (= t, the survivor threshold), shares per key (n) and the
+    quantization ``Q``, clipping ``c`` and mask modulus ``M`` of
+    ``fedrec.shared.skellam.secagg_ranges`` (the manifest records it; the audit recomputes it)."""
+    q, c, m = skellam.secagg_ranges(release.bits, release.devices)
+    return {"threshold": release.threshold, "num_shares": release.devices,
+            "quantization_range": q, "clipping_range": c, "modulus_range": m,
+            "max_weight": 1}
+
+
+def check_secagg(releases: dict[str, SkellamRelease]) -> None:
+    """Refuse (one line, ``ConfigError``) a plan SecAgg+ cannot carry exactly: more than
+    30 bits, ``n 2^bits >= 2^50``, or a threshold t < 2 (Flower reads an integer
+    threshold of 1 as the fraction 1.0, i.e. every share; and t = 1 protects nothing)."""
+    for name, r in releases.items():
+        if r.threshold < 2:
+            raise ConfigError(f"SecAgg+ needs a survivor threshold t >= 2, got t = "
+                              f"{r.threshold} of {r.devices} devices: raise --min-survivors "
+                              f"(or use more devices)")
+        try:
+            skellam.secagg_ranges(r.bits, r.devices)
+        except ValueError as err:
+            raise ConfigError(f"{name} release: {err}; lower --skellam-scale") from None
+
+
+def decode_average(average: np.ndarray, survivors: int) -> np.ndarray:
+    """The integer sum of ``survivors`` centered shares from the weighted average Flower's
+    SecAgg+ returns (``secagg_ranges``: weight 1 each, quantizer exactly 1): ``round(average
+    s)``, exact while ``n 2^bits < 2^50`` (``check_secagg``)."""
+    return np.rint(np.asarray(average, np.float64).ravel() * survivors).astype(np.int64)
+
+
 def modular_sum(shares: Iterable[np.ndarray], release: SkellamRelease) -> np.ndarray:
     """:func:`modular_total` without the count."""
     return modular_total(shares, release)[0]
 
 
-def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, settings,
+def run(collect: Callable[[str, dict], Iterable[np.ndarray] | UnmaskedSum], n_items: int, settings,
         releases: dict[str, SkellamRelease], ledger: Ledger,
         save_ledger: Callable[[Ledger], None],
         on_summed: Callable[[str, dict], None] | None = None
@@ -221,7 +275,7 @@ def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, sett
         total, survivors = modular_total(collect(name, request(name, base)), r)
         if on_summed is not None:
             on_summed(name, r.survivors_record(survivors))
-        check_survivors(name, survivors, r)
+        check_survivors(name, survivors, r, total is not None)
         return total
 
     popularity = release(stats.POPULARITY, popularity_request(
@@ -236,9 +290,16 @@ def run(collect: Callable[[str, dict], Iterable[np.ndarray]], n_items: int, sett
     return popularity, head, stats.unpack_triangle(release(stats.COOCCURRENCE, base), len(head))
 
 
-def check_survivors(name: str, survivors: int, release: SkellamRelease) -> None:
+def check_survivors(name: str, survivors: int, release: SkellamRelease,
+                    unmasked: bool = True) -> None:
     """Refuse (one line) a sum of fewer than t shares: it carries less than the
-    accounted noise, so it must not be released."""
+    accounted noise, so it must not be released; also when SecAgg+ halted
+    (``unmasked`` False: fewer than t devices held on to the end of the protocol)."""
+    if not unmasked:
+        raise TooFewSurvivors(
+            f"{name} release not made: SecAgg+ halted ({survivors} of {release.devices} "
+            f"masked shares collected; fewer than its reconstruction threshold t = "
+            f"{release.threshold} devices completed the protocol); its ledger event stays")
     if survivors < release.threshold:
         raise TooFewSurvivors(
             f"{name} release not made: {survivors} of {release.devices} devices uploaded a "

@@ -1,6 +1,7 @@
 """The Flower ServerApp of a statistics-release run.
 
-Asks every device once per statistic (``query.contribute``), runs the releases
+Asks every device once per statistic (``query.contribute``; with distributed noise
+through SecAgg+, ``fedrec.server.release_secagg``), runs the releases
 (``fedrec.server.release_run``: bound, account write-ahead, noise, release), then sends the
 release to every device (``query.recommend``) and averages the metrics they report.
 """
@@ -8,19 +9,23 @@ release to every device (``query.recommend``) and averages the metrics they repo
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedrec.server.release_run import DataInfo, run_release
+from fedrec.server.release_secagg import TRANSCRIPT, SecAggCollect
 from fedrec.server.strategy import wait_for_nodes
 from fedrec.shared import knn
 from fedrec.shared import protocol_releases as wire
 from fedrec.shared.federated_data import load_federation
 from fedrec.shared.release_config import ReleaseConfig
+from fedrec.shared.secagg_prg import install as install_full_seed_masks
 
 log = logging.getLogger("flwr")
+install_full_seed_masks()       # SecAgg+ masks keyed by the whole seed (fedrec.shared.secagg_prg)
 app = ServerApp()
 #: Seconds to wait for every device's answer to one query.
 TIMEOUT = 3600.0
@@ -32,8 +37,12 @@ def main(grid: Grid, context: Context) -> None:
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
     data = DataInfo(fed.name, fed.fingerprint, fed.n_clients, fed.n_items)
     nodes = wait_for_nodes(grid, data.users, "devices")
-    run_release(cfg, data, flower_collect(grid, nodes), flower_evaluate(grid, nodes, cfg),
-                engine="flower")
+    collect = flower_collect(grid, nodes)
+    if cfg.noise == "distributed":      # the shares travel through SecAgg+
+        transcript = Path(cfg.out) / TRANSCRIPT if cfg.secagg_transcript else None
+        collect = SecAggCollect(grid, nodes, cfg.survivor_threshold(len(nodes)), TIMEOUT,
+                                transcript)
+    run_release(cfg, data, collect, flower_evaluate(grid, nodes, cfg), engine="flower")
 
 
 def _ask(grid: Grid, nodes: list[int], query: str, content: RecordDict) -> list[Message]:

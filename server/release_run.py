@@ -28,9 +28,8 @@ from dp_accounting import dp_event as dpe
 
 from fedrec.server import distributed, releases
 from fedrec.server.rundir import RunDir
-from fedrec.shared import als, knn, privacy, stats
+from fedrec.shared import als, knn, privacy, secagg_prg, stats
 from fedrec.shared.budget import BudgetRegistry, run_entry
-from fedrec.shared.errors import FedrecError
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.release_config import ReleaseConfig
 from fedrec.shared.runinfo import versions, write_text_atomic
@@ -39,13 +38,23 @@ KIND = "statistics-release"
 #: Who the user-level ε holds against (privacy.json, README threat model).
 ADVERSARY = ("anyone who sees the released statistics or what devices compute from them; "
              "the server sees each contribution in the clear (central DP: trusted curator)")
-#: ... with distributed Skellam noise in the in-process engine (no SecAgg+ yet).
+#: ... with distributed Skellam noise in the in-process engine (no SecAgg+ there).
 ADVERSARY_DISTRIBUTED = (
     "anyone who sees the released statistics or what devices compute from them; each "
-    "device adds its own share of the noise, but without SecAgg+ (not yet wired) the "
-    "server receives every device's noisy share, which carries only 1/t of the noise (t "
-    "the survivor threshold): "
-    "against the server the ε holds only once SecAgg+ carries the shares")
+    "device adds its own share of the noise, but the in-process engine has no SecAgg+: "
+    "the server receives every device's noisy share, which carries only 1/t of the noise "
+    "(t the survivor threshold), so against the server the ε does not hold (the Flower "
+    "engine carries the shares through SecAgg+)")
+#: ... with distributed Skellam noise carried by SecAgg+ (the Flower engine).
+ADVERSARY_SECAGG = (
+    "anyone who sees the released statistics or what devices compute from them, and an "
+    "honest-but-curious server: SecAgg+ (reconstruction threshold t) unmasks only the sum "
+    "of at least t devices' noisy shares, which carries at least the accounted noise; "
+    "assumes fewer than t devices collude with the server, that honest devices add their "
+    "noise, and that the server follows the protocol (an actively malicious server is not "
+    "covered); the masks' secrecy is computational (docs/distributed-dp.md)")
+#: Engines whose distributed shares travel through SecAgg+.
+SECAGG_ENGINES = ("flower",)
 #: ``evaluate(released) -> (mean metrics, devices evaluated)``.
 Evaluate = Callable[[knn.Released], tuple[dict[str, float], int]]
 
@@ -88,14 +97,23 @@ def noise_for(cfg: ReleaseConfig, n_users: int) -> float:
 
 
 def declared(cfg: ReleaseConfig, n_users: int, z: float,
-             plan: dict[str, distributed.SkellamRelease] | None = None) -> dict[str, Any]:
-    """The mechanism as declared in the manifest: what an auditor recomputes from."""
+             plan: dict[str, distributed.SkellamRelease] | None = None,
+             secagg: bool = False) -> dict[str, Any]:
+    """The mechanism as declared in the manifest: what an auditor recomputes from
+    (``secagg``: the shares travel through SecAgg+, whose setup each release records)."""
     if plan is not None:
+        releases = {name: r.declared() for name, r in plan.items()}
+        if secagg:
+            masks = secagg_prg.NAME if secagg_prg.installed() else "flower-mt19937"
+            for name, r in plan.items():
+                releases[name]["secagg"] = {**distributed.secagg_record(r),
+                                            "mask_generator": masks}
         return {"level": "user", "relation": stats.RELATION, "noise": "distributed",
                 "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "rdp",
                 "secret_randomness": cfg.private, "min_survivors": cfg.min_survivors,
                 "threshold": cfg.survivor_threshold(n_users),
-                "releases": {name: r.declared() for name, r in plan.items()}}
+                "transport": "secagg+" if secagg else "in-process",
+                "releases": releases}
     budget = settings_for(cfg, z).budget()
     return {"level": "user", "relation": stats.RELATION, "sensitivity": stats.SENSITIVITY,
             "delta": cfg.user_delta(n_users), "users": n_users, "claim_accountant": "pld",
@@ -109,18 +127,17 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                 evaluate: Evaluate, engine: str) -> dict[str, Any]:
     """Run the pipeline, write the run directory, return ``results.json``'s content."""
     start = time.perf_counter()
-    plan = None
+    plan, secagg = None, engine in SECAGG_ENGINES
     if cfg.noise == "distributed":
-        if engine != "inprocess":
-            raise FedrecError("--noise distributed runs only in the in-process engine for now "
-                              "(SecAgg+ transport is not wired yet)")
         plan = skellam_plan(cfg, data)
+        if secagg:
+            distributed.check_secagg(plan)
     z = noise_for(cfg, data.users) if plan is None else 0.0
     run_dir = RunDir(cfg.out)
     run_dir.create({"kind": KIND, "run_id": secrets.token_hex(8), "engine": engine,
                     "config": cfg.to_dict(),
                     "versions": versions(), "seed": cfg.seed,
-                    "privacy": declared(cfg, data.users, z, plan),
+                    "privacy": declared(cfg, data.users, z, plan, secagg),
                     "data": {"name": data.name, "fingerprint": data.fingerprint,
                              "users": data.users, "items": data.items}}, resume=False)
     ledger = Ledger(stats.RELATION, cfg.user_delta(data.users))
@@ -142,7 +159,7 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
                                      save, summed)
     knn.save_released(run_dir.path / "release.npz", released, cfg.knn)
     metrics, evaluated = evaluate(released)
-    privacy = privacy_record(cfg, ledger, plan, survivors)
+    privacy = privacy_record(cfg, ledger, plan, survivors, secagg)
     run_dir.write_privacy(privacy)
     results = {"kind": KIND, "engine": engine, "pipeline": cfg.pipeline, "dataset": data.name,
                "seed": cfg.seed, "holdout": cfg.holdout, "metrics": metrics,
@@ -160,7 +177,8 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
 
 def privacy_record(cfg: ReleaseConfig, ledger: Ledger,
                    plan: dict[str, distributed.SkellamRelease] | None = None,
-                   survivors: dict[str, dict] | None = None) -> dict[str, Any]:
+                   survivors: dict[str, dict] | None = None,
+                   secagg: bool = False) -> dict[str, Any]:
     """``privacy.json``: the user-level ε (PLD, the claim; RDP beside it) of the ledger.
     Distributed noise: the claim is the ledger's planned events (``mu``, the noise of t
     survivors); ``distributed`` adds the survivors per release and the ε of the noise
@@ -171,7 +189,8 @@ def privacy_record(cfg: ReleaseConfig, ledger: Ledger,
     user = {"epsilon": claim, "epsilons": eps, "accountant": accountant,
             "delta": ledger.delta, "relation": stats.RELATION,
             "neighbours": "replace one user's entire history (the roster is public)",
-            "adversary": ADVERSARY if cfg.noise == "central" else ADVERSARY_DISTRIBUTED,
+            "adversary": (ADVERSARY if cfg.noise == "central"
+                          else ADVERSARY_SECAGG if secagg else ADVERSARY_DISTRIBUTED),
             "noise": cfg.noise, "private": cfg.private,
             "releases": len(ledger.history)}
     if plan is not None:

@@ -24,6 +24,8 @@ RECOMMEND = f"{MessageType.QUERY}.{RECOMMEND_ACTION}"
 #: Keys of a contribution request (``fedrec.server.releases.Collect``).
 STATISTIC, DECAY, CAP, HEAD, BOUNDED = "statistic", "decay", "cap", "head", "bounded"
 CONTRIBUTION = "contribution"
+#: Config key of a SecAgg+ (legacy fit) request naming its array values, in order.
+SECAGG_ARRAY_KEYS = "array-keys"
 #: Keys a distributed-noise request adds (``fedrec.server.distributed``): integer units per unit,
 #: the device's Skellam variance share, the upload's bits per coordinate, and the pair
 #: item weights (``--pair-beta``; the server applies them itself in the central mode).
@@ -86,6 +88,27 @@ def contribute_request(content: RecordDict) -> tuple[str, dict]:
         if ARRAYS in content and key in content[ARRAYS]:
             request[key] = content[ARRAYS][key].numpy()
     return str(config[STATISTIC]), request
+
+
+def secagg_request(statistic: str, request: dict) -> tuple[list[np.ndarray], dict]:
+    """A contribute request as SecAgg+'s legacy fit instruction carries it: the
+    array values (head, pair weights) as the parameters, in order, and the scalars,
+    the statistic and the arrays' keys (comma-separated) as the config."""
+    arrays = {k: np.asarray(v) for k, v in request.items()
+              if isinstance(v, (np.ndarray, list, tuple))}
+    config = {k: v for k, v in request.items() if k not in arrays}
+    config.update({STATISTIC: statistic, SECAGG_ARRAY_KEYS: ",".join(arrays)})
+    return list(arrays.values()), config
+
+
+def secagg_request_of(arrays: list[np.ndarray], config: dict) -> tuple[str, dict]:
+    """Inverse of :func:`secagg_request`: (statistic, request)."""
+    config = dict(config)
+    statistic = str(config.pop(STATISTIC))
+    keys = [k for k in str(config.pop(SECAGG_ARRAY_KEYS, "")).split(",") if k]
+    if len(keys) != len(arrays):
+        raise ValueError(f"SecAgg+ request: {len(arrays)} arrays for keys {keys}")
+    return statistic, {**config, **dict(zip(keys, arrays))}
 
 
 def contribution_content(vector: np.ndarray) -> RecordDict:

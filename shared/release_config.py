@@ -105,9 +105,13 @@ class ReleaseConfig:
             so any ``s >= t`` survivors carry ``Sk(mu s / t)``, at least the accounted
             ``mu``; fewer than t and the release fails (docs/distributed-dp.md). 1.0: every
             device must answer.
-        release_dropout: distributed only, in-process simulation of failures: fraction of
-            the roster, in [0, 1), that never uploads in a release (drawn per release by
-            a generator seeded from ``seed``: not secret, not privacy randomness).
+        release_dropout: distributed only, simulation of failures: fraction of the
+            roster, in [0, 1), that never uploads in a release (drawn per release by a
+            generator seeded from ``seed``: not secret, not privacy randomness; in the
+            Flower engine those devices fail at SecAgg+'s masked-vector stage).
+        secagg_transcript: tests only (needs ``noise_seed`` >= 0): the Flower engine's
+            server appends every payload it receives, and each unmasked sum, to
+            ``secagg-transcript.jsonl`` in the run directory.
         out: the run directory.
         budget_dir: the dataset-level budget registry the run records its releases in
             (``fedrec.shared.budget``; empty: ``.fedrec-budget`` next to ``out``), as
@@ -179,7 +183,8 @@ class ReleaseConfig:
     noise: str = setting("central", "user-level DP",
         "central: the server adds one Gaussian per release; distributed: each device adds its "
         "share of Skellam integer noise to its quantized contribution, the server sums "
-        "integers mod 2^bits (in-process engine only; docs/distributed-dp.md)", choices=NOISES)
+        "integers mod 2^bits (the Flower engine carries the shares through SecAgg+; "
+        "docs/distributed-dp.md)", choices=NOISES)
     skellam_scale: float = setting(4096.0, "distributed noise",
         "--noise distributed: integer units per unit of contribution")
     skellam_bits: int = setting(32, "distributed noise",
@@ -188,8 +193,13 @@ class ReleaseConfig:
         "--noise distributed: fraction of the roster in (0, 1] that must upload for a release; "
         "noise shares are sized for ceil(fraction * n) devices, a release with fewer fails")
     release_dropout: float = setting(0.0, "distributed noise",
-        "--noise distributed, in-process: simulated fraction of devices in [0, 1) that never "
-        "upload in a release (seeded by seed: a failure simulation, not privacy randomness)")
+        "--noise distributed: simulated fraction of devices in [0, 1) that never upload in a "
+        "release (seeded by seed: a failure simulation, not privacy randomness; in the Flower "
+        "engine they fail at SecAgg+'s masked-vector stage)")
+    secagg_transcript: bool = setting(False, "distributed noise",
+        "tests only (needs --noise-seed): the Flower engine's server writes every payload it "
+        "receives and the unmasked sums to secagg-transcript.jsonl in the run directory",
+        cli=False)
     out: str = setting("runs/release", "run directory", "the run directory")
     budget_dir: str = setting("", "run directory",
         "dataset-level budget registry the run records its releases in (empty: .fedrec-budget "
@@ -232,6 +242,9 @@ class ReleaseConfig:
         if not (0 < self.min_survivors <= 1 and 0 <= self.release_dropout < 1):
             raise ConfigError(f"min-survivors must be in (0, 1] and release-dropout in [0, 1), "
                               f"got {self.min_survivors} and {self.release_dropout}")
+        if self.secagg_transcript and (self.noise != "distributed" or self.noise_seed < 0):
+            raise ConfigError("secagg-transcript is for tests: it needs --noise distributed "
+                              "and --noise-seed")
         if self.noise == "central":
             if self.min_survivors != 1 or self.release_dropout:
                 raise ConfigError("--min-survivors and --release-dropout apply to --noise "

@@ -217,6 +217,33 @@ def unwrap(values: np.ndarray, bits: int) -> np.ndarray:
     return np.where(values >= modulus // 2, values - modulus, values)
 
 
+#: Flower's SecAgg+ quantizes to int32: ``Q = 2^bits`` must fit, so bits <= 30.
+SECAGG_MAX_BITS = 30
+#: The server's sum is recovered exactly from Flower's float64 average while
+#: ``n 2^bits < 2^SECAGG_EXACT_LOG2`` (|sum| <= n c, relative error of two roundings).
+SECAGG_EXACT_LOG2 = 50
+
+
+def secagg_ranges(bits: int, n: int) -> tuple[int, int, int]:
+    """Flower SecAgg+ ranges ``(Q, c, M)`` that carry ``n`` devices' centered integer
+    shares (|x| <= c) of a ``bits``-wide modular sum without any rounding or wrap.
+
+    Flower maps ``x`` to ``(x + c) Q / (2c)`` with stochastic rounding: with ``Q = 2^bits``
+    and ``c = Q / 2`` the quantizer is exactly 1, so an integer ``x`` passes unrounded
+    (``ceil(x + c) - (x + c) = 0``) to an integer in ``[0, Q]``. Flower masks each
+    coordinate and the weight factor (``s Q`` summed) modulo ``M``: the smallest power
+    of two with ``M > n (Q + 1)`` holds both sums of up to n devices. Refuses (one line,
+    ``ValueError``) ``bits > 30`` (int32) and ``n 2^bits >= 2^50`` (not exact)."""
+    if not 2 <= bits <= SECAGG_MAX_BITS:
+        raise ValueError(f"SecAgg+ carries at most {SECAGG_MAX_BITS} bits per coordinate "
+                         f"(Flower quantizes to int32), the sum needs {bits}")
+    if n < 1 or n * 2 ** bits >= 2 ** SECAGG_EXACT_LOG2:
+        raise ValueError(f"SecAgg+ cannot return the sum of {n} devices at {bits} bits "
+                         f"exactly (n 2^bits must be < 2^{SECAGG_EXACT_LOG2})")
+    q = 1 << bits
+    return q, q // 2, 1 << (n * (q + 1)).bit_length()
+
+
 # ----- what a device runs -----
 
 def quantize(x: np.ndarray, scale: float, clip: float, rng: np.random.Generator,

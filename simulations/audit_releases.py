@@ -24,7 +24,9 @@ declared releases (its closed-form RDP summed by order), plus the declared noise
 cannot wrap (noise mu n / t). A fourth check reads the survivors record (``privacy.json``
 ``distributed``, equal to the manifest's ``survivors``): every release summed s >= t
 shares (s <= n), its noise ``mu s / t`` is recomputed here, and the ε of that noise
-actually summed (own closed form) is at most the claim.
+actually summed (own closed form) is at most the claim. A Flower-engine run (its shares
+travel through SecAgg+, ``transport: secagg+``) has each release's recorded SecAgg+ setup
+recomputed (threshold t, ranges Q, c, M).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def audit(path: str | Path) -> dict[str, Any]:
                       else _exact_check(declared, claimed))
     if distributed:
         checks.append(_survivors_check(declared, manifest, claim, claimed))
+        if declared.get("transport") == "secagg+" or manifest.get("engine") == "flower":
+            checks.append(_secagg_check(declared))
     if not private:
         checks.append(_check("not private is said", math.isinf(claimed),
                              "seeded or noiseless releases must claim ε = inf"))
@@ -158,6 +162,28 @@ def _survivors_check(declared: dict[str, Any], manifest: dict[str, Any],
     return _check(SURVIVORS_CHECK, ok,
                   f"t = {t}; {'bad: ' + ', '.join(short) if short else 'all releases s >= t'}; "
                   f"ε with mu s / t {own:.6g}, claimed {claimed:.6g}")
+
+
+def _secagg_check(declared: dict[str, Any]) -> dict[str, Any]:
+    """Every release's recorded SecAgg+ setup, recomputed here: reconstruction threshold
+    = t, a key shared with all n devices, weight 1, ``Q = 2^bits`` (<= 2^30: int32),
+    ``c = Q / 2`` (quantizer exactly 1), ``M`` the smallest power of two above
+    ``n (Q + 1)``, ``n 2^bits < 2^50`` (the sum is recovered exactly), and masks drawn
+    by the full-seed generator (``fedrec.shared.secagg_prg``, not Flower's 32-bit one)."""
+    t, bad = _threshold(declared), []
+    for name, r in declared["releases"].items():
+        n, q = r["devices"], 2 ** r["bits"]
+        m = 1
+        while m <= n * (q + 1):
+            m *= 2
+        want = {"threshold": t, "num_shares": n, "quantization_range": q,
+                "clipping_range": q // 2, "modulus_range": m, "max_weight": 1,
+                "mask_generator": "shake-256"}
+        if r.get("secagg") != want or r["bits"] > 30 or n * q >= 2 ** 50:
+            bad.append(name)
+    return _check("SecAgg+ setup: threshold = t, Q = 2^bits, c = Q/2, M > n (Q + 1)", not bad,
+                  f"t = {t}; " + ("bad: " + ", ".join(bad) if bad else
+                                  "every release's SecAgg+ ranges carry its shares exactly"))
 
 
 def _exact_check(declared: dict[str, Any], claimed: float) -> dict[str, Any]:

@@ -13,7 +13,6 @@ Two engines run the same devices and the same server (``fedrec.server.release_ru
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,10 +70,9 @@ def run(cfg: ReleaseConfig, roster: tuple[DataInfo, list[ClientData]] | None = N
         step(statistic)
         if cfg.noise == "distributed":          # each device adds its own noise share
             calls[0] += 1
-            first = calls[0] * len(clients)     # a distinct test stream per release and device
             gone = dropouts(cfg.release_dropout, len(clients), cfg.seed, calls[0])
-            return (device.noisy_share(statistic, request, c,
-                                       device.noise_generator(seed, first + u))
+            return (device.noisy_share(statistic, request, c, device.noise_generator(
+                        seed, device.share_stream(calls[0], len(clients), u)))
                     for u, c in enumerate(clients) if u not in gone)
         return (device.contribution(statistic, request, c) for c in clients)
 
@@ -87,16 +85,8 @@ def run(cfg: ReleaseConfig, roster: tuple[DataInfo, list[ClientData]] | None = N
     return run_release(cfg, data, collect, evaluate, engine="inprocess")
 
 
-def dropouts(fraction: float, n: int, seed: int, release: int) -> frozenset[int]:
-    """Simulated failures: ``floor(fraction * n)`` devices, drawn without replacement by a
-    generator seeded from the run's ``seed`` and the release's index, never upload in
-    that release. Not secret and not privacy randomness: which devices fail is no input
-    to any DP claim (the server only counts the uploads it sums)."""
-    k = math.floor(round(fraction * n, 9))
-    if k <= 0:
-        return frozenset()
-    rng = np.random.default_rng([seed, 0xD80F, release])
-    return frozenset(int(u) for u in rng.choice(n, size=k, replace=False))
+#: Simulated failures (``fedrec.client.releases.simulated_dropouts``).
+dropouts = device.simulated_dropouts
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
