@@ -24,6 +24,8 @@ from fedrec.client.local import KEY_BITS, evaluate_scores, get_local_model
 from fedrec.client.mods import optional_fixedclipping_mod, simulation_node_mod
 from fedrec.client.scenarios import is_late, new_items, released, scenario
 from fedrec.client.secagg import secagg_mod
+from fedrec.client.seeding import allows_seeded_noise
+from fedrec.client.seeding import deployed as _deployed
 from fedrec.client.state import LedgerStore, PrivateStore
 from fedrec.client.store import EventStore, StoreEmbedding, StoreLedger
 from fedrec.shared import canary
@@ -109,11 +111,6 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Federation, Clien
     return cfg, fed, held_out(cfg, fed.client(user))
 
 
-def _deployed(node_config) -> bool:
-    """A deployed device names its own data (an SDK store or an events file)."""
-    return NODE_STORE_PATH in node_config or NODE_EVENTS_PATH in node_config
-
-
 def held_out(cfg: RunConfig, data: ClientData) -> ClientData:
     """The device's data as the run's ``holdout`` asks: as is (the test item held out),
     or its validation view (``ClientData.for_validation``) for choosing settings."""
@@ -143,21 +140,6 @@ def _load_local(msg: Message, cfg: RunConfig, fed: Federation, data: ClientData,
     model.load(from_record(msg.content[ARRAYS]),
                store.load(max_round) if private is None else private, (cfg.seed, data.user))
     return model
-
-
-def allows_seeded_noise(node_config) -> bool:
-    """Whether this device accepts a round whose DP randomness the server seeded.
-
-    Its own node config decides (``allow-seeded-noise``). Without that key a deployed
-    device (``store-path`` or ``events-path``) refuses, and a simulated one (only a
-    ``partition-id``) accepts: the simulation's operator runs the devices and holds the
-    seed anyway.
-    """
-    if NODE_ALLOW_SEEDED in node_config:
-        value = node_config[NODE_ALLOW_SEEDED]
-        return value.strip().lower() in ("true", "1", "yes") if isinstance(value, str) \
-            else bool(value)
-    return not _deployed(node_config)
 
 
 @app.query()

@@ -15,6 +15,10 @@ What still leaves the device in clear: the reply's metrics (number of examples, 
 1 under user-level DP, the train loss and the seconds spent). A device that declines a
 round cannot take part in the protocol's sum; it answers with an error and counts as
 dropped out.
+
+With ``dp = distributed`` (the fit config carries ``skellam-*`` keys) the device does
+not hand its weights to ``secaggplus_mod`` but its clipped update as integers plus its
+Skellam noise share (``fedrec.client.ddp``): the server then unmasks only the noisy sum.
 """
 
 from __future__ import annotations
@@ -26,12 +30,20 @@ from flwr.common import recorddict_compat as compat
 from flwr.common.constant import MessageType
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
+from fedrec.client import ddp
+from fedrec.client.seeding import allows_seeded_noise
 from fedrec.shared.protocol import (
     ARRAYS,
     CONFIG,
     METRICS,
+    NODE_ALLOW_SEEDED,
+    NODE_DEVICE_INDEX,
+    NODE_PARTITION_ID,
     NUM_EXAMPLES,
+    SKELLAM_PREFIX,
+    LocalSettings,
     declined_reason,
+    server_round,
     split_array_names,
     to_record,
 )
@@ -55,7 +67,8 @@ def _legacy_fit(msg: Message, context: Context, call_next) -> Message:
     names, config = split_array_names(fitins.config)
     arrays = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
     original = msg.content
-    msg.content = RecordDict({ARRAYS: to_record(arrays), CONFIG: ConfigRecord(config)})
+    inner = {k: v for k, v in config.items() if not k.startswith(SKELLAM_PREFIX)}
+    msg.content = RecordDict({ARRAYS: to_record(arrays), CONFIG: ConfigRecord(inner)})
     try:
         reply = call_next(msg, context)
     finally:
@@ -66,7 +79,26 @@ def _legacy_fit(msg: Message, context: Context, call_next) -> Message:
         raise DeclinedUnderSecAgg(f"declined a SecAgg+ round: {declined_reason(reply.content)}")
     metrics = dict(reply.content[METRICS])
     weights = reply.content[ARRAYS]
-    result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([weights[n].numpy() for n in names]),
+    new = [weights[n].numpy() for n in names]
+    if ddp.is_distributed(config):     # the clipped update, integer, plus the noise share
+        new = ddp.encode_update([arrays[n] for n in names], new, config,
+                                *_generators(config, context))
+        metrics[NUM_EXAMPLES] = 1      # every device weighs 1 (max_weight = 1)
+    result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(new),
                     int(metrics.get(NUM_EXAMPLES, 1)), metrics)
     reply.content = compat.fitres_to_recorddict(result, keep_input=False)
     return reply
+
+
+def _generators(config, context: Context):
+    """The device's rounding and noise generators for this round (``fedrec.client.ddp``);
+    a seeded round only where the device's node config allows it."""
+    settings = LocalSettings.from_record(config)
+    node = context.node_config
+    if settings.noise_seed >= 0 and not allows_seeded_noise(node):
+        raise DeclinedUnderSecAgg(f"refused: the server seeded this round's noise (noise-seed "
+                                  f"{settings.noise_seed}); allowed only with "
+                                  f"{NODE_ALLOW_SEEDED} = true in the node config")
+    user = int(node.get(NODE_PARTITION_ID, node.get(NODE_DEVICE_INDEX, -1)))
+    return ddp.generators(settings.noise_seed, int(context.run_config.get("seed", 0)), user,
+                          server_round(config))

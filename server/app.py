@@ -21,6 +21,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.common.constant import MessageType
 from flwr.serverapp import Grid, ServerApp
 
+from fedrec.server import ddp
 from fedrec.server.dp import (
     ServerPrivacy,
     accounting_record,
@@ -139,13 +140,16 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     fed = server_data(cfg)
     sampled = per_round(cfg.clients_per_round, fed.n_clients)
     strategy = make_strategy(cfg, fed.n_clients)   # Flower validates DP arguments here
-    dp = ServerPrivacy(cfg, fed.n_clients, sampled) if cfg.server_dp else None
+    weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
+    dp = user_privacy(cfg, fed.n_clients, sampled, sum(int(np.size(w)) for w in weights.values()))
+    declared = declared_privacy(cfg, fed.n_clients, sampled)
+    if cfg.distributed_dp:
+        declared["user"] = dp.declared(fed.n_clients)
     run = RunDir(cfg.out)
     run.create({"config": cfg.to_flower(), "versions": versions(), "seed": cfg.seed,
                 "run_id": secrets.token_hex(8), "data": fed.manifest,
                 "model": "fedrec-hybrid (NeuMF + content tower), federated reconstruction",
-                "privacy": declared_privacy(cfg, fed.n_clients, sampled),
-                "server_private": PRIVATE_SECTION},
+                "privacy": declared, "server_private": PRIVATE_SECTION},
                resume=cfg.resume)
     if not cfg.catalogue:   # simulation: count which Ray node ran each reply
         grid = NodeLog(grid, run.path / SIMULATION_NODES)
@@ -154,7 +158,6 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                         timeout=cfg.round_timeout)
     else:
         grid = OrderedGrid(grid, node_positions(grid, fed.n_clients, cfg.round_timeout))
-    weights = initial_global_weights(cfg, fed.n_items, fed.item_features)
     releases = run.read_releases() if cfg.resume else []
     start_round = 1
     if cfg.resume:
@@ -177,6 +180,8 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             run.record_accounting(accounting)
         budget.record(run_entry(run.manifest(), accounting, len(releases), run.path))
 
+    if secagg is not None and cfg.distributed_dp:   # the event logged before shares are drawn
+        secagg.before_shares = lambda rnd, planned: write_ahead(rnd, planned, {})
     arrays = to_record(weights)
     started = time.perf_counter()
     last_eval, stopped = None, None
@@ -206,7 +211,8 @@ def run_federation(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     last_eval = next((r for r in reversed(history) if r.get("hr@10") is not None), last_eval)
     privacy_record = final_privacy(cfg, dp, history, stopped)
     if privacy_record is not None and privacy_record.get("user") is not None:
-        privacy_record["user"] = user_scope(privacy_record["user"], releases, users)
+        privacy_record["user"] = (ddp.user_scope(privacy_record["user"]) if cfg.distributed_dp
+                                  else user_scope(privacy_record["user"], releases, users))
     if privacy_record is not None:
         run.write_privacy(privacy_record)
     results = {
@@ -242,13 +248,25 @@ def _resume(run: RunDir, cfg: RunConfig, strategy, weights: dict, dp: ServerPriv
                                "ledger; cannot resume a DP run without it")
         from_log = ledger_from_releases(releases, dp.ledger.relation, dp.ledger.delta)
         ledger = resumed_ledger(from_log, None if saved is None else Ledger.loads(str(saved)))
-        dp = ServerPrivacy(cfg, n_clients, sampled, ledger)
-        if done:
-            dp.resume(strategy)
+        if isinstance(dp, ddp.DistributedPrivacy):
+            dp = dp.restored(ledger)
+        else:
+            dp = ServerPrivacy(cfg, n_clients, sampled, ledger)
+            if done:
+                dp.resume(strategy)
     if cfg.dp != "none":   # the manifest's events again match the releases logged
         run.record_accounting(accounting_record(cfg, dp, releases or run.read_metrics()))
     log.info("resuming %s after round %d (%d releases logged)", run.path, done, len(releases))
     return done + 1, weights, dp
+
+
+def user_privacy(cfg: RunConfig, n_clients: int, sampled: int, n_weights: int):
+    """The run's user-level ledger: Flower's central noise (``ServerPrivacy``), the
+    devices' Skellam shares (``fedrec.server.ddp.DistributedPrivacy``), or None."""
+    if cfg.distributed_dp:
+        plan = ddp.plan_rounds(cfg, n_clients, sampled, n_weights)
+        return ddp.DistributedPrivacy(cfg, n_clients, plan)
+    return ServerPrivacy(cfg, n_clients, sampled) if cfg.server_dp else None
 
 
 @dataclass(frozen=True)

@@ -248,9 +248,10 @@ def check_settings(cfg: RunConfig, n_clients: int, client_examples: list[int]) -
     if cfg.secagg and per_round(cfg.clients_per_round, n_clients) < 3:
         raise ConfigError(f"secagg needs at least 3 clients per round, got "
                           f"{per_round(cfg.clients_per_round, n_clients)}")
-    if cfg.secagg:   # SecAgg+ sums modulo 2^32: refuse a cohort whose sum can wrap
+    if cfg.secagg and not cfg.distributed_dp:   # SecAgg+ sums modulo 2^32: refuse a
+        # cohort whose sum can wrap (distributed: the modulus is sized, fedrec.server.ddp)
         check_no_wrap(per_round(cfg.clients_per_round, n_clients), cfg.secagg_quantization_range)
-    if cfg.server_dp:
+    if cfg.user_dp:
         cfg.user_delta(n_clients)
     if cfg.server_dp and cfg.target_epsilon:
         first = ServerPrivacy(cfg, n_clients, per_round(cfg.clients_per_round, n_clients))

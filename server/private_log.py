@@ -28,7 +28,8 @@ from fedrec.shared.ledger import Ledger
 #: Fields of a release that describe its mechanism (public, repeated in the log so that
 #: a release cut short by a crash, which has no metrics line, is still auditable).
 MECHANISM_FIELDS = ("clients_sampled", "clients_replied", "dp_clip", "dp_noise_std",
-                    "dp_replied", "dp_rounding_l2", "dp_event")
+                    "dp_replied", "dp_rounding_l2", "dp_event", "survivors",
+                    "survivor_threshold")
 #: Rounds a user counts as taking part in when the participation log is known.
 SAMPLED = ("participants", "declined", "rejected")
 #: Who the amplified user-level ε holds against (privacy.json).

@@ -29,6 +29,7 @@ device) is added to the clip in the accounting (``fedrec.server.secagg_bounds``)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -44,8 +45,10 @@ from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, Fed
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
+from fedrec.server.ddp import SkellamSum
 from fedrec.server.secagg_bounds import check_no_wrap, rounding_l2
 from fedrec.shared.config import RunConfig
+from fedrec.shared.errors import ConfigError
 from fedrec.shared.protocol import CLIENT_SECONDS, TRAIN_LOSS, to_record, with_array_names
 
 
@@ -139,16 +142,25 @@ class SecAggTrainer:
                  n_weights: int) -> None:
         if sampled < 3:
             raise ValueError(f"secagg needs at least 3 clients per round, got {sampled}")
-        check_no_wrap(sampled, cfg.secagg_quantization_range)
         self.cfg, self.dp = cfg, dp
-        self.set_rounding(n_weights)
+        self.distributed = cfg.distributed_dp
+        #: dp = distributed: called with (round, fields) before the round's shares are
+        #: drawn, to log its event durably (the run's write-ahead; set by the ServerApp)
+        self.before_shares: Callable[[int, dict[str, Any]], None] | None = None
         self.grid = _CountingGrid(grid)
         self.fedavg = FedAvg(fraction_fit=sampled / n_clients, fraction_evaluate=0.0,
                              min_fit_clients=sampled, min_evaluate_clients=0,
                              min_available_clients=n_clients)
-        self.wrapper = DifferentialPrivacyClientSideFixedClipping(
-            self.fedavg, cfg.noise_multiplier, cfg.clip, sampled)
-        self.recorder = _Recorder(self.wrapper, lambda rnd: self.dp.aggregating(self.wrapper, rnd))
+        if self.distributed:        # devices add the noise; the server only sums
+            self.wrapper = SkellamSum(self.fedavg, dp.plan)
+            self.recorder = _Recorder(self.wrapper, lambda rnd: contextlib.nullcontext())
+        else:
+            check_no_wrap(sampled, cfg.secagg_quantization_range)
+            self.set_rounding(n_weights)
+            self.wrapper = DifferentialPrivacyClientSideFixedClipping(
+                self.fedavg, cfg.noise_multiplier, cfg.clip, sampled)
+            self.recorder = _Recorder(self.wrapper,
+                                      lambda rnd: self.dp.aggregating(self.wrapper, rnd))
         empty = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         self.context = LegacyContext(context=empty, config=ServerConfig(num_rounds=cfg.rounds),
                                      strategy=self.recorder)
@@ -156,10 +168,19 @@ class SecAggTrainer:
         for node in grid.get_node_ids():   # the OrderedGrid's stable order: seeded draws repeat
             self.context.client_manager.register(GridClientProxy(node, grid, run_id))
         shares = cfg.secagg_shares or 1.0      # 0: every sampled client holds a share
-        self.workflow = SecAggPlusWorkflow(
-            num_shares=shares, reconstruction_threshold=cfg.secagg_threshold, max_weight=1.0,
-            clipping_range=cfg.secagg_clipping_range,
-            quantization_range=cfg.secagg_quantization_range, timeout=cfg.round_timeout)
+        if self.distributed:   # integers pass exactly; fewer than t survivors: no sum
+            q, c, m = dp.plan.ranges()
+            ranges = dict(reconstruction_threshold=max(dp.plan.threshold, 2),
+                          clipping_range=c, quantization_range=q, modulus_range=m)
+        else:
+            ranges = dict(reconstruction_threshold=cfg.secagg_threshold,
+                          clipping_range=cfg.secagg_clipping_range,
+                          quantization_range=cfg.secagg_quantization_range)
+        try:
+            self.workflow = SecAggPlusWorkflow(num_shares=shares, max_weight=1.0,
+                                               timeout=cfg.round_timeout, **ranges)
+        except ValueError as err:      # Flower's own checks (threshold vs shares)
+            raise ConfigError(f"secagg settings: {err}") from None
 
     def set_rounding(self, n_weights: int) -> None:
         """Tell the ledger how far quantization can move one update (``rounding_l2``)."""
@@ -180,8 +201,9 @@ class SecAggTrainer:
         metrics fields and the clients' compute seconds."""
         names = list(arrays.keys())
         weights = [arrays[n].numpy() for n in names]
-        self.check_range(rnd, weights)
-        self.set_rounding(sum(int(w.size) for w in weights))
+        if not self.distributed:
+            self.check_range(rnd, weights)
+            self.set_rounding(sum(int(w.size) for w in weights))
         fit_config = with_array_names(dict(config), names)
         self.fedavg.on_fit_config_fn = lambda _round: dict(fit_config)
         state = self.context.state
@@ -191,6 +213,10 @@ class SecAggTrainer:
             {Key.CURRENT_ROUND: rnd, Key.START_TIME: time.time()})
         self.recorder.reset()
         self.grid.down = self.grid.up = 0
+        if self.distributed:       # write-ahead: the event before any share is drawn
+            planned = self.dp.record_planned(rnd)
+            if self.before_shares is not None:
+                self.before_shares(rnd, planned)
         self.workflow(self.grid, self.context)
         rec = self.recorder
         metrics = [dict(res.metrics) for _, res in rec.results]
@@ -205,9 +231,12 @@ class SecAggTrainer:
         averaged = (sorted(self.grid.position(proxy.node_id) for proxy, _ in rec.results)
                     if rec.aggregated else [])     # Flower's DP wrapper drops a round with failures
         line.update({"participants": averaged, "declined": [], "rejected": []})
+        if self.distributed:       # survivors: a count; a round with s < t is not aggregated
+            line.update(self.dp.after_round(self.wrapper.survivors))
         if not rec.aggregated:
             return None, line, seconds
-        line.update(self.dp.after_aggregation(self.wrapper, rnd, len(rec.results)))
+        if not self.distributed:
+            line.update(self.dp.after_aggregation(self.wrapper, rnd, len(rec.results)))
         new = parameters_to_ndarrays(compat.arrayrecord_to_parameters(
             state.array_records[MAIN_PARAMS_RECORD], keep_input=True))
         return to_record({n: a.astype(w.dtype) for n, a, w in zip(names, new, weights)}), line, seconds

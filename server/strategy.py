@@ -70,7 +70,7 @@ def make_strategy(cfg: RunConfig, n_clients: int):
     """
     m_train = per_round(cfg.clients_per_round, n_clients)
     m_eval = per_round(cfg.eval_clients, n_clients)
-    tolerant = bool(cfg.catalogue) and not cfg.server_dp
+    tolerant = bool(cfg.catalogue) and not cfg.user_dp
     floor = min(cfg.min_replies, n_clients)
     common = dict(fraction_train=m_train / n_clients,
                   min_train_nodes=floor if tolerant else m_train,

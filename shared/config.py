@@ -151,9 +151,13 @@ class RunConfig:
         "aggregation.")
     dp: str = setting(
         "none", "user-level DP", "none, client (example-level DP-SGD), server (user-level "
-        "DP-FedAvg) or both", choices=DP_MODES,
+        "DP-FedAvg), both, or distributed (DP-FedAvg with Skellam noise added on the devices, "
+        "needs --secagg)", choices=DP_MODES,
         doc="``server``: user-level DP-FedAvg (Flower's DP strategy wrappers); ``client``: "
-        "example-level DP-SGD on every client (tensorflow-privacy); ``both``.")
+        "example-level DP-SGD on every client (tensorflow-privacy); ``both``; "
+        "``distributed``: user-level DP-FedAvg whose noise each sampled device adds as a "
+        "Skellam share, carried by SecAgg+ so the server only unmasks the noisy sum "
+        "(``fedrec.server.ddp``, docs/distributed-dp.md).")
     dp_clipping: str = setting(
         "server-fixed", "user-level DP", "user-level clipping", choices=DP_CLIPPING,
         doc="``server-fixed``, ``server-adaptive`` (Andrew et al. 2019, "
@@ -200,7 +204,7 @@ class RunConfig:
         "seeds (they are in the run config and manifest). A deployed device runs a seeded "
         "example-level round only if its own node config says ``allow-seeded-noise = true`` "
         "(simulated devices allow it), and marks it not private in its ledger "
-        "(``fedrec.client.app.allows_seeded_noise``). Both DP levels use it.",
+        "(``fedrec.client.seeding.allows_seeded_noise``). Both DP levels use it.",
         scope="device")
     catalogue: str = setting(
         "", "deployment", "the item catalogue file (CSV/Parquet items) the server and every "
@@ -269,11 +273,26 @@ class RunConfig:
     items_round: int = setting(1, "scenarios", "new items: the round they are released")
     secagg: bool = setting(
         False, "secure aggregation", "secure aggregation (Flower SecAgg+): the server only "
-        "sees the sum; needs --dp server --dp-clipping client-fixed",
+        "sees the sum; needs --dp server --dp-clipping client-fixed, or --dp distributed",
         doc="Legacy ``SecAggPlusWorkflow`` + ``secaggplus_mod`` (``fedrec.server.secagg``). "
-        "Needs dp = server with dp-clipping = client-fixed (the devices clip, since nobody "
+        "Needs dp = server with dp-clipping = client-fixed, or dp = distributed (the devices "
+        "clip, since nobody "
         "else sees an update) and at least 3 clients per round; replies cannot be validated "
         "one by one.")
+    skellam_scale: float = setting(
+        4096.0, "distributed noise", "--dp distributed (and --noise distributed): integer "
+        "units per unit of L2 norm",
+        doc="DP-FedAvg with dp = distributed: a device's clipped update (L2 <= clip) is "
+        "multiplied by this and conditionally rounded to integers before its Skellam share "
+        "is added (``fedrec.server.ddp``; docs/distributed-dp.md). Statistics releases take "
+        "the same flag (``ReleaseConfig.skellam_scale``).")
+    min_survivors: float = setting(
+        1.0, "distributed noise", "--dp distributed (and --noise distributed): fraction in "
+        "(0, 1] of the sampled devices a round needs; noise shares are sized for "
+        "t = ceil(fraction * sampled)",
+        doc="DP-FedAvg with dp = distributed: each device adds Sk(mu / t); a round whose "
+        "SecAgg+ sum holds fewer than t devices is not aggregated (t is also SecAgg+'s "
+        "reconstruction threshold). Ignored by other DP modes.")
     secagg_shares: int = setting(
         0, "secure aggregation", "SecAgg+ shares per secret (0: all)",
         doc="Devices each device's secret is shared with (> 2; 0: every sampled device, the "
@@ -301,7 +320,18 @@ class RunConfig:
 
     @property
     def server_dp(self) -> bool:
+        """User-level DP-FedAvg with the server's Gaussian noise (Flower's wrappers)."""
         return self.dp in ("server", "both")
+
+    @property
+    def distributed_dp(self) -> bool:
+        """User-level DP-FedAvg with the devices' Skellam shares under SecAgg+."""
+        return self.dp == "distributed"
+
+    @property
+    def user_dp(self) -> bool:
+        """Any user-level DP-FedAvg (every update weighs 1, the sampler is exact)."""
+        return self.server_dp or self.distributed_dp
 
     @property
     def client_dp(self) -> bool:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("fedavg", "fedadam", "fedyogi", "fedavgm")
 LOCAL_OPTIMIZERS = ("adam", "sgd")
-DP_MODES = ("none", "client", "server", "both")
+DP_MODES = ("none", "client", "server", "both", "distributed")
 HOLDOUTS = ("test", "validation")
 DP_CLIPPING = ("server-fixed", "server-adaptive", "client-fixed")
 
@@ -122,10 +122,13 @@ def _check_dp(cfg: RunConfig) -> None:
         raise ConfigError(f"delta must be in [0, 1) (0: 1/N^1.1), got {cfg.delta}")
     if not 0 < cfg.client_delta < 1:
         raise ConfigError(f"client-delta must be in (0, 1), got {cfg.client_delta}")
-    if cfg.secagg and (cfg.dp != "server" or cfg.dp_clipping != "client-fixed"):
-        raise ConfigError(f"secagg needs dp = server with dp-clipping = client-fixed (got dp = "
-                          f"{cfg.dp}, dp-clipping = {cfg.dp_clipping}): under SecAgg+ only "
-                          f"the devices see an update, so they must clip it")
+    if cfg.secagg and cfg.dp != "distributed" and (cfg.dp != "server"
+                                                    or cfg.dp_clipping != "client-fixed"):
+        raise ConfigError(f"secagg needs dp = server with dp-clipping = client-fixed, or dp = "
+                          f"distributed (got dp = {cfg.dp}, dp-clipping = {cfg.dp_clipping}): "
+                          f"under SecAgg+ only the devices see an update, so they must clip it")
+    if cfg.dp == "distributed":
+        _check_distributed(cfg)
     if cfg.secagg_shares and cfg.secagg_shares <= 2:
         raise ConfigError(f"secagg-shares must be 0 (all) or > 2, got {cfg.secagg_shares}")
     if not 0 < cfg.secagg_threshold <= 1:
@@ -153,3 +156,20 @@ def _check_dp(cfg: RunConfig) -> None:
                           f"fedavgm{' (fedavg with secagg)' if cfg.secagg else ''}: with "
                           f"{cfg.strategy} the server optimiser state would see un-noised "
                           f"averages")
+
+
+def _check_distributed(cfg: RunConfig) -> None:
+    """dp = distributed: devices add Skellam shares, SecAgg+ carries them
+    (``fedrec.server.ddp``)."""
+    if not cfg.secagg:
+        raise ConfigError("dp = distributed needs secagg: the devices' Skellam noise shares "
+                          "protect the sum only if the server never sees one share alone")
+    if cfg.strategy != "fedavg":
+        raise ConfigError(f"dp = distributed needs strategy fedavg, got {cfg.strategy}")
+    if not (cfg.skellam_scale > 0 and math.isfinite(cfg.skellam_scale)):
+        raise ConfigError(f"skellam-scale must be a finite number > 0, got {cfg.skellam_scale}")
+    if not 0 < cfg.min_survivors <= 1:
+        raise ConfigError(f"min-survivors must be in (0, 1], got {cfg.min_survivors}")
+    if not cfg.target_epsilon and not cfg.noise_multiplier > 0:
+        raise ConfigError("dp = distributed needs target-epsilon (mu calibrated for the "
+                          "planned rounds) or noise-multiplier > 0")

@@ -46,6 +46,12 @@ LAZY_USER = "partition-id"
 #: SecAgg+ fit config: the global arrays' names, comma-separated, in order (legacy
 #: parameters are an unnamed list).
 ARRAY_NAMES = "fedrec-array-names"
+#: dp = distributed, SecAgg+ fit config: what each device encodes (``fedrec.server.ddp``):
+#: integer units per unit, the L2 clip of its update, its noise share's variance mu / t
+#: (integer units squared), and the bits b of SecAgg+'s range [-2^(b-1), 2^(b-1)].
+SKELLAM_PREFIX = "skellam-"
+SKELLAM_SCALE, SKELLAM_CLIP = "skellam-scale", "skellam-clip"
+SKELLAM_MU_SHARE, SKELLAM_BITS = "skellam-mu-share", "skellam-bits"
 
 # ----- replies: device -> server -----
 NUM_EXAMPLES = "num-examples"        # the aggregation weight (Flower's weighted_by_key)
@@ -71,6 +77,8 @@ STREAM_SCENARIO = 30         # (seed, user, round, tag): dropout
 STREAM_STRAGGLER = 31        # (seed, user, tag)
 STREAM_LATE_USER = 32        # (seed, user, tag)
 STREAM_NEW_ITEMS = 33        # (seed, tag)
+STREAM_SKELLAM_ROUNDING = 40  # (seed, noise-seed, user, round, tag): dp distributed, seeded
+STREAM_SKELLAM_NOISE = 41     # (seed, noise-seed, user, round, tag): dp distributed, seeded
 #: Every stream above with the layout of its SeedSequence: two streams may share a tag
 #: only where their layouts differ in length (SeedSequence then hashes other entropy).
 STREAMS = {
@@ -83,6 +91,8 @@ STREAMS = {
     "straggler": (STREAM_STRAGGLER, ("seed", "user")),
     "late-user": (STREAM_LATE_USER, ("seed", "user")),
     "new-items": (STREAM_NEW_ITEMS, ("seed",)),
+    "skellam-rounding": (STREAM_SKELLAM_ROUNDING, ("seed", "noise-seed", "user", "round")),
+    "skellam-noise": (STREAM_SKELLAM_NOISE, ("seed", "noise-seed", "user", "round")),
 }
 #: Phases of Flower's seeded client sampling, (seed, round, phase) (fedrec.server.strategy).
 SAMPLE_TRAIN, SAMPLE_EVALUATE = 0, 1
@@ -133,7 +143,7 @@ class LocalSettings:
         """The local part of a run config for one round: the learning rate decayed to
         ``server_round``; ``uniform_weight`` is on under user-level DP (DP-FedAvg's
         sensitivity assumes every client's update weighs the same)."""
-        derived = {"client_dp": cfg.client_dp, "uniform_weight": cfg.server_dp,
+        derived = {"client_dp": cfg.client_dp, "uniform_weight": cfg.user_dp,
                    "learning_rate": cfg.learning_rate * cfg.lr_decay ** (server_round - 1)}
         return cls(**{f.name: derived[f.name] if f.name in derived else getattr(cfg, f.name)
                       for f in fields(cls)})

@@ -76,6 +76,11 @@ WRAP_LOG2 = -40
 #: Integer orders for the Skellam RDP (the closed form holds at integer alpha > 1).
 ORDERS = tuple(range(2, 129)) + (160, 192, 256, 384, 512)
 _MAX_REDRAWS = 10_000
+#: SecAgg+ transport: one device's noisy vector leaves Flower's range [-c, c] with
+#: probability at most 2^RANGE_LOG2 per round (Bernstein, union over coordinates).
+RANGE_LOG2 = -64
+#: Flower's SecAgg+ quantizes to int32, so Q + 1 = 2^bits + 1 must fit: bits <= 30.
+SECAGG_MAX_BITS = 30
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -197,11 +202,12 @@ def noise_tail(mu: float, dim: int, log2_failure: float = WRAP_LOG2) -> float:
     return big_l / 3.0 + math.sqrt(big_l ** 2 / 9.0 + 2.0 * big_l * mu)
 
 
-def bits_needed(n_devices: int, rounded_l2: float, mu: float, dim: int) -> int:
+def bits_needed(n_devices: int, rounded_l2: float, mu: float, dim: int,
+                log2_failure: float = WRAP_LOG2) -> int:
     """Bits per coordinate so that the modular sum of ``n_devices`` rounded
     contributions (each coordinate |x| <= ``rounded_l2``) plus ``Sk(mu)`` cannot wrap
-    except with probability 2^WRAP_LOG2: two's complement of ``n R + t``."""
-    bound = n_devices * math.floor(rounded_l2) + math.ceil(noise_tail(mu, dim))
+    except with probability 2^log2_failure: two's complement of ``n R + t``."""
+    bound = n_devices * math.floor(rounded_l2) + math.ceil(noise_tail(mu, dim, log2_failure))
     return int(math.ceil(math.log2(2 * bound + 2)))
 
 
@@ -272,3 +278,48 @@ def noise_share(size: int, mu: float, rng: np.random.Generator) -> np.ndarray:
     if mu <= 0:
         raise ValueError(f"Skellam variance must be > 0, got {mu}")
     return rng.poisson(mu / 2.0, size) - rng.poisson(mu / 2.0, size)
+
+
+# ----- Flower SecAgg+ as the integer transport (pure; releases and DP-FedAvg alike) -----
+
+def secagg_ranges(bits: int, devices: int) -> tuple[int, float, int]:
+    """(Q, c, M) that make Flower 1.23's SecAgg+ carry integers in [-c, c] exactly.
+
+    Flower maps a float x to ``stochastic_round((clip(x, -c, c) + c) * Q / (2c))``
+    (``flwr.common.secure_aggregation.quantization``). With ``Q = 2^bits`` and
+    ``c = Q / 2`` the factor is exactly 1.0 and an integer x maps to the integer
+    ``x + c`` in [0, Q] (``ceil(a) - a == 0``, so the random draw never moves it);
+    ``bits <= 30`` keeps Q + 1 inside Flower's int32. The server's sum of ``devices``
+    such values plus their weight factors (Q each, ``max_weight = num_examples = 1``)
+    is exact when the modulus ``M > devices * (Q + 1)``: M is the smallest power of two
+    above it (Flower requires a power of two)."""
+    if not 1 <= bits <= SECAGG_MAX_BITS or devices < 1:
+        raise ValueError(f"need 1 <= bits <= {SECAGG_MAX_BITS} and devices >= 1, "
+                         f"got {bits}, {devices}")
+    q = 1 << bits
+    return q, q / 2.0, 1 << (devices * (q + 1)).bit_length()
+
+
+def to_secagg(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """A device's noisy integer vector as the floats SecAgg+ quantizes exactly at
+    :func:`secagg_ranges` ``(bits, .)``, and the number of coordinates clamped to
+    [-c, c] (what Flower's own clip would do; 0 except with probability
+    2^RANGE_LOG2 when ``bits`` is :func:`device_bits`)."""
+    c = 1 << (bits - 1)
+    x = np.asarray(x, np.int64)
+    return np.clip(x, -c, c).astype(np.float64), int(np.count_nonzero(np.abs(x) > c))
+
+
+def from_secagg_mean(mean: np.ndarray, survivors: int) -> np.ndarray:
+    """The integer sum of ``survivors`` devices' vectors from what SecAgg+ unmasks:
+    Flower's ``unmask_stage`` dequantizes ``sum - s c`` and divides it by the summed
+    weight factors over Q, i.e. by s, so the server receives the average."""
+    return np.rint(np.asarray(mean, np.float64) * survivors).astype(np.int64)
+
+
+def device_bits(rounded_l2: float, mu_share: float, dim: int,
+                log2_failure: float = RANGE_LOG2) -> int:
+    """Bits b such that one device's rounded vector (L2 <= ``rounded_l2``) plus its
+    share ``Sk(mu_share)`` lies in [-2^(b-1), 2^(b-1)] except with probability
+    ``2^log2_failure`` (:func:`bits_needed` for one device)."""
+    return bits_needed(1, rounded_l2, mu_share, dim, log2_failure)
