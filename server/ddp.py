@@ -195,7 +195,14 @@ class DistributedPrivacy:
 
     def summary(self) -> dict[str, Any]:
         eps = self.ledger.epsilon("rdp")
+        # a device's noisy vector outside SecAgg+'s range is clamped (prob. <= 2^-64 per
+        # device and round): the run is within total variation p of the accounted one,
+        # so (ε, δ + (1 + e^ε) p) holds (docs/distributed-dp.md)
+        p = len(self.ledger.history) * self.plan.sampled * 2.0 ** skellam.RANGE_LOG2
+        slack = (1 + math.exp(min(eps or 0.0, 700.0))) * p
         return {"level": "user", "epsilon": eps, "delta": self.ledger.delta,
+                "range_failure_probability": p, "delta_with_range_failure":
+                self.ledger.delta + slack,
                 "accountant": "rdp", "epsilon_by_accountant": {"rdp": eps, "pld": None},
                 "relation": RELATION, "kind": MECHANISM,
                 "rounds": len(set(self.ledger.rounds)), "releases": len(self.ledger.history),

@@ -280,14 +280,14 @@ class RunConfig:
         "else sees an update) and at least 3 clients per round; replies cannot be validated "
         "one by one.")
     skellam_scale: float = setting(
-        4096.0, "distributed noise", "--dp distributed (and --noise distributed): integer "
+        4096.0, "user-level DP", "--dp distributed (and --noise distributed): integer "
         "units per unit of L2 norm",
         doc="DP-FedAvg with dp = distributed: a device's clipped update (L2 <= clip) is "
         "multiplied by this and conditionally rounded to integers before its Skellam share "
         "is added (``fedrec.server.ddp``; docs/distributed-dp.md). Statistics releases take "
         "the same flag (``ReleaseConfig.skellam_scale``).")
     min_survivors: float = setting(
-        1.0, "distributed noise", "--dp distributed (and --noise distributed): fraction in "
+        1.0, "user-level DP", "--dp distributed (and --noise distributed): fraction in "
         "(0, 1] of the sampled devices a round needs; noise shares are sized for "
         "t = ceil(fraction * sampled)",
         doc="DP-FedAvg with dp = distributed: each device adds Sk(mu / t); a round whose "

@@ -31,6 +31,7 @@ from fedrec.server.rundir import RunDir, participation, with_participation
 from fedrec.shared import privacy
 from fedrec.shared.errors import FedrecError
 from fedrec.shared.ledger import Ledger, largest, read_ledgers, restated
+from fedrec.simulations import audit_ddp
 from fedrec.simulations.audit_independent import independent_events, participation_known
 
 #: A claim may be this much (relative) below the recomputation: accountants' numerics.
@@ -398,7 +399,10 @@ def audit_accounting(run: RunRecord) -> dict[str, Any]:
                             f"{run.manifest['server_private']['participation']} is missing: "
                             "the checks that need who took part cannot run (an auditor needs "
                             "the server-private files, not only the released ones)"))
-    if declared.get("user"):
+    if audit_ddp.is_distributed(declared.get("user")):   # devices' Skellam shares
+        found, levels["user"] = audit_ddp.audit_distributed(run, Check)
+        checks += found
+    elif declared.get("user"):
         found, levels["user"] = audit_user(run)
         checks += found
     if declared.get("example"):
