@@ -235,7 +235,7 @@ def test_shared_release_fields_take_the_run_config_flag_unchanged():
     run = {f.name: f for f in fields(RunConfig)}
     assert set(_SHARED_FLAGS) == {"dataset", "synthetic_users", "synthetic_items", "seed",
                                   "holdout", "target_epsilon", "delta", "noise_seed", "out",
-                                  "budget_dir"}
+                                  "budget_dir", "skellam_scale", "min_survivors"}
     assert not set(_SHARED_FLAGS) & set(_RELEASE_FLAGS)
     for f in fields(ReleaseConfig):
         if f.name in _SHARED_FLAGS:
@@ -258,7 +258,7 @@ def test_release_help_is_the_metadata_help_with_the_default():
     for key, value in RAW_DEFAULTS.items():
         if key != "target_epsilon":
             assert f"{key.replace('_', '-')} {value:g}" in helps["contributions"]
-    assert "(default 4096)" in helps["skellam_scale"]
+    assert "--noise distributed" in helps["skellam_scale"]   # one flag, both pipelines
 
 
 def test_simulate_help_lists_every_release_flag():
