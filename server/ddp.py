@@ -6,7 +6,8 @@ integer units per unit, rounds it (conditional randomized rounding) and adds its
 ``Sk(mu / t)`` (``fedrec.client.ddp``); SecAgg+ (``fedrec.server.secagg``) unmasks only the
 sum of the s survivors' vectors, which carries ``Sk(mu s / t)``. :class:`SkellamSum`, a
 legacy strategy wrapper around Flower's legacy ``FedAvg`` (in place of Flower's DP
-wrapper), turns what SecAgg+ hands it (the average) back into the integer sum, refuses a
+wrapper), turns what SecAgg+ hands it (the average) back into the integer sum
+(``fedrec.server.distributed.decode_average``, shared with the releases), refuses a
 round with s < t, and steps the global weights by ``sum / (scale * sampled)``.
 
 Accounting (:class:`DistributedPrivacy`): every round is one ``SkellamEvent(mu, D1, D2)``
@@ -30,6 +31,7 @@ from dp_accounting import dp_event as dpe
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import Strategy
 
+from fedrec.server.distributed import decode_average
 from fedrec.shared import privacy, skellam
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
@@ -248,7 +250,7 @@ class SkellamSum(Strategy):
         mean, metrics = self.strategy.aggregate_fit(server_round, results, failures)
         if mean is None:
             return None, metrics
-        self.total = skellam.from_secagg_mean(
+        self.total = decode_average(
             np.concatenate([a.ravel() for a in parameters_to_ndarrays(mean)]), self.survivors)
         step = self.total / (self.plan.scale * self.plan.sampled)
         new, start = [], 0

@@ -171,7 +171,7 @@ class SecAggTrainer:
         if self.distributed:   # integers pass exactly; fewer than t survivors: no sum
             q, c, m = dp.plan.ranges()
             ranges = dict(reconstruction_threshold=max(dp.plan.threshold, 2),
-                          clipping_range=c, quantization_range=q, modulus_range=m)
+                          clipping_range=float(c), quantization_range=q, modulus_range=m)
         else:
             ranges = dict(reconstruction_threshold=cfg.secagg_threshold,
                           clipping_range=cfg.secagg_clipping_range,

@@ -79,8 +79,6 @@ _MAX_REDRAWS = 10_000
 #: SecAgg+ transport: one device's noisy vector leaves Flower's range [-c, c] with
 #: probability at most 2^RANGE_LOG2 per round (Bernstein, union over coordinates).
 RANGE_LOG2 = -64
-#: Flower's SecAgg+ quantizes to int32, so Q + 1 = 2^bits + 1 must fit: bits <= 30.
-SECAGG_MAX_BITS = 30
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -280,25 +278,7 @@ def noise_share(size: int, mu: float, rng: np.random.Generator) -> np.ndarray:
     return rng.poisson(mu / 2.0, size) - rng.poisson(mu / 2.0, size)
 
 
-# ----- Flower SecAgg+ as the integer transport (pure; releases and DP-FedAvg alike) -----
-
-def secagg_ranges(bits: int, devices: int) -> tuple[int, float, int]:
-    """(Q, c, M) that make Flower 1.23's SecAgg+ carry integers in [-c, c] exactly.
-
-    Flower maps a float x to ``stochastic_round((clip(x, -c, c) + c) * Q / (2c))``
-    (``flwr.common.secure_aggregation.quantization``). With ``Q = 2^bits`` and
-    ``c = Q / 2`` the factor is exactly 1.0 and an integer x maps to the integer
-    ``x + c`` in [0, Q] (``ceil(a) - a == 0``, so the random draw never moves it);
-    ``bits <= 30`` keeps Q + 1 inside Flower's int32. The server's sum of ``devices``
-    such values plus their weight factors (Q each, ``max_weight = num_examples = 1``)
-    is exact when the modulus ``M > devices * (Q + 1)``: M is the smallest power of two
-    above it (Flower requires a power of two)."""
-    if not 1 <= bits <= SECAGG_MAX_BITS or devices < 1:
-        raise ValueError(f"need 1 <= bits <= {SECAGG_MAX_BITS} and devices >= 1, "
-                         f"got {bits}, {devices}")
-    q = 1 << bits
-    return q, q / 2.0, 1 << (devices * (q + 1)).bit_length()
-
+# ----- SecAgg+ as DP-FedAvg's transport (dp = distributed; ranges: secagg_ranges) -----
 
 def to_secagg(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     """A device's noisy integer vector as the floats SecAgg+ quantizes exactly at
@@ -308,13 +288,6 @@ def to_secagg(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     c = 1 << (bits - 1)
     x = np.asarray(x, np.int64)
     return np.clip(x, -c, c).astype(np.float64), int(np.count_nonzero(np.abs(x) > c))
-
-
-def from_secagg_mean(mean: np.ndarray, survivors: int) -> np.ndarray:
-    """The integer sum of ``survivors`` devices' vectors from what SecAgg+ unmasks:
-    Flower's ``unmask_stage`` dequantizes ``sum - s c`` and divides it by the summed
-    weight factors over Q, i.e. by s, so the server receives the average."""
-    return np.rint(np.asarray(mean, np.float64) * survivors).astype(np.int64)
 
 
 def device_bits(rounded_l2: float, mu_share: float, dim: int,

@@ -22,6 +22,7 @@ from flwr.server.strategy import FedAvg
 
 from fedrec.client import ddp as device
 from fedrec.server import ddp
+from fedrec.server.distributed import decode_average
 from fedrec.server.rundir import RunDir
 from fedrec.shared import skellam
 from fedrec.shared.config import RunConfig
@@ -55,7 +56,7 @@ def test_flowers_secagg_carries_the_integers_exactly():
         vectors[0][:2] = (-c, c)                    # the range's ends pass too
         floats = [skellam.to_secagg(v, bits)[0] for v in vectors]
         assert all(skellam.to_secagg(v, bits)[1] == 0 for v in vectors)
-        total = skellam.from_secagg_mean(_flower_secagg_mean(floats, bits), n)
+        total = decode_average(_flower_secagg_mean(floats, bits), n)
         assert np.array_equal(total, np.sum(vectors, axis=0))
     with pytest.raises(ValueError):
         skellam.secagg_ranges(31, 3)                # Flower quantizes to int32
@@ -85,7 +86,7 @@ def test_a_device_clips_rounds_and_noises_its_update():
     for v in rounded:           # clip then round: within one unit per coordinate, L2 kept
         assert np.max(np.abs(v - clipped)) < 1 and np.linalg.norm(v) <= r
     assert np.std(np.concatenate(noises)) == pytest.approx(math.sqrt(mu_share), rel=0.1)
-    total = skellam.from_secagg_mean(_flower_secagg_mean(uploads, bits), 4)
+    total = decode_average(_flower_secagg_mean(uploads, bits), 4)
     assert np.array_equal(total, np.sum(rounded, axis=0) + np.sum(noises, axis=0))
 
 
