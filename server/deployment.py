@@ -6,7 +6,9 @@ This is the documented deployment path, scripted: ``examples/local_federation`` 
 to run an app's devices, and ``tests/test_deployment*.py`` to test it with real
 processes. Each device is a SuperNode whose node config points at its SDK store
 (``store-path``, ``fedrec.client.store.EventStore``); the run config names the shared item
-catalogue and the number of devices.
+catalogue and the number of devices. ``app="release"`` runs the statistics-release apps
+instead (``flower_app.RELEASE``): each SuperNode's node config names its user
+(``partition-id``) of the dataset the run config names (``tests/test_release_deployment.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ from fedrec.shared import flower_app
 from fedrec.shared.errors import FedrecError
 
 FEDERATION = "local-deployment"
+#: The Flower Apps a deployment can run: DP-FedAvg, or the statistics releases.
+APPS = ("fedavg", "release")
+
+
+def app_defaults(app: str) -> tuple[dict[str, str], dict[str, object]]:
+    """(components, typed run-config defaults) of ``app``, one of :data:`APPS`: Flower
+    accepts ``--run-config`` overrides only for keys the project's config names."""
+    if app == "release":
+        from fedrec.shared.release_config import ReleaseConfig
+        return flower_app.RELEASE, ReleaseConfig().to_dict()
+    if app == "fedavg":
+        from fedrec.shared.config import RunConfig
+        return flower_app.FEDAVG, RunConfig().to_flower()
+    raise FedrecError(f"unknown deployment app {app!r}: one of {', '.join(APPS)}")
 
 
 @dataclass
@@ -66,13 +82,15 @@ def _port_free(port: int) -> bool:
 class LocalDeployment:
     """SuperLink + SuperNodes under ``root`` (credentials, database, logs).
 
-    Use as a context manager: everything started is stopped on exit.
+    Use as a context manager: everything started is stopped on exit. ``app``: which of
+    fedrec's Flower Apps :attr:`project` names (:data:`APPS`).
     """
 
     root: Path
     ports: Ports = field(default_factory=Ports)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     creds: Credentials | None = None
+    app: str = "fedavg"
 
     def env(self) -> dict[str, str]:
         bindir = str(Path(sys.executable).parent)   # flower-superexec must be on PATH
@@ -120,17 +138,16 @@ class LocalDeployment:
     @functools.cached_property
     def project(self) -> Path:
         """fedrec's Flower App for this deployment (``root/project``, written once, after
-        :meth:`credentials`): a ``pyproject.toml`` naming the installed
-        ``fedrec.server.app`` and ``fedrec.client.app`` (``shared.flower_app``; no source
-        checkout needed), whose ``local-deployment`` federation points at this deployment,
-        so ``flwr supernode`` commands take no ``--federation-config``."""
-        from fedrec.shared.config import RunConfig
-
+        :meth:`credentials`): a ``pyproject.toml`` naming the installed ServerApp and
+        ClientApp of :attr:`app` (``shared.flower_app``; no source checkout needed), whose
+        ``local-deployment`` federation points at this deployment, so ``flwr supernode``
+        commands take no ``--federation-config``."""
+        components, config = app_defaults(self.app)
         federations = {"default": FEDERATION, FEDERATION: {
             "address": f"127.0.0.1:{self.ports.control}",
             "root-certificates": str(self.creds.ca_cert)}}
         return flower_app.write_app(self.root / "project", flower_app.app_pyproject(
-            "fedrec", flower_app.FEDAVG, RunConfig().to_flower(), federations))
+            "fedrec", components, config, federations))
 
     def register(self, index: int) -> None:
         """``flwr supernode register`` SuperNode ``index``'s public key: only registered
