@@ -15,6 +15,12 @@ Reconstruction threshold = t, the survivor threshold (``--min-survivors``); ever
 shared with all n devices. Fewer than t devices completing the protocol halts it:
 nothing is unmasked and the release is not made (``TooFewSurvivors``).
 
+Flower 1.23's workflow halts on *any* device that drops out before its key shares reach
+the others (at setup or share keys), however many survive: its unmask stage asks for,
+and tries to rebuild, a key of every device sampled at setup, and nobody holds a share
+of such a device's keys. :class:`DropoutTolerantSecAggPlus` forgets those devices once
+share keys ends (they are in no mask and no sum); see docs/distributed-dp.md.
+
 :class:`RecordingGrid` writes every payload the server receives (and the unmasked sums)
 to ``secagg-transcript.jsonl`` in the run directory when ``secagg-transcript`` is set
 (tests only: it needs ``--noise-seed``), so a test can look for un-noised aggregates.
@@ -78,6 +84,33 @@ class _SumStrategy(Strategy):
 
     def evaluate(self, server_round, parameters):
         return None
+
+
+class DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
+    """Flower's ``SecAggPlusWorkflow`` that survives devices lost before or during share
+    keys.
+
+    After share keys, only the devices that completed it (``active_node_ids``) sent
+    encrypted key shares, so only they are in the survivors' pairwise masks (a device's
+    mod masks with the sources of the shares it received) and only their keys can be
+    rebuilt. Flower's unmask stage still lists every device sampled at setup as dead
+    (``sampled_node_ids - active``) and as a neighbour: the survivors fail looking up its
+    share (``KeyError``) and the server finds no share of it ("Not enough shares"). This
+    drops the devices lost so far from ``sampled_node_ids`` and from every neighbour set;
+    the server then asks for nothing more than Flower would (for each device either the
+    private-mask seed or the mask key, never both), and devices lost later (after their
+    shares went out) are handled by Flower as before.
+    """
+
+    def share_keys_stage(self, grid, context, state) -> bool:
+        ok = super().share_keys_stage(grid, context, state)
+        keep = set(state.active_node_ids)
+        lost = set(state.sampled_node_ids) - keep
+        state.sampled_node_ids = keep
+        state.nid_to_neighbours = {nid: set(nbrs) - lost
+                                   for nid, nbrs in state.nid_to_neighbours.items()
+                                   if nid in keep}
+        return ok
 
 
 class RecordingGrid:
@@ -144,9 +177,10 @@ class SecAggCollect:
         self.rounds = 0
 
     def workflow(self, bits: int) -> SecAggPlusWorkflow:
-        """Flower's workflow with fedrec's ranges; ``num_shares`` 1.0: all n devices."""
+        """Flower's workflow (:class:`DropoutTolerantSecAggPlus`) with fedrec's ranges;
+        ``num_shares`` 1.0: all n devices."""
         q, c, m = skellam.secagg_ranges(bits, self.devices)
-        return SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=int(self.threshold),
+        return DropoutTolerantSecAggPlus(num_shares=1.0, reconstruction_threshold=int(self.threshold),
                                   max_weight=1.0, clipping_range=float(c),
                                   quantization_range=q, modulus_range=m, timeout=self.timeout)
 

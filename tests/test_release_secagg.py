@@ -323,6 +323,30 @@ def test_dropouts_before_and_after_the_masked_upload(tmp_path, monkeypatch):
 
 
 @pytest.mark.inprocess
+def test_dropouts_before_the_key_shares_leave_the_survivors_sum(tmp_path, monkeypatch):
+    """t = 6 of 8: device 2 vanishes at SecAgg+'s setup, device 5 at share keys (before
+    its key shares reach anyone). Flower 1.23's workflow alone halts here (it tries to
+    rebuild their keys from shares nobody holds); DropoutTolerantSecAggPlus forgets them:
+    the release is made with s = 6, the sum of the other six shares, and audited."""
+    cfg = ReleaseConfig(**{**SMALL, "pipeline": "popularity"}, secagg_transcript=True,
+                        min_survivors=0.75, out=str(tmp_path / "grid"))
+    failed = _run_on_grid(cfg, fail_at={2: Stage.SETUP, 5: Stage.SHARE_KEYS})
+    assert sorted((n, s) for n, s, _ in failed) == [(2, Stage.SETUP), (5, Stage.SHARE_KEYS)]
+    seen, _ = _device_shares(cfg, tmp_path / "local", monkeypatch)
+    payloads, unmasked = _transcript(tmp_path / "grid")
+    assert payloads and set(unmasked) == {"popularity"}
+    assert not any(needle in p for needle in _needles(seen) for p in payloads)
+    assert unmasked["popularity"]["survivors"] == N - 2
+    np.testing.assert_array_equal(
+        np.array(unmasked["popularity"]["total"]),
+        np.sum([seen["popularity"][u][1] for u in range(N) if u not in (1, 4)], axis=0))
+    records = json.loads((tmp_path / "grid" / "privacy.json").read_text())["user"]
+    rec = records["distributed"]["releases"]["popularity"]
+    assert (rec["survivors"], rec["threshold"], rec["devices"]) == (N - 2, 6, N)
+    assert audit_releases.audit(tmp_path / "grid")["passed"]
+
+
+@pytest.mark.inprocess
 def test_secagg_halting_makes_no_release_and_keeps_the_event(tmp_path):
     """Three devices vanish before the masked upload with t = 6 of 8: SecAgg+ halts, the
     popularity release is not made, its write-ahead event stays in the ledger."""
