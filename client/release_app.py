@@ -32,8 +32,8 @@ app = ClientApp()
 
 
 def device_data(context: Context) -> tuple[ReleaseConfig, ClientData, ItemContent]:
-    """This simulated device's config, data (``partition-id`` picks the user) and the
-    catalogue's public metadata."""
+    """This device's config, data (``partition-id`` picks the user: the simulation's, or
+    a deployment SuperNode's node config) and the catalogue's public metadata."""
     cfg, data, fed = _device(context)
     return cfg, data, ItemContent.of(fed.inter)
 
@@ -42,7 +42,8 @@ def _device(context: Context):
     """(config, this device's data, the federation) of ``partition-id``'s user."""
     cfg = ReleaseConfig.from_mapping(dict(context.run_config))
     if NODE_PARTITION_ID not in context.node_config:
-        raise RuntimeError(f"this ClientApp needs node_config['{NODE_PARTITION_ID}'] (simulation)")
+        raise RuntimeError(f"this ClientApp needs node_config['{NODE_PARTITION_ID}'] (simulation; "
+                           f"a deployment's SuperNode: --node-config \"{NODE_PARTITION_ID}=<u>\")")
     fed = load_federation(cfg.dataset, cfg.seed, cfg.synthetic_users, cfg.synthetic_items)
     data = fed.client(int(context.node_config[NODE_PARTITION_ID]))
     data = data.for_validation() if cfg.holdout == "validation" else data
