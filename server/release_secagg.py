@@ -180,9 +180,10 @@ class SecAggCollect:
         """Flower's workflow (:class:`DropoutTolerantSecAggPlus`) with fedrec's ranges;
         ``num_shares`` 1.0: all n devices."""
         q, c, m = skellam.secagg_ranges(bits, self.devices)
-        return DropoutTolerantSecAggPlus(num_shares=1.0, reconstruction_threshold=int(self.threshold),
-                                  max_weight=1.0, clipping_range=float(c),
-                                  quantization_range=q, modulus_range=m, timeout=self.timeout)
+        return DropoutTolerantSecAggPlus(
+            num_shares=1.0, reconstruction_threshold=int(self.threshold), max_weight=1.0,
+            clipping_range=float(c), quantization_range=q, modulus_range=m,
+            timeout=self.timeout)
 
     def __call__(self, statistic: str, request: dict) -> UnmaskedSum:
         arrays, config = wire.secagg_request(statistic, request)
