@@ -66,6 +66,12 @@ class KnnSettings:
             device's own factor solved on the released item factors V; 0: off).
         als_negative, als_lambda: the device's implicit-negative weight and ridge
             penalty of that solve (``fedrec.shared.als.user_factor``).
+        warm_weight: fusion weight of the standardised warm-start scores ``Q u``
+            (``fedrec.shared.warm``: Q frozen item factors of the release, u the device's
+            own logistic fit; 0: off).
+        warm_rank, warm_epochs, warm_lr, warm_l2, warm_negatives: the rank of the kNN
+            similarity's factorisation (ALS factors keep their rank), and the device's
+            gradient steps, step size, ridge penalty and negatives per positive.
     """
 
     rank: int = 0
@@ -84,6 +90,12 @@ class KnnSettings:
     als_weight: float = 0.0
     als_negative: float = 0.0
     als_lambda: float = 1.0
+    warm_weight: float = 0.0
+    warm_rank: int = 8
+    warm_epochs: int = 30
+    warm_lr: float = 0.5
+    warm_l2: float = 0.01
+    warm_negatives: int = 4
 
     def __post_init__(self) -> None:
         if self.rank < 0 or self.neighbours < 0 or self.top_k < 0:
@@ -100,6 +112,10 @@ class KnnSettings:
             raise ValueError("alpha must be >= 0, kNN weight >= 0 or -1 (auto)")
         if self.als_weight < 0 or self.als_negative < 0 or not self.als_lambda > 0:
             raise ValueError("ALS weight and negative weight must be >= 0, ALS lambda > 0")
+        if min(self.warm_weight, self.warm_l2) < 0 or not self.warm_lr > 0 or min(
+                self.warm_rank, self.warm_epochs, self.warm_negatives) < 1:
+            raise ValueError("warm weight and l2 must be >= 0, warm lr > 0, warm rank, "
+                             "epochs and negatives >= 1")
 
 
 @dataclass(frozen=True)
@@ -223,7 +239,8 @@ def knn_scores(items: np.ndarray, released: Released, settings: KnnSettings,
 
 def device_scores(items: np.ndarray, released: Released, settings: KnnSettings,
                   content: ItemContent | None = None) -> np.ndarray:
-    """(n_items,) scores a device ranks with: fusion of kNN, EASE, popularity and content.
+    """(n_items,) scores a device ranks with: fusion of kNN, EASE, ALS, warm-start,
+    popularity and content.
 
     Standardised popularity everywhere plus ``knn_weight`` times the standardised kNN
     scores on the head plus ``ease_weight`` times the standardised EASE scores (items
@@ -248,6 +265,12 @@ def device_scores(items: np.ndarray, released: Released, settings: KnnSettings,
         scores = scores + settings.als_weight * _on_catalogue(
             released, als_scores(items, released, settings))
         scale = max(scale, settings.als_weight)
+    if settings.warm_weight and (released.factors is not None or released.similarity is not None):
+        from fedrec.shared.warm import warm_scores
+
+        scores = scores + settings.warm_weight * _on_catalogue(
+            released, warm_scores(items, released, settings))
+        scale = max(scale, settings.warm_weight)
     if content is not None and (settings.genre_weight or settings.year_weight):
         if content.n_items != released.n_items:
             raise ValueError(f"the content covers {content.n_items} items, the release "
