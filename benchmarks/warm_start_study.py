@@ -2,7 +2,7 @@
 
 Each RUN is a statistics-release run directory (``fedrec simulate --pipeline knn|als``);
 its ``release.npz`` is what devices received, its manifest names the data, seed and
-holdout. Every device is re-scored on its own held-out item (the run's holdout) with the
+holdout. The ``warm_*`` settings start from the code's defaults, not the file's. Every device is re-scored on its own held-out item (the run's holdout) with the
 run's scoring settings plus each variant's overrides of ``KnnSettings`` (JSON objects:
 ``warm_weight``, ``warm_rank``, ...). Nothing is released again: the ε of every row is
 the run's own (``privacy.json``). Prints one line per variant: HR@10 per run and the mean.
@@ -40,8 +40,13 @@ def load_run(run: Path):
 def hr10(loaded, overrides: dict) -> float:
     from fedrec.client import releases as device
 
+    from fedrec.shared.knn import KnnSettings
+
     released, settings, clients, content = loaded
-    settings = dataclasses.replace(settings, **overrides)
+    # warm_* of the release file are those of the code that wrote it: use today's defaults
+    fresh = {f.name: getattr(KnnSettings(), f.name) for f in dataclasses.fields(KnnSettings)
+             if f.name.startswith("warm_")}
+    settings = dataclasses.replace(settings, **{**fresh, **overrides})
     return float(np.mean([device.evaluate(c, released, settings, content)["hr@10"]
                           for c in clients if c.evaluable]))
 

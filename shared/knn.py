@@ -91,11 +91,11 @@ class KnnSettings:
     als_negative: float = 0.0
     als_lambda: float = 1.0
     warm_weight: float = 0.0
-    warm_rank: int = 8
-    warm_epochs: int = 30
+    warm_rank: int = 5
+    warm_epochs: int = 10
     warm_lr: float = 0.5
-    warm_l2: float = 0.01
-    warm_negatives: int = 4
+    warm_l2: float = 0.0001
+    warm_negatives: int = 1
 
     def __post_init__(self) -> None:
         if self.rank < 0 or self.neighbours < 0 or self.top_k < 0:
