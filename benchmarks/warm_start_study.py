@@ -39,7 +39,6 @@ def load_run(run: Path):
 
 def hr10(loaded, overrides: dict) -> float:
     from fedrec.client import releases as device
-
     from fedrec.shared.knn import KnnSettings
 
     released, settings, clients, content = loaded

@@ -44,12 +44,16 @@ KNN_KEYS = {"rank": "rank", "alpha": "alpha", "neighbours": "neighbours", "decay
             "genre_weight": "genre-weight", "year_weight": "year-weight",
             "year_window": "year-window", "year_bandwidth": "year-bandwidth",
             "als_weight": "als-weight", "als_negative": "als-negative",
-            "als_lambda": "als-lambda"}
+            "als_lambda": "als-lambda", "warm_weight": "warm-weight",
+            "warm_rank": "warm-rank", "warm_epochs": "warm-epochs", "warm_lr": "warm-lr",
+            "warm_l2": "warm-l2", "warm_negatives": "warm-negatives"}
 _KNN_KINDS = {"rank": int, "alpha": float, "neighbours": int, "decay": float,
               "knn_weight": float, "top_k": int, "ease_lambda": float, "ease_weight": float,
               "pair_beta": float, "genre_weight": float, "year_weight": float,
               "year_window": int, "year_bandwidth": float, "als_weight": float,
-              "als_negative": float, "als_lambda": float}
+              "als_negative": float, "als_lambda": float, "warm_weight": float,
+              "warm_rank": int, "warm_epochs": int, "warm_lr": float, "warm_l2": float,
+              "warm_negatives": int}
 
 
 def popularity_request(decay: float, cap: int, bounded: bool = True) -> dict:

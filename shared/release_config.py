@@ -80,6 +80,9 @@ class ReleaseConfig:
             the summed contributions).
         als_min_support: an item keeps a factor only if its noisy support trace(A_i)
             exceeds this many noise stds of that trace (else it ranks by popularity).
+        warm_weight: ``KnnSettings.warm_weight`` (knn and als pipelines: the device's
+            scores from the release's frozen item factors and its own logistic user fit,
+            ``fedrec.shared.warm``; 0: off, the default: it did not pay on validation).
         knn_rank, knn_alpha, knn_decay, knn_weight, knn_top, ease_lambda, ease_weight,
         pair_beta, genre_weight, year_weight, year_window, year_bandwidth:
             ``fedrec.shared.knn.KnnSettings`` (``knn_top`` is its ``top_k``, ``knn_decay`` its
@@ -163,6 +166,9 @@ class ReleaseConfig:
     als_item_lambda: float = setting(3.0, "releases", "ridge penalty of the server's item factors")
     als_min_support: float = setting(0.0, "releases",
         "an item keeps a factor only if its noisy support exceeds this many noise stds")
+    warm_weight: float = setting(0.0, "device scoring",
+        "weight of the device's warm-start scores (frozen item factors of the knn or als "
+        "release, its own logistic user fit; no privacy cost; docs/neumf-warm-start.md), 0: off")
     genre_weight: float = setting(0.3, "device scoring",
         "weight of each device's genre-profile scores (its own history on the public "
         "catalogue; no privacy cost), 0: off")
@@ -283,7 +289,8 @@ class ReleaseConfig:
                            year_weight=self.year_weight, year_window=self.year_window,
                            year_bandwidth=self.year_bandwidth,
                            als_weight=self.als_weight if self.pipeline == "als" else 0.0,
-                           als_negative=self.als_negative, als_lambda=self.als_lambda)
+                           als_negative=self.als_negative, als_lambda=self.als_lambda,
+                           warm_weight=self.warm_weight)
 
     def survivor_threshold(self, n_users: int) -> int:
         """t = ceil(min_survivors * n): the fewest well-formed uploads a distributed

@@ -95,3 +95,15 @@ def test_warm_settings_are_validated_and_saved_with_the_release(tmp_path):
     settings = knn.KnnSettings(warm_weight=0.5, warm_rank=6, warm_lr=0.25)
     knn.save_released(tmp_path / "r.npz", _released(), settings)
     assert knn.load_released(tmp_path / "r.npz")[1] == settings
+
+
+def test_warm_settings_travel_in_the_recommend_message_and_come_from_the_release_config():
+    from fedrec.shared import protocol_releases as proto
+    from fedrec.shared.release_config import ReleaseConfig
+
+    settings = knn.KnnSettings(warm_weight=10.0, warm_rank=3, warm_epochs=7, warm_lr=0.2,
+                               warm_l2=0.5, warm_negatives=2)
+    content = proto.recommend_content(_released(), settings)
+    assert proto.knn_settings(content[proto.CONFIG]) == settings
+    assert ReleaseConfig(pipeline="als", warm_weight=2.5).knn.warm_weight == 2.5
+    assert ReleaseConfig().knn.warm_weight == 0.0          # default: off (did not pay)
