@@ -65,7 +65,9 @@ from fedrec.shared.protocol import (
     user_budget,
     with_dp_event,
 )
+from fedrec.shared.secagg_prg import install as install_full_seed_masks
 
+install_full_seed_masks()       # SecAgg+ masks keyed by the whole seed (fedrec.shared.secagg_prg)
 # SecAgg+ masks what the clipping mod left (fedrec.client.secagg); outside both, a simulated
 # client names its Ray node (diagnostics the server takes off the reply)
 app = ClientApp(mods=[simulation_node_mod, secagg_mod, optional_fixedclipping_mod])

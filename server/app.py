@@ -81,8 +81,10 @@ from fedrec.shared.protocol import (
 )
 from fedrec.shared.protocol import round_config as wire_round_config
 from fedrec.shared.runinfo import versions
+from fedrec.shared.secagg_prg import install as install_full_seed_masks
 
 log = logging.getLogger("flwr")
+install_full_seed_masks()       # SecAgg+ masks keyed by the whole seed (fedrec.shared.secagg_prg)
 app = ServerApp()
 #: The server's user-level ledger travels in each checkpoint, next to the model it paid for.
 LEDGER_KEY = "privacy-ledger"

@@ -32,7 +32,7 @@ from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import Strategy
 
 from fedrec.server.distributed import decode_average
-from fedrec.shared import privacy, skellam
+from fedrec.shared import privacy, secagg_prg, skellam
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.ledger import Ledger
@@ -94,7 +94,7 @@ class RoundPlan:
                 "threshold": self.threshold, "mu_per_device": self.mu_per_device,
                 "beta": self.beta, "bits": self.bits, "range_log2_failure": skellam.RANGE_LOG2,
                 "secagg": {"quantization_range": q, "clipping_range": c, "modulus_range": m,
-                           "max_weight": 1.0},
+                           "max_weight": 1.0, "mask_generator": secagg_prg.generator_name()},
                 "l1_sensitivity": event.l1_sensitivity, "l2_sensitivity": event.l2_sensitivity,
                 "noise_std_of_sum": math.sqrt(self.mu) / self.scale,
                 "noise_std_of_mean": math.sqrt(self.mu) / self.scale / self.sampled}

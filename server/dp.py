@@ -41,7 +41,7 @@ from flwr.common.differential_privacy import compute_adaptive_noise_params, comp
 from fedrec.server.secagg_bounds import FLOWER_MODULUS_RANGE, check_no_wrap, max_clients
 from fedrec.server.strategy import make_strategy, per_round, server_lr
 from fedrec.server.wrappers import adaptive_range, dp_wrapper
-from fedrec.shared import privacy
+from fedrec.shared import privacy, secagg_prg
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.ledger import Ledger
@@ -126,7 +126,8 @@ def _secagg_declared(cfg: RunConfig) -> dict[str, Any]:
     q, r = cfg.secagg_quantization_range, cfg.secagg_clipping_range
     return {"quantization_range": q, "modulus_range": FLOWER_MODULUS_RANGE,
             "clipping_range": r, "max_clients_per_round": max_clients(q),
-            "rounding_l2": f"sqrt(d) * 2 * {r:g} / {q} * (1 + 2^-20), d = weights summed"}
+            "rounding_l2": f"sqrt(d) * 2 * {r:g} / {q} * (1 + 2^-20), d = weights summed",
+            "mask_generator": secagg_prg.generator_name()}
 
 
 class ServerPrivacy:

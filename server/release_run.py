@@ -104,7 +104,7 @@ def declared(cfg: ReleaseConfig, n_users: int, z: float,
     if plan is not None:
         releases = {name: r.declared() for name, r in plan.items()}
         if secagg:
-            masks = secagg_prg.NAME if secagg_prg.installed() else "flower-mt19937"
+            masks = secagg_prg.generator_name()
             for name, r in plan.items():
                 releases[name]["secagg"] = {**distributed.secagg_record(r),
                                             "mask_generator": masks}

@@ -10,9 +10,10 @@ masks are uniform on ``[0, M)``, no bias).
 
 :func:`install` replaces the name in the two Flower modules that imported it (the
 device's ``secaggplus_mod`` and the server's ``SecAggPlusWorkflow``), for the whole
-process. Both sides of a protocol run must use the same generator: fedrec's statistics
-release apps install it on import (``fedrec.client.release_app``,
-``fedrec.server.release_app``). DP-FedAvg's SecAgg+ apps do not (they keep Flower's).
+process. Both sides of a protocol run must use the same generator: every fedrec app that
+runs SecAgg+ installs it on import, the statistics release apps
+(``fedrec.client.release_app``, ``fedrec.server.release_app``) and DP-FedAvg's
+(``fedrec.client.app``, ``fedrec.server.app``), so a server and its devices always agree.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 #: Domain separation of the masks' stream.
 TAG = b"fedrec secagg+ mask v1\x00"
 NAME = "shake-256"
+#: What a manifest records when Flower's own generator is in use.
+FLOWER_NAME = "flower-mt19937"
 
 
 def full_seed_rand_gen(seed: bytes, num_range: int,
@@ -64,3 +67,9 @@ def installed() -> bool:
     """Whether both Flower modules use :func:`full_seed_rand_gen`."""
     return all(importlib.import_module(name).pseudo_rand_gen is full_seed_rand_gen
                for name in MODULES)
+
+
+def generator_name() -> str:
+    """The manifest's ``mask_generator``: :data:`NAME` when installed, else
+    :data:`FLOWER_NAME`."""
+    return NAME if installed() else FLOWER_NAME

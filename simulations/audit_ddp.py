@@ -7,7 +7,8 @@ recomputes, from the declared scale, dimension, clip, beta, mu and rounds only:
 1. the round's ``SkellamEvent`` (sensitivities of one device's rounded vector recomputed
    by ``fedrec.shared.skellam``), the noise split (shares mu / t, t = ceil(min_survivors x
    clients_per_round)), the per-device bit width (a noisy vector leaves SecAgg+'s range
-   with probability <= 2^-64) and SecAgg+'s ranges (Q = 2^bits, c = Q / 2, M > m (Q + 1));
+   with probability <= 2^-64), SecAgg+'s ranges (Q = 2^bits, c = Q / 2, M > m (Q + 1))
+   and its masks' generator (the full-seed ``shake-256``, ``fedrec.shared.secagg_prg``);
 2. that every event in the write-ahead log and in the manifest is that event, logged
    before the round's participation entry (before its shares were drawn);
 3. the ε of the events logged, with a fresh replace-one RDP accountant and with
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fedrec.shared import privacy, skellam
+from fedrec.shared import privacy, secagg_prg, skellam
 from fedrec.shared.ledger import Ledger
 
 KIND = "skellam-distributed"
@@ -56,6 +57,9 @@ def _mechanism_check(check, declared: dict[str, Any]) -> Any:
         (bits >= need and bits <= skellam.SECAGG_MAX_BITS, f"{bits} bits, need {need} (<= 30)"),
         ((sa["quantization_range"], sa["clipping_range"], sa["modulus_range"]) == (q, c, mod)
          and mod > m * (q + 1), f"SecAgg+ ranges {sa} != (Q, c, M) = {(q, c, mod)}"),
+        (sa.get("mask_generator") == secagg_prg.NAME,
+         f"SecAgg+ masks from {sa.get('mask_generator')!r}, not the full-seed "
+         f"{secagg_prg.NAME!r} (fedrec.shared.secagg_prg)"),
         (math.isclose(declared["l2_sensitivity"], event.l2_sensitivity)
          and math.isclose(declared["l1_sensitivity"], event.l1_sensitivity),
          "declared sensitivities differ from the recomputed ones")) if not ok]

@@ -191,6 +191,14 @@ def test_a_distributed_federation_is_noised_on_the_devices_and_audited(tmp_path)
     assert fedrec(["audit", str(run.path)]) == 1
     audit = json.loads((run.path / "audit.json").read_text())
     assert [c["name"] for c in audit["checks"] if not c["passed"]] == [ddp_survivors()]
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["privacy"]["user"]["secagg"]["mask_generator"] == "shake-256"
+    manifest["privacy"]["user"]["secagg"]["mask_generator"] = "flower-mt19937"
+    (run.path / "manifest.json").write_text(json.dumps(manifest))
+    assert fedrec(["audit", str(run.path)]) == 1
+    audit = json.loads((run.path / "audit.json").read_text())
+    assert "Skellam mechanism recomputed from the declared settings" in [
+        c["name"] for c in audit["checks"] if not c["passed"]]
 
 
 def ddp_survivors() -> str:

@@ -125,3 +125,31 @@ def test_secagg_through_flowers_simulation_engine(tmp_path):
     rows = RunDir(out).read_metrics()
     assert [(r["clients_replied"], r["secagg_distinct_updates"]) for r in rows] == [(6, 1)] * 2
     assert fedrec(["audit", str(out)]) == 0
+
+
+@pytest.mark.parametrize("app_module", ["fedrec.client.app", "fedrec.server.app"])
+def test_dp_fedavg_apps_install_the_full_seed_mask_generator(app_module):
+    """Issue #22 follow-up: DP-FedAvg's ClientApp and ServerApp, on import, make both
+    Flower SecAgg+ modules (the device's mod, the server's workflow) draw masks with
+    fedrec's full-seed SHAKE-256 generator, not Flower's 32-bit-seeded one. The module
+    body runs afresh (not registered in sys.modules) after Flower's generator is put back."""
+    import importlib
+    import importlib.util
+
+    from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
+
+    from fedrec.shared import secagg_prg
+
+    modules = [importlib.import_module(name) for name in secagg_prg.MODULES]
+    before = [m.pseudo_rand_gen for m in modules]
+    try:
+        for m in modules:
+            m.pseudo_rand_gen = pseudo_rand_gen
+        assert not secagg_prg.installed()
+        spec = importlib.util.find_spec(app_module)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        assert secagg_prg.installed()
+        assert all(m.pseudo_rand_gen is secagg_prg.full_seed_rand_gen for m in modules)
+    finally:
+        for m, gen in zip(modules, before):
+            m.pseudo_rand_gen = gen
