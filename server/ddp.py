@@ -32,13 +32,15 @@ from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import Strategy
 
 from fedrec.server.distributed import decode_average
-from fedrec.shared import privacy, secagg_prg, skellam
+from fedrec.shared import privacy, range_failure, secagg_prg, skellam
 from fedrec.shared.config import RunConfig
 from fedrec.shared.errors import ConfigError
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.protocol import SKELLAM_BITS, SKELLAM_CLIP, SKELLAM_MU_SHARE, SKELLAM_SCALE
 
 RELATION = "replace_one"
+#: E = target ε x (1 + TARGET_MARGIN) sizes δ_acc (covers ``refuse``'s 1e-9 slack).
+TARGET_MARGIN = 1e-6
 MECHANISM = "skellam-distributed"
 #: Who the claim holds against (privacy.json): the server too, as it only unmasks the sum.
 ADVERSARY = ("anyone who sees the released models, and the server itself: SecAgg+ unmasks "
@@ -70,6 +72,7 @@ class RoundPlan:
     threshold: int
     bits: int
     beta: float = skellam.BETA
+    range_log2: float = skellam.RANGE_LOG2
 
     @property
     def mu_per_device(self) -> float:
@@ -77,6 +80,12 @@ class RoundPlan:
 
     def event(self) -> skellam.SkellamEvent:
         return skellam.release_event(self.mu, self.scale, self.clip, self.dim, self.beta)
+
+    def range_failure(self, rounds: int) -> float:
+        """p: probability that some device's noisy vector leaves SecAgg+'s [-c, c] in
+        ``rounds`` rounds (union bound: rounds x sampled x 2^range_log2, the per-device
+        Bernstein bound ``bits`` is sized for)."""
+        return rounds * self.sampled * 2.0 ** self.range_log2
 
     def ranges(self) -> tuple[int, float, int]:
         """SecAgg+'s (Q, c, M) (``fedrec.shared.skellam.secagg_ranges``)."""
@@ -92,7 +101,7 @@ class RoundPlan:
         event = self.event()
         return {"dim": self.dim, "scale": self.scale, "clip": self.clip, "mu": self.mu,
                 "threshold": self.threshold, "mu_per_device": self.mu_per_device,
-                "beta": self.beta, "bits": self.bits, "range_log2_failure": skellam.RANGE_LOG2,
+                "beta": self.beta, "bits": self.bits, "range_log2_failure": self.range_log2,
                 "secagg": {"quantization_range": q, "clipping_range": c, "modulus_range": m,
                            "max_weight": 1.0, "mask_generator": secagg_prg.generator_name()},
                 "l1_sensitivity": event.l1_sensitivity, "l2_sensitivity": event.l2_sensitivity,
@@ -133,7 +142,13 @@ def plan_rounds(cfg: RunConfig, n_clients: int, sampled: int, dim: int) -> Round
         raise ConfigError(f"dp distributed: a device's noisy vector needs {bits} bits per "
                           f"coordinate, more than SecAgg+'s {skellam.SECAGG_MAX_BITS}; lower "
                           f"--skellam-scale ({scale:g})")
-    return RoundPlan(dim, scale, clip, mu, sampled, t, bits)
+    plan = RoundPlan(dim, scale, clip, mu, sampled, t, bits)
+    bound = cfg.target_epsilon * (1 + TARGET_MARGIN) if cfg.target_epsilon else 0.0
+    if range_failure.accounted_delta(cfg.user_delta(n_clients), plan.range_failure(cfg.rounds),
+                                     bound) <= 0:
+        raise ConfigError(f"dp distributed: SecAgg+'s range-failure probability over "
+                          f"{cfg.rounds} rounds exceeds delta {cfg.user_delta(n_clients):.3g}")
+    return plan
 
 
 class DistributedPrivacy:
@@ -149,7 +164,23 @@ class DistributedPrivacy:
         return DistributedPrivacy(self.cfg, self.n_clients, self.plan, ledger)
 
     def spent(self) -> float:
-        return float(self.ledger.epsilon("rdp") or 0.0) if self.ledger.history else 0.0
+        return self.claim().epsilon if self.ledger.history else 0.0
+
+    def epsilon_bound(self) -> float | None:
+        """E for δ_acc: the target with a margin (``refuse`` allows 1e-9 above it)."""
+        target = self.cfg.target_epsilon
+        return target * (1 + TARGET_MARGIN) if target else None
+
+    def claim(self) -> range_failure.StrictClaim:
+        """The strict claim at the stated δ: the ledger's RDP ε at δ_acc = δ - (1 + e^E) p,
+        p = ``plan.range_failure`` of the rounds recorded (``fedrec.shared.range_failure``)."""
+        led = self.ledger
+
+        def epsilon_at(delta: float) -> float:
+            return float(Ledger(led.relation, delta, led.history).epsilon("rdp"))
+
+        p = self.plan.range_failure(len(led.history))
+        return range_failure.strict_claim(epsilon_at, led.delta, p, self.epsilon_bound())
 
     def planned_event(self) -> dpe.DpEvent:
         return self.plan.event()
@@ -177,7 +208,7 @@ class DistributedPrivacy:
         """A round's metrics fields: survivors s (a count), t, the noise summed."""
         return {"survivors": survivors, "survivor_threshold": self.plan.threshold,
                 "dp_mu": self.plan.mu, "dp_mu_summed": self.plan.mu_per_device * survivors,
-                "epsilon": self.ledger.epsilon("rdp"), "epsilon_pld": None}
+                "epsilon": self.claim().epsilon, "epsilon_pld": None}
 
     def declared(self, n_clients: int) -> dict[str, Any]:
         """The manifest's user-level section."""
@@ -196,15 +227,13 @@ class DistributedPrivacy:
                 "adversary": ADVERSARY}
 
     def summary(self) -> dict[str, Any]:
-        eps = self.ledger.epsilon("rdp")
-        # a device's noisy vector outside SecAgg+'s range is clamped (prob. <= 2^-64 per
-        # device and round): the run is within total variation p of the accounted one,
-        # so (ε, δ + (1 + e^ε) p) holds (docs/distributed-dp.md)
-        p = len(self.ledger.history) * self.plan.sampled * 2.0 ** skellam.RANGE_LOG2
-        slack = (1 + math.exp(min(eps or 0.0, 700.0))) * p
-        return {"level": "user", "epsilon": eps, "delta": self.ledger.delta,
-                "range_failure_probability": p, "delta_with_range_failure":
-                self.ledger.delta + slack,
+        """privacy.json's user record. A device's noisy vector outside SecAgg+'s range is
+        clamped (prob. <= p): the run is within total variation p of the accounted one,
+        so the claim is the ledger's ε at δ_acc = δ - (1 + e^E) p, strict for the stated
+        δ (``claim``; docs/distributed-dp.md)."""
+        strict = self.claim()
+        eps = strict.epsilon
+        return {"level": "user", **strict.as_record(),
                 "accountant": "rdp", "epsilon_by_accountant": {"rdp": eps, "pld": None},
                 "relation": RELATION, "kind": MECHANISM,
                 "rounds": len(set(self.ledger.rounds)), "releases": len(self.ledger.history),

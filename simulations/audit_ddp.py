@@ -11,8 +11,11 @@ recomputes, from the declared scale, dimension, clip, beta, mu and rounds only:
    and its masks' generator (the full-seed ``shake-256``, ``fedrec.shared.secagg_prg``);
 2. that every event in the write-ahead log and in the manifest is that event, logged
    before the round's participation entry (before its shares were drawn);
-3. the ε of the events logged, with a fresh replace-one RDP accountant and with
-   ``fedrec.shared.skellam``'s closed form composed by order; the claim must equal both;
+3. the range-failure probability p (rounds x m x 2^-64, a device's vector leaving
+   SecAgg+'s range) and the strict claim's δ_acc: ``δ_acc + (1 + e^E) p <= δ`` with the
+   claimed ε <= E (``fedrec.shared.range_failure``); the ε of the events logged at δ_acc,
+   with a fresh replace-one RDP accountant and with ``fedrec.shared.skellam``'s closed form
+   composed by order; the claim must equal both;
    with a target, the planned rounds' ε must meet it (the calibration);
 4. survivors: every aggregated round summed t <= s <= m vectors, recorded as a count.
 
@@ -29,6 +32,7 @@ from fedrec.shared.ledger import Ledger
 
 KIND = "skellam-distributed"
 SURVIVORS_CHECK = "every aggregated round summed t <= s <= m devices"
+RANGE_CHECK = "range failure p recomputed; delta_acc + (1 + e^E) p <= delta, epsilon <= E"
 
 
 def is_distributed(declared_user: dict[str, Any] | None) -> bool:
@@ -95,17 +99,42 @@ def _log_checks(check, declared: dict[str, Any], releases: list[dict] | None,
     return out
 
 
+def _range_failure_check(check, declared: dict[str, Any], n_events: int,
+                         claim: dict[str, Any]) -> tuple[Any, float]:
+    """p = rounds x m x 2^-64 recomputed; δ_acc + (1 + e^E) p <= δ with ε <= E; returns
+    the check and δ_acc (the δ the claim is converted at)."""
+    p = n_events * declared["clients_per_round"] * 2.0 ** skellam.RANGE_LOG2
+    delta, delta_acc = declared["delta"], claim.get("delta_accounted", -1.0)
+    bound, claimed = claim.get("epsilon_bound", -math.inf), claim.get("epsilon")
+    total = delta_acc + (1 + math.exp(bound)) * p if bound < 700 else math.inf
+    ok = (claimed is not None and 0 < delta_acc <= delta and claimed <= bound
+          and total <= delta * (1 + 1e-12) and claim.get("delta") == delta
+          and math.isclose(claim.get("range_failure_probability", -1.0), p, rel_tol=1e-9,
+                           abs_tol=0.0))
+    return check(RANGE_CHECK, "user", ok,
+                 f"p = {p:.3g} ({n_events} rounds x {declared['clients_per_round']} devices x "
+                 f"2^{skellam.RANGE_LOG2}), recorded {claim.get('range_failure_probability')}; "
+                 f"delta_acc {delta_acc:.6g} + (1 + e^{bound:.6g}) p = {total:.6g} <= delta "
+                 f"{delta:.6g}; claimed {claimed} <= E"), delta_acc
+
+
 def _epsilon_checks(check, declared: dict[str, Any], n_events: int, claim: dict[str, Any],
                     stored: dict[str, Any] | None) -> tuple[list, dict[str, Any]]:
     event, delta = declared_event(declared), declared["delta"]
-    own = skellam.epsilon([event] * n_events, delta, privacy.RDP_ORDERS) if n_events else 0.0
-    fresh = Ledger.from_dict(stored).epsilon("rdp") if stored is not None else None
+    range_check, delta_acc = _range_failure_check(check, declared, n_events, claim)
+    at = delta_acc if 0 < delta_acc < 1 else delta
+    own = skellam.epsilon([event] * n_events, at, privacy.RDP_ORDERS) if n_events else 0.0
+    fresh = None
+    if stored is not None:
+        led = Ledger.from_dict(stored)
+        fresh = Ledger(led.relation, at, led.history).epsilon("rdp") if led.history else 0.0
     claimed = claim.get("epsilon")
     ok = (claimed is not None and math.isclose(claimed, own, rel_tol=1e-6)
           and (fresh is None or math.isclose(claimed, fresh, rel_tol=1e-6)))
-    out = [check("epsilon claim = fresh RDP = Skellam closed form", "user", ok,
+    out = [range_check,
+           check("epsilon claim = fresh RDP = Skellam closed form, at delta_acc", "user", ok,
                  f"claimed {claimed}, fresh RDP {fresh}, closed form composed {own:.6g} "
-                 f"({n_events} rounds)")]
+                 f"({n_events} rounds, delta_acc {at:.6g})")]
     target = declared.get("target_epsilon")
     if target:
         planned = skellam.epsilon([event] * declared["rounds"], delta, privacy.RDP_ORDERS)
@@ -113,7 +142,7 @@ def _epsilon_checks(check, declared: dict[str, Any], n_events: int, claim: dict[
                          planned <= target * (1 + 1e-6),
                          f"{declared['rounds']} rounds: {planned:.6g}, target {target:g}"))
     return out, {"claimed": claimed, "recomputed": {"rdp": fresh, "pld": None},
-                 "independent_rdp": own, "delta": delta,
+                 "independent_rdp": own, "delta": delta, "delta_accounted": at,
                  "source": "manifest.json" if stored is not None else "write-ahead log"}
 
 

@@ -183,7 +183,20 @@ def test_a_distributed_federation_is_noised_on_the_devices_and_audited(tmp_path)
     privacy = json.loads((run.path / "privacy.json").read_text())["user"]
     assert privacy["accountant"] == "rdp" and privacy["epsilon"] == pytest.approx(20, rel=0.01)
     assert privacy["epsilon"] <= 20 and privacy["epsilon_by_accountant"]["pld"] is None
+    assert privacy["range_failure_probability"] == 2 * 5 * 2.0 ** -64
+    assert 0 < privacy["delta_accounted"] <= privacy["delta"]
     assert fedrec(["audit", str(run.path)]) == 0
+    # a claim whose range-failure term is understated fails the audit
+    text = (run.path / "privacy.json").read_text()
+    tampered = json.loads(text)
+    tampered["user"]["range_failure_probability"] = 0.0
+    (run.path / "privacy.json").write_text(json.dumps(tampered))
+    assert fedrec(["audit", str(run.path)]) == 1
+    audit = json.loads((run.path / "audit.json").read_text())
+    from fedrec.simulations.audit_ddp import RANGE_CHECK
+
+    assert [c["name"] for c in audit["checks"] if not c["passed"]] == [RANGE_CHECK]
+    (run.path / "privacy.json").write_text(text)
     # a tampered survivors record or mechanism fails the audit
     lines = [json.loads(x) for x in run.metrics_path.read_text().splitlines()]
     lines[1]["survivors"] = 4
