@@ -39,8 +39,6 @@ from fedrec.shared.ledger import Ledger
 from fedrec.shared.protocol import SKELLAM_BITS, SKELLAM_CLIP, SKELLAM_MU_SHARE, SKELLAM_SCALE
 
 RELATION = "replace_one"
-#: E = target ε x (1 + TARGET_MARGIN) sizes δ_acc (covers ``refuse``'s 1e-9 slack).
-TARGET_MARGIN = 1e-6
 MECHANISM = "skellam-distributed"
 #: Who the claim holds against (privacy.json): the server too, as it only unmasks the sum.
 ADVERSARY = ("anyone who sees the released models, and the server itself: SecAgg+ unmasks "
@@ -143,7 +141,7 @@ def plan_rounds(cfg: RunConfig, n_clients: int, sampled: int, dim: int) -> Round
                           f"coordinate, more than SecAgg+'s {skellam.SECAGG_MAX_BITS}; lower "
                           f"--skellam-scale ({scale:g})")
     plan = RoundPlan(dim, scale, clip, mu, sampled, t, bits)
-    bound = cfg.target_epsilon * (1 + TARGET_MARGIN) if cfg.target_epsilon else 0.0
+    bound = range_failure.target_bound(cfg.target_epsilon) or 0.0
     if range_failure.accounted_delta(cfg.user_delta(n_clients), plan.range_failure(cfg.rounds),
                                      bound) <= 0:
         raise ConfigError(f"dp distributed: SecAgg+'s range-failure probability over "
@@ -169,7 +167,7 @@ class DistributedPrivacy:
     def epsilon_bound(self) -> float | None:
         """E for δ_acc: the target with a margin (``refuse`` allows 1e-9 above it)."""
         target = self.cfg.target_epsilon
-        return target * (1 + TARGET_MARGIN) if target else None
+        return range_failure.target_bound(target)
 
     def claim(self) -> range_failure.StrictClaim:
         """The strict claim at the stated δ: the ledger's RDP ε at δ_acc = δ - (1 + e^E) p,

@@ -116,6 +116,15 @@ class SkellamRelease:
                 "l1_sensitivity": event.l1_sensitivity, "l2_sensitivity": event.l2_sensitivity,
                 "noise_std": self.noise_std()}
 
+    def range_failure(self) -> float:
+        """p: probability that some device's SecAgg+ share has a coordinate beyond
+        ``c = 2^(bits-1)`` (the device then refuses and drops out, a data-dependent
+        event): the roster n times one device's Bernstein bound
+        (``fedrec.shared.skellam.share_exceed_probability``, noise share mu / t)."""
+        rounded = self.event().l2_sensitivity / 2.0
+        return self.devices * skellam.share_exceed_probability(
+            1 << (self.bits - 1), rounded, self.mu_per_device, self.dim)
+
     def survivors_record(self, survivors: int) -> dict:
         """What the run records after the sum: s, t, n and the noise actually summed."""
         return {"devices": self.devices, "threshold": self.threshold, "survivors": survivors,

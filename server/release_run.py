@@ -28,8 +28,9 @@ from dp_accounting import dp_event as dpe
 
 from fedrec.server import distributed, releases
 from fedrec.server.rundir import RunDir
-from fedrec.shared import als, knn, privacy, secagg_prg, stats
+from fedrec.shared import als, knn, privacy, range_failure, secagg_prg, stats
 from fedrec.shared.budget import BudgetRegistry, run_entry
+from fedrec.shared.errors import ConfigError
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.release_config import ReleaseConfig
 from fedrec.shared.runinfo import versions, write_text_atomic
@@ -132,6 +133,11 @@ def run_release(cfg: ReleaseConfig, data: DataInfo, collect: releases.Collect,
         plan = skellam_plan(cfg, data)
         if secagg:
             distributed.check_secagg(plan)
+        bound = range_failure.target_bound(cfg.target_epsilon) or 0.0
+        if range_failure.accounted_delta(cfg.user_delta(data.users),
+                                         range_failure_probability(plan, secagg), bound) <= 0:
+            raise ConfigError("distributed noise: the probability that a device's SecAgg+ "
+                              "share leaves its range exceeds delta; raise --skellam-bits")
     z = noise_for(cfg, data.users) if plan is None else 0.0
     run_dir = RunDir(cfg.out)
     run_dir.create({"kind": KIND, "run_id": secrets.token_hex(8), "engine": engine,
@@ -181,13 +187,20 @@ def privacy_record(cfg: ReleaseConfig, ledger: Ledger,
                    secagg: bool = False) -> dict[str, Any]:
     """``privacy.json``: the user-level ε (PLD, the claim; RDP beside it) of the ledger.
     Distributed noise: the claim is the ledger's planned events (``mu``, the noise of t
-    survivors); ``distributed`` adds the survivors per release and the ε of the noise
+    survivors), RDP, converted at δ_acc = δ - (1 + e^E) p (``strict_claim``; p = 0
+    in-process); ``distributed`` adds the survivors per release and the ε of the noise
     actually summed (``mu s / t`` >= ``mu``: at most the claim)."""
     eps = ledger.epsilons()
     accountant = "rdp" if cfg.noise == "distributed" else "pld"   # PLD has no Skellam
+    strict = {}
+    if plan is not None:
+        record = strict_claim(cfg, ledger, plan, secagg).as_record()
+        eps = {**eps, "rdp": record["epsilon"]}
+        strict = {k: record[k] for k in ("delta_accounted", "range_failure_probability",
+                                         "epsilon_bound")}
     claim = eps[accountant] if cfg.private else math.inf
     user = {"epsilon": claim, "epsilons": eps, "accountant": accountant,
-            "delta": ledger.delta, "relation": stats.RELATION,
+            "delta": ledger.delta, **strict, "relation": stats.RELATION,
             "neighbours": "replace one user's entire history (the roster is public)",
             "adversary": (ADVERSARY if cfg.noise == "central"
                           else ADVERSARY_SECAGG if secagg else ADVERSARY_DISTRIBUTED),
@@ -196,6 +209,28 @@ def privacy_record(cfg: ReleaseConfig, ledger: Ledger,
     if plan is not None:
         user["distributed"] = survivors_summary(cfg, ledger.delta, plan, survivors or {})
     return {"user": user}
+
+
+def range_failure_probability(plan: dict[str, distributed.SkellamRelease],
+                              secagg: bool) -> float:
+    """p of a run: SecAgg+ devices refuse a share beyond c (``SkellamRelease.range_failure``,
+    summed over the releases: union bound); in-process nothing is clipped (0)."""
+    return sum(r.range_failure() for r in plan.values()) if secagg else 0.0
+
+
+def strict_claim(cfg: ReleaseConfig, ledger: Ledger,
+                 plan: dict[str, distributed.SkellamRelease],
+                 secagg: bool) -> range_failure.StrictClaim:
+    """The ledger's RDP ε at δ_acc = δ - (1 + e^E) p: the run is within total variation p
+    of the accounted mechanism (a device's refusal is the only way out of it), so the
+    claim holds at the stated δ (``fedrec.shared.range_failure``). E: the target x
+    (1 + 1e-6), else ε at δ / 2."""
+    def epsilon_at(delta: float) -> float:
+        return float(Ledger(ledger.relation, delta, ledger.history).epsilon("rdp") or 0.0)
+
+    bound = range_failure.target_bound(cfg.target_epsilon)
+    return range_failure.strict_claim(epsilon_at, ledger.delta,
+                                      range_failure_probability(plan, secagg), bound)
 
 
 def survivors_summary(cfg: ReleaseConfig, delta: float,

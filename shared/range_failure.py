@@ -29,6 +29,15 @@ from fedrec.shared.errors import FedrecError
 
 #: exp() overflows above this; (1 + e^E) p is then treated as infinite.
 _MAX_EXP = 700.0
+#: E = target ε x (1 + TARGET_MARGIN): covers a ledger's check ``ε <= target (1 + 1e-9)``.
+TARGET_MARGIN = 1e-6
+
+
+def target_bound(target_epsilon: float | None) -> float | None:
+    """E from a run's target ε (None without a finite, positive target)."""
+    if not target_epsilon or not math.isfinite(target_epsilon):
+        return None
+    return target_epsilon * (1 + TARGET_MARGIN)
 
 
 class RangeFailureTooLikely(FedrecError):

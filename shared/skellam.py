@@ -290,6 +290,19 @@ def to_secagg(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     return np.clip(x, -c, c).astype(np.float64), int(np.count_nonzero(np.abs(x) > c))
 
 
+def share_exceed_probability(c: int, rounded_l2: float, mu_share: float, dim: int) -> float:
+    """Upper bound on P(some coordinate of one device's share, its rounded vector (each
+    coordinate ``|x| <= floor(rounded_l2)``) plus ``Sk(mu_share)``, is beyond ``c`` in
+    absolute value): the noise must exceed ``x = c - floor(rounded_l2)``; Bernstein's
+    tail ``2 exp(-x^2 / (2 (mu_share + x/3)))``, union over the ``dim`` coordinates,
+    capped at 1 (1 when x <= 0). Below ~1e-308 it is 0.0 in float64."""
+    x = c - math.floor(rounded_l2)
+    if x <= 0:
+        return 1.0
+    log_p = math.log(2.0 * dim) - x * x / (2.0 * (mu_share + x / 3.0))
+    return math.exp(min(0.0, log_p))
+
+
 def device_bits(rounded_l2: float, mu_share: float, dim: int,
                 log2_failure: float = RANGE_LOG2) -> int:
     """Bits b such that one device's rounded vector (L2 <= ``rounded_l2``) plus its

@@ -26,7 +26,10 @@ cannot wrap (noise mu n / t). A fourth check reads the survivors record (``priva
 shares (s <= n), its noise ``mu s / t`` is recomputed here, and the ε of that noise
 actually summed (own closed form) is at most the claim. A Flower-engine run (its shares
 travel through SecAgg+, ``transport: secagg+``) has each release's recorded SecAgg+ setup
-recomputed (threshold t, ranges Q, c, M).
+recomputed (threshold t, ranges Q, c, M). The distributed claim is strict: a fifth check
+recomputes the range-failure probability p (a SecAgg+ device refusing a share beyond c;
+0 in-process) and requires ``δ_acc + (1 + e^E) p <= δ`` with ε <= E; checks 2 and 3
+convert at that δ_acc (``fedrec.shared.range_failure``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ KIND = "statistics-release"
 #: The claim (PLD) may sit above the exact curve by the PLD's pessimistic discretisation.
 EXACT_TOLERANCE = 0.01
 SURVIVORS_CHECK = "every release summed >= t shares; ε of the noise summed <= claim"
+RANGE_CHECK = "range failure p recomputed; delta_acc + (1 + e^E) p <= delta, ε <= E"
 
 
 def is_release_run(path: str | Path) -> bool:
@@ -72,14 +76,21 @@ def audit(path: str | Path) -> dict[str, Any]:
     recomputed = {kind: ledger.epsilon(kind) for kind in privacy.ACCOUNTANTS}
     distributed = declared.get("noise") == "distributed"
     kind = "rdp" if distributed else "pld"
-    fresh = recomputed[kind]
     private = bool(declared["secret_randomness"])
     claimed = claim["epsilon"]
+    delta_acc = ledger.delta
+    if distributed:
+        secagg = declared.get("transport") == "secagg+" or manifest.get("engine") == "flower"
+        range_check, delta_acc = _range_failure_check(declared, claim, secagg)
+        checks.append(range_check)
+        recomputed["rdp"] = Ledger(ledger.relation, delta_acc, ledger.history).epsilon("rdp")
+    fresh = recomputed[kind]
     if private:
-        checks.append(_check(f"claim = fresh {kind.upper()} over the ledger",
+        checks.append(_check(f"claim = fresh {kind.upper()} over the ledger"
+                             + (" at delta_acc" if distributed else ""),
                              fresh is not None and math.isclose(claimed, fresh, rel_tol=1e-6),
                              f"claimed {claimed:.6g}, recomputed {fresh}"))
-        checks.append(_skellam_check(declared, claimed) if distributed
+        checks.append(_skellam_check(declared, claimed, delta_acc) if distributed
                       else _exact_check(declared, claimed))
     if distributed:
         checks.append(_survivors_check(declared, manifest, claim, claimed))
@@ -115,7 +126,33 @@ def _event(release: dict[str, Any]) -> dpe.DpEvent:
     return dpe.GaussianDpEvent(z) if z > 0 else dpe.NonPrivateDpEvent()
 
 
-def _skellam_check(declared: dict[str, Any], claimed: float) -> dict[str, Any]:
+def _range_failure_check(declared: dict[str, Any], claim: dict[str, Any],
+                         secagg: bool) -> tuple[dict[str, Any], float]:
+    """p recomputed here: with SecAgg+ a device refuses a share beyond c = 2^(bits-1);
+    per release n x 2d exp(-x^2 / (2 (mu / t + x / 3))), x = c - floor(R), R = D2 / 2
+    (Bernstein, union over coordinates and devices), summed over releases; in-process 0.
+    Then δ_acc + (1 + e^E) p <= δ and the claimed ε <= E. Returns the check and δ_acc."""
+    p, t = 0.0, _threshold(declared)
+    for r in declared["releases"].values() if secagg else ():
+        x = 2 ** (r["bits"] - 1) - math.floor(_event(r).l2_sensitivity / 2)
+        tail = (math.log(2 * r["dim"]) - x * x / (2 * (r["mu"] / t + x / 3))) if x > 0 else 0
+        p += r["devices"] * math.exp(min(0.0, tail))
+    delta, delta_acc = declared["delta"], claim.get("delta_accounted", -1.0)
+    bound, claimed = claim.get("epsilon_bound", -math.inf), claim["epsilon"]
+    total = delta_acc + (1 + math.exp(bound)) * p if bound < 700 else math.inf
+    recorded = claim.get("range_failure_probability", -1.0)
+    ok = (0 < delta_acc <= delta and total <= delta * (1 + 1e-12)
+          and (claimed <= bound or not declared["secret_randomness"])
+          and (recorded == p or math.isclose(recorded, p, rel_tol=1e-9)))
+    return _check(RANGE_CHECK, ok,
+                  f"p = {p:.3g} ({'SecAgg+' if secagg else 'in-process: nothing clipped'}), "
+                  f"recorded {recorded:.3g}; delta_acc {delta_acc:.6g} + (1 + e^E) p = "
+                  f"{total:.6g} <= delta {delta:.6g}, E = {bound:.6g}"), \
+        (delta_acc if 0 < delta_acc < 1 else delta)
+
+
+def _skellam_check(declared: dict[str, Any], claimed: float,
+                   delta_acc: float) -> dict[str, Any]:
     releases = list(declared["releases"].values())
     events = [_event(r) for r in releases]
     t = _threshold(declared)
@@ -125,7 +162,7 @@ def _skellam_check(declared: dict[str, Any], claimed: float) -> dict[str, Any]:
     bits_ok = all(r["bits"] >= skellam.bits_needed(r["devices"], e.l2_sensitivity / 2,
                                                    r["mu"] * r["devices"] / t, r["dim"])
                   for r, e in zip(releases, events))
-    own = skellam.epsilon(events, declared["delta"], privacy.RDP_ORDERS)
+    own = skellam.epsilon(events, delta_acc, privacy.RDP_ORDERS)
     ok = shares_ok and bits_ok and math.isclose(own, claimed, rel_tol=1e-6)
     return _check("Skellam ε from the declared releases (fedrec.shared.skellam) = claim", ok,
                   f"closed-form RDP composed {own:.6g}, claimed {claimed:.6g}; noise shares "

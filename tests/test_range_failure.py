@@ -8,10 +8,12 @@ import math
 
 import pytest
 
-from fedrec.server import ddp
+from fedrec.server import ddp, distributed, release_run
+from fedrec.shared import skellam, stats
 from fedrec.shared.config import RunConfig
 from fedrec.shared.ledger import Ledger
 from fedrec.shared.range_failure import RangeFailureTooLikely, accounted_delta, strict_claim
+from fedrec.shared.release_config import ReleaseConfig
 
 
 def _eps(delta: float) -> float:
@@ -66,3 +68,40 @@ def test_dp_fedavg_prints_the_epsilon_at_delta_acc_not_delta():
     assert record["epsilon_by_accountant"]["rdp"] == record["epsilon"]
     assert dp.spent() == record["epsilon"]
     assert "delta_with_range_failure" not in record
+
+
+def test_a_devices_share_exceeds_c_with_the_hand_computed_bernstein_bound():
+    # c = 100, floor(R) = 10: the noise must exceed x = 90; 2 d exp(-x^2 / (2 (mu + x/3)))
+    # = 10 exp(-8100 / 260) = exp(2.302585 - 31.153846) = 2.9516e-13
+    assert skellam.share_exceed_probability(100, 10.5, 100.0, 5) == pytest.approx(
+        2.9516e-13, rel=1e-4)
+    assert skellam.share_exceed_probability(10, 10.5, 1.0, 5) == 1.0        # x <= 0
+    assert skellam.share_exceed_probability(100, 10.5, 1e6, 5) == 1.0       # capped
+
+
+def test_secagg_releases_print_the_epsilon_at_delta_acc_and_in_process_at_delta():
+    cfg = ReleaseConfig(dataset="synthetic", synthetic_users=30, synthetic_items=40,
+                        pipeline="popularity", noise="distributed", target_epsilon=2.0)
+    delta = cfg.user_delta(30)
+    (release,) = distributed.plan(2.0, delta, {"popularity": 1.0}, {"popularity": 40}, 16.0,
+                                  30, 30).values()
+    assert release.range_failure() == 0.0      # the sized width: p underflows float64
+    release = dataclasses.replace(release, bits=7)     # too narrow: p visible (c = 64)
+    p = release.range_failure()
+    assert p == 30 * skellam.share_exceed_probability(
+        64, release.event().l2_sensitivity / 2, release.mu_per_device, 40)
+    assert p == pytest.approx(7.48e-5, rel=0.01)
+    ledger = Ledger(stats.RELATION, delta)
+    ledger.record(1, release.event())
+    plan = {"popularity": release}
+    user = release_run.privacy_record(cfg, ledger, plan, {}, secagg=True)["user"]
+    assert user["range_failure_probability"] == p and user["delta"] == delta
+    assert user["delta_accounted"] + (1 + math.exp(user["epsilon_bound"])) * p <= delta
+    at_acc = Ledger(stats.RELATION, user["delta_accounted"], ledger.history).epsilon("rdp")
+    assert user["epsilon"] == at_acc > ledger.epsilon("rdp")
+    # ε(δ_acc) > the target here, so E is the fallback ε(δ / 2), not the target
+    assert user["epsilon"] <= user["epsilon_bound"] == Ledger(
+        stats.RELATION, delta / 2, ledger.history).epsilon("rdp")
+    inprocess = release_run.privacy_record(cfg, ledger, plan, {}, secagg=False)["user"]
+    assert inprocess["range_failure_probability"] == 0.0
+    assert inprocess["epsilon"] == ledger.epsilon("rdp") and inprocess["delta_accounted"] == delta
