@@ -374,6 +374,16 @@ def test_audit_fails_on_a_tampered_secagg_record(tmp_path):
         report = audit_releases.audit(bad)
         failed = [c["name"] for c in report["checks"] if not c["passed"]]
         assert not report["passed"] and any(n.startswith("SecAgg+ setup") for n in failed)
+    # the strict claim: δ_acc + (1 + e^E) p <= δ with p recomputed; a record claiming a
+    # δ_acc above δ (ε at a larger δ: a smaller ε) fails
+    bad = tmp_path / "bad-delta-acc"
+    shutil.copytree(tmp_path / "grid", bad)
+    privacy = json.loads((bad / "privacy.json").read_text())
+    assert privacy["user"]["range_failure_probability"] == 0.0      # underflows at 2^bits
+    privacy["user"]["delta_accounted"] = 2 * privacy["user"]["delta"]
+    (bad / "privacy.json").write_text(json.dumps(privacy))
+    failed = [c["name"] for c in audit_releases.audit(bad)["checks"] if not c["passed"]]
+    assert audit_releases.RANGE_CHECK in failed
 
 
 # ----- Flower's simulation engine -----
